@@ -1,0 +1,119 @@
+//! Accounts from the passwd and group databases (through NSS, so LDAP and
+//! sssd users work as local ones do).
+
+use std::ffi::CString;
+use std::path::PathBuf;
+
+use nix::unistd::{Gid, Group, User, getgrouplist};
+
+use crate::error::{Error, Result};
+
+/// The parts of a passwd entry otpgate uses, plus group membership.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    pub name: String,
+    pub uid: u32,
+    pub gid: u32,
+    pub home: PathBuf,
+    /// Every group id the user is in, primary included.
+    pub gids: Vec<u32>,
+    /// Group names known up front (tests); otherwise names are resolved
+    /// when a policy asks.
+    names: Vec<String>,
+}
+
+impl Account {
+    /// Looks `name` up. Names with `/` or NUL, and unknown names, are
+    /// [`Error::UnknownUser`].
+    pub fn lookup(name: &str) -> Result<Account> {
+        let unknown = || Error::UnknownUser {
+            name: name.to_string(),
+        };
+        if name.is_empty()
+            || name.contains('/')
+            || name.contains('\0')
+            || name == "."
+            || name == ".."
+        {
+            return Err(unknown());
+        }
+        let user = User::from_name(name)
+            .map_err(|e| Error::io("/etc/passwd", "look up user", e.into()))?
+            .ok_or_else(unknown)?;
+        let cname = CString::new(name).map_err(|_| unknown())?;
+        let gids = getgrouplist(&cname, user.gid)
+            .map(|g| g.iter().map(|g| g.as_raw()).collect())
+            .unwrap_or_else(|_| vec![user.gid.as_raw()]);
+        Ok(Account {
+            name: user.name,
+            uid: user.uid.as_raw(),
+            gid: user.gid.as_raw(),
+            home: user.dir,
+            gids,
+            names: Vec::new(),
+        })
+    }
+
+    /// The account running this process (by real uid).
+    pub fn current() -> Result<Account> {
+        let uid = nix::unistd::getuid();
+        let user = User::from_uid(uid)
+            .map_err(|e| Error::io("/etc/passwd", "look up user", e.into()))?
+            .ok_or_else(|| Error::UnknownUser {
+                name: format!("uid {uid}"),
+            })?;
+        Account::lookup(&user.name)
+    }
+
+    /// True when the user is a member of group `group` (by name).
+    pub fn in_group(&self, group: &str) -> bool {
+        if !self.names.is_empty() {
+            return self.names.iter().any(|n| n == group);
+        }
+        match Group::from_name(group) {
+            Ok(Some(g)) => self.gids.contains(&g.gid.as_raw()),
+            _ => false,
+        }
+    }
+
+    /// The supplementary group list as `nix` ids.
+    pub fn nix_gids(&self) -> Vec<Gid> {
+        self.gids.iter().map(|&g| Gid::from_raw(g)).collect()
+    }
+
+    /// An account that does not need the passwd database (tests, tools).
+    pub fn for_tests(name: &str, uid: u32, gid: u32, home: &str, groups: &[&str]) -> Account {
+        Account {
+            name: name.to_string(),
+            uid,
+            gid,
+            home: PathBuf::from(home),
+            gids: vec![gid],
+            names: groups.iter().map(|g| g.to_string()).collect(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn root_is_found_with_its_home() {
+        let root = Account::lookup("root").unwrap();
+        assert_eq!(root.uid, 0);
+        assert!(root.gids.contains(&0));
+        assert!(root.in_group("root"));
+        assert!(!root.in_group("no-such-group-otpgate"));
+    }
+
+    #[test]
+    fn unknown_and_hostile_names_are_unknown_users() {
+        for name in ["no-such-user-otpgate", "", "../root", "a/b", "a\0b", ".."] {
+            assert!(
+                matches!(Account::lookup(name), Err(Error::UnknownUser { .. })),
+                "{name:?}"
+            );
+        }
+    }
+}

@@ -1,0 +1,32 @@
+//! `otpgate-config`: everything otpgate's PAM module and CLI share that is
+//! neither PAM nor terminal code.
+//!
+//! - [`system`]: the system policy (`/etc/otpgate/config.toml`) and
+//!   module-argument overrides;
+//! - [`record`]: the per-user file, code verification, lockout, remembered
+//!   hosts;
+//! - [`store`]: reading it without following symlinks and updating it
+//!   atomically under a lock, with the user's file-system identity;
+//! - [`otp`], [`backup`], [`answer`], [`net`]: the pieces those use.
+//!
+//! Time and randomness come from the caller or the OS; nothing here reads
+//! the wall clock, so tests are exact.
+#![forbid(unsafe_code)]
+
+pub mod account;
+pub mod answer;
+pub mod backup;
+pub mod error;
+pub mod identity;
+pub mod net;
+pub mod otp;
+pub mod record;
+pub mod store;
+pub mod system;
+
+pub use account::Account;
+pub use answer::Answer;
+pub use error::{Error, Result};
+pub use record::{Method, UserRecord, Verdict};
+pub use store::UserFile;
+pub use system::SystemConfig;

@@ -1,0 +1,723 @@
+//! The per-user file: one TOML document holding the secret, the hashed
+//! backup codes, the login state and the remembered hosts, so that one lock
+//! and one atomic rename cover every change.
+//!
+//! ```toml
+//! version = 1
+//! [totp]                      # or [hotp] with `counter`
+//! secret = "BASE32..."
+//! algorithm = "SHA1"
+//! digits = 6
+//! period = 30
+//! [backup]
+//! codes = ["sha256$<salt>$<digest>", "..."]
+//! [state]
+//! last_step = 58966342
+//! failures = 0
+//! locked_until = 0
+//! [[trusted_host]]
+//! host = "203.0.113.7"
+//! until = 1767225600
+//! ```
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::answer::Answer;
+use crate::backup;
+use crate::error::{Error, Result};
+use crate::otp::{self, Algorithm, Generator, Secret};
+
+/// The only file version this build reads and writes.
+pub const VERSION: u32 = 1;
+/// Most remembered hosts kept per user; the oldest expiry goes first.
+pub const MAX_TRUSTED_HOSTS: usize = 64;
+
+/// A whole user file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserRecord {
+    pub version: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub totp: Option<TotpConfig>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hotp: Option<HotpConfig>,
+    #[serde(default)]
+    pub backup: Backup,
+    #[serde(default)]
+    pub state: State,
+    #[serde(
+        default,
+        rename = "trusted_host",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub trusted_hosts: Vec<TrustedHost>,
+}
+
+/// Time-based codes (RFC 6238).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TotpConfig {
+    pub secret: Secret,
+    #[serde(default)]
+    pub algorithm: Algorithm,
+    #[serde(default = "default_digits")]
+    pub digits: u8,
+    #[serde(default = "default_period")]
+    pub period: u64,
+    /// Steps accepted either side of now; unset = the system `totp_window`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window: Option<u32>,
+}
+
+/// Counter-based codes (RFC 4226).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HotpConfig {
+    pub secret: Secret,
+    #[serde(default)]
+    pub algorithm: Algorithm,
+    #[serde(default = "default_digits")]
+    pub digits: u8,
+    /// The next counter value expected.
+    #[serde(default)]
+    pub counter: u64,
+    /// Counters accepted ahead of `counter`; unset = the system `hotp_lookahead`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lookahead: Option<u32>,
+}
+
+/// Hashed one-time backup codes; a used one is removed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Backup {
+    #[serde(default)]
+    pub codes: Vec<String>,
+}
+
+/// What changes at every login.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct State {
+    /// Last accepted TOTP time step; that step and earlier ones are refused.
+    #[serde(default)]
+    pub last_step: u64,
+    /// Wrong codes since the last success or lockout.
+    #[serde(default)]
+    pub failures: u32,
+    /// Unix time until which every code is refused; 0 = not locked.
+    #[serde(default)]
+    pub locked_until: u64,
+}
+
+/// A host the user chose to trust after a successful code.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrustedHost {
+    pub host: String,
+    /// Unix time at which the trust ends.
+    pub until: u64,
+}
+
+fn default_digits() -> u8 {
+    6
+}
+fn default_period() -> u64 {
+    30
+}
+
+/// How a code was accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    Totp,
+    Hotp,
+    Backup,
+}
+
+impl Method {
+    /// The word used in log lines.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Totp => "totp",
+            Method::Hotp => "hotp",
+            Method::Backup => "backup",
+        }
+    }
+}
+
+/// The result of checking one answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Accepted(Method),
+    /// Matches no code.
+    Wrong,
+    /// A TOTP code for a step already used, or older than one used: a
+    /// replay, or a clock that went backwards since the last login.
+    Replayed {
+        step: u64,
+        last_step: u64,
+    },
+}
+
+/// System-wide verification settings that a user file may override.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VerifyPolicy {
+    pub totp_window: u32,
+    pub hotp_lookahead: u32,
+}
+
+/// Lockout settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LockoutPolicy {
+    /// Failures that lock the account; 0 = never.
+    pub after: u32,
+    pub minutes: u32,
+}
+
+impl UserRecord {
+    /// A fresh TOTP enrollment.
+    pub fn new_totp(secret: Secret, algorithm: Algorithm, digits: u8, period: u64) -> Self {
+        UserRecord::with_method(
+            Some(TotpConfig {
+                secret,
+                algorithm,
+                digits,
+                period,
+                window: None,
+            }),
+            None,
+        )
+    }
+
+    /// A fresh HOTP enrollment.
+    pub fn new_hotp(secret: Secret, algorithm: Algorithm, digits: u8, counter: u64) -> Self {
+        UserRecord::with_method(
+            None,
+            Some(HotpConfig {
+                secret,
+                algorithm,
+                digits,
+                counter,
+                lookahead: None,
+            }),
+        )
+    }
+
+    fn with_method(totp: Option<TotpConfig>, hotp: Option<HotpConfig>) -> Self {
+        UserRecord {
+            version: VERSION,
+            totp,
+            hotp,
+            backup: Backup::default(),
+            state: State::default(),
+            trusted_hosts: Vec::new(),
+        }
+    }
+
+    /// Parses and validates a user file's text; `path` is for messages.
+    pub fn from_toml(path: &Path, text: &str) -> Result<Self> {
+        let record: UserRecord =
+            toml::from_str(text).map_err(|e| Error::from_toml(path, text, &e))?;
+        record.validate(path)?;
+        Ok(record)
+    }
+
+    /// The TOML text of this record.
+    pub fn to_toml(&self) -> String {
+        // Serializing plain structs of strings and integers cannot fail;
+        // should it ever, an empty string fails validation on the next read
+        // instead of panicking inside a PAM module.
+        toml::to_string(self).unwrap_or_default()
+    }
+
+    /// Checks what serde cannot: the version, one method, sane parameters.
+    pub fn validate(&self, path: &Path) -> Result<()> {
+        let invalid = |key: &str, message: String| Error::Invalid {
+            source: path.display().to_string(),
+            key: key.to_string(),
+            message,
+        };
+        if self.version != VERSION {
+            return Err(invalid(
+                "version",
+                format!(
+                    "version {} is not supported (this otpgate reads version {VERSION})",
+                    self.version
+                ),
+            ));
+        }
+        match (&self.totp, &self.hotp) {
+            (Some(_), Some(_)) => {
+                return Err(invalid("totp", "both [totp] and [hotp]; keep one".into()));
+            }
+            (None, None) => {
+                return Err(invalid(
+                    "totp",
+                    "neither [totp] nor [hotp] is present".into(),
+                ));
+            }
+            _ => {}
+        }
+        if let Some(t) = &self.totp {
+            otp::check_digits(t.digits).map_err(|e| invalid("totp.digits", e.to_string()))?;
+            otp::check_period(t.period).map_err(|e| invalid("totp.period", e.to_string()))?;
+            if t.window.is_some_and(|w| w > 10) {
+                return Err(invalid("totp.window", "at most 10 steps".into()));
+            }
+        }
+        if let Some(h) = &self.hotp {
+            otp::check_digits(h.digits).map_err(|e| invalid("hotp.digits", e.to_string()))?;
+            if h.lookahead.is_some_and(|l| l > 1000) {
+                return Err(invalid("hotp.lookahead", "at most 1000".into()));
+            }
+        }
+        for entry in &self.backup.codes {
+            backup::validate_entry(entry).map_err(|e| invalid("backup.codes", e.to_string()))?;
+        }
+        Ok(())
+    }
+
+    /// `Some(until)` while the account is locked out at `now`.
+    pub fn locked_until(&self, now: u64) -> Option<u64> {
+        (self.state.locked_until > now).then_some(self.state.locked_until)
+    }
+
+    /// Counts a wrong code; returns the lockout end if this failure locked
+    /// the account.
+    pub fn record_failure(&mut self, now: u64, policy: LockoutPolicy) -> Option<u64> {
+        self.state.failures = self.state.failures.saturating_add(1);
+        if policy.after > 0 && self.state.failures >= policy.after {
+            self.state.failures = 0;
+            self.state.locked_until = now.saturating_add(u64::from(policy.minutes) * 60);
+            return Some(self.state.locked_until);
+        }
+        None
+    }
+
+    /// Clears the failure count and any expired lock after a good code.
+    pub fn record_success(&mut self) {
+        self.state.failures = 0;
+        self.state.locked_until = 0;
+    }
+
+    /// Lifts a lockout (admin `unlock`).
+    pub fn unlock(&mut self) {
+        self.record_success();
+    }
+
+    /// Checks `answer` against the TOTP or HOTP secret, then the backup
+    /// codes. On acceptance the record is changed so the same code never
+    /// works again (step remembered, counter advanced, backup code removed);
+    /// the caller must write it before granting the login.
+    pub fn verify(&mut self, answer: &Answer, now: u64, policy: VerifyPolicy) -> Result<Verdict> {
+        let code = answer.as_str();
+        if let Some(verdict) = self.verify_totp(code, now, policy)? {
+            return Ok(verdict);
+        }
+        if self.verify_hotp(code, policy)? {
+            return Ok(Verdict::Accepted(Method::Hotp));
+        }
+        if let Some(i) = backup::find(&self.backup.codes, code) {
+            self.backup.codes.remove(i);
+            return Ok(Verdict::Accepted(Method::Backup));
+        }
+        Ok(Verdict::Wrong)
+    }
+
+    fn verify_totp(
+        &mut self,
+        code: &str,
+        now: u64,
+        policy: VerifyPolicy,
+    ) -> Result<Option<Verdict>> {
+        let Some(t) = &self.totp else {
+            return Ok(None);
+        };
+        let generator = Generator::totp(&t.secret, t.algorithm, t.digits, t.period)?;
+        let window = u64::from(t.window.unwrap_or(policy.totp_window));
+        let current = otp::time_step(now, t.period);
+        let steps = generator.matching_steps(
+            code,
+            current.saturating_sub(window),
+            current.saturating_add(window),
+        );
+        let last_step = self.state.last_step;
+        if let Some(&step) = steps.iter().find(|&&s| s > last_step) {
+            self.state.last_step = step;
+            return Ok(Some(Verdict::Accepted(Method::Totp)));
+        }
+        Ok(steps
+            .first()
+            .map(|&step| Verdict::Replayed { step, last_step }))
+    }
+
+    fn verify_hotp(&mut self, code: &str, policy: VerifyPolicy) -> Result<bool> {
+        let Some(h) = &mut self.hotp else {
+            return Ok(false);
+        };
+        let generator = Generator::hotp(&h.secret, h.algorithm, h.digits)?;
+        let ahead = u64::from(h.lookahead.unwrap_or(policy.hotp_lookahead));
+        let steps = generator.matching_steps(code, h.counter, h.counter.saturating_add(ahead));
+        match steps.first() {
+            Some(&counter) => {
+                h.counter = counter.saturating_add(1);
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    /// True when `host` was trusted by the user and the trust has not expired.
+    pub fn is_trusted_host(&self, host: &str, now: u64) -> bool {
+        !host.is_empty()
+            && self
+                .trusted_hosts
+                .iter()
+                .any(|h| h.host == host && h.until > now)
+    }
+
+    /// Trusts `host` until `until`, dropping expired entries and keeping at
+    /// most [`MAX_TRUSTED_HOSTS`].
+    pub fn trust_host(&mut self, host: &str, until: u64, now: u64) {
+        self.trusted_hosts.retain(|h| h.host != host);
+        self.prune_trusted_hosts(now);
+        self.trusted_hosts.push(TrustedHost {
+            host: host.to_string(),
+            until,
+        });
+        if self.trusted_hosts.len() > MAX_TRUSTED_HOSTS {
+            self.trusted_hosts
+                .sort_by_key(|h| std::cmp::Reverse(h.until));
+            self.trusted_hosts.truncate(MAX_TRUSTED_HOSTS);
+        }
+    }
+
+    /// Drops trusts that have expired at `now`.
+    pub fn prune_trusted_hosts(&mut self, now: u64) {
+        self.trusted_hosts.retain(|h| h.until > now);
+    }
+
+    /// Replaces the backup codes with fresh ones; returns them in clear,
+    /// the only time they exist so.
+    pub fn new_backup_codes(
+        &mut self,
+        count: usize,
+        digits: u8,
+    ) -> Result<Vec<zeroize::Zeroizing<String>>> {
+        let codes = backup::generate(count, digits)?;
+        self.backup.codes = codes
+            .iter()
+            .map(|c| backup::hash(c))
+            .collect::<Result<_>>()?;
+        Ok(codes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const POLICY: VerifyPolicy = VerifyPolicy {
+        totp_window: 1,
+        hotp_lookahead: 10,
+    };
+
+    fn secret() -> Secret {
+        Secret::from_bytes(b"12345678901234567890".to_vec()).unwrap()
+    }
+
+    fn totp_record() -> UserRecord {
+        UserRecord::new_totp(secret(), Algorithm::SHA1, 6, 30)
+    }
+
+    fn code_at(now: u64) -> Answer {
+        let g = Generator::totp(&secret(), Algorithm::SHA1, 6, 30).unwrap();
+        Answer::parse(g.code_at_step(now / 30).as_bytes()).unwrap()
+    }
+
+    const NOW: u64 = 1_700_000_010;
+
+    #[test]
+    fn current_code_is_accepted_once() {
+        let mut r = totp_record();
+        let a = code_at(NOW);
+        assert_eq!(
+            r.verify(&a, NOW, POLICY).unwrap(),
+            Verdict::Accepted(Method::Totp)
+        );
+        assert_eq!(r.state.last_step, NOW / 30);
+        assert_eq!(
+            r.verify(&a, NOW + 1, POLICY).unwrap(),
+            Verdict::Replayed {
+                step: NOW / 30,
+                last_step: NOW / 30
+            }
+        );
+    }
+
+    #[test]
+    fn window_edges() {
+        let mut r = totp_record();
+        // One step either side is inside the default window.
+        assert_eq!(
+            r.verify(&code_at(NOW - 30), NOW, POLICY).unwrap(),
+            Verdict::Accepted(Method::Totp)
+        );
+        assert_eq!(
+            r.verify(&code_at(NOW + 30), NOW, POLICY).unwrap(),
+            Verdict::Accepted(Method::Totp)
+        );
+        // Two steps away is outside.
+        let mut r = totp_record();
+        assert_eq!(
+            r.verify(&code_at(NOW - 60), NOW, POLICY).unwrap(),
+            Verdict::Wrong
+        );
+        assert_eq!(
+            r.verify(&code_at(NOW + 60), NOW, POLICY).unwrap(),
+            Verdict::Wrong
+        );
+        assert_eq!(
+            r.verify(&code_at(NOW - 90), NOW, POLICY).unwrap(),
+            Verdict::Wrong
+        );
+        // A per-user window widens it.
+        r.totp.as_mut().unwrap().window = Some(3);
+        assert_eq!(
+            r.verify(&code_at(NOW - 90), NOW, POLICY).unwrap(),
+            Verdict::Accepted(Method::Totp)
+        );
+    }
+
+    #[test]
+    fn an_earlier_step_than_the_last_accepted_is_refused() {
+        let mut r = totp_record();
+        assert!(matches!(
+            r.verify(&code_at(NOW + 30), NOW, POLICY).unwrap(),
+            Verdict::Accepted(_)
+        ));
+        // The current step's code is valid but older than the one used.
+        assert!(matches!(
+            r.verify(&code_at(NOW), NOW, POLICY).unwrap(),
+            Verdict::Replayed { .. }
+        ));
+    }
+
+    #[test]
+    fn clock_jumping_back_does_not_reopen_used_steps() {
+        let mut r = totp_record();
+        assert!(matches!(
+            r.verify(&code_at(NOW), NOW, POLICY).unwrap(),
+            Verdict::Accepted(_)
+        ));
+        let earlier = NOW - 3600;
+        assert!(matches!(
+            r.verify(&code_at(NOW), earlier, POLICY).unwrap(),
+            Verdict::Wrong
+        ));
+        // A code for the earlier time is valid there but before last_step.
+        assert!(matches!(
+            r.verify(&code_at(earlier), earlier, POLICY).unwrap(),
+            Verdict::Replayed { .. }
+        ));
+    }
+
+    #[test]
+    fn a_clock_at_the_epoch_does_not_underflow() {
+        // Step 0 is never accepted (`last_step` starts at 0); what matters
+        // is that the window arithmetic at 0 neither panics nor wraps.
+        let mut r = totp_record();
+        assert!(!matches!(
+            r.verify(&code_at(0), 0, POLICY).unwrap(),
+            Verdict::Wrong
+        ));
+        assert_eq!(
+            r.verify(&code_at(45), 45, POLICY).unwrap(),
+            Verdict::Accepted(Method::Totp)
+        );
+        assert_eq!(
+            r.verify(&code_at(u64::MAX), u64::MAX, POLICY).unwrap(),
+            Verdict::Accepted(Method::Totp)
+        );
+    }
+
+    #[test]
+    fn hotp_advances_and_resyncs_within_lookahead() {
+        let mut r = UserRecord::new_hotp(secret(), Algorithm::SHA1, 6, 0);
+        let code = |c: &str| Answer::parse(c.as_bytes()).unwrap();
+        // RFC 4226 values: 0 -> 755224, 1 -> 287082, 5 -> 254676, 20 -> ?
+        assert_eq!(
+            r.verify(&code("755224"), NOW, POLICY).unwrap(),
+            Verdict::Accepted(Method::Hotp)
+        );
+        assert_eq!(r.hotp.as_ref().unwrap().counter, 1);
+        assert_eq!(
+            r.verify(&code("755224"), NOW, POLICY).unwrap(),
+            Verdict::Wrong,
+            "used"
+        );
+        // Skipping ahead (button pressed a few times) resyncs.
+        assert_eq!(
+            r.verify(&code("254676"), NOW, POLICY).unwrap(),
+            Verdict::Accepted(Method::Hotp)
+        );
+        assert_eq!(r.hotp.as_ref().unwrap().counter, 6);
+        // Older counters never come back.
+        assert_eq!(
+            r.verify(&code("287082"), NOW, POLICY).unwrap(),
+            Verdict::Wrong
+        );
+        // Beyond the lookahead is refused.
+        let g = Generator::hotp(&secret(), Algorithm::SHA1, 6).unwrap();
+        let far = g.code_at_step(6 + 11);
+        assert_eq!(r.verify(&code(&far), NOW, POLICY).unwrap(), Verdict::Wrong);
+        let edge = g.code_at_step(6 + 10);
+        assert_eq!(
+            r.verify(&code(&edge), NOW, POLICY).unwrap(),
+            Verdict::Accepted(Method::Hotp)
+        );
+        assert_eq!(r.hotp.as_ref().unwrap().counter, 17);
+    }
+
+    #[test]
+    fn backup_code_works_once_and_count_drops() {
+        let mut r = totp_record();
+        let codes = r.new_backup_codes(10, 8).unwrap();
+        assert_eq!(r.backup.codes.len(), 10);
+        let a = Answer::parse(codes[3].as_bytes()).unwrap();
+        assert_eq!(
+            r.verify(&a, NOW, POLICY).unwrap(),
+            Verdict::Accepted(Method::Backup)
+        );
+        assert_eq!(r.backup.codes.len(), 9);
+        assert_eq!(r.verify(&a, NOW, POLICY).unwrap(), Verdict::Wrong);
+        // The others still work.
+        let b = Answer::parse(codes[4].as_bytes()).unwrap();
+        assert_eq!(
+            r.verify(&b, NOW, POLICY).unwrap(),
+            Verdict::Accepted(Method::Backup)
+        );
+    }
+
+    #[test]
+    fn lockout_after_n_failures_for_m_minutes() {
+        let mut r = totp_record();
+        let policy = LockoutPolicy {
+            after: 3,
+            minutes: 15,
+        };
+        assert_eq!(r.record_failure(NOW, policy), None);
+        assert_eq!(r.record_failure(NOW, policy), None);
+        assert_eq!(r.locked_until(NOW), None);
+        let until = r.record_failure(NOW, policy).unwrap();
+        assert_eq!(until, NOW + 900);
+        assert_eq!(r.locked_until(NOW), Some(until));
+        assert_eq!(r.locked_until(NOW + 899), Some(until));
+        assert_eq!(r.locked_until(NOW + 900), None, "lock ends at `until`");
+        // Success resets the count.
+        r.record_failure(NOW + 901, policy);
+        r.record_success();
+        assert_eq!(r.state.failures, 0);
+    }
+
+    #[test]
+    fn lockout_zero_never_locks() {
+        let mut r = totp_record();
+        let policy = LockoutPolicy {
+            after: 0,
+            minutes: 15,
+        };
+        for _ in 0..1000 {
+            assert_eq!(r.record_failure(NOW, policy), None);
+        }
+        assert_eq!(r.locked_until(NOW), None);
+    }
+
+    #[test]
+    fn trusted_hosts_expire_and_are_per_host() {
+        let mut r = totp_record();
+        r.trust_host("203.0.113.7", NOW + 100, NOW);
+        assert!(r.is_trusted_host("203.0.113.7", NOW));
+        assert!(r.is_trusted_host("203.0.113.7", NOW + 99));
+        assert!(!r.is_trusted_host("203.0.113.7", NOW + 100));
+        assert!(!r.is_trusted_host("203.0.113.8", NOW));
+        assert!(!r.is_trusted_host("", NOW));
+        // Re-trusting replaces, pruning drops expired entries.
+        r.trust_host("203.0.113.7", NOW + 500, NOW);
+        r.trust_host("198.51.100.1", NOW + 10, NOW);
+        assert_eq!(r.trusted_hosts.len(), 2);
+        r.prune_trusted_hosts(NOW + 20);
+        assert_eq!(r.trusted_hosts.len(), 1);
+    }
+
+    #[test]
+    fn trusted_hosts_are_capped() {
+        let mut r = totp_record();
+        for i in 0..100u64 {
+            r.trust_host(&format!("10.0.0.{i}"), NOW + 1000 + i, NOW);
+        }
+        assert_eq!(r.trusted_hosts.len(), MAX_TRUSTED_HOSTS);
+        assert!(r.is_trusted_host("10.0.0.99", NOW), "newest kept");
+        assert!(!r.is_trusted_host("10.0.0.0", NOW), "oldest dropped");
+    }
+
+    #[test]
+    fn toml_round_trip_keeps_everything() {
+        let mut r = totp_record();
+        r.new_backup_codes(3, 8).unwrap();
+        r.state.last_step = 42;
+        r.state.failures = 2;
+        r.trust_host("192.0.2.1", NOW + 60, NOW);
+        let text = r.to_toml();
+        assert!(text.contains("version = 1"));
+        assert!(text.contains("[[trusted_host]]"));
+        assert!(text.contains("GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ"));
+        let back = UserRecord::from_toml(Path::new("u.toml"), &text).unwrap();
+        assert_eq!(back, r);
+    }
+
+    #[test]
+    fn refuses_malformed_files_with_a_position() {
+        let p = Path::new("/home/a/.config/otpgate/user.toml");
+        let err = UserRecord::from_toml(p, "version = 1\n[totp]\nsecret = 12\n").unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.starts_with("/home/a/.config/otpgate/user.toml:3:"),
+            "{msg}"
+        );
+
+        let unknown = "version = 1\n[totp]\nsecret = \"GEZDGNBVGY3TQOJQ\"\ncolour = 1\n";
+        let msg = UserRecord::from_toml(p, unknown).unwrap_err().to_string();
+        assert!(msg.contains(":4:") && msg.contains("colour"), "{msg}");
+
+        let v2 = "version = 2\n[totp]\nsecret = \"GEZDGNBVGY3TQOJQ\"\n";
+        assert!(
+            UserRecord::from_toml(p, v2)
+                .unwrap_err()
+                .to_string()
+                .contains("version 2")
+        );
+
+        let none = "version = 1\n";
+        assert!(UserRecord::from_toml(p, none).is_err());
+
+        let digits = "version = 1\n[totp]\nsecret = \"GEZDGNBVGY3TQOJQ\"\ndigits = 10\n";
+        let msg = UserRecord::from_toml(p, digits).unwrap_err().to_string();
+        assert!(msg.contains("totp.digits"), "{msg}");
+
+        let backup = "version = 1\n[totp]\nsecret = \"GEZDGNBVGY3TQOJQ\"\n[backup]\ncodes = [\"12345678\"]\n";
+        assert!(
+            UserRecord::from_toml(p, backup).is_err(),
+            "clear-text backup code"
+        );
+
+        let short = "version = 1\n[totp]\nsecret = \"GEZDGNBV\"\n";
+        assert!(
+            UserRecord::from_toml(p, short)
+                .unwrap_err()
+                .to_string()
+                .contains("bits")
+        );
+    }
+}

@@ -1,0 +1,434 @@
+//! Reading and updating a user file safely.
+//!
+//! Every access goes through a directory file descriptor opened once, so a
+//! path component swapped mid-way cannot redirect us; the file itself is
+//! opened with `O_NOFOLLOW` and checked with `fstat` (type, owner, mode,
+//! size) before one byte is parsed. Updates take an exclusive `flock` on a
+//! sibling `<name>.lock` file, re-read, change, write a temp file in the
+//! same directory, `fsync` it, `rename` it over and `fsync` the directory,
+//! so a crash leaves the old file or the new one, never a mix, and two
+//! logins never both use one backup code.
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::fcntl::{Flock, FlockArg, OFlag, openat, renameat};
+use nix::sys::stat::{FileStat, Mode, SFlag, fstat};
+use nix::unistd::{Gid, Uid, UnlinkatFlags, fchown, fsync, unlinkat};
+use zeroize::Zeroizing;
+
+use crate::account::Account;
+use crate::error::{Error, Result};
+use crate::identity::{FsIdentity, with_identity};
+use crate::record::UserRecord;
+use crate::system::SystemConfig;
+
+/// Largest user file read; real ones are under 2 KiB.
+pub const MAX_USER_FILE_BYTES: u64 = 64 * 1024;
+/// How long `update` waits for another login to release the lock.
+pub const LOCK_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Where one user's file is and who may own it.
+#[derive(Debug, Clone)]
+pub struct UserFile {
+    path: PathBuf,
+    dir: PathBuf,
+    name: String,
+    /// Acceptable owners of the file.
+    owners: Vec<u32>,
+    /// Acceptable owners of its directory.
+    dir_owners: Vec<u32>,
+    /// Taken for every file operation when running as root.
+    identity: Option<FsIdentity>,
+}
+
+impl UserFile {
+    /// The file the system config assigns to `account`.
+    pub fn for_account(config: &SystemConfig, account: &Account) -> Result<Self> {
+        let path = config.user_file_path(account)?;
+        UserFile::new(path, account, config.user_file_in_home())
+    }
+
+    /// A file at `path` belonging to `account`. In the home (`in_home`),
+    /// the file and its directory belong to the user and are accessed with
+    /// the user's identity; in central storage the directory must be root's
+    /// and the file may be root's or the user's.
+    pub fn new(path: PathBuf, account: &Account, in_home: bool) -> Result<Self> {
+        let invalid = |message: &str| Error::Invalid {
+            source: "config".into(),
+            key: "user_file".into(),
+            message: format!("{}: {message}", path.display()),
+        };
+        let dir = path
+            .parent()
+            .filter(|d| d.is_absolute())
+            .ok_or_else(|| invalid("needs an absolute path with a directory"))?
+            .to_path_buf();
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .filter(|n| !n.starts_with('.') || n.len() > 1)
+            .ok_or_else(|| invalid("needs a UTF-8 file name"))?
+            .to_string();
+        // In the home, the user's own; in central storage, root's directory
+        // holding a file of root's or the user's.
+        let (owners, dir_owners) = if in_home {
+            (vec![account.uid], dedup(vec![account.uid, 0]))
+        } else {
+            (dedup(vec![account.uid, 0]), vec![0])
+        };
+        Ok(UserFile {
+            dir,
+            name,
+            owners,
+            dir_owners,
+            identity: in_home.then(|| FsIdentity::of(account)),
+            path,
+        })
+    }
+
+    /// The file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Reads the file without locking (a rename makes every read see a whole
+    /// file). `Ok(None)` when it or its directory does not exist.
+    pub fn read(&self) -> Result<Option<UserRecord>> {
+        with_identity(self.identity.as_ref(), || {
+            let Some(dir) = self.open_dir()? else {
+                return Ok(None);
+            };
+            self.read_at(&dir).map(|r| r.map(|(record, _)| record))
+        })
+    }
+
+    /// Applies `change` to the file under an exclusive lock. `change` sees
+    /// `None` when there is no file; leaving `Some` creates or replaces it,
+    /// leaving `None` removes it. Nothing is written when the record is
+    /// unchanged or `change` fails. Returns what `change` returned.
+    pub fn update<T>(
+        &self,
+        change: impl FnOnce(&mut Option<UserRecord>) -> Result<T>,
+    ) -> Result<T> {
+        with_identity(self.identity.as_ref(), || {
+            let Some(dir) = self.open_dir()? else {
+                return self.change_without_directory(change);
+            };
+            let _lock = self.lock(&dir)?;
+            self.remove_stale_temps(&dir);
+            let (original, owner) = match self.read_at(&dir)? {
+                Some((record, stat)) => (Some(record), Some(stat)),
+                None => (None, None),
+            };
+            let mut record = original.clone();
+            let out = change(&mut record)?;
+            if record != original {
+                match &record {
+                    Some(r) => self.replace_at(&dir, r, owner.as_ref())?,
+                    None => self.remove_at(&dir)?,
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    /// With no directory there is no file and nothing to lock; a change that
+    /// would create one needs [`UserFile::ensure_dir`] first.
+    fn change_without_directory<T>(
+        &self,
+        change: impl FnOnce(&mut Option<UserRecord>) -> Result<T>,
+    ) -> Result<T> {
+        let mut record = None;
+        let out = change(&mut record)?;
+        if record.is_some() {
+            return Err(Error::io(
+                &self.dir,
+                "open directory",
+                std::io::Error::from(std::io::ErrorKind::NotFound),
+            ));
+        }
+        Ok(out)
+    }
+
+    /// Creates the file's directory (and missing parents) with mode 0700,
+    /// as the file's owner.
+    pub fn ensure_dir(&self) -> Result<()> {
+        with_identity(self.identity.as_ref(), || {
+            use std::os::unix::fs::DirBuilderExt;
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&self.dir)
+                .map_err(|e| Error::io(&self.dir, "create directory", e))
+        })
+    }
+
+    fn open_dir(&self) -> Result<Option<OwnedFd>> {
+        let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+        let fd = match nix::fcntl::open(&self.dir, flags, Mode::empty()) {
+            Ok(fd) => fd,
+            Err(Errno::ENOENT) => return Ok(None),
+            Err(Errno::ELOOP | Errno::ENOTDIR) => {
+                return Err(Error::Symlink {
+                    path: self.dir.clone(),
+                });
+            }
+            Err(e) => return Err(Error::errno(&self.dir, "open directory", e)),
+        };
+        let st = fstat(&fd).map_err(|e| Error::errno(&self.dir, "stat directory", e))?;
+        if !self.dir_owners.contains(&st.st_uid) {
+            return Err(Error::WrongOwner {
+                path: self.dir.clone(),
+                owner: st.st_uid,
+                expected: self.dir_owners.clone(),
+            });
+        }
+        // Like sshd's StrictModes: whoever else can write the directory can
+        // swap the file.
+        if st.st_mode & 0o022 != 0 {
+            return Err(Error::BadMode {
+                path: self.dir.clone(),
+                mode: st.st_mode,
+            });
+        }
+        Ok(Some(fd))
+    }
+
+    /// Opens, checks and parses the file in `dir`.
+    fn read_at(&self, dir: &OwnedFd) -> Result<Option<(UserRecord, FileStat)>> {
+        let flags = OFlag::O_RDONLY
+            | OFlag::O_NOFOLLOW
+            | OFlag::O_CLOEXEC
+            | OFlag::O_NONBLOCK
+            | OFlag::O_NOCTTY;
+        let fd = match openat(dir, self.name.as_str(), flags, Mode::empty()) {
+            Ok(fd) => fd,
+            Err(Errno::ENOENT) => return Ok(None),
+            Err(Errno::ELOOP) => {
+                return Err(Error::Symlink {
+                    path: self.path.clone(),
+                });
+            }
+            Err(e) => return Err(Error::errno(&self.path, "open", e)),
+        };
+        let st = self.check_file(&fd)?;
+        let mut bytes = Zeroizing::new(Vec::with_capacity(st.st_size as usize));
+        File::from(fd)
+            .take(MAX_USER_FILE_BYTES + 1)
+            .read_to_end(&mut bytes)
+            .map_err(|e| Error::io(&self.path, "read", e))?;
+        if bytes.len() as u64 > MAX_USER_FILE_BYTES {
+            return Err(Error::TooLarge {
+                path: self.path.clone(),
+                size: bytes.len() as u64,
+                limit: MAX_USER_FILE_BYTES,
+            });
+        }
+        let text = std::str::from_utf8(&bytes).map_err(|e| Error::Parse {
+            path: self.path.clone(),
+            line: 0,
+            column: 0,
+            message: format!("not UTF-8 text: {e}"),
+        })?;
+        Ok(Some((UserRecord::from_toml(&self.path, text)?, st)))
+    }
+
+    fn check_file(&self, fd: &OwnedFd) -> Result<FileStat> {
+        let st = fstat(fd).map_err(|e| Error::errno(&self.path, "stat", e))?;
+        let kind = SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits());
+        if kind != SFlag::S_IFREG {
+            return Err(Error::NotRegular {
+                path: self.path.clone(),
+                kind: kind_name(kind),
+            });
+        }
+        if !self.owners.contains(&st.st_uid) {
+            return Err(Error::WrongOwner {
+                path: self.path.clone(),
+                owner: st.st_uid,
+                expected: self.owners.clone(),
+            });
+        }
+        if st.st_mode & 0o077 != 0 {
+            return Err(Error::BadMode {
+                path: self.path.clone(),
+                mode: st.st_mode,
+            });
+        }
+        if st.st_size as u64 > MAX_USER_FILE_BYTES {
+            return Err(Error::TooLarge {
+                path: self.path.clone(),
+                size: st.st_size as u64,
+                limit: MAX_USER_FILE_BYTES,
+            });
+        }
+        Ok(st)
+    }
+
+    fn lock_name(&self) -> String {
+        format!("{}.lock", self.name)
+    }
+
+    fn temp_prefix(&self) -> String {
+        format!(".{}.tmp-", self.name)
+    }
+
+    /// Takes the exclusive lock, waiting up to [`LOCK_TIMEOUT`].
+    fn lock(&self, dir: &OwnedFd) -> Result<Flock<File>> {
+        let lock_path = self.dir.join(self.lock_name());
+        let flags = OFlag::O_RDWR
+            | OFlag::O_CREAT
+            | OFlag::O_NOFOLLOW
+            | OFlag::O_CLOEXEC
+            | OFlag::O_NONBLOCK
+            | OFlag::O_NOCTTY;
+        let fd = match openat(
+            dir,
+            self.lock_name().as_str(),
+            flags,
+            Mode::from_bits_truncate(0o600),
+        ) {
+            Ok(fd) => fd,
+            Err(Errno::ELOOP) => return Err(Error::Symlink { path: lock_path }),
+            Err(e) => return Err(Error::errno(&lock_path, "open lock file", e)),
+        };
+        let st = fstat(&fd).map_err(|e| Error::errno(&lock_path, "stat lock file", e))?;
+        if SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits()) != SFlag::S_IFREG {
+            return Err(Error::NotRegular {
+                path: lock_path,
+                kind: "special file",
+            });
+        }
+        let mut file = File::from(fd);
+        let start = Instant::now();
+        let mut pause = Duration::from_micros(200);
+        loop {
+            match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+                Ok(lock) => return Ok(lock),
+                Err((f, Errno::EWOULDBLOCK | Errno::EINTR)) => {
+                    if start.elapsed() >= LOCK_TIMEOUT {
+                        return Err(Error::LockTimeout {
+                            path: lock_path,
+                            seconds: LOCK_TIMEOUT.as_secs(),
+                        });
+                    }
+                    sleep(pause);
+                    pause = (pause * 2).min(Duration::from_millis(20));
+                    file = f;
+                }
+                Err((_, e)) => return Err(Error::errno(&lock_path, "lock", e)),
+            }
+        }
+    }
+
+    /// Temp files left by a process killed mid-write; only ever called with
+    /// the lock held, so none of them is being written.
+    fn remove_stale_temps(&self, dir: &OwnedFd) {
+        let prefix = self.temp_prefix();
+        let Ok(fd) = dir.as_fd().try_clone_to_owned() else {
+            return;
+        };
+        let Ok(mut listing) = nix::dir::Dir::from_fd(fd) else {
+            return;
+        };
+        let stale: Vec<String> = listing
+            .iter()
+            .filter_map(|e| e.ok())
+            .filter_map(|e| e.file_name().to_str().ok().map(str::to_string))
+            .filter(|n| n.starts_with(&prefix))
+            .collect();
+        for name in stale {
+            let _ = unlinkat(dir, name.as_str(), UnlinkatFlags::NoRemoveDir);
+        }
+    }
+
+    /// Writes `record` to a temp file, syncs it and renames it over the file.
+    fn replace_at(&self, dir: &OwnedFd, record: &UserRecord, old: Option<&FileStat>) -> Result<()> {
+        let text = Zeroizing::new(record.to_toml());
+        let temp = format!(
+            "{}{}-{:08x}",
+            self.temp_prefix(),
+            std::process::id(),
+            random_u32()
+        );
+        let temp_path = self.dir.join(&temp);
+        let flags =
+            OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+        let fd = openat(dir, temp.as_str(), flags, Mode::from_bits_truncate(0o600))
+            .map_err(|e| Error::errno(&temp_path, "create temp file", e))?;
+        let result = self.fill_and_rename(dir, fd, &temp, &temp_path, text.as_bytes(), old);
+        if result.is_err() {
+            let _ = unlinkat(dir, temp.as_str(), UnlinkatFlags::NoRemoveDir);
+        }
+        result
+    }
+
+    fn fill_and_rename(
+        &self,
+        dir: &OwnedFd,
+        fd: OwnedFd,
+        temp: &str,
+        temp_path: &Path,
+        bytes: &[u8],
+        old: Option<&FileStat>,
+    ) -> Result<()> {
+        // Central storage written by root keeps the owner it had.
+        if let Some(old) = old
+            && self.identity.is_none()
+            && nix::unistd::geteuid().is_root()
+            && old.st_uid != 0
+        {
+            fchown(
+                &fd,
+                Some(Uid::from_raw(old.st_uid)),
+                Some(Gid::from_raw(old.st_gid)),
+            )
+            .map_err(|e| Error::errno(temp_path, "chown temp file", e))?;
+        }
+        let mut file = File::from(fd);
+        file.write_all(bytes)
+            .map_err(|e| Error::io(temp_path, "write", e))?;
+        fsync(&file).map_err(|e| Error::errno(temp_path, "fsync", e))?;
+        renameat(dir, temp, dir, self.name.as_str())
+            .map_err(|e| Error::errno(&self.path, "rename temp file over", e))?;
+        fsync(dir).map_err(|e| Error::errno(&self.dir, "fsync directory", e))
+    }
+
+    fn remove_at(&self, dir: &OwnedFd) -> Result<()> {
+        unlinkat(dir, self.name.as_str(), UnlinkatFlags::NoRemoveDir)
+            .map_err(|e| Error::errno(&self.path, "remove", e))?;
+        fsync(dir).map_err(|e| Error::errno(&self.dir, "fsync directory", e))
+    }
+}
+
+fn dedup(mut v: Vec<u32>) -> Vec<u32> {
+    v.sort_unstable();
+    v.dedup();
+    v
+}
+
+fn kind_name(kind: SFlag) -> &'static str {
+    match kind {
+        SFlag::S_IFIFO => "FIFO",
+        SFlag::S_IFCHR => "character device",
+        SFlag::S_IFBLK => "block device",
+        SFlag::S_IFDIR => "directory",
+        SFlag::S_IFSOCK => "socket",
+        SFlag::S_IFLNK => "symbolic link",
+        _ => "special file",
+    }
+}
+
+fn random_u32() -> u32 {
+    let mut b = [0u8; 4];
+    // A name clash only makes O_EXCL fail, which is reported; no need to
+    // fail harder when randomness is short.
+    let _ = getrandom::fill(&mut b);
+    u32::from_ne_bytes(b)
+}

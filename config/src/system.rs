@@ -1,0 +1,591 @@
+//! The system policy, `/etc/otpgate/config.toml`, and module-argument
+//! overrides (`key=value`) applied on top of it.
+//!
+//! The file is optional: without it every default below holds. Unknown keys
+//! are errors, never ignored: a typo in a security setting must not pass.
+
+use std::fs;
+use std::io::Read;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::account::Account;
+use crate::error::{Error, Result};
+use crate::net::Networks;
+use crate::record::{LockoutPolicy, VerifyPolicy};
+
+/// Where the system config lives unless `config=PATH` says otherwise.
+pub const DEFAULT_PATH: &str = "/etc/otpgate/config.toml";
+/// The config file is small; anything larger is a mistake.
+const MAX_CONFIG_BYTES: u64 = 256 * 1024;
+
+/// Logins with no `PAM_RHOST` (a local console).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LocalConsole {
+    /// Ask for a code as for remote logins.
+    #[default]
+    Require,
+    /// Skip the second factor (logged).
+    Skip,
+}
+
+/// Who must have a second factor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Require {
+    /// Users without a file pass (`PAM_IGNORE`): the stack decides.
+    #[default]
+    Enrolled,
+    /// Users without a file are denied.
+    All,
+}
+
+/// The `[policy]` table.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Policy {
+    pub require: Require,
+    /// Members must enroll even when `require = "enrolled"`.
+    pub require_groups: Vec<String>,
+    /// Members skip the second factor; exemption beats requirement.
+    pub exempt_groups: Vec<String>,
+}
+
+/// What the policy says for one account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Requirement {
+    /// Skip the second factor (exempt group).
+    Exempt,
+    /// Use it when enrolled; without a file, `PAM_IGNORE`.
+    IfEnrolled,
+    /// Without a file, deny.
+    Required,
+}
+
+/// The whole system config. Field docs are the reference for the README.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SystemConfig {
+    /// Where each user's file is: `~` or `%h` = home, `%u` = user name.
+    pub user_file: String,
+    /// CIDR list whose `PAM_RHOST` skips the second factor.
+    pub trusted_networks: Vec<String>,
+    /// Logins with no `PAM_RHOST`: "require" or "skip".
+    pub local_console: LocalConsole,
+    /// Days a user may choose to trust a host for; 0 = never offered.
+    pub remember_days: u32,
+    /// Prompts per login.
+    pub max_attempts: u32,
+    /// Wrong codes in a row that lock the account; 0 = never.
+    pub lockout_after: u32,
+    /// How long a lockout lasts.
+    pub lockout_minutes: u32,
+    /// Seconds to answer a prompt; a later answer is refused.
+    pub prompt_timeout: u64,
+    /// TOTP steps accepted either side of now.
+    pub totp_window: u32,
+    /// HOTP counters accepted ahead of the expected one.
+    pub hotp_lookahead: u32,
+    /// Show the code while it is typed.
+    pub echo_verification_code: bool,
+    /// Backup codes handed out at enrollment.
+    pub backup_codes: u32,
+    /// Digits per backup code.
+    pub backup_code_digits: u8,
+    /// Issuer shown in authenticator apps; empty = the host name.
+    pub issuer: String,
+    /// Extra detail in the log (never codes or secrets).
+    pub debug: bool,
+    pub policy: Policy,
+}
+
+impl Default for SystemConfig {
+    fn default() -> Self {
+        SystemConfig {
+            user_file: "~/.config/otpgate/user.toml".into(),
+            trusted_networks: Vec::new(),
+            local_console: LocalConsole::Require,
+            remember_days: 0,
+            max_attempts: 3,
+            lockout_after: 10,
+            lockout_minutes: 15,
+            prompt_timeout: 120,
+            totp_window: 1,
+            hotp_lookahead: 10,
+            echo_verification_code: false,
+            backup_codes: 10,
+            backup_code_digits: 8,
+            issuer: String::new(),
+            debug: false,
+            policy: Policy::default(),
+        }
+    }
+}
+
+impl SystemConfig {
+    /// Reads `path`. A missing file gives the defaults when `required` is
+    /// false (the standard path), and an error when true (an explicit
+    /// `config=`), so a typo in a pam.d line does not silently drop policy.
+    /// The file must be owned by root (or by the calling user, for tests)
+    /// and not writable by group or others: whoever can write it can turn
+    /// the second factor off.
+    pub fn load(path: &Path, required: bool) -> Result<Self> {
+        match read_config_text(path) {
+            Ok(text) => SystemConfig::from_toml(path, &text),
+            Err(e) if e.is_not_found() && !required => Ok(SystemConfig::default()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Parses and validates config text; `path` is for messages.
+    pub fn from_toml(path: &Path, text: &str) -> Result<Self> {
+        let config: SystemConfig =
+            toml::from_str(text).map_err(|e| Error::from_toml(path, text, &e))?;
+        config.validate(&path.display().to_string())?;
+        Ok(config)
+    }
+
+    /// Applies `key=value` overrides (module arguments) on top of this
+    /// config. Keys are the config's own, dotted for tables
+    /// (`policy.require=all`); list values are comma-separated
+    /// (`trusted_networks=10.0.0.0/8,192.168.0.0/16`).
+    pub fn with_overrides<S: AsRef<str>>(&self, args: &[S]) -> Result<Self> {
+        if args.is_empty() {
+            return Ok(self.clone());
+        }
+        let mut table = toml::Table::try_from(self).map_err(|e| Error::Invalid {
+            source: "module arguments".into(),
+            key: String::new(),
+            message: e.to_string(),
+        })?;
+        for arg in args {
+            apply_override(&mut table, arg.as_ref())?;
+        }
+        let config: SystemConfig =
+            table
+                .try_into()
+                .map_err(|e: toml::de::Error| Error::BadArgument {
+                    argument: args
+                        .iter()
+                        .map(|a| a.as_ref())
+                        .collect::<Vec<_>>()
+                        .join(" "),
+                    message: e.message().trim().to_string(),
+                })?;
+        config.validate("module arguments")?;
+        Ok(config)
+    }
+
+    /// Range and syntax checks serde cannot express.
+    pub fn validate(&self, source: &str) -> Result<()> {
+        let invalid = |key: &str, message: &str| Error::Invalid {
+            source: source.to_string(),
+            key: key.to_string(),
+            message: message.to_string(),
+        };
+        check_template(&self.user_file).map_err(|m| invalid("user_file", &m))?;
+        Networks::parse(&self.trusted_networks).map_err(|bad| {
+            invalid(
+                "trusted_networks",
+                &format!(
+                    "`{bad}` is not an IP address or CIDR network (host names are not allowed)"
+                ),
+            )
+        })?;
+        let ranges: [(&str, u64, u64, u64); 7] = [
+            ("max_attempts", self.max_attempts.into(), 1, 10),
+            (
+                "lockout_minutes",
+                self.lockout_minutes.into(),
+                1,
+                7 * 24 * 60,
+            ),
+            ("prompt_timeout", self.prompt_timeout, 1, 3600),
+            ("totp_window", self.totp_window.into(), 0, 10),
+            ("hotp_lookahead", self.hotp_lookahead.into(), 0, 1000),
+            ("remember_days", self.remember_days.into(), 0, 365),
+            ("backup_codes", self.backup_codes.into(), 0, 100),
+        ];
+        for (key, value, lo, hi) in ranges {
+            if !(lo..=hi).contains(&value) {
+                return Err(invalid(key, &format!("{value} is outside {lo}..={hi}")));
+            }
+        }
+        if !(6..=16).contains(&self.backup_code_digits) {
+            return Err(invalid("backup_code_digits", "must be 6 to 16"));
+        }
+        if self.issuer.contains(':') {
+            return Err(invalid("issuer", "must not contain `:`"));
+        }
+        Ok(())
+    }
+
+    /// The parsed `trusted_networks` (validated at load time).
+    pub fn networks(&self) -> Networks {
+        Networks::parse(&self.trusted_networks).unwrap_or_default()
+    }
+
+    /// Verification settings for [`crate::record::UserRecord::verify`].
+    pub fn verify_policy(&self) -> VerifyPolicy {
+        VerifyPolicy {
+            totp_window: self.totp_window,
+            hotp_lookahead: self.hotp_lookahead,
+        }
+    }
+
+    /// Lockout settings for [`crate::record::UserRecord::record_failure`].
+    pub fn lockout_policy(&self) -> LockoutPolicy {
+        LockoutPolicy {
+            after: self.lockout_after,
+            minutes: self.lockout_minutes,
+        }
+    }
+
+    /// What the policy demands of `account`. Exemption beats requirement.
+    pub fn requirement(&self, account: &Account) -> Requirement {
+        let member = |groups: &[String]| groups.iter().any(|g| account.in_group(g));
+        if member(&self.policy.exempt_groups) {
+            Requirement::Exempt
+        } else if self.policy.require == Require::All || member(&self.policy.require_groups) {
+            Requirement::Required
+        } else {
+            Requirement::IfEnrolled
+        }
+    }
+
+    /// True when `user_file` is inside the user's home (so the file is the
+    /// user's, and is read and written with the user's identity).
+    pub fn user_file_in_home(&self) -> bool {
+        self.user_file.starts_with('~') || self.user_file.contains("%h")
+    }
+
+    /// The user file's path for `account`.
+    pub fn user_file_path(&self, account: &Account) -> Result<PathBuf> {
+        expand_template(&self.user_file, account)
+    }
+}
+
+fn read_config_text(path: &Path) -> Result<String> {
+    let file = fs::File::open(path).map_err(|e| Error::io(path, "open", e))?;
+    let meta = file.metadata().map_err(|e| Error::io(path, "stat", e))?;
+    if !meta.is_file() {
+        return Err(Error::NotRegular {
+            path: path.into(),
+            kind: "non-regular file",
+        });
+    }
+    let me = nix::unistd::geteuid().as_raw();
+    if meta.uid() != 0 && meta.uid() != me {
+        return Err(Error::WrongOwner {
+            path: path.into(),
+            owner: meta.uid(),
+            expected: if me == 0 { vec![0] } else { vec![0, me] },
+        });
+    }
+    if meta.mode() & 0o022 != 0 {
+        return Err(Error::BadMode {
+            path: path.into(),
+            mode: meta.mode(),
+        });
+    }
+    if meta.len() > MAX_CONFIG_BYTES {
+        return Err(Error::TooLarge {
+            path: path.into(),
+            size: meta.len(),
+            limit: MAX_CONFIG_BYTES,
+        });
+    }
+    let mut text = String::new();
+    file.take(MAX_CONFIG_BYTES)
+        .read_to_string(&mut text)
+        .map_err(|e| Error::io(path, "read", e))?;
+    Ok(text)
+}
+
+fn apply_override(table: &mut toml::Table, arg: &str) -> Result<()> {
+    let bad = |message: &str| Error::BadArgument {
+        argument: arg.to_string(),
+        message: message.to_string(),
+    };
+    let (key, raw) = arg
+        .split_once('=')
+        .ok_or_else(|| bad("expected key=value"))?;
+    let mut parts: Vec<&str> = key.split('.').collect();
+    let last = parts.pop().unwrap_or_default();
+    let mut node = table;
+    for part in parts {
+        node = match node.get_mut(part) {
+            Some(toml::Value::Table(t)) => t,
+            _ => return Err(bad(&format!("unknown key `{key}`"))),
+        };
+    }
+    let current = node
+        .get(last)
+        .ok_or_else(|| bad(&format!("unknown key `{key}`")))?;
+    let value = match current {
+        toml::Value::Array(_) => toml::Value::Array(
+            raw.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|s| toml::Value::String(s.to_string()))
+                .collect(),
+        ),
+        toml::Value::String(_) => toml::Value::String(raw.to_string()),
+        toml::Value::Integer(_) => toml::Value::Integer(
+            raw.parse()
+                .map_err(|_| bad(&format!("`{raw}` is not a whole number")))?,
+        ),
+        toml::Value::Boolean(_) => toml::Value::Boolean(match raw {
+            "true" | "yes" | "1" => true,
+            "false" | "no" | "0" => false,
+            _ => return Err(bad(&format!("`{raw}` is not true or false"))),
+        }),
+        _ => {
+            return Err(bad(&format!(
+                "`{key}` cannot be set from a module argument"
+            )));
+        }
+    };
+    node.insert(last.to_string(), value);
+    Ok(())
+}
+
+/// A template must lead to an absolute path and use only known escapes.
+fn check_template(template: &str) -> std::result::Result<(), String> {
+    if !(template.starts_with('/') || template.starts_with("~/") || template.starts_with("%h/")) {
+        return Err(format!("`{template}` must start with `/`, `~/` or `%h/`"));
+    }
+    let mut chars = template.chars();
+    while let Some(c) = chars.next() {
+        if c == '%' && !matches!(chars.next(), Some('h' | 'u' | '%')) {
+            return Err(format!("`{template}`: only %h, %u and %% are known"));
+        }
+    }
+    if template.split('/').any(|part| part == "..") {
+        return Err(format!("`{template}` must not contain `..`"));
+    }
+    Ok(())
+}
+
+/// Expands `~`, `%h`, `%u` and `%%` for one account.
+pub fn expand_template(template: &str, account: &Account) -> Result<PathBuf> {
+    let home = account.home.to_string_lossy();
+    let uses_home = template.starts_with('~') || template.contains("%h");
+    if uses_home && (!account.home.is_absolute() || account.home == Path::new("/")) {
+        return Err(Error::Invalid {
+            source: "config".into(),
+            key: "user_file".into(),
+            message: format!(
+                "user {} has no usable home directory (`{home}`) for `{template}`",
+                account.name
+            ),
+        });
+    }
+    let mut out = String::new();
+    let rest = match template.strip_prefix('~') {
+        Some(rest) => {
+            out.push_str(&home);
+            rest
+        }
+        None => template,
+    };
+    let mut chars = rest.chars();
+    while let Some(c) = chars.next() {
+        if c != '%' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('h') => out.push_str(&home),
+            Some('u') => out.push_str(&account.name),
+            Some('%') => out.push('%'),
+            _ => {
+                return Err(Error::Invalid {
+                    source: "config".into(),
+                    key: "user_file".into(),
+                    message: format!("`{template}`: only %h, %u and %% are known"),
+                });
+            }
+        }
+    }
+    let path = PathBuf::from(out);
+    if !path.is_absolute() {
+        return Err(Error::Invalid {
+            source: "config".into(),
+            key: "user_file".into(),
+            message: format!(
+                "`{}` is not absolute (is the home directory of {} set?)",
+                path.display(),
+                account.name
+            ),
+        });
+    }
+    Ok(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p() -> &'static Path {
+        Path::new("/etc/otpgate/config.toml")
+    }
+
+    #[test]
+    fn empty_file_means_the_design_defaults() {
+        let c = SystemConfig::from_toml(p(), "").unwrap();
+        assert_eq!(c, SystemConfig::default());
+        assert_eq!(c.user_file, "~/.config/otpgate/user.toml");
+        assert_eq!(c.max_attempts, 3);
+        assert_eq!(c.lockout_after, 10);
+        assert_eq!(c.lockout_minutes, 15);
+        assert_eq!(c.prompt_timeout, 120);
+        assert_eq!(c.remember_days, 0);
+        assert_eq!(c.local_console, LocalConsole::Require);
+        assert_eq!(c.policy.require, Require::Enrolled);
+        assert_eq!(c.totp_window, 1);
+        assert_eq!(c.backup_codes, 10);
+        assert_eq!(c.backup_code_digits, 8);
+    }
+
+    #[test]
+    fn full_file_parses() {
+        let text = r#"
+user_file = "/var/lib/otpgate/%u.toml"
+trusted_networks = ["10.0.0.0/8", "2001:db8::/32"]
+local_console = "skip"
+remember_days = 7
+max_attempts = 2
+lockout_after = 5
+lockout_minutes = 30
+prompt_timeout = 60
+
+[policy]
+require = "all"
+require_groups = ["wheel"]
+exempt_groups = ["robots"]
+"#;
+        let c = SystemConfig::from_toml(p(), text).unwrap();
+        assert_eq!(c.local_console, LocalConsole::Skip);
+        assert_eq!(c.policy.require, Require::All);
+        assert_eq!(c.networks().len(), 2);
+        assert!(!c.user_file_in_home());
+    }
+
+    #[test]
+    fn unknown_keys_name_file_line_and_key() {
+        let err =
+            SystemConfig::from_toml(p(), "max_attempts = 3\nlockout_afterr = 5\n").unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.starts_with("/etc/otpgate/config.toml:2:1:"), "{msg}");
+        assert!(msg.contains("lockout_afterr"), "{msg}");
+
+        let err = SystemConfig::from_toml(p(), "[policy]\nrequired = \"all\"\n").unwrap_err();
+        assert!(err.to_string().contains(":2:") && err.to_string().contains("required"));
+    }
+
+    #[test]
+    fn bad_values_are_refused_with_the_key() {
+        for (text, key) in [
+            ("max_attempts = 0", "max_attempts"),
+            ("trusted_networks = [\"example.com\"]", "trusted_networks"),
+            ("trusted_networks = [\"10.0.0.0/40\"]", "trusted_networks"),
+            ("user_file = \"relative/%u\"", "user_file"),
+            ("user_file = \"/var/lib/%x\"", "user_file"),
+            ("user_file = \"~/../../etc/shadow\"", "user_file"),
+            ("totp_window = 11", "totp_window"),
+            ("issuer = \"a:b\"", "issuer"),
+            ("local_console = \"maybe\"", "local_console"),
+            ("max_attempts = \"3\"", "max_attempts"),
+            ("max_attempts = -1", "max_attempts"),
+        ] {
+            let msg = SystemConfig::from_toml(p(), text).unwrap_err().to_string();
+            assert!(msg.contains(key), "{text}: {msg}");
+        }
+    }
+
+    #[test]
+    fn overrides_apply_on_top_of_the_file() {
+        let base = SystemConfig::from_toml(p(), "max_attempts = 2\n").unwrap();
+        let c = base
+            .with_overrides(&[
+                "max_attempts=5",
+                "policy.require=all",
+                "trusted_networks=10.0.0.0/8, 192.168.0.0/16",
+                "echo_verification_code=true",
+                "user_file=/tmp/x/%u.toml",
+            ])
+            .unwrap();
+        assert_eq!(c.max_attempts, 5);
+        assert_eq!(c.policy.require, Require::All);
+        assert_eq!(c.trusted_networks, vec!["10.0.0.0/8", "192.168.0.0/16"]);
+        assert!(c.echo_verification_code);
+        assert_eq!(c.user_file, "/tmp/x/%u.toml");
+        // The base is untouched.
+        assert_eq!(base.max_attempts, 2);
+    }
+
+    #[test]
+    fn bad_overrides_are_errors_naming_the_argument() {
+        let base = SystemConfig::default();
+        for (arg, needle) in [
+            ("nosuchkey=1", "unknown key"),
+            ("policy.nosuch=1", "unknown key"),
+            ("nosuch.table=1", "unknown key"),
+            ("max_attempts", "key=value"),
+            ("max_attempts=lots", "whole number"),
+            ("debug=perhaps", "true or false"),
+            ("max_attempts=0", "max_attempts"),
+            ("policy.require=sometimes", "sometimes"),
+            ("trusted_networks=not-an-ip", "trusted_networks"),
+        ] {
+            let msg = base.with_overrides(&[arg]).unwrap_err().to_string();
+            assert!(msg.contains(needle), "{arg}: {msg}");
+        }
+    }
+
+    #[test]
+    fn templates_expand_for_the_account() {
+        let a = Account::for_tests("alice", 1000, 1000, "/home/alice", &[]);
+        let c = SystemConfig::default();
+        assert_eq!(
+            c.user_file_path(&a).unwrap(),
+            PathBuf::from("/home/alice/.config/otpgate/user.toml")
+        );
+        assert!(c.user_file_in_home());
+        let central = c
+            .with_overrides(&["user_file=/var/lib/otpgate/%u.toml"])
+            .unwrap();
+        assert_eq!(
+            central.user_file_path(&a).unwrap(),
+            PathBuf::from("/var/lib/otpgate/alice.toml")
+        );
+        let h = c.with_overrides(&["user_file=%h/.otp-%u%%"]).unwrap();
+        assert_eq!(
+            h.user_file_path(&a).unwrap(),
+            PathBuf::from("/home/alice/.otp-alice%")
+        );
+        let homeless = Account::for_tests("nobody", 65534, 65534, "", &[]);
+        assert!(c.user_file_path(&homeless).is_err());
+    }
+
+    #[test]
+    fn policy_exemption_beats_requirement() {
+        let c = SystemConfig::from_toml(
+            p(),
+            "[policy]\nrequire_groups = [\"wheel\"]\nexempt_groups = [\"robots\"]\n",
+        )
+        .unwrap();
+        let plain = Account::for_tests("a", 1, 1, "/h", &["users"]);
+        let admin = Account::for_tests("b", 2, 2, "/h", &["wheel"]);
+        let robot_admin = Account::for_tests("c", 3, 3, "/h", &["wheel", "robots"]);
+        assert_eq!(c.requirement(&plain), Requirement::IfEnrolled);
+        assert_eq!(c.requirement(&admin), Requirement::Required);
+        assert_eq!(c.requirement(&robot_admin), Requirement::Exempt);
+        let all = c.with_overrides(&["policy.require=all"]).unwrap();
+        assert_eq!(all.requirement(&plain), Requirement::Required);
+    }
+}
