@@ -1,0 +1,145 @@
+//! Separate processes racing through `UserFile::update`, as concurrent
+//! logins do (sshd forks a process per connection; flock must serialize
+//! them, not just threads of one process).
+//!
+//! This file is its own test harness: run without arguments it is the
+//! parent and runs each scenario; run as `processes child <scenario> <dir>
+//! [code]` it is one racing login.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use common::*;
+use otpgate_config::record::{LockoutPolicy, VerifyPolicy};
+use otpgate_config::{Answer, UserFile, Verdict};
+
+const PROCESSES: usize = 100;
+const UPDATES_PER_PROCESS: usize = 20;
+const POLICY: VerifyPolicy = VerifyPolicy {
+    totp_window: 1,
+    hotp_lookahead: 10,
+};
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("child") {
+        std::process::exit(child(&args[2], Path::new(&args[3]), args.get(4)));
+    }
+    // libtest-style filtering so `cargo test NAME` still selects.
+    let filter = args.iter().skip(1).find(|a| !a.starts_with('-'));
+    let tests: [(&str, fn()); 2] = [
+        (
+            "hundred_processes_updating_one_file_lose_nothing",
+            counters_are_exact,
+        ),
+        (
+            "a_backup_code_raced_by_hundred_processes_works_once",
+            backup_code_once,
+        ),
+    ];
+    let mut passed = 0;
+    for (name, test) in tests {
+        if filter.is_some_and(|f| !name.contains(f.as_str())) {
+            continue;
+        }
+        let start = Instant::now();
+        test();
+        println!("test {name} ... ok ({:.2?})", start.elapsed());
+        passed += 1;
+    }
+    println!("\n{passed} passed, 0 failed");
+}
+
+/// One racing process. Exit 0 = did its work (for `backup`: accepted),
+/// 1 = code refused, 2 = error.
+fn child(scenario: &str, dir: &Path, code: Option<&String>) -> i32 {
+    // Start together: wait for the parent's signal file.
+    while !dir.join("go").exists() {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    let f = home_file(dir);
+    let result = match scenario {
+        "count" => (0..UPDATES_PER_PROCESS).try_for_each(|_| {
+            f.update(|r| {
+                let lockout = LockoutPolicy {
+                    after: 0,
+                    minutes: 1,
+                };
+                r.as_mut().expect("enrolled").record_failure(0, lockout);
+                Ok(())
+            })
+        }),
+        "backup" => {
+            let answer = Answer::parse(code.expect("code").as_bytes()).expect("digits");
+            match f.update(|r| {
+                r.as_mut()
+                    .expect("enrolled")
+                    .verify(&answer, 1_700_000_000, POLICY)
+            }) {
+                Ok(Verdict::Accepted(_)) => Ok(()),
+                Ok(_) => return 1,
+                Err(e) => Err(e),
+            }
+        }
+        _ => return 2,
+    };
+    match result {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("child error: {e}");
+            2
+        }
+    }
+}
+
+fn spawn_all(scenario: &str, dir: &Path, code: Option<&str>) -> Vec<i32> {
+    let exe = std::env::current_exe().unwrap();
+    let children: Vec<_> = (0..PROCESSES)
+        .map(|_| {
+            let mut c = Command::new(&exe);
+            c.args(["child", scenario, dir.to_str().unwrap()]);
+            if let Some(code) = code {
+                c.arg(code);
+            }
+            c.stdout(Stdio::null()).spawn().unwrap()
+        })
+        .collect();
+    std::fs::write(dir.join("go"), "").unwrap();
+    children
+        .into_iter()
+        .map(|mut c| c.wait().unwrap().code().unwrap_or(-1))
+        .collect()
+}
+
+fn counters_are_exact() {
+    let dir = private_dir();
+    let f = enrolled(dir.path());
+    let codes = spawn_all("count", dir.path(), None);
+    assert!(codes.iter().all(|&c| c == 0), "exit codes {codes:?}");
+    let failures = f.read().unwrap().unwrap().state.failures as usize;
+    assert_eq!(failures, PROCESSES * UPDATES_PER_PROCESS);
+}
+
+fn backup_code_once() {
+    let dir = private_dir();
+    let f = UserFile::new(dir.path().join("user.toml"), &me(), true).unwrap();
+    let mut record = totp_record();
+    let codes = record.new_backup_codes(10, 8).unwrap();
+    f.update(|r| {
+        *r = Some(record);
+        Ok(())
+    })
+    .unwrap();
+    let exits = spawn_all("backup", dir.path(), Some(codes[5].as_str()));
+    let accepted = exits.iter().filter(|&&c| c == 0).count();
+    let refused = exits.iter().filter(|&&c| c == 1).count();
+    assert_eq!(
+        (accepted, refused),
+        (1, PROCESSES - 1),
+        "exit codes {exits:?}"
+    );
+    assert_eq!(f.read().unwrap().unwrap().backup.codes.len(), 9);
+}
