@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Installs what building and testing otpgate needs on Debian/Ubuntu.
+# As root it runs apt-get for whatever is missing; otherwise it names what
+# is missing (tests that need it then say SKIP) and carries on.
+set -euo pipefail
+
+BUILD_PKGS=(libpam0g-dev pkg-config gcc)
+TEST_PKGS=(pamtester libpam-wrapper oathtool expect libpam-google-authenticator openssh-client)
+
+want=("${BUILD_PKGS[@]}")
+[[ "${1:-}" == "--build-only" ]] || want+=("${TEST_PKGS[@]}")
+
+missing=()
+for p in "${want[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+
+if ((${#missing[@]} == 0)); then
+    exit 0
+fi
+if [[ $(id -u) -ne 0 ]] || ! command -v apt-get >/dev/null; then
+    echo "otpgate: missing packages: ${missing[*]}" >&2
+    echo "otpgate: install them with: sudo apt-get install ${missing[*]}" >&2
+    # Building needs the PAM headers; tests skip what they cannot run.
+    for p in "${BUILD_PKGS[@]}"; do
+        if [[ " ${missing[*]} " == *" $p "* ]]; then exit 1; fi
+    done
+    exit 0
+fi
+echo "otpgate: installing ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -q >/dev/null
+apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
