@@ -1,0 +1,162 @@
+//! Module arguments: the words after the module's path in a pam.d line.
+//!
+//! | argument | meaning |
+//! | --- | --- |
+//! | `config=PATH` | system config to read instead of `/etc/otpgate/config.toml`; it must exist |
+//! | `KEY=VALUE` | any config key, dotted for tables (`policy.require=all`), lists comma-separated |
+//! | `nullok` | same as `policy.require=enrolled` |
+//! | `echo_verification_code` | same as `echo_verification_code=true` |
+//! | `debug` | same as `debug=true` |
+//! | `use_first_pass` | take the code from `PAM_AUTHTOK` (set by an earlier module); never prompt |
+//! | `try_first_pass` | try `PAM_AUTHTOK` first, prompt if it is not a valid code |
+//! | `forward_pass` | one prompt for password and code; the code is split off the end and the password is passed on in `PAM_AUTHTOK` |
+//! | `syslog_socket=PATH` | datagram socket to log to instead of `/dev/log` (tests) |
+//!
+//! Anything else is an error: the login is denied and the argument logged.
+#![forbid(unsafe_code)]
+
+use std::path::PathBuf;
+
+use otpgate_config::system::DEFAULT_PATH;
+
+/// Where log lines go unless `syslog_socket=` says otherwise.
+pub const DEFAULT_SYSLOG_SOCKET: &str = "/dev/log";
+
+/// Parsed module arguments. Errors do not stop parsing, so that the log
+/// socket is known even when another argument is wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Args {
+    /// The system config file.
+    pub config: PathBuf,
+    /// True when `config=` named it: then it must exist.
+    pub config_required: bool,
+    /// `key=value` overrides for the config, in order.
+    pub overrides: Vec<String>,
+    pub use_first_pass: bool,
+    pub try_first_pass: bool,
+    pub forward_pass: bool,
+    pub syslog_socket: PathBuf,
+    /// Arguments that are not understood; any of them denies the login.
+    pub errors: Vec<String>,
+}
+
+impl Default for Args {
+    fn default() -> Self {
+        Args {
+            config: PathBuf::from(DEFAULT_PATH),
+            config_required: false,
+            overrides: Vec::new(),
+            use_first_pass: false,
+            try_first_pass: false,
+            forward_pass: false,
+            syslog_socket: PathBuf::from(DEFAULT_SYSLOG_SOCKET),
+            errors: Vec::new(),
+        }
+    }
+}
+
+impl Args {
+    /// Parses raw arguments (bytes, as PAM hands them over).
+    pub fn parse<A: AsRef<[u8]>>(raw: &[A]) -> Args {
+        let mut args = Args::default();
+        for arg in raw {
+            let Ok(arg) = std::str::from_utf8(arg.as_ref()) else {
+                args.errors.push(format!(
+                    "argument `{}` is not UTF-8",
+                    String::from_utf8_lossy(arg.as_ref())
+                ));
+                continue;
+            };
+            args.add(arg);
+        }
+        args
+    }
+
+    fn add(&mut self, arg: &str) {
+        match arg.split_once('=') {
+            None => match arg {
+                "nullok" => self.overrides.push("policy.require=enrolled".into()),
+                "echo_verification_code" => {
+                    self.overrides.push("echo_verification_code=true".into())
+                }
+                "debug" => self.overrides.push("debug=true".into()),
+                "use_first_pass" => self.use_first_pass = true,
+                "try_first_pass" => self.try_first_pass = true,
+                "forward_pass" => self.forward_pass = true,
+                _ => self.errors.push(format!("unknown argument `{arg}`")),
+            },
+            Some(("config", path)) => {
+                if path.starts_with('/') {
+                    self.config = PathBuf::from(path);
+                    self.config_required = true;
+                } else {
+                    self.errors
+                        .push(format!("`{arg}`: the config path must be absolute"));
+                }
+            }
+            Some(("syslog_socket", path)) => {
+                if path.starts_with('/') {
+                    self.syslog_socket = PathBuf::from(path);
+                } else {
+                    self.errors
+                        .push(format!("`{arg}`: the socket path must be absolute"));
+                }
+            }
+            // Checked against the config's keys when it is loaded.
+            Some(_) => self.overrides.push(arg.to_string()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_arguments_means_the_defaults() {
+        let a = Args::parse::<&str>(&[]);
+        assert_eq!(a, Args::default());
+        assert_eq!(a.config, PathBuf::from("/etc/otpgate/config.toml"));
+        assert!(!a.config_required);
+    }
+
+    #[test]
+    fn familiar_flags_become_overrides_or_switches() {
+        let a = Args::parse(&[
+            "nullok",
+            "echo_verification_code",
+            "debug",
+            "try_first_pass",
+            "forward_pass",
+            "config=/tmp/c.toml",
+            "max_attempts=5",
+            "syslog_socket=/tmp/log.sock",
+        ]);
+        assert!(a.errors.is_empty(), "{:?}", a.errors);
+        assert_eq!(
+            a.overrides,
+            [
+                "policy.require=enrolled",
+                "echo_verification_code=true",
+                "debug=true",
+                "max_attempts=5"
+            ]
+        );
+        assert!(a.try_first_pass && a.forward_pass && !a.use_first_pass);
+        assert!(a.config_required);
+        assert_eq!(a.syslog_socket, PathBuf::from("/tmp/log.sock"));
+    }
+
+    #[test]
+    fn unknown_or_relative_arguments_are_errors_but_parsing_goes_on() {
+        let a = Args::parse(&[
+            &b"nullokk"[..],
+            b"config=relative.toml",
+            b"\xff",
+            b"syslog_socket=/s",
+        ]);
+        assert_eq!(a.errors.len(), 3, "{:?}", a.errors);
+        assert!(a.errors[0].contains("nullokk"));
+        assert_eq!(a.syslog_socket, PathBuf::from("/s"));
+    }
+}

@@ -1,0 +1,596 @@
+//! The flow driven by a scripted fake PAM handle and a fake clock.
+//!
+//! The user is `root` (it exists everywhere) and its file lives in central
+//! storage in a temp directory; that needs root, as in CI. Without root these
+//! tests say SKIP (and fail under `CI=true`).
+
+use std::cell::Cell;
+use std::collections::VecDeque;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+use otpgate_config::otp::{Algorithm, Generator, Secret as OtpSecret};
+
+use super::*;
+use crate::log::Memory;
+
+const NOW: u64 = 1_700_000_010;
+const SECRET: &[u8] = b"12345678901234567890";
+
+fn is_root() -> bool {
+    std::fs::metadata("/proc/self")
+        .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
+        .unwrap_or(false)
+}
+
+/// False (and a SKIP line) when the test cannot run here.
+fn can_run() -> bool {
+    if is_root() {
+        return true;
+    }
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "these tests need root in CI"
+    );
+    eprintln!("SKIP: needs root (the test user file is in root-owned central storage)");
+    false
+}
+
+struct FakeClock {
+    now: Option<u64>,
+    mono: Rc<Cell<Duration>>,
+}
+
+impl Clock for FakeClock {
+    fn unix_now(&self) -> Option<u64> {
+        self.now
+    }
+    fn monotonic(&self) -> Duration {
+        self.mono.get()
+    }
+    fn local_hhmm(&self, unix: u64) -> String {
+        format!("{:02}:{:02}", unix / 3600 % 24, unix / 60 % 60)
+    }
+}
+
+#[derive(Default)]
+struct Fake {
+    user: Option<String>,
+    rhost: Option<String>,
+    authtok: Option<Vec<u8>>,
+    set_authtok: Option<Vec<u8>>,
+    answers: VecDeque<Vec<u8>>,
+    transcript: Vec<String>,
+    mono: Rc<Cell<Duration>>,
+    /// How long each prompt takes to answer.
+    think: Duration,
+    panic_on_prompt: bool,
+}
+
+impl Handle for Fake {
+    fn user(&mut self) -> Result<String, Code> {
+        self.user.clone().ok_or(Code::Other(10))
+    }
+    fn rhost(&self) -> Option<String> {
+        self.rhost.clone()
+    }
+    fn service(&self) -> Option<String> {
+        Some("otp-test".into())
+    }
+    fn tty(&self) -> Option<String> {
+        Some("ssh".into())
+    }
+    fn authtok(&self) -> Option<Secret> {
+        self.authtok.clone().map(Zeroizing::new)
+    }
+    fn set_authtok(&mut self, token: &[u8]) -> Result<(), Code> {
+        self.set_authtok = Some(token.to_vec());
+        Ok(())
+    }
+    fn prompt(&mut self, text: &str, echo: bool) -> Result<Option<Secret>, Code> {
+        assert!(!self.panic_on_prompt, "scripted panic");
+        self.transcript.push(format!("prompt(echo={echo}): {text}"));
+        self.mono.set(self.mono.get() + self.think);
+        match self.answers.pop_front() {
+            Some(a) => Ok(Some(Zeroizing::new(a))),
+            None => Err(Code::ConvErr),
+        }
+    }
+    fn info(&mut self, text: &str) {
+        self.transcript.push(format!("info: {text}"));
+    }
+    fn error(&mut self, text: &str) {
+        self.transcript.push(format!("error: {text}"));
+    }
+}
+
+/// A temp dir with a config and root's user file.
+struct Setup {
+    dir: tempfile::TempDir,
+    config: PathBuf,
+}
+
+impl Setup {
+    fn new(config: &str) -> Setup {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+        let users = dir.path().join("users");
+        std::fs::create_dir(&users).unwrap();
+        std::fs::set_permissions(&users, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let path = dir.path().join("config.toml");
+        let text = format!("user_file = \"{}/%u.toml\"\n{config}", users.display());
+        std::fs::write(&path, text).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        Setup { dir, config: path }
+    }
+
+    fn user_file(&self) -> PathBuf {
+        self.dir.path().join("users/root.toml")
+    }
+
+    fn enroll(&self, record: &UserRecord) {
+        let path = self.user_file();
+        std::fs::write(&path, record.to_toml()).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+
+    fn record(&self) -> UserRecord {
+        let text = std::fs::read_to_string(self.user_file()).unwrap();
+        UserRecord::from_toml(Path::new("x"), &text).unwrap()
+    }
+
+    fn args(&self, extra: &[&str]) -> Args {
+        let mut raw = vec![format!("config={}", self.config.display())];
+        raw.extend(extra.iter().map(|s| s.to_string()));
+        Args::parse(&raw)
+    }
+}
+
+fn totp_record() -> UserRecord {
+    UserRecord::new_totp(
+        OtpSecret::from_bytes(SECRET.to_vec()).unwrap(),
+        Algorithm::SHA1,
+        6,
+        30,
+    )
+}
+
+fn code_at(now: u64) -> Vec<u8> {
+    let secret = OtpSecret::from_bytes(SECRET.to_vec()).unwrap();
+    let g = Generator::totp(&secret, Algorithm::SHA1, 6, 30).unwrap();
+    g.code_at_step(now / 30).as_bytes().to_vec()
+}
+
+fn fake(rhost: Option<&str>, answers: &[&[u8]]) -> Fake {
+    Fake {
+        user: Some("root".into()),
+        rhost: rhost.map(str::to_string),
+        answers: answers.iter().map(|a| a.to_vec()).collect(),
+        ..Fake::default()
+    }
+}
+
+/// Runs the flow; returns the code and the log lines.
+fn run_at(now: Option<u64>, h: &mut Fake, args: &Args) -> (Code, Vec<String>) {
+    let clock = FakeClock {
+        now,
+        mono: h.mono.clone(),
+    };
+    let mut log = Memory::default();
+    let code = guarded(&mut log, |log| authenticate(h, &clock, log, args, false));
+    (code, log.lines.into_iter().map(|(_, l)| l).collect())
+}
+
+fn run(h: &mut Fake, args: &Args) -> (Code, Vec<String>) {
+    run_at(Some(NOW), h, args)
+}
+
+#[test]
+fn current_totp_code_is_accepted_and_logged_without_the_code() {
+    if !can_run() {
+        return;
+    }
+    let s = Setup::new("");
+    s.enroll(&totp_record());
+    let code = code_at(NOW);
+    let mut h = fake(Some("203.0.113.7"), &[&code]);
+    let (rc, log) = run(&mut h, &s.args(&[]));
+    assert_eq!(rc, Code::Success, "{log:?}");
+    assert_eq!(h.transcript, ["prompt(echo=false): Verification code: "]);
+    assert_eq!(log.len(), 1, "{log:?}");
+    let line = &log[0];
+    for want in [
+        "user=root",
+        "service=otp-test",
+        "rhost=203.0.113.7",
+        "method=totp",
+        "outcome=success",
+        "reason=\"code accepted\"",
+    ] {
+        assert!(line.contains(want), "{want} missing in {line}");
+    }
+    assert!(!line.contains(std::str::from_utf8(&code).unwrap()));
+    assert_eq!(s.record().state.last_step, NOW / 30);
+}
+
+#[test]
+fn the_same_code_twice_is_refused_the_second_time() {
+    if !can_run() {
+        return;
+    }
+    let s = Setup::new("max_attempts = 1");
+    s.enroll(&totp_record());
+    let code = code_at(NOW);
+    assert_eq!(
+        run(&mut fake(None, &[&code]), &s.args(&[])).0,
+        Code::Success
+    );
+    let mut h = fake(None, &[&code]);
+    let (rc, log) = run(&mut h, &s.args(&[]));
+    assert_eq!(rc, Code::AuthErr);
+    assert!(log[0].contains("code already used"), "{log:?}");
+    assert_eq!(s.record().state.failures, 1);
+}
+
+#[test]
+fn wrong_codes_say_how_many_tries_remain_then_a_right_one_passes() {
+    if !can_run() {
+        return;
+    }
+    let s = Setup::new("");
+    s.enroll(&totp_record());
+    let mut h = fake(None, &[b"000000", b"111111", &code_at(NOW)]);
+    let (rc, _) = run(&mut h, &s.args(&[]));
+    assert_eq!(rc, Code::Success);
+    assert_eq!(
+        h.transcript,
+        [
+            "prompt(echo=false): Verification code: ",
+            "error: Wrong code; 2 tries left.",
+            "prompt(echo=false): Verification code: ",
+            "error: Wrong code; 1 try left.",
+            "prompt(echo=false): Verification code: ",
+        ]
+    );
+    // Success resets the count.
+    assert_eq!(s.record().state.failures, 0);
+}
+
+#[test]
+fn max_attempts_wrong_answers_deny_and_count_every_one() {
+    if !can_run() {
+        return;
+    }
+    let s = Setup::new("");
+    s.enroll(&totp_record());
+    let long = vec![b'1'; 1 << 20];
+    let mut h = fake(None, &[b"", b"12\x0034", &long]);
+    let (rc, log) = run(&mut h, &s.args(&[]));
+    assert_eq!(rc, Code::AuthErr);
+    assert_eq!(h.transcript.last().unwrap(), "error: Wrong code.");
+    assert_eq!(s.record().state.failures, 3);
+    assert!(log[0].contains("outcome=deny"), "{log:?}");
+}
+
+#[test]
+fn lockout_tells_until_when_and_refuses_even_a_right_code() {
+    if !can_run() {
+        return;
+    }
+    let s = Setup::new("lockout_after = 2\nlockout_minutes = 15\nmax_attempts = 3");
+    s.enroll(&totp_record());
+    let mut h = fake(None, &[b"000000", b"111111", &code_at(NOW)]);
+    let (rc, log) = run(&mut h, &s.args(&[]));
+    assert_eq!(rc, Code::AuthErr);
+    let until = NOW + 900;
+    let hhmm = format!("{:02}:{:02}", until / 3600 % 24, until / 60 % 60);
+    assert_eq!(
+        h.transcript.last().unwrap(),
+        &format!("error: Too many wrong codes. Account locked until {hhmm}")
+    );
+    assert!(log[0].contains("locked out until"), "{log:?}");
+    // The next login is refused without a prompt, right code or not.
+    let mut h = fake(None, &[&code_at(NOW + 60)]);
+    let (rc, _) = run_at(Some(NOW + 60), &mut h, &s.args(&[]));
+    assert_eq!(rc, Code::AuthErr);
+    assert_eq!(
+        h.transcript,
+        [format!("error: Account locked until {hhmm}")]
+    );
+    // After the lock ends, the right code works.
+    let later = until + 1;
+    let mut h = fake(None, &[&code_at(later)]);
+    assert_eq!(run_at(Some(later), &mut h, &s.args(&[])).0, Code::Success);
+}
+
+#[test]
+fn no_file_is_ignored_when_optional_and_denied_with_a_hint_when_required() {
+    if !can_run() {
+        return;
+    }
+    let s = Setup::new("");
+    let mut h = fake(None, &[]);
+    let (rc, log) = run(&mut h, &s.args(&[]));
+    assert_eq!(rc, Code::Ignore);
+    assert!(h.transcript.is_empty());
+    assert!(log[0].contains("outcome=ignore"), "{log:?}");
+
+    for policy in ["policy.require=all", "policy.require_groups=root"] {
+        let mut h = fake(None, &[]);
+        let (rc, log) = run(&mut h, &s.args(&[policy]));
+        assert_eq!(rc, Code::AuthErr, "{policy}");
+        assert_eq!(h.transcript, [format!("error: {ENROLL_HINT}")]);
+        assert!(log[0].contains("2FA is required"), "{log:?}");
+    }
+    // Exemption beats requirement.
+    let mut h = fake(None, &[]);
+    let (rc, log) = run(
+        &mut h,
+        &s.args(&["policy.require=all", "policy.exempt_groups=root"]),
+    );
+    assert_eq!(rc, Code::Success);
+    assert!(log[0].contains("method=exempt"), "{log:?}");
+}
+
+#[test]
+fn trusted_networks_pass_without_a_prompt_and_others_are_asked() {
+    if !can_run() {
+        return;
+    }
+    let s = Setup::new("trusted_networks = [\"10.0.0.0/8\", \"2001:db8::/32\"]");
+    s.enroll(&totp_record());
+    for rhost in ["10.1.2.3", "::ffff:10.9.9.9", "2001:db8::1"] {
+        let mut h = fake(Some(rhost), &[]);
+        let (rc, log) = run(&mut h, &s.args(&[]));
+        assert_eq!(rc, Code::Success, "{rhost}");
+        assert!(h.transcript.is_empty());
+        assert!(log[0].contains("method=trusted-network"), "{log:?}");
+    }
+    for rhost in ["192.0.2.1", "2001:db9::1", "10.example.com"] {
+        let mut h = fake(Some(rhost), &[b"000000"]);
+        let (rc, _) = run(&mut h, &s.args(&["max_attempts=1"]));
+        assert_eq!(rc, Code::AuthErr, "{rhost}");
+        assert_eq!(h.transcript[0], "prompt(echo=false): Verification code: ");
+    }
+}
+
+#[test]
+fn local_console_follows_the_config() {
+    if !can_run() {
+        return;
+    }
+    let s = Setup::new("local_console = \"skip\"");
+    s.enroll(&totp_record());
+    let mut h = fake(None, &[]);
+    let (rc, log) = run(&mut h, &s.args(&[]));
+    assert_eq!(rc, Code::Success);
+    assert!(log[0].contains("method=local-console"), "{log:?}");
+    // An empty PAM_RHOST is a local login too; a remote one is asked.
+    assert_eq!(run(&mut fake(Some(""), &[]), &s.args(&[])).0, Code::Success);
+    let mut h = fake(Some("192.0.2.1"), &[&code_at(NOW)]);
+    assert_eq!(run(&mut h, &s.args(&[])).0, Code::Success);
+    assert_eq!(h.transcript.len(), 1);
+}
+
+#[test]
+fn a_remembered_host_skips_the_prompt_until_it_expires() {
+    if !can_run() {
+        return;
+    }
+    let s = Setup::new("remember_days = 7");
+    s.enroll(&totp_record());
+    let host = Some("203.0.113.7");
+    let mut h = fake(host, &[&code_at(NOW), b"y"]);
+    assert_eq!(run(&mut h, &s.args(&[])).0, Code::Success);
+    assert_eq!(
+        h.transcript,
+        [
+            "prompt(echo=false): Verification code: ",
+            "prompt(echo=true): Trust this host for 7 days? [y/N] ",
+            "info: This host is trusted for 7 days.",
+        ]
+    );
+    // Next login from there: no prompt.
+    let mut h = fake(host, &[]);
+    let (rc, log) = run_at(Some(NOW + 3600), &mut h, &s.args(&[]));
+    assert_eq!(rc, Code::Success);
+    assert!(h.transcript.is_empty());
+    assert!(log[0].contains("method=remembered-host"), "{log:?}");
+    // Another host is asked (and "no" is not remembered).
+    let mut h = fake(Some("203.0.113.8"), &[&code_at(NOW + 3600), b"n"]);
+    assert_eq!(
+        run_at(Some(NOW + 3600), &mut h, &s.args(&[])).0,
+        Code::Success
+    );
+    assert_eq!(h.transcript.len(), 2);
+    assert_eq!(s.record().trusted_hosts.len(), 1);
+    // After 7 days the first host is asked again.
+    let later = NOW + 7 * 86_400 + 1;
+    let mut h = fake(host, &[&code_at(later), b""]);
+    assert_eq!(run_at(Some(later), &mut h, &s.args(&[])).0, Code::Success);
+    assert_eq!(h.transcript[0], "prompt(echo=false): Verification code: ");
+}
+
+#[test]
+fn forward_pass_splits_the_code_off_and_passes_the_password_on() {
+    if !can_run() {
+        return;
+    }
+    let s = Setup::new("");
+    s.enroll(&totp_record());
+    let mut answer = b"pass 12".to_vec();
+    answer.extend(code_at(NOW));
+    let mut h = fake(None, &[&answer]);
+    let (rc, _) = run(&mut h, &s.args(&["forward_pass"]));
+    assert_eq!(rc, Code::Success);
+    assert_eq!(
+        h.transcript,
+        ["prompt(echo=false): Password & verification code: "]
+    );
+    assert_eq!(h.set_authtok.as_deref(), Some(&b"pass 12"[..]));
+}
+
+#[test]
+fn use_first_pass_takes_the_code_from_pam_authtok_and_never_prompts() {
+    if !can_run() {
+        return;
+    }
+    let s = Setup::new("");
+    s.enroll(&totp_record());
+    let mut h = fake(None, &[]);
+    h.authtok = Some(code_at(NOW));
+    assert_eq!(run(&mut h, &s.args(&["use_first_pass"])).0, Code::Success);
+    assert!(h.transcript.is_empty());
+    let mut h = fake(None, &[b"123456"]);
+    h.authtok = Some(b"000000".to_vec());
+    assert_eq!(run(&mut h, &s.args(&["use_first_pass"])).0, Code::AuthErr);
+    assert_eq!(h.transcript, ["error: Wrong code."]);
+    let mut h = fake(None, &[]);
+    assert_eq!(run(&mut h, &s.args(&["use_first_pass"])).0, Code::AuthErr);
+}
+
+#[test]
+fn try_first_pass_prompts_when_pam_authtok_is_not_a_code() {
+    if !can_run() {
+        return;
+    }
+    let s = Setup::new("");
+    s.enroll(&totp_record());
+    let mut h = fake(None, &[&code_at(NOW)]);
+    h.authtok = Some(b"hunter2!".to_vec());
+    assert_eq!(run(&mut h, &s.args(&["try_first_pass"])).0, Code::Success);
+    assert_eq!(h.transcript, ["prompt(echo=false): Verification code: "]);
+    assert_eq!(s.record().state.failures, 0, "a password is not a guess");
+    let mut h = fake(None, &[]);
+    h.authtok = Some(code_at(NOW + 30));
+    assert_eq!(run(&mut h, &s.args(&["try_first_pass"])).0, Code::Success);
+    assert!(h.transcript.is_empty());
+}
+
+#[test]
+fn an_answer_after_prompt_timeout_is_refused_and_not_burned() {
+    if !can_run() {
+        return;
+    }
+    let s = Setup::new("prompt_timeout = 60");
+    s.enroll(&totp_record());
+    let code = code_at(NOW);
+    let mut h = fake(None, &[&code]);
+    h.think = Duration::from_secs(61);
+    let (rc, log) = run(&mut h, &s.args(&[]));
+    assert_eq!(rc, Code::AuthErr);
+    assert!(log[0].contains("prompt_timeout"), "{log:?}");
+    assert_eq!(s.record().state.last_step, 0, "code not used up");
+}
+
+#[test]
+fn the_time_spent_at_the_prompt_moves_the_totp_clock() {
+    if !can_run() {
+        return;
+    }
+    let s = Setup::new("");
+    s.enroll(&totp_record());
+    // The user waits 100 s: the code of that moment is 3 steps after the
+    // login started, and must be accepted.
+    let mut h = fake(None, &[&code_at(NOW + 100)]);
+    h.think = Duration::from_secs(100);
+    assert_eq!(run(&mut h, &s.args(&[])).0, Code::Success);
+}
+
+#[test]
+fn bad_arguments_and_configs_deny_and_are_logged() {
+    if !can_run() {
+        return;
+    }
+    let s = Setup::new("");
+    s.enroll(&totp_record());
+    for extra in [&["nullokk"][..], &["max_attempts=lots"], &["colour=blue"]] {
+        let mut h = fake(None, &[&code_at(NOW)]);
+        let (rc, log) = run(&mut h, &s.args(extra));
+        assert_eq!(rc, Code::ServiceErr, "{extra:?}");
+        assert!(h.transcript.is_empty());
+        assert!(log[0].contains("outcome=error"), "{log:?}");
+    }
+    std::fs::write(&s.config, "max_attempts = \n").unwrap();
+    let (rc, log) = run(&mut fake(None, &[]), &s.args(&[]));
+    assert_eq!(rc, Code::ServiceErr);
+    assert!(log[0].contains("config.toml:1"), "{log:?}");
+    let missing = Args::parse(&["config=/nonexistent/otpgate.toml"]);
+    assert_eq!(run(&mut fake(None, &[]), &missing).0, Code::ServiceErr);
+}
+
+#[test]
+fn unknown_users_are_user_unknown() {
+    if !can_run() {
+        return;
+    }
+    let s = Setup::new("");
+    let mut h = fake(None, &[]);
+    h.user = Some("no-such-user-otpgate".into());
+    assert_eq!(run(&mut h, &s.args(&[])).0, Code::UserUnknown);
+}
+
+#[test]
+fn a_clock_before_1970_denies() {
+    if !can_run() {
+        return;
+    }
+    let s = Setup::new("");
+    s.enroll(&totp_record());
+    let (rc, log) = run_at(None, &mut fake(None, &[]), &s.args(&[]));
+    assert_eq!(rc, Code::SystemErr);
+    assert!(log[0].contains("clock"), "{log:?}");
+}
+
+#[test]
+fn a_panic_becomes_system_err_and_is_logged() {
+    if !can_run() {
+        return;
+    }
+    let s = Setup::new("");
+    s.enroll(&totp_record());
+    let mut h = fake(None, &[]);
+    h.panic_on_prompt = true;
+    let (rc, log) = run(&mut h, &s.args(&[]));
+    assert_eq!(rc, Code::SystemErr);
+    assert!(log[0].contains("panic"), "{log:?}");
+}
+
+#[test]
+fn backup_codes_work_once_and_say_how_many_are_left() {
+    if !can_run() {
+        return;
+    }
+    let s = Setup::new("max_attempts = 1");
+    let mut r = totp_record();
+    let codes = r.new_backup_codes(3, 8).unwrap();
+    s.enroll(&r);
+    let mut h = fake(None, &[codes[1].as_bytes()]);
+    let (rc, log) = run(&mut h, &s.args(&[]));
+    assert_eq!(rc, Code::Success);
+    assert!(log[0].contains("method=backup"));
+    assert!(!log[0].contains(codes[1].as_str()));
+    assert_eq!(h.transcript[1], "info: Backup code used; 2 left.");
+    assert_eq!(s.record().backup.codes.len(), 2);
+    let mut h = fake(None, &[codes[1].as_bytes()]);
+    assert_eq!(run(&mut h, &s.args(&[])).0, Code::AuthErr);
+}
+
+#[test]
+fn silent_suppresses_messages_but_not_prompts() {
+    if !can_run() {
+        return;
+    }
+    let s = Setup::new("");
+    s.enroll(&totp_record());
+    let mut h = fake(None, &[b"1", b"2", b"3"]);
+    let clock = FakeClock {
+        now: Some(NOW),
+        mono: h.mono.clone(),
+    };
+    let mut log = Memory::default();
+    let rc = authenticate(&mut h, &clock, &mut log, &s.args(&[]), true);
+    assert_eq!(rc, Code::AuthErr);
+    assert!(h.transcript.iter().all(|t| t.starts_with("prompt")));
+}
