@@ -1,1 +1,523 @@
+//! The harness of otpgate's end-to-end tests: a temp directory holding a
+//! PAM service directory, a system config, central user files and a syslog
+//! socket; the built `pam_otpgate.so`; `pam_driver` (real libpam through
+//! `pam_start_confdir`, built by `build.rs`); and `oathtool` for codes from
+//! an independent implementation.
+//!
+//! Nothing here touches `/etc/pam.d` or real users' files: the PAM user is
+//! `root` (present everywhere), its file lives in the temp directory
+//! (`user_file = "<tmp>/users/%u.toml"`, central storage), so the tests need
+//! root, as CI has. A test whose tool or privilege is missing prints
+//! `SKIP: <why>` and returns, or fails when `CI=true`.
+#![forbid(unsafe_code)]
 
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use otpgate_config::UserRecord;
+use otpgate_config::otp::{Algorithm, Secret};
+
+/// The PAM service our tests write for the module alone.
+pub const SERVICE: &str = "otp-test";
+/// pam_wrapper's test modules on Debian.
+pub const PAM_WRAPPER_MODULES: &str = "/usr/lib/x86_64-linux-gnu/pam_wrapper";
+
+/// Returns out of the test (after a SKIP line) when `$e` is `None`.
+#[macro_export]
+macro_rules! need {
+    ($e:expr) => {
+        match $e {
+            Some(v) => v,
+            None => return,
+        }
+    };
+}
+
+/// `Some(())` when `ok`; otherwise prints `SKIP: why` and returns `None`,
+/// or panics when `CI=true` (CI must run every test).
+pub fn require(ok: bool, why: &str) -> Option<()> {
+    if ok {
+        return Some(());
+    }
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "CI=true and a test cannot run: {why}"
+    );
+    eprintln!("SKIP: {why}");
+    None
+}
+
+/// True when `program` runs (found on PATH).
+pub fn have(program: &str) -> bool {
+    Command::new(program)
+        .arg("--version")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok()
+}
+
+/// `Some(())` when `program` (from Debian `package`) is installed.
+pub fn require_tool(program: &str, package: &str) -> Option<()> {
+    require(
+        have(program),
+        &format!("`{program}` not found (Debian package {package})"),
+    )
+}
+
+/// `Some(())` when running as root.
+pub fn require_root() -> Option<()> {
+    let uid = std::fs::metadata("/proc/self")
+        .map(|m| std::os::unix::fs::MetadataExt::uid(&m))
+        .unwrap_or(u32::MAX);
+    require(
+        uid == 0,
+        "needs root (the test user is root; hostile-file tests chown)",
+    )
+}
+
+/// The C driver built by build.rs.
+pub fn driver() -> Option<PathBuf> {
+    let path = env!("OTPGATE_PAM_DRIVER");
+    require(
+        !path.is_empty(),
+        &format!(
+            "pam_driver was not built (needs gcc and libpam0g-dev): {}",
+            env!("OTPGATE_PAM_DRIVER_ERROR")
+        ),
+    )?;
+    Some(PathBuf::from(path))
+}
+
+/// `target/<profile>`, where this test binary lives (`.../deps/..`).
+pub fn target_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    exe.parent()
+        .and_then(|deps| deps.parent())
+        .expect("test binary in target/<profile>/deps")
+        .to_path_buf()
+}
+
+/// The built module, `target/<profile>/libpam_otpgate.so`. `cargo test`
+/// does not build cdylibs of other packages, so the first call runs
+/// `cargo build -p pam-module` (same profile), once per test binary.
+pub fn module() -> PathBuf {
+    static BUILT: OnceLock<Result<(), String>> = OnceLock::new();
+    let result = BUILT.get_or_init(|| {
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
+        let mut cmd = Command::new(cargo);
+        cmd.args(["build", "--quiet", "-p", "pam-module", "--manifest-path"])
+            .arg(&manifest);
+        if !cfg!(debug_assertions) {
+            cmd.arg("--release");
+        }
+        match cmd.status() {
+            Ok(s) if s.success() => Ok(()),
+            Ok(s) => Err(format!("cargo build -p pam-module: {s}")),
+            Err(e) => Err(format!("cargo build -p pam-module: {e}")),
+        }
+    });
+    if let Err(e) = result {
+        panic!("{e}");
+    }
+    let so = target_dir().join("libpam_otpgate.so");
+    assert!(so.exists(), "{} missing after the build", so.display());
+    so
+}
+
+/// Seconds since 1970.
+pub fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_secs()
+}
+
+/// Waits, when needed, so that the next 3 seconds stay inside one 30-second
+/// TOTP step: tests that compare "one step old" with "now" then cannot
+/// straddle a step boundary.
+pub fn avoid_step_edge() {
+    let into = now() % 30;
+    if into >= 27 {
+        std::thread::sleep(Duration::from_secs(31 - into));
+    }
+}
+
+/// A fresh random 160-bit secret, base32.
+pub fn new_secret() -> String {
+    Secret::generate(20)
+        .expect("randomness")
+        .to_base32()
+        .to_string()
+}
+
+fn oathtool(args: &[&str]) -> String {
+    let out = Command::new("oathtool")
+        .args(args)
+        .output()
+        .expect("oathtool runs");
+    assert!(
+        out.status.success(),
+        "oathtool {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .expect("utf-8")
+        .trim()
+        .to_string()
+}
+
+/// The TOTP code of `secret` (base32) at Unix time `at`, by oathtool.
+pub fn totp_at(secret: &str, at: u64) -> String {
+    oathtool(&["--totp", "-b", "-N", &format!("@{at}"), secret])
+}
+
+/// A TOTP code with another hash (`sha1`, `sha256`, `sha512`) and length.
+pub fn totp_with(secret: &str, algorithm: &str, digits: u8, at: u64) -> String {
+    oathtool(&[
+        &format!("--totp={algorithm}"),
+        "-d",
+        &digits.to_string(),
+        "-b",
+        "-N",
+        &format!("@{at}"),
+        secret,
+    ])
+}
+
+/// The HOTP code of `secret` (base32) for `counter`, by oathtool.
+pub fn hotp(secret: &str, counter: u64) -> String {
+    oathtool(&["--hotp", "-b", "-c", &counter.to_string(), secret])
+}
+
+/// A TOTP record for `secret` (base32).
+pub fn totp_record(secret: &str, algorithm: Algorithm, digits: u8) -> UserRecord {
+    UserRecord::new_totp(
+        Secret::from_base32(secret).expect("secret"),
+        algorithm,
+        digits,
+        30,
+    )
+}
+
+/// One answer for the driver's script.
+#[derive(Debug, Clone)]
+pub enum Answer {
+    Text(String),
+    /// The contents of a file (large answers).
+    File(PathBuf),
+}
+
+impl From<&str> for Answer {
+    fn from(s: &str) -> Self {
+        Answer::Text(s.to_string())
+    }
+}
+
+impl From<String> for Answer {
+    fn from(s: String) -> Self {
+        Answer::Text(s)
+    }
+}
+
+impl From<&String> for Answer {
+    fn from(s: &String) -> Self {
+        Answer::Text(s.clone())
+    }
+}
+
+/// What one PAM run showed.
+#[derive(Debug, Clone)]
+pub struct Run {
+    /// `PAM_SUCCESS`, `PAM_AUTH_ERR`...
+    pub result: String,
+    /// Every line the driver printed before the result (prompts, messages).
+    pub lines: Vec<String>,
+    pub stderr: String,
+}
+
+impl Run {
+    /// The prompts, in order.
+    pub fn prompts(&self) -> Vec<&str> {
+        self.lines
+            .iter()
+            .filter_map(|l| {
+                l.strip_prefix("PROMPT_ECHO_OFF ")
+                    .or_else(|| l.strip_prefix("PROMPT_ECHO_ON "))
+            })
+            .collect()
+    }
+
+    /// Error and info messages, in order.
+    pub fn messages(&self) -> Vec<&str> {
+        self.lines
+            .iter()
+            .filter_map(|l| {
+                l.strip_prefix("ERROR_MSG ")
+                    .or_else(|| l.strip_prefix("TEXT_INFO "))
+            })
+            .collect()
+    }
+
+    /// The PAM environment variable `name` after the run.
+    pub fn env(&self, name: &str) -> Option<&str> {
+        let prefix = format!("ENV {name}=");
+        self.lines.iter().find_map(|l| l.strip_prefix(&prefix))
+    }
+
+    /// Panics with the whole transcript unless the result is `want`.
+    #[track_caller]
+    pub fn assert(&self, want: &str) -> &Self {
+        assert_eq!(self.result, want, "transcript: {self:#?}");
+        self
+    }
+}
+
+/// A temp directory with a PAM service directory, a config, central user
+/// files and a syslog socket; see the crate docs.
+pub struct Harness {
+    dir: tempfile::TempDir,
+    pub module: PathBuf,
+    pub driver: PathBuf,
+    log: UnixDatagram,
+}
+
+impl Harness {
+    /// A harness whose system config is `user_file` (central, in the temp
+    /// dir) plus `config`; `None` (after SKIP) when root, the driver or
+    /// oathtool is missing.
+    pub fn new(config: &str) -> Option<Harness> {
+        require_root()?;
+        let driver = driver()?;
+        require_tool("oathtool", "oathtool")?;
+        let dir = tempfile::tempdir().expect("tempdir");
+        for sub in ["", "pam.d", "users"] {
+            let p = dir.path().join(sub);
+            std::fs::create_dir_all(&p).expect("mkdir");
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+        }
+        let log = UnixDatagram::bind(dir.path().join("log.sock")).expect("bind log socket");
+        log.set_nonblocking(true).expect("nonblocking");
+        let h = Harness {
+            module: module(),
+            driver,
+            dir,
+            log,
+        };
+        h.write_config(config);
+        Some(h)
+    }
+
+    /// A path inside the temp dir.
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.path("config.toml")
+    }
+
+    /// Replaces the system config (mode 0600) with `user_file` + `config`.
+    pub fn write_config(&self, config: &str) {
+        let text = format!(
+            "user_file = \"{}/%u.toml\"\n{config}\n",
+            self.path("users").display()
+        );
+        write_private(&self.config_path(), text.as_bytes());
+    }
+
+    /// Our module's arguments: `config=`, `syslog_socket=` and `extra`.
+    pub fn module_args(&self, extra: &str) -> String {
+        format!(
+            "config={} syslog_socket={} {extra}",
+            self.config_path().display(),
+            self.path("log.sock").display()
+        )
+    }
+
+    /// `auth <control> pam_otpgate.so <args> <extra>`.
+    pub fn module_line(&self, control: &str, extra: &str) -> String {
+        format!(
+            "auth {control} {} {}",
+            self.module.display(),
+            self.module_args(extra)
+        )
+    }
+
+    /// Writes the PAM service `name` with `lines`.
+    pub fn service(&self, name: &str, lines: &[String]) {
+        let mut text = lines.join("\n");
+        text.push('\n');
+        std::fs::write(self.path("pam.d").join(name), text).expect("write service");
+    }
+
+    /// The service [`SERVICE`]: our module alone, `required`, with `extra`
+    /// arguments.
+    pub fn otp_service(&self, extra: &str) {
+        self.service(SERVICE, &[self.module_line("required", extra)]);
+    }
+
+    /// Where `user`'s file is.
+    pub fn user_file(&self, user: &str) -> PathBuf {
+        self.path("users").join(format!("{user}.toml"))
+    }
+
+    /// Writes `user`'s file (mode 0600).
+    pub fn write_record(&self, user: &str, record: &UserRecord) {
+        write_private(&self.user_file(user), record.to_toml().as_bytes());
+    }
+
+    /// Enrolls root with a fresh SHA-1, 6-digit TOTP secret; returns it.
+    pub fn enroll(&self) -> String {
+        let secret = new_secret();
+        self.write_record("root", &totp_record(&secret, Algorithm::SHA1, 6));
+        secret
+    }
+
+    /// Reads `user`'s file back.
+    pub fn record(&self, user: &str) -> UserRecord {
+        let path = self.user_file(user);
+        let text = std::fs::read_to_string(&path).expect("read user file");
+        UserRecord::from_toml(&path, &text).expect("parse user file")
+    }
+
+    /// A login of root on [`SERVICE`], to be completed and run.
+    pub fn login(&self) -> Login<'_> {
+        Login {
+            h: self,
+            service: SERVICE.into(),
+            user: "root".into(),
+            rhost: None,
+            tty: None,
+            answers: Vec::new(),
+            env: Vec::new(),
+        }
+    }
+
+    /// Log lines received since the last call.
+    pub fn log(&self) -> Vec<String> {
+        let mut lines = Vec::new();
+        let mut buf = vec![0u8; 64 * 1024];
+        while let Ok(n) = self.log.recv(&mut buf) {
+            lines.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+        }
+        lines
+    }
+
+    /// The files in the users directory, sorted, with their contents.
+    pub fn users_snapshot(&self) -> Vec<(String, Vec<u8>)> {
+        let mut out: Vec<(String, Vec<u8>)> = std::fs::read_dir(self.path("users"))
+            .expect("read users")
+            .filter_map(|e| e.ok())
+            .map(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let meta = std::fs::symlink_metadata(e.path()).expect("lstat");
+                let content = if meta.is_file() {
+                    std::fs::read(e.path()).unwrap_or_default()
+                } else {
+                    format!("{:?}", meta.file_type()).into_bytes()
+                };
+                (name, content)
+            })
+            .collect();
+        out.sort();
+        out
+    }
+}
+
+/// Writes `bytes` to `path` with mode 0600.
+pub fn write_private(path: &Path, bytes: &[u8]) {
+    std::fs::write(path, bytes).expect("write");
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+}
+
+/// A PAM run being set up.
+pub struct Login<'a> {
+    h: &'a Harness,
+    service: String,
+    user: String,
+    rhost: Option<String>,
+    tty: Option<String>,
+    answers: Vec<Answer>,
+    env: Vec<(String, String)>,
+}
+
+impl Login<'_> {
+    pub fn service(mut self, name: &str) -> Self {
+        self.service = name.into();
+        self
+    }
+    pub fn user(mut self, name: &str) -> Self {
+        self.user = name.into();
+        self
+    }
+    pub fn rhost(mut self, rhost: &str) -> Self {
+        self.rhost = Some(rhost.into());
+        self
+    }
+    pub fn tty(mut self, tty: &str) -> Self {
+        self.tty = Some(tty.into());
+        self
+    }
+    /// The next answer to a prompt.
+    pub fn answer(mut self, a: impl Into<Answer>) -> Self {
+        self.answers.push(a.into());
+        self
+    }
+    /// An environment variable for the driver (pam_set_items reads them).
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+
+    /// Runs `pam_authenticate`.
+    pub fn run(self) -> Run {
+        self.run_op("authenticate")
+    }
+
+    /// Runs one PAM operation (`authenticate`, `setcred`, `acct_mgmt`...).
+    pub fn run_op(self, op: &str) -> Run {
+        let mut cmd = Command::new(&self.h.driver);
+        cmd.arg("-c").arg(self.h.path("pam.d")).args(["-o", op]);
+        if let Some(r) = &self.rhost {
+            cmd.args(["-r", r]);
+        }
+        if let Some(t) = &self.tty {
+            cmd.args(["-t", t]);
+        }
+        for a in &self.answers {
+            match a {
+                Answer::Text(t) => cmd.arg("-a").arg(t),
+                Answer::File(p) => cmd.arg("-f").arg(p),
+            };
+        }
+        cmd.arg(&self.service).arg(&self.user);
+        cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
+        let out = cmd.stdin(Stdio::null()).output().expect("run pam_driver");
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(
+            out.status.success(),
+            "pam_driver failed ({}): {stdout}{stderr}",
+            out.status
+        );
+        let mut lines: Vec<String> = stdout.lines().map(str::to_string).collect();
+        let last = lines.pop().unwrap_or_default();
+        let result = last
+            .strip_prefix("RESULT ")
+            .and_then(|r| r.split_whitespace().nth(1))
+            .unwrap_or_else(|| panic!("no RESULT line in {stdout}{stderr}"))
+            .to_string();
+        Run {
+            result,
+            lines,
+            stderr,
+        }
+    }
+}

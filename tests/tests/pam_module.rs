@@ -1,0 +1,707 @@
+//! `pam_otpgate.so` through real libpam (`pam_start_confdir` in the C
+//! driver), with codes from oathtool. One test per behaviour of issue #3.
+#![forbid(unsafe_code)]
+
+use std::os::unix::fs::PermissionsExt;
+use std::time::{Duration, Instant};
+
+use otpgate_config::otp::Algorithm;
+use otpgate_tests::*;
+
+const PROMPT: &str = "Verification code: ";
+
+fn harness(config: &str, extra_args: &str) -> Option<Harness> {
+    let h = Harness::new(config)?;
+    h.otp_service(extra_args);
+    Some(h)
+}
+
+/// The one log line of the last login (asserts there is exactly one
+/// decision line).
+fn decision(h: &Harness) -> String {
+    let lines: Vec<String> = h
+        .log()
+        .into_iter()
+        .filter(|l| l.contains("outcome="))
+        .collect();
+    assert_eq!(lines.len(), 1, "{lines:#?}");
+    lines.into_iter().next().unwrap_or_default()
+}
+
+// --- TOTP -----------------------------------------------------------------
+
+#[test]
+fn correct_totp_code_from_oathtool_succeeds() {
+    let h = need!(harness("", ""));
+    let secret = h.enroll();
+    let code = totp_at(&secret, now());
+    let run = h.login().rhost("192.0.2.10").answer(&code).run();
+    run.assert("PAM_SUCCESS");
+    assert_eq!(run.prompts(), [PROMPT]);
+    let line = decision(&h);
+    for want in [
+        "pam_otpgate[",
+        "user=root",
+        "service=otp-test",
+        "rhost=192.0.2.10",
+        "method=totp",
+        "outcome=success",
+        "reason=",
+    ] {
+        assert!(line.contains(want), "{want} not in {line}");
+    }
+    assert!(!line.contains(&code), "the code must never be logged");
+    assert!(!line.contains(&secret), "the secret must never be logged");
+    // authpriv.info
+    assert!(line.starts_with("<86>"), "{line}");
+}
+
+#[test]
+fn wrong_code_fails() {
+    let h = need!(harness("max_attempts = 1", ""));
+    let secret = h.enroll();
+    avoid_step_edge();
+    let t = now();
+    let wrong = (0..)
+        .map(|i| format!("{:06}", (i * 7919) % 1_000_000))
+        .find(|c| {
+            ![t - 30, t, t + 30]
+                .iter()
+                .any(|&s| &totp_at(&secret, s) == c)
+        })
+        .unwrap_or_default();
+    let run = h.login().answer(&wrong).run();
+    run.assert("PAM_AUTH_ERR");
+    assert_eq!(run.messages(), ["Wrong code."]);
+    let line = decision(&h);
+    assert!(
+        line.contains("outcome=deny") && line.contains("wrong code"),
+        "{line}"
+    );
+    assert!(!line.contains(&wrong));
+    assert_eq!(h.record("root").state.failures, 1);
+}
+
+#[test]
+fn the_same_code_twice_fails_the_second_time() {
+    let h = need!(harness("max_attempts = 1", ""));
+    let secret = h.enroll();
+    let code = totp_at(&secret, now());
+    h.login().answer(&code).run().assert("PAM_SUCCESS");
+    h.log();
+    h.login().answer(&code).run().assert("PAM_AUTH_ERR");
+    assert!(decision(&h).contains("code already used"));
+}
+
+#[test]
+fn a_code_one_step_old_succeeds() {
+    let h = need!(harness("", ""));
+    let secret = h.enroll();
+    avoid_step_edge();
+    let code = totp_at(&secret, now() - 30);
+    h.login().answer(&code).run().assert("PAM_SUCCESS");
+}
+
+#[test]
+fn a_code_three_steps_old_fails() {
+    let h = need!(harness("max_attempts = 1", ""));
+    let secret = h.enroll();
+    avoid_step_edge();
+    let t = now();
+    let old = totp_at(&secret, t - 90);
+    // (One in a million: the old code equals a valid one.)
+    if [t - 30, t, t + 30]
+        .iter()
+        .any(|&s| totp_at(&secret, s) == old)
+    {
+        return;
+    }
+    h.login().answer(&old).run().assert("PAM_AUTH_ERR");
+}
+
+#[test]
+fn sha256_eight_digit_secret_succeeds() {
+    let h = need!(harness("", ""));
+    let secret = new_secret();
+    h.write_record("root", &totp_record(&secret, Algorithm::SHA256, 8));
+    let code = totp_with(&secret, "sha256", 8, now());
+    assert_eq!(code.len(), 8);
+    h.login().answer(&code).run().assert("PAM_SUCCESS");
+    // The SHA-1 code of the same secret is not accepted.
+    let sha1 = totp_with(&secret, "sha1", 8, now());
+    h.login()
+        .answer(&sha1)
+        .answer(&sha1)
+        .answer(&sha1)
+        .run()
+        .assert("PAM_AUTH_ERR");
+}
+
+// --- HOTP and backup codes ------------------------------------------------
+
+#[test]
+fn hotp_counter_advances_and_resyncs_within_the_look_ahead() {
+    let h = need!(harness("max_attempts = 1\nhotp_lookahead = 10", ""));
+    let secret = new_secret();
+    let record = otpgate_config::UserRecord::new_hotp(
+        otpgate_config::otp::Secret::from_base32(&secret).unwrap(),
+        Algorithm::SHA1,
+        6,
+        0,
+    );
+    h.write_record("root", &record);
+    let counter = |h: &Harness| h.record("root").hotp.unwrap().counter;
+
+    h.login()
+        .answer(hotp(&secret, 0))
+        .run()
+        .assert("PAM_SUCCESS");
+    assert_eq!(counter(&h), 1);
+    h.log();
+    h.login()
+        .answer(hotp(&secret, 0))
+        .run()
+        .assert("PAM_AUTH_ERR");
+    assert_eq!(counter(&h), 1);
+    // The button was pressed a few times in between: resync.
+    h.login()
+        .answer(hotp(&secret, 6))
+        .run()
+        .assert("PAM_SUCCESS");
+    assert_eq!(counter(&h), 7);
+    h.log();
+    assert!(h.login().answer(hotp(&secret, 7)).run().result == "PAM_SUCCESS");
+    assert!(decision(&h).contains("method=hotp"));
+    // Beyond the look-ahead (next expected is 8; 8 + 10 is the last).
+    h.login()
+        .answer(hotp(&secret, 19))
+        .run()
+        .assert("PAM_AUTH_ERR");
+    assert_eq!(counter(&h), 8);
+    h.login()
+        .answer(hotp(&secret, 18))
+        .run()
+        .assert("PAM_SUCCESS");
+    assert_eq!(counter(&h), 19);
+}
+
+#[test]
+fn a_backup_code_succeeds_once_and_the_remaining_count_drops_by_one() {
+    let h = need!(harness("max_attempts = 1", ""));
+    let secret = new_secret();
+    let mut record = totp_record(&secret, Algorithm::SHA1, 6);
+    let codes = record.new_backup_codes(10, 8).unwrap();
+    h.write_record("root", &record);
+
+    let run = h.login().answer(codes[4].as_str()).run();
+    run.assert("PAM_SUCCESS");
+    assert_eq!(run.messages(), ["Backup code used; 9 left."]);
+    assert_eq!(h.record("root").backup.codes.len(), 9);
+    let line = decision(&h);
+    assert!(line.contains("method=backup"), "{line}");
+    assert!(!line.contains(codes[4].as_str()));
+
+    h.login()
+        .answer(codes[4].as_str())
+        .run()
+        .assert("PAM_AUTH_ERR");
+    assert_eq!(h.record("root").backup.codes.len(), 9);
+    // Typed the way people type it.
+    let dashed = format!("{}-{}", &codes[5][..4], &codes[5][4..]);
+    h.login().answer(dashed).run().assert("PAM_SUCCESS");
+    assert_eq!(h.record("root").backup.codes.len(), 8);
+}
+
+// --- Networks and remembered hosts ----------------------------------------
+
+#[test]
+fn a_trusted_network_rhost_succeeds_without_a_prompt() {
+    let h = need!(harness(
+        "trusted_networks = [\"10.0.0.0/8\", \"2001:db8::/32\"]",
+        ""
+    ));
+    h.enroll();
+    for rhost in ["10.20.30.40", "2001:db8::7", "::ffff:10.1.1.1"] {
+        let run = h.login().rhost(rhost).run();
+        run.assert("PAM_SUCCESS");
+        assert!(run.prompts().is_empty(), "{rhost}: {run:?}");
+        let line = decision(&h);
+        assert!(line.contains("method=trusted-network"), "{line}");
+    }
+}
+
+#[test]
+fn an_rhost_outside_the_trusted_networks_is_prompted() {
+    let h = need!(harness(
+        "trusted_networks = [\"10.0.0.0/8\", \"2001:db8::/32\"]\nmax_attempts = 1",
+        ""
+    ));
+    h.enroll();
+    for rhost in ["11.0.0.1", "2001:db9::1", "::ffff:11.1.1.1", "host.example"] {
+        let run = h.login().rhost(rhost).answer("000000").run();
+        assert_eq!(run.prompts(), [PROMPT], "{rhost}");
+    }
+    // No rhost at all is the local console: prompted by default.
+    let run = h.login().answer("000000").run();
+    assert_eq!(run.prompts(), [PROMPT]);
+}
+
+#[test]
+fn a_remembered_host_is_not_prompted_until_the_trust_expires_and_other_hosts_are() {
+    let h = need!(harness("remember_days = 3", ""));
+    let secret = h.enroll();
+    avoid_step_edge();
+    let run = h
+        .login()
+        .rhost("203.0.113.7")
+        .answer(totp_at(&secret, now()))
+        .answer("y")
+        .run();
+    run.assert("PAM_SUCCESS");
+    assert_eq!(
+        run.prompts(),
+        [PROMPT, "Trust this host for 3 days? [y/N] "]
+    );
+    assert_eq!(h.record("root").trusted_hosts.len(), 1);
+    h.log();
+
+    let run = h.login().rhost("203.0.113.7").run();
+    run.assert("PAM_SUCCESS");
+    assert!(run.prompts().is_empty());
+    assert!(decision(&h).contains("method=remembered-host"));
+
+    let run = h
+        .login()
+        .rhost("203.0.113.8")
+        .answer(totp_at(&secret, now() + 30))
+        .answer("n")
+        .run();
+    run.assert("PAM_SUCCESS");
+    assert_eq!(run.prompts().len(), 2);
+
+    // Expire the trust (as if 3 days had passed): prompted again.
+    let mut record = h.record("root");
+    record.trusted_hosts[0].until = now() - 1;
+    h.write_record("root", &record);
+    let run = h
+        .login()
+        .rhost("203.0.113.7")
+        .answer("000000")
+        .answer("000000")
+        .answer("000000")
+        .run();
+    assert_eq!(run.prompts()[0], PROMPT);
+}
+
+// --- Lockout ----------------------------------------------------------------
+
+#[test]
+fn lockout_after_n_failures_shows_when_it_ends_and_refuses_a_correct_code() {
+    let h = need!(harness("lockout_after = 3\nlockout_minutes = 15", ""));
+    let secret = h.enroll();
+    let run = h
+        .login()
+        .answer("000001")
+        .answer("000002")
+        .answer("000003")
+        .run();
+    run.assert("PAM_AUTH_ERR");
+    let last = *run.messages().last().unwrap();
+    assert!(
+        last.starts_with("Too many wrong codes. Account locked until "),
+        "{last}"
+    );
+    let hhmm = last.rsplit(' ').next().unwrap();
+    assert!(
+        hhmm.len() == 5 && hhmm.as_bytes()[2] == b':',
+        "HH:MM expected: {hhmm}"
+    );
+    let until = h.record("root").state.locked_until;
+    assert!(until >= now() + 14 * 60, "{until}");
+    h.log();
+
+    let run = h.login().answer(totp_at(&secret, now())).run();
+    run.assert("PAM_AUTH_ERR");
+    assert!(run.prompts().is_empty(), "no prompt while locked");
+    assert_eq!(run.messages(), [format!("Account locked until {hhmm}")]);
+    assert!(decision(&h).contains("locked out"));
+}
+
+// --- No user file and policy ----------------------------------------------
+
+#[test]
+fn no_user_file_is_pam_ignore_when_enrollment_is_optional() {
+    let h = need!(harness("", ""));
+    // Our module then a module that succeeds: IGNORE leaves the stack's
+    // decision to it.
+    h.service(
+        "with-permit",
+        &[
+            h.module_line("required", ""),
+            "auth required pam_permit.so".into(),
+        ],
+    );
+    let run = h.login().service("with-permit").run();
+    run.assert("PAM_SUCCESS");
+    assert!(run.prompts().is_empty());
+    assert!(decision(&h).contains("outcome=ignore"));
+    // Alone in the stack, PAM_IGNORE is not a success.
+    let run = h.login().run();
+    assert_ne!(run.result, "PAM_SUCCESS");
+}
+
+#[test]
+fn no_user_file_is_denied_with_the_enroll_hint_when_policy_requires_it_for_all() {
+    let h = need!(harness("[policy]\nrequire = \"all\"", ""));
+    let run = h.login().run();
+    run.assert("PAM_AUTH_ERR");
+    assert_eq!(
+        run.messages(),
+        ["2FA is required for this account: run `otpgate enroll`"]
+    );
+    assert!(decision(&h).contains("outcome=deny"));
+}
+
+#[test]
+fn no_user_file_is_denied_when_a_group_of_the_user_requires_it() {
+    let h = need!(harness("[policy]\nrequire_groups = [\"root\"]", ""));
+    let run = h.login().run();
+    run.assert("PAM_AUTH_ERR");
+    assert_eq!(
+        run.messages(),
+        ["2FA is required for this account: run `otpgate enroll`"]
+    );
+    // The same policy given as a module argument.
+    let h = need!(harness("", "policy.require_groups=root"));
+    h.login().run().assert("PAM_AUTH_ERR");
+    // nullok keeps enrollment optional.
+    let h = need!(harness("", "nullok"));
+    h.service(
+        "with-permit",
+        &[
+            h.module_line("required", "nullok"),
+            "auth required pam_permit.so".into(),
+        ],
+    );
+    h.login().service("with-permit").run().assert("PAM_SUCCESS");
+}
+
+// --- Hostile files and configs ----------------------------------------------
+
+/// Sets up a hostile user file with `make`, then checks that the login is
+/// denied, the reason logged, and nothing in the users directory changed.
+fn hostile(make: impl FnOnce(&Harness, &std::path::Path), reason: &str) {
+    let h = need!(harness("", ""));
+    let secret = new_secret();
+    let file = h.user_file("root");
+    make(&h, &file);
+    let before = h.users_snapshot();
+    let run = h.login().answer(totp_at(&secret, now())).run();
+    assert!(
+        run.result == "PAM_SYSTEM_ERR" || run.result == "PAM_AUTH_ERR",
+        "{reason}: {run:?}"
+    );
+    assert!(run.prompts().is_empty(), "{reason}: {run:?}");
+    let line = decision(&h);
+    assert!(line.contains("outcome=error"), "{line}");
+    assert!(line.contains(reason), "{reason} not in {line}");
+    assert_eq!(h.users_snapshot(), before, "nothing written");
+}
+
+fn valid_file_text() -> String {
+    totp_record(&new_secret(), Algorithm::SHA1, 6).to_toml()
+}
+
+#[test]
+fn a_symlinked_user_file_is_denied_and_logged() {
+    hostile(
+        |h, file| {
+            let target = h.path("elsewhere.toml");
+            write_private(&target, valid_file_text().as_bytes());
+            std::os::unix::fs::symlink(&target, file).unwrap();
+        },
+        "symbolic link",
+    );
+}
+
+#[test]
+fn a_user_file_of_another_owner_is_denied_and_logged() {
+    hostile(
+        |_, file| {
+            write_private(file, valid_file_text().as_bytes());
+            std::os::unix::fs::chown(file, Some(65534), Some(65534)).unwrap();
+        },
+        "owned by uid 65534",
+    );
+}
+
+#[test]
+fn a_user_file_with_mode_0644_is_denied_and_logged() {
+    hostile(
+        |_, file| {
+            write_private(file, valid_file_text().as_bytes());
+            std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o644)).unwrap();
+        },
+        "mode 0644",
+    );
+}
+
+#[test]
+fn a_fifo_as_user_file_is_denied_without_hanging() {
+    let start = Instant::now();
+    hostile(
+        |_, file| {
+            let ok = std::process::Command::new("mkfifo")
+                .args(["-m", "600"])
+                .arg(file)
+                .status()
+                .unwrap()
+                .success();
+            assert!(ok);
+        },
+        "FIFO",
+    );
+    assert!(start.elapsed() < Duration::from_secs(10));
+}
+
+#[test]
+fn a_one_megabyte_user_file_is_denied_and_logged() {
+    hostile(
+        |_, file| {
+            let mut text = valid_file_text();
+            text.push_str(&"#".repeat(1 << 20));
+            write_private(file, text.as_bytes());
+        },
+        "limit",
+    );
+}
+
+#[test]
+fn a_garbage_user_file_is_denied_and_logged() {
+    hostile(
+        |_, file| write_private(file, b"version = 1\n[totp\nsecret = \"x\n"),
+        "root.toml:",
+    );
+}
+
+#[test]
+fn a_broken_or_missing_config_denies() {
+    let h = need!(harness("", ""));
+    let secret = h.enroll();
+    std::fs::write(h.config_path(), "max_attempts = \"many\"\n").unwrap();
+    let run = h.login().answer(totp_at(&secret, now())).run();
+    assert_ne!(run.result, "PAM_SUCCESS");
+    assert!(run.prompts().is_empty());
+    let line = decision(&h);
+    assert!(line.contains("config.toml:1"), "{line}");
+
+    std::fs::remove_file(h.config_path()).unwrap();
+    let run = h.login().answer(totp_at(&secret, now())).run();
+    assert_ne!(run.result, "PAM_SUCCESS");
+    assert!(decision(&h).contains("outcome=error"));
+
+    // Writable by others: whoever can write it could turn 2FA off.
+    h.write_config("");
+    std::fs::set_permissions(h.config_path(), std::fs::Permissions::from_mode(0o666)).unwrap();
+    let run = h.login().answer(totp_at(&secret, now())).run();
+    assert_ne!(run.result, "PAM_SUCCESS");
+}
+
+#[test]
+fn an_unknown_module_argument_is_logged_and_denies() {
+    let h = need!(harness("", "nulok"));
+    let secret = h.enroll();
+    let run = h.login().answer(totp_at(&secret, now())).run();
+    run.assert("PAM_SERVICE_ERR");
+    assert!(run.prompts().is_empty());
+    let line = decision(&h);
+    assert!(line.contains("nulok"), "{line}");
+}
+
+// --- First pass and forward pass --------------------------------------------
+
+#[test]
+fn use_first_pass_takes_the_code_from_an_earlier_module() {
+    let h = need!(harness("", ""));
+    let secret = h.enroll();
+    h.service(
+        "first-pass",
+        &[
+            format!("auth required {PAM_WRAPPER_MODULES}/pam_set_items.so"),
+            h.module_line("required", "use_first_pass"),
+        ],
+    );
+    let run = h
+        .login()
+        .service("first-pass")
+        .env("PAM_AUTHTOK", &totp_at(&secret, now()))
+        .run();
+    run.assert("PAM_SUCCESS");
+    assert!(run.prompts().is_empty());
+    // Without a token there is nothing to check, and no prompt.
+    let run = h.login().service("first-pass").answer("000000").run();
+    run.assert("PAM_AUTH_ERR");
+    assert!(run.prompts().is_empty());
+}
+
+#[test]
+fn try_first_pass_uses_an_earlier_code_and_prompts_after_a_password() {
+    let h = need!(harness("", ""));
+    let secret = h.enroll();
+    h.service(
+        "try-pass",
+        &[
+            format!("auth required {PAM_WRAPPER_MODULES}/pam_set_items.so"),
+            h.module_line("required", "try_first_pass"),
+        ],
+    );
+    avoid_step_edge();
+    let run = h
+        .login()
+        .service("try-pass")
+        .env("PAM_AUTHTOK", &totp_at(&secret, now() - 30))
+        .run();
+    run.assert("PAM_SUCCESS");
+    assert!(run.prompts().is_empty());
+    let run = h
+        .login()
+        .service("try-pass")
+        .env("PAM_AUTHTOK", "correct horse")
+        .answer(totp_at(&secret, now()))
+        .run();
+    run.assert("PAM_SUCCESS");
+    assert_eq!(run.prompts(), [PROMPT]);
+    assert_eq!(h.record("root").state.failures, 0);
+}
+
+#[test]
+fn forward_pass_asks_once_and_passes_the_password_on_in_pam_authtok() {
+    let h = need!(harness("", ""));
+    let secret = h.enroll();
+    std::fs::write(h.path("passdb"), "root:s3cret 42:forward\n").unwrap();
+    h.service(
+        "forward",
+        &[
+            h.module_line("required", "forward_pass"),
+            format!("auth required {PAM_WRAPPER_MODULES}/pam_get_items.so"),
+        ],
+    );
+    let run = h
+        .login()
+        .service("forward")
+        .answer(format!("s3cret 42{}", totp_at(&secret, now())))
+        .run();
+    run.assert("PAM_SUCCESS");
+    assert_eq!(run.prompts(), ["Password & verification code: "]);
+    assert_eq!(run.env("PAM_AUTHTOK"), Some("s3cret 42"));
+}
+
+// --- Hostile answers --------------------------------------------------------
+
+#[test]
+fn huge_empty_non_digit_and_nul_answers_are_wrong_codes_not_crashes() {
+    let h = need!(harness("max_attempts = 3", ""));
+    let secret = h.enroll();
+    let big = h.path("big-answer");
+    std::fs::write(&big, "1".repeat(1 << 20)).unwrap();
+    let nul = h.path("nul-answer");
+    // A C string ends at NUL: the module sees "123".
+    std::fs::write(&nul, b"123\x00456").unwrap();
+
+    let run = h
+        .login()
+        .answer(Answer::File(big))
+        .answer("")
+        .answer("12345a")
+        .run();
+    run.assert("PAM_AUTH_ERR");
+    assert_eq!(
+        run.messages(),
+        [
+            "Wrong code; 2 tries left.",
+            "Wrong code; 1 try left.",
+            "Wrong code."
+        ]
+    );
+    let run = h
+        .login()
+        .answer(Answer::File(nul))
+        .answer("\u{1b}[2J")
+        .answer(totp_at(&secret, now()))
+        .run();
+    run.assert("PAM_SUCCESS");
+    assert_eq!(run.prompts().len(), 3);
+}
+
+// --- Logging, other entry points -------------------------------------------
+
+#[test]
+fn without_a_syslog_daemon_logins_still_work_fast() {
+    let h = need!(Harness::new("lockout_after = 0"));
+    let secret = h.enroll();
+    // The default /dev/log (absent on these machines) and a missing socket.
+    let module = h.module.display().to_string();
+    let config = h.config_path().display().to_string();
+    h.service(
+        "default-log",
+        &[format!("auth required {module} config={config}")],
+    );
+    h.service(
+        "missing-log",
+        &[format!(
+            "auth required {module} config={config} syslog_socket=/nonexistent/log"
+        )],
+    );
+    let start = Instant::now();
+    for service in ["default-log", "missing-log"] {
+        for _ in 0..5 {
+            let run = h
+                .login()
+                .service(service)
+                .answer("000000")
+                .answer("0")
+                .answer("1")
+                .run();
+            run.assert("PAM_AUTH_ERR");
+            assert!(run.stderr.is_empty(), "{}", run.stderr);
+        }
+    }
+    let run = h
+        .login()
+        .service("missing-log")
+        .answer(totp_at(&secret, now()))
+        .run();
+    run.assert("PAM_SUCCESS");
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        start.elapsed()
+    );
+}
+
+#[test]
+fn setcred_succeeds_and_the_other_entry_points_are_ignored() {
+    let h = need!(harness("", ""));
+    h.service(
+        "all-types",
+        &[
+            h.module_line("required", ""),
+            format!("account required {}", h.module.display()),
+            "account required pam_permit.so".to_string(),
+            format!("session required {}", h.module.display()),
+            "session required pam_permit.so".to_string(),
+        ],
+    );
+    h.login()
+        .service("all-types")
+        .run_op("setcred")
+        .assert("PAM_SUCCESS");
+    h.login()
+        .service("all-types")
+        .run_op("acct_mgmt")
+        .assert("PAM_SUCCESS");
+    h.login()
+        .service("all-types")
+        .run_op("open_session")
+        .assert("PAM_SUCCESS");
+}
