@@ -1,0 +1,301 @@
+//! The built `.so` as other programs see it: its symbol table, pamtester
+//! with pam_wrapper and pam_matrix (password first, then our module), the
+//! reference peer `pam_google_authenticator.so` in the same harness, and no
+//! `/dev/console` without a syslog daemon.
+#![forbid(unsafe_code)]
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use otpgate_tests::*;
+
+const ENTRY_POINTS: [&str; 6] = [
+    "pam_sm_acct_mgmt",
+    "pam_sm_authenticate",
+    "pam_sm_chauthtok",
+    "pam_sm_close_session",
+    "pam_sm_open_session",
+    "pam_sm_setcred",
+];
+
+// --- Exports ----------------------------------------------------------------
+
+#[test]
+fn only_pam_sm_symbols_are_exported() {
+    need!(require_tool("nm", "binutils"));
+    let so = module();
+    let out = Command::new("nm")
+        .args(["-D", "--defined-only", "--format=posix"])
+        .arg(&so)
+        .output()
+        .expect("nm");
+    assert!(out.status.success());
+    let mut names: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().next().map(str::to_string))
+        .collect();
+    names.sort();
+    assert_eq!(names, ENTRY_POINTS, "dynamic symbols of {}", so.display());
+
+    // Logging must not go through glibc's syslog(), which falls back to
+    // /dev/console and keeps global openlog state in sshd.
+    let out = Command::new("nm")
+        .args(["-D", "--undefined-only", "--format=posix"])
+        .arg(&so)
+        .output()
+        .expect("nm");
+    let undefined = String::from_utf8_lossy(&out.stdout);
+    for name in ["syslog", "vsyslog", "openlog", "__syslog_chk"] {
+        assert!(
+            !undefined
+                .lines()
+                .any(|l| l.split_whitespace().next() == Some(name)),
+            "{name} is used"
+        );
+    }
+}
+
+#[test]
+fn dlopen_finds_the_entry_points_and_nothing_of_rust() {
+    let driver = need!(driver());
+    let so = module();
+    let mut wanted: Vec<&str> = ENTRY_POINTS.to_vec();
+    let hidden = [
+        "rust_eh_personality",
+        "__rust_alloc",
+        "rust_begin_unwind",
+        "VERSION",
+    ];
+    wanted.extend(hidden);
+    let out = Command::new(driver)
+        .arg("-L")
+        .arg(&so)
+        .args(&wanted)
+        .output()
+        .expect("pam_driver -L");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    for name in ENTRY_POINTS {
+        assert!(text.contains(&format!("FOUND {name}\n")), "{text}");
+    }
+    for name in hidden {
+        assert!(text.contains(&format!("MISSING {name}\n")), "{text}");
+    }
+}
+
+// --- pamtester + pam_wrapper + pam_matrix -------------------------------------
+
+/// Runs pamtester on `service` for root with `stdin`, under pam_wrapper.
+fn pamtester(h: &Harness, service: &str, rhost: &str, stdin: &str) -> (bool, String) {
+    let mut child = Command::new("pamtester")
+        .args(["-v", "-I", &format!("rhost={rhost}"), service, "root"])
+        .arg("authenticate")
+        .env("LD_PRELOAD", "libpam_wrapper.so")
+        .env("PAM_WRAPPER", "1")
+        .env("PAM_WRAPPER_SERVICE_DIR", h.path("pam.d"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("pamtester");
+    let _ = child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(stdin.as_bytes());
+    let out = child.wait_with_output().expect("pamtester output");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+/// A harness with the DESIGN.md recipe: pam_matrix (password from a file)
+/// `requisite`, then our module.
+fn matrix_harness(config: &str) -> Option<Harness> {
+    require_tool("pamtester", "pamtester")?;
+    let wrapper = std::path::Path::new(PAM_WRAPPER_MODULES).join("pam_matrix.so");
+    require(
+        wrapper.exists(),
+        "pam_matrix.so missing (Debian package libpam-wrapper)",
+    )?;
+    let h = Harness::new(config)?;
+    let passdb = h.path("passdb");
+    std::fs::write(&passdb, "root:secret:otp-matrix\n").expect("passdb");
+    h.service(
+        "otp-matrix",
+        &[
+            format!(
+                "auth requisite {} passdb={}",
+                wrapper.display(),
+                passdb.display()
+            ),
+            h.module_line("required", ""),
+        ],
+    );
+    Some(h)
+}
+
+#[test]
+fn pamtester_password_then_totp_code_succeeds() {
+    let h = need!(matrix_harness(""));
+    let secret = h.enroll();
+    let (ok, out) = pamtester(
+        &h,
+        "otp-matrix",
+        "10.0.0.1",
+        &format!("secret\n{}\n", totp_at(&secret, now())),
+    );
+    assert!(ok, "{out}");
+    assert!(out.contains("Password: Verification code: "), "{out}");
+    assert!(out.contains("successfully authenticated"), "{out}");
+    let log = h.log();
+    assert!(
+        log.iter()
+            .any(|l| l.contains("rhost=10.0.0.1") && l.contains("method=totp")),
+        "{log:?}"
+    );
+}
+
+#[test]
+fn pamtester_wrong_code_after_right_password_fails() {
+    let h = need!(matrix_harness("max_attempts = 1"));
+    h.enroll();
+    let (ok, out) = pamtester(&h, "otp-matrix", "10.0.0.1", "secret\nabcdef\n");
+    assert!(!ok, "{out}");
+    assert!(out.contains("Wrong code."), "{out}");
+}
+
+#[test]
+fn pamtester_wrong_password_never_reaches_the_code_prompt() {
+    let h = need!(matrix_harness(""));
+    let secret = h.enroll();
+    let (ok, out) = pamtester(
+        &h,
+        "otp-matrix",
+        "10.0.0.1",
+        &format!("wrong\n{}\n", totp_at(&secret, now())),
+    );
+    assert!(!ok, "{out}");
+    assert!(!out.contains("Verification code"), "{out}");
+    assert_eq!(h.record("root").state.last_step, 0, "code not used up");
+}
+
+#[test]
+fn pamtester_trusted_network_skips_the_code_prompt() {
+    let h = need!(matrix_harness("trusted_networks = [\"10.0.0.0/8\"]"));
+    h.enroll();
+    let (ok, out) = pamtester(&h, "otp-matrix", "10.9.8.7", "secret\n");
+    assert!(ok, "{out}");
+    assert!(!out.contains("Verification code"), "{out}");
+}
+
+// --- The reference peer ----------------------------------------------------------
+
+/// Where Debian installs pam_google_authenticator.so.
+fn google_authenticator() -> Option<std::path::PathBuf> {
+    let found = [
+        "/lib/x86_64-linux-gnu/security/pam_google_authenticator.so",
+        "/usr/lib/x86_64-linux-gnu/security/pam_google_authenticator.so",
+    ]
+    .iter()
+    .map(std::path::PathBuf::from)
+    .find(|p| p.exists());
+    require(
+        found.is_some(),
+        "pam_google_authenticator.so missing (Debian package libpam-google-authenticator)",
+    )?;
+    found
+}
+
+#[test]
+fn google_authenticator_and_otpgate_accept_the_same_oathtool_code() {
+    let ga = need!(google_authenticator());
+    let h = need!(Harness::new(""));
+    let secret = h.enroll();
+    // Its file: the secret, then options; root's, mode 0600.
+    let ga_dir = h.path("ga");
+    std::fs::create_dir(&ga_dir).expect("mkdir");
+    write_private(
+        &ga_dir.join("root"),
+        format!("{secret}\n\" TOTP_AUTH\n").as_bytes(),
+    );
+    h.service(
+        "google",
+        &[format!(
+            "auth required {} secret={}/${{USER}} user=root",
+            ga.display(),
+            ga_dir.display()
+        )],
+    );
+    h.otp_service("");
+    avoid_step_edge();
+    let code = totp_at(&secret, now());
+    let peer = h
+        .login()
+        .service("google")
+        .rhost("10.0.0.2")
+        .answer(&code)
+        .run();
+    peer.assert("PAM_SUCCESS");
+    let ours = h.login().rhost("10.0.0.2").answer(&code).run();
+    ours.assert("PAM_SUCCESS");
+    // Both ask once, with the same words.
+    assert_eq!(peer.prompts(), ours.prompts());
+    // And both refuse a wrong code.
+    h.login()
+        .service("google")
+        .answer("000000")
+        .run()
+        .assert("PAM_AUTH_ERR");
+}
+
+// --- No syslog daemon -------------------------------------------------------------
+
+#[test]
+fn without_a_syslog_daemon_nothing_is_written_to_dev_console() {
+    need!(require_tool("strace", "strace"));
+    let h = need!(Harness::new(""));
+    let secret = h.enroll();
+    // Our module with its default log socket, /dev/log.
+    h.service(
+        "plain",
+        &[format!(
+            "auth required {} config={}",
+            h.module.display(),
+            h.config_path().display()
+        )],
+    );
+    let trace = h.path("trace");
+    let out = Command::new("strace")
+        .args(["-f", "-qq", "-e", "trace=%file,connect,sendto", "-o"])
+        .arg(&trace)
+        .arg(&h.driver)
+        .arg("-c")
+        .arg(h.path("pam.d"))
+        .args([
+            "-a",
+            "000000",
+            "-a",
+            &totp_at(&secret, now()),
+            "plain",
+            "root",
+        ])
+        .output()
+        .expect("strace");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("RESULT 0 PAM_SUCCESS"), "{stdout}");
+    let trace = std::fs::read_to_string(&trace).expect("trace");
+    assert!(
+        !trace.contains("/dev/console"),
+        "/dev/console touched:\n{trace}"
+    );
+    // Our lines went (or tried to go) to /dev/log.
+    assert!(trace.contains("pam_otpgate["), "{trace}");
+}
