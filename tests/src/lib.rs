@@ -286,7 +286,21 @@ pub struct Harness {
     pub module: PathBuf,
     pub driver: PathBuf,
     log: UnixDatagram,
+    /// Environment for every driver run (nss_wrapper for fake users).
+    driver_env: Vec<(String, String)>,
 }
+
+/// A user that exists only for the driver, through nss_wrapper
+/// (`LD_PRELOAD=libnss_wrapper.so`), with a home in the temp dir.
+#[derive(Debug, Clone)]
+pub struct FakeUser {
+    pub name: String,
+    pub uid: u32,
+    pub home: PathBuf,
+}
+
+/// Where Debian's libnss-wrapper puts the library.
+const NSS_WRAPPER: &str = "/usr/lib/x86_64-linux-gnu/libnss_wrapper.so";
 
 impl Harness {
     /// A harness whose system config is `user_file` (central, in the temp
@@ -309,9 +323,58 @@ impl Harness {
             driver,
             dir,
             log,
+            driver_env: Vec::new(),
         };
         h.write_config(config);
         Some(h)
+    }
+
+    /// Adds user `name` (uid = gid = `uid`, home `<tmp>/home/<name>` owned
+    /// by it, mode 0700) and the groups `(name, gid)` it is a member of, for
+    /// every later driver run. `None` (after SKIP) without libnss-wrapper.
+    pub fn fake_user(&mut self, name: &str, uid: u32, groups: &[(&str, u32)]) -> Option<FakeUser> {
+        require(
+            Path::new(NSS_WRAPPER).exists(),
+            "libnss_wrapper.so missing (Debian package libnss-wrapper)",
+        )?;
+        let homes = self.path("home");
+        std::fs::create_dir_all(&homes).expect("mkdir home");
+        std::fs::set_permissions(&homes, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        // The temp dir itself must let the user reach its home.
+        std::fs::set_permissions(self.dir.path(), std::fs::Permissions::from_mode(0o711))
+            .expect("chmod");
+        let home = homes.join(name);
+        std::fs::create_dir_all(&home).expect("mkdir");
+        std::fs::set_permissions(&home, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+        std::os::unix::fs::chown(&home, Some(uid), Some(uid)).expect("chown home");
+        let mut passwd = format!(
+            "{name}:x:{uid}:{uid}:otpgate test:{}:/bin/sh\n",
+            home.display()
+        );
+        passwd.push_str(&std::fs::read_to_string("/etc/passwd").unwrap_or_default());
+        let mut group = format!("{name}:x:{uid}:\n");
+        for (g, gid) in groups {
+            group.push_str(&format!("{g}:x:{gid}:{name}\n"));
+        }
+        group.push_str(&std::fs::read_to_string("/etc/group").unwrap_or_default());
+        let (p, g) = (self.path("passwd"), self.path("group"));
+        std::fs::write(&p, passwd).expect("passwd");
+        std::fs::write(&g, group).expect("group");
+        self.driver_env = vec![
+            ("LD_PRELOAD".into(), NSS_WRAPPER.into()),
+            ("NSS_WRAPPER_PASSWD".into(), p.display().to_string()),
+            ("NSS_WRAPPER_GROUP".into(), g.display().to_string()),
+        ];
+        Some(FakeUser {
+            name: name.into(),
+            uid,
+            home,
+        })
+    }
+
+    /// Replaces the system config with exactly `text` (mode 0600).
+    pub fn write_config_raw(&self, text: &str) {
+        write_private(&self.config_path(), text.as_bytes());
     }
 
     /// A path inside the temp dir.
@@ -498,6 +561,7 @@ impl Login<'_> {
             };
         }
         cmd.arg(&self.service).arg(&self.user);
+        cmd.envs(self.h.driver_env.iter().map(|(k, v)| (k, v)));
         cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
         let out = cmd.stdin(Stdio::null()).output().expect("run pam_driver");
         let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
