@@ -705,3 +705,30 @@ fn setcred_succeeds_and_the_other_entry_points_are_ignored() {
         .run_op("open_session")
         .assert("PAM_SUCCESS");
 }
+
+#[test]
+fn a_backup_code_raced_by_many_logins_works_exactly_once() {
+    let h = need!(harness("max_attempts = 1\nlockout_after = 0", ""));
+    let mut record = totp_record(&new_secret(), Algorithm::SHA1, 6);
+    let codes = record.new_backup_codes(5, 8).unwrap();
+    h.write_record("root", &record);
+    let code = codes[2].to_string();
+    let results: Vec<String> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..16)
+            .map(|_| s.spawn(|| h.login().answer(&code).run().result))
+            .collect();
+        handles
+            .into_iter()
+            .map(|t| t.join().expect("thread"))
+            .collect()
+    });
+    let wins = results.iter().filter(|r| *r == "PAM_SUCCESS").count();
+    assert_eq!(wins, 1, "{results:?}");
+    assert!(
+        results
+            .iter()
+            .all(|r| r == "PAM_SUCCESS" || r == "PAM_AUTH_ERR"),
+        "{results:?}"
+    );
+    assert_eq!(h.record("root").backup.codes.len(), 4);
+}
