@@ -1,0 +1,298 @@
+//! `otpgate enroll`: a new secret, shown as a QR code, confirmed with one
+//! code from the app before anything is saved, then backup codes.
+
+use std::io::Write;
+
+use otpgate_config::otp::{self, Algorithm, Generator, Secret, UriParams};
+use otpgate_config::record::Verdict;
+use otpgate_config::{Answer, UserRecord};
+use serde::Serialize;
+use zeroize::Zeroizing;
+
+use crate::cli::EnrollArgs;
+use crate::context::Context;
+use crate::error::{CliError, Result};
+use crate::output;
+use crate::qr;
+use crate::time::describe_seconds;
+
+/// Tries for the confirmation code.
+const CONFIRM_TRIES: u32 = 3;
+/// How far either side of now a wrong confirmation code is looked for, to
+/// tell a user whose clock is off (time zones included) why it failed.
+const CLOCK_SEARCH_SECONDS: u64 = 26 * 3600;
+
+#[derive(Serialize)]
+struct EnrollJson<'a> {
+    user: &'a str,
+    secret: &'a str,
+    otpauth_uri: &'a str,
+    backup_codes: Vec<&'a str>,
+}
+
+pub fn run(ctx: &mut Context, args: &EnrollArgs) -> Result<()> {
+    if args.force {
+        ctx.require_root("--force")?;
+    }
+    let existing = ctx.file.read()?;
+    if existing.is_some() && !args.force {
+        eprintln!(
+            "{} is already enrolled; a current code is needed to replace the enrollment.",
+            ctx.account.name
+        );
+        match ctx.confirm_current_code(false) {
+            Ok(_) => {}
+            Err(e @ (CliError::LockedOut { .. } | CliError::Library(_))) => return Err(e),
+            Err(_) => {
+                return Err(CliError::AlreadyEnrolled {
+                    user: ctx.account.name.clone(),
+                });
+            }
+        }
+    }
+
+    let secret = match args.secret.as_deref() {
+        None => Secret::generate(otp::DEFAULT_SECRET_BYTES)?,
+        Some("-") => {
+            let line = ctx
+                .input
+                .secret_line("Secret (base32): ")?
+                .ok_or_else(|| CliError::Failed("no secret given on standard input".into()))?;
+            Secret::from_base32(line.trim())?
+        }
+        Some(text) => Secret::from_base32(text)?,
+    };
+    let algorithm = Algorithm::from(args.algorithm);
+    let host = hostname();
+    let issuer = match &args.issuer {
+        Some(i) => i.clone(),
+        None if !ctx.config.issuer.is_empty() => ctx.config.issuer.clone(),
+        None => host.clone(),
+    };
+    if issuer.contains(':') {
+        return Err(CliError::Failed("the issuer must not contain `:`".into()));
+    }
+    let label = args
+        .label
+        .clone()
+        .unwrap_or_else(|| format!("{}@{host}", ctx.account.name));
+    let mut record = if args.hotp {
+        UserRecord::new_hotp(secret.clone(), algorithm, args.digits, 0)
+    } else {
+        UserRecord::new_totp(secret.clone(), algorithm, args.digits, args.period)
+    };
+    record.validate(ctx.file.path())?;
+    let uri = otp::otpauth_uri(
+        &secret,
+        &UriParams {
+            issuer: &issuer,
+            account: &label,
+            algorithm,
+            digits: args.digits,
+            period: (!args.hotp).then_some(args.period),
+            counter: args.hotp.then_some(0),
+        },
+    );
+
+    if let Some(path) = &args.qr_svg {
+        output::write_new_file(path, qr::svg(&uri)?.as_bytes())?;
+    }
+    if let Some(path) = &args.qr_png {
+        output::write_new_file(path, &qr::png(&uri)?)?;
+    }
+    if !ctx.json {
+        show_secret(&secret, &uri, args)?;
+    }
+
+    if !args.no_confirm {
+        confirm_new_code(ctx, &mut record, &secret, args)?;
+    }
+
+    let digits = ctx.config.backup_code_digits;
+    let codes = record.new_backup_codes(ctx.config.backup_codes as usize, digits)?;
+    let codes_text = Zeroizing::new(
+        codes
+            .iter()
+            .map(|c| format!("{}\n", c.as_str()))
+            .collect::<String>(),
+    );
+    if let Some(path) = &args.backup_codes_file {
+        let heading = format!(
+            "otpgate backup codes for {} on {host}; each works once\n",
+            ctx.account.name
+        );
+        let mut content = Zeroizing::new(heading.into_bytes());
+        content.extend_from_slice(codes_text.as_bytes());
+        output::write_new_file(path, &content)?;
+    }
+
+    let saved = save(ctx, existing.is_some(), record);
+    if let Err(e) = saved {
+        if let Some(path) = &args.backup_codes_file {
+            let _ = std::fs::remove_file(path);
+        }
+        return Err(e);
+    }
+
+    if ctx.json {
+        let json = EnrollJson {
+            user: &ctx.account.name,
+            secret: &secret.to_base32(),
+            otpauth_uri: &uri,
+            backup_codes: codes.iter().map(|c| c.as_str()).collect(),
+        };
+        output::print_json(&json)?;
+    } else {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(
+            out,
+            "\nEnrolled {} ({}); saved to {}.",
+            ctx.account.name,
+            if args.hotp { "HOTP" } else { "TOTP" },
+            ctx.file.path().display()
+        );
+        if codes.is_empty() {
+            let _ = writeln!(out, "No backup codes (the config sets backup_codes = 0).");
+        } else {
+            let _ = writeln!(
+                out,
+                "\nBackup codes: each works once, when the app is not at hand. Keep them \
+                 somewhere safe; they are not shown again.\n"
+            );
+            for pair in codes.chunks(2) {
+                let line: Vec<&str> = pair.iter().map(|c| c.as_str()).collect();
+                let _ = writeln!(out, "    {}", line.join("    "));
+            }
+        }
+        if let Some(path) = &args.backup_codes_file {
+            let _ = writeln!(
+                out,
+                "\nThe backup codes were also written to {}.",
+                path.display()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Prints the QR code, the grouped secret and the URI.
+fn show_secret(secret: &Secret, uri: &str, args: &EnrollArgs) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    if !args.no_qr {
+        let colorfgbg = std::env::var("COLORFGBG").ok();
+        let background = qr::Background::guess(colorfgbg.as_deref(), args.invert);
+        let code = qr::terminal(uri, background)?;
+        let _ = writeln!(out, "Scan this QR code with your authenticator app:\n");
+        let _ = writeln!(out, "{code}\n");
+        let _ = writeln!(out, "Or type the secret into the app by hand:");
+    } else {
+        let _ = writeln!(out, "Type the secret into the app:");
+    }
+    let kind = if args.hotp {
+        "counter-based (HOTP)".to_string()
+    } else {
+        format!("time-based (TOTP), {} s", args.period)
+    };
+    let _ = writeln!(out, "    {}", secret.to_base32_grouped().as_str());
+    let _ = writeln!(
+        out,
+        "    ({kind}, {}, {} digits)",
+        Algorithm::from(args.algorithm).as_str(),
+        args.digits
+    );
+    let _ = writeln!(out, "\nURI: {uri}\n");
+    let _ = out.flush();
+    Ok(())
+}
+
+/// Asks for a code of the new secret until one is right; nothing is saved
+/// before. A wrong code that matches another time says the clock is off.
+fn confirm_new_code(
+    ctx: &mut Context,
+    record: &mut UserRecord,
+    secret: &Secret,
+    args: &EnrollArgs,
+) -> Result<()> {
+    eprintln!("To confirm, enter a code from the app.");
+    for attempt in 1..=CONFIRM_TRIES {
+        let answer = ctx.input.code("Verification code: ")?;
+        if let Some(answer) = &answer {
+            let verdict = record.verify(answer, ctx.now, ctx.config.verify_policy())?;
+            if matches!(verdict, Verdict::Accepted(_)) {
+                return Ok(());
+            }
+        }
+        let hint = match &answer {
+            Some(answer) if !args.hotp => clock_hint(secret, args, answer, ctx.now)?,
+            _ => None,
+        };
+        let hint = hint.unwrap_or_else(|| "That code is wrong.".into());
+        if attempt < CONFIRM_TRIES {
+            eprintln!("{hint} Try again.");
+        } else {
+            eprintln!("{hint}");
+        }
+    }
+    Err(CliError::CodeRefused(format!(
+        "{CONFIRM_TRIES} wrong codes; nothing was saved, run `otpgate enroll` again"
+    )))
+}
+
+/// When `answer` is the code of a time step far from now, says how far the
+/// two clocks are apart.
+fn clock_hint(
+    secret: &Secret,
+    args: &EnrollArgs,
+    answer: &Answer,
+    now: u64,
+) -> Result<Option<String>> {
+    let generator = Generator::totp(secret, args.algorithm.into(), args.digits, args.period)?;
+    let current = otp::time_step(now, args.period);
+    let reach = CLOCK_SEARCH_SECONDS / args.period;
+    let steps = generator.matching_steps(
+        answer.as_str(),
+        current.saturating_sub(reach),
+        current.saturating_add(reach),
+    );
+    // The nearest matching step wins.
+    let Some(step) = steps.into_iter().min_by_key(|s| s.abs_diff(current)) else {
+        return Ok(None);
+    };
+    let offset = step.abs_diff(current) * args.period;
+    let direction = if step > current { "ahead of" } else { "behind" };
+    Ok(Some(format!(
+        "That code is right for a time {} {direction} this machine's clock: the clock of the \
+         phone or of this machine is off. Set both to the correct time (automatic/NTP time); \
+         the time zone does not matter.",
+        describe_seconds(offset)
+    )))
+}
+
+/// The host name for the default issuer and label.
+fn hostname() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+/// Writes the new enrollment unless the file changed underneath: someone
+/// else enrolling meanwhile wins, nothing is overwritten.
+fn save(ctx: &Context, replacing: bool, record: UserRecord) -> Result<()> {
+    ctx.file.ensure_dir()?;
+    let raced = ctx.file.update(|current| {
+        if current.is_some() != replacing {
+            return Ok(true);
+        }
+        *current = Some(record);
+        Ok(false)
+    })?;
+    if raced {
+        return Err(CliError::Failed(format!(
+            "{}: changed by another process while enrolling; nothing was saved",
+            ctx.file.path().display()
+        )));
+    }
+    Ok(())
+}

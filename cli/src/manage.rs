@@ -1,0 +1,405 @@
+//! The commands on an existing enrollment: status, verify, backup-codes,
+//! trusted, disable, and the admin actions unlock and reset.
+
+use std::io::Write;
+
+use otpgate_config::Method;
+use otpgate_config::system::Requirement;
+use serde::Serialize;
+use zeroize::Zeroizing;
+
+use crate::cli::{BackupCodesArgs, TrustedCommand, VerifyArgs};
+use crate::context::{Check, Context};
+use crate::error::{CliError, Result};
+use crate::output;
+use crate::time::format_utc;
+
+fn requirement_name(r: Requirement) -> &'static str {
+    match r {
+        Requirement::Exempt => "exempt",
+        Requirement::IfEnrolled => "if-enrolled",
+        Requirement::Required => "required",
+    }
+}
+
+#[derive(Serialize)]
+struct HostJson<'a> {
+    host: &'a str,
+    until: u64,
+}
+
+#[derive(Serialize)]
+struct StatusJson<'a> {
+    user: &'a str,
+    file: String,
+    enrolled: bool,
+    /// What the policy demands: "required", "if-enrolled" or "exempt".
+    requirement: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    method: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    algorithm: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    digits: Option<u8>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    period: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    counter: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    backup_codes_left: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    failures: Option<u32>,
+    /// Unix time the lockout ends; null when not locked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    locked_until: Option<Option<u64>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    trusted_hosts: Option<Vec<HostJson<'a>>>,
+}
+
+pub fn status(ctx: &Context) -> Result<()> {
+    let record = ctx.file.read()?;
+    let requirement = requirement_name(ctx.config.requirement(&ctx.account));
+    let file = ctx.file.path().display().to_string();
+    let Some(r) = record else {
+        if ctx.json {
+            return output::print_json(&StatusJson {
+                user: &ctx.account.name,
+                file,
+                enrolled: false,
+                requirement,
+                method: None,
+                algorithm: None,
+                digits: None,
+                period: None,
+                counter: None,
+                backup_codes_left: None,
+                failures: None,
+                locked_until: None,
+                trusted_hosts: None,
+            });
+        }
+        println!("user:         {}", ctx.account.name);
+        println!("file:         {file}");
+        println!("enrolled:     no (run `otpgate enroll`)");
+        println!("policy:       {}", requirement_text(requirement));
+        return Ok(());
+    };
+    let (method, algorithm, digits, period, counter) = match (&r.totp, &r.hotp) {
+        (Some(t), _) => ("totp", t.algorithm, t.digits, Some(t.period), None),
+        (None, Some(h)) => ("hotp", h.algorithm, h.digits, None, Some(h.counter)),
+        (None, None) => return Err(CliError::Failed(format!("{file}: no method"))),
+    };
+    let hosts: Vec<HostJson> = r
+        .trusted_hosts
+        .iter()
+        .filter(|h| h.until > ctx.now)
+        .map(|h| HostJson {
+            host: &h.host,
+            until: h.until,
+        })
+        .collect();
+    let locked = r.locked_until(ctx.now);
+    if ctx.json {
+        return output::print_json(&StatusJson {
+            user: &ctx.account.name,
+            file,
+            enrolled: true,
+            requirement,
+            method: Some(method),
+            algorithm: Some(algorithm.as_str()),
+            digits: Some(digits),
+            period,
+            counter,
+            backup_codes_left: Some(r.backup.codes.len()),
+            failures: Some(r.state.failures),
+            locked_until: Some(locked),
+            trusted_hosts: Some(hosts),
+        });
+    }
+    let detail = match (period, counter) {
+        (Some(p), _) => format!("TOTP, {}, {digits} digits, {p} s", algorithm.as_str()),
+        (None, Some(c)) => format!(
+            "HOTP, {}, {digits} digits, next counter {c}",
+            algorithm.as_str()
+        ),
+        _ => String::new(),
+    };
+    println!("user:         {}", ctx.account.name);
+    println!("file:         {file}");
+    println!("enrolled:     yes ({detail})");
+    println!("policy:       {}", requirement_text(requirement));
+    println!("backup codes: {} left", r.backup.codes.len());
+    match locked {
+        Some(until) => println!("locked out:   until {}", format_utc(until)),
+        None if r.state.failures > 0 => println!(
+            "locked out:   no ({} wrong code{} since the last good one)",
+            r.state.failures,
+            if r.state.failures == 1 { "" } else { "s" }
+        ),
+        None => println!("locked out:   no"),
+    }
+    if hosts.is_empty() {
+        println!("trusted hosts: none");
+    } else {
+        println!("trusted hosts:");
+        for h in &hosts {
+            println!("    {}  until {}", h.host, format_utc(h.until));
+        }
+    }
+    Ok(())
+}
+
+fn requirement_text(r: &str) -> &'static str {
+    match r {
+        "required" => "a second factor is required for this user",
+        "exempt" => "this user is exempt from the second factor",
+        _ => "a second factor is asked when enrolled",
+    }
+}
+
+#[derive(Serialize)]
+struct VerifyJson {
+    valid: bool,
+    method: &'static str,
+    consumed: bool,
+    backup_codes_left: usize,
+}
+
+pub fn verify(ctx: &mut Context, args: &VerifyArgs) -> Result<()> {
+    let record = ctx.enrolled()?;
+    if let Some(until) = record.locked_until(ctx.now) {
+        return Err(CliError::LockedOut { until, now: false });
+    }
+    let answer = ctx.input.code("Verification code: ")?;
+    let method = match ctx.check_code(answer.as_ref(), args.consume)? {
+        Check::Accepted(method) => method,
+        Check::Wrong => return Err(CliError::CodeRefused("wrong code".into())),
+        Check::Replayed => {
+            return Err(CliError::CodeRefused(
+                "that code was already used (or is older than one used); wait for the next one"
+                    .into(),
+            ));
+        }
+        Check::LockedNow(until) => return Err(CliError::LockedOut { until, now: true }),
+        Check::LockedOut(until) => return Err(CliError::LockedOut { until, now: false }),
+        Check::NotEnrolled => return Err(ctx.not_enrolled()),
+    };
+    let left = ctx.file.read()?.map_or(0, |r| r.backup.codes.len());
+    let consumed = method == Method::Backup && args.consume;
+    if ctx.json {
+        return output::print_json(&VerifyJson {
+            valid: true,
+            method: method.as_str(),
+            consumed,
+            backup_codes_left: left,
+        });
+    }
+    match method {
+        Method::Totp => println!("OK: the TOTP code is right."),
+        Method::Hotp => println!("OK: the HOTP code is right."),
+        Method::Backup if consumed => {
+            println!("OK: backup code used; {left} left.");
+        }
+        Method::Backup => println!(
+            "OK: that is a valid backup code; it was not used ({left} left; --consume uses it)."
+        ),
+    }
+    Ok(())
+}
+
+#[derive(Serialize)]
+struct BackupJson<'a> {
+    backup_codes: Vec<&'a str>,
+}
+
+pub fn backup_codes(ctx: &mut Context, args: &BackupCodesArgs) -> Result<()> {
+    ctx.enrolled()?;
+    ctx.confirm_current_code(args.force)?;
+    let count = ctx.config.backup_codes as usize;
+    let digits = ctx.config.backup_code_digits;
+    let codes = ctx.file.update(|record| match record.as_mut() {
+        Some(r) => r.new_backup_codes(count, digits).map(Some),
+        None => Ok(None),
+    })?;
+    let codes = codes.ok_or_else(|| ctx.not_enrolled())?;
+    if let Some(path) = &args.file {
+        let mut text = Zeroizing::new(format!(
+            "otpgate backup codes for {}; each works once\n",
+            ctx.account.name
+        ));
+        for c in &codes {
+            text.push_str(c);
+            text.push('\n');
+        }
+        // Saved already: a failure here still shows the codes below.
+        if let Err(e) = output::write_new_file(path, text.as_bytes()) {
+            eprintln!("otpgate: {e}");
+        }
+    }
+    if ctx.json {
+        return output::print_json(&BackupJson {
+            backup_codes: codes.iter().map(|c| c.as_str()).collect(),
+        });
+    }
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(
+        out,
+        "New backup codes for {} (the old ones no longer work). Each works once; \
+         they are not shown again.\n",
+        ctx.account.name
+    );
+    for pair in codes.chunks(2) {
+        let line: Vec<&str> = pair.iter().map(|c| c.as_str()).collect();
+        let _ = writeln!(out, "    {}", line.join("    "));
+    }
+    Ok(())
+}
+
+pub fn trusted(ctx: &Context, command: &TrustedCommand) -> Result<()> {
+    let now = ctx.now;
+    match command {
+        TrustedCommand::List => {
+            let record = ctx.enrolled()?;
+            let hosts: Vec<HostJson> = record
+                .trusted_hosts
+                .iter()
+                .filter(|h| h.until > now)
+                .map(|h| HostJson {
+                    host: &h.host,
+                    until: h.until,
+                })
+                .collect();
+            if ctx.json {
+                #[derive(Serialize)]
+                struct ListJson<'a> {
+                    trusted_hosts: Vec<HostJson<'a>>,
+                }
+                return output::print_json(&ListJson {
+                    trusted_hosts: hosts,
+                });
+            }
+            if hosts.is_empty() {
+                println!("No trusted hosts.");
+            }
+            for h in &hosts {
+                println!("{}  until {}", h.host, format_utc(h.until));
+            }
+            Ok(())
+        }
+        TrustedCommand::Remove { host } => {
+            let found = ctx.file.update(|record| {
+                let Some(r) = record.as_mut() else {
+                    return Ok(None);
+                };
+                let before = r.trusted_hosts.len();
+                r.trusted_hosts.retain(|h| &h.host != host);
+                let found = r.trusted_hosts.len() != before;
+                r.prune_trusted_hosts(now);
+                Ok(Some(found))
+            })?;
+            match found {
+                None => Err(ctx.not_enrolled()),
+                Some(false) => Err(CliError::Failed(format!("{host} is not a trusted host"))),
+                Some(true) => report(ctx, &format!("{host} is no longer trusted.")),
+            }
+        }
+        TrustedCommand::Clear => {
+            let removed = ctx.file.update(|record| {
+                let Some(r) = record.as_mut() else {
+                    return Ok(None);
+                };
+                r.prune_trusted_hosts(now);
+                let n = r.trusted_hosts.len();
+                r.trusted_hosts.clear();
+                Ok(Some(n))
+            })?;
+            let n = removed.ok_or_else(|| ctx.not_enrolled())?;
+            report(
+                ctx,
+                &format!("Removed {n} trusted host{}.", if n == 1 { "" } else { "s" }),
+            )
+        }
+    }
+}
+
+/// A one-line confirmation, or `{"ok":true,"message":...}` with --json.
+fn report(ctx: &Context, message: &str) -> Result<()> {
+    if ctx.json {
+        #[derive(Serialize)]
+        struct Ok<'a> {
+            ok: bool,
+            user: &'a str,
+            message: &'a str,
+        }
+        return output::print_json(&Ok {
+            ok: true,
+            user: &ctx.account.name,
+            message,
+        });
+    }
+    println!("{message}");
+    Ok(())
+}
+
+/// Removes the file; `Err(NotEnrolled)` when there is none.
+fn remove_enrollment(ctx: &Context) -> Result<()> {
+    let existed = ctx.file.update(|record| Ok(record.take().is_some()))?;
+    if existed {
+        Ok(())
+    } else {
+        Err(ctx.not_enrolled())
+    }
+}
+
+fn after_removal_warning(ctx: &Context) -> Option<String> {
+    (ctx.config.requirement(&ctx.account) == Requirement::Required).then(|| {
+        format!(
+            " The policy requires a second factor for {}: logins are denied until they enroll again.",
+            ctx.account.name
+        )
+    })
+}
+
+pub fn disable(ctx: &mut Context, force: bool) -> Result<()> {
+    ctx.enrolled()?;
+    ctx.confirm_current_code(force)?;
+    remove_enrollment(ctx)?;
+    let warning = after_removal_warning(ctx).unwrap_or_default();
+    report(
+        ctx,
+        &format!(
+            "otpgate is disabled for {}; its secret and backup codes are deleted.{warning}",
+            ctx.account.name
+        ),
+    )
+}
+
+pub fn unlock(ctx: &Context) -> Result<()> {
+    ctx.require_root("unlock")?;
+    let now = ctx.now;
+    let was_locked = ctx.file.update(|record| {
+        let Some(r) = record.as_mut() else {
+            return Ok(None);
+        };
+        let locked = r.locked_until(now).is_some() || r.state.failures > 0;
+        r.unlock();
+        Ok(Some(locked))
+    })?;
+    match was_locked.ok_or_else(|| ctx.not_enrolled())? {
+        true => report(ctx, &format!("{} is unlocked.", ctx.account.name)),
+        false => report(ctx, &format!("{} was not locked out.", ctx.account.name)),
+    }
+}
+
+pub fn reset(ctx: &Context) -> Result<()> {
+    ctx.require_root("reset")?;
+    remove_enrollment(ctx)?;
+    let warning = after_removal_warning(ctx).unwrap_or_default();
+    report(
+        ctx,
+        &format!(
+            "The enrollment of {} is removed; they can run `otpgate enroll` again.{warning}",
+            ctx.account.name
+        ),
+    )
+}
