@@ -279,7 +279,7 @@ fn hostname() -> String {
 
 /// Writes the new enrollment unless the file changed underneath: someone
 /// else enrolling meanwhile wins, nothing is overwritten.
-fn save(ctx: &Context, replacing: bool, record: UserRecord) -> Result<()> {
+pub fn save(ctx: &Context, replacing: bool, record: UserRecord) -> Result<()> {
     ctx.file.ensure_dir()?;
     let raced = ctx.file.update(|current| {
         if current.is_some() != replacing {

@@ -7,6 +7,7 @@ mod cli;
 mod context;
 mod enroll;
 mod error;
+mod import;
 mod input;
 mod manage;
 mod output;
@@ -57,8 +58,8 @@ fn run(cli: &Cli) -> Result<()> {
         Command::Disable(args) => manage::disable(&mut ctx, args.force),
         Command::Unlock => manage::unlock(&ctx),
         Command::Reset => manage::reset(&ctx),
-        Command::Import(ImportCommand::GoogleAuthenticator(_)) => {
-            Err(CliError::Failed("import is not implemented yet".into()))
+        Command::Import(ImportCommand::GoogleAuthenticator(args)) => {
+            import::google_authenticator(&mut ctx, args)
         }
         Command::Completions { .. } | Command::Man { .. } => Ok(()),
     }
