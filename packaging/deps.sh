@@ -5,7 +5,8 @@
 set -euo pipefail
 
 BUILD_PKGS=(libpam0g-dev pkg-config gcc)
-TEST_PKGS=(pamtester libpam-wrapper oathtool expect libpam-google-authenticator openssh-client)
+TEST_PKGS=(pamtester libpam-wrapper libnss-wrapper oathtool expect libpam-google-authenticator
+           openssh-client strace binutils)
 
 want=("${BUILD_PKGS[@]}")
 [[ "${1:-}" == "--build-only" ]] || want+=("${TEST_PKGS[@]}")

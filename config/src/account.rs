@@ -4,6 +4,7 @@
 use std::ffi::CString;
 use std::path::PathBuf;
 
+use nix::errno::Errno;
 use nix::unistd::{Gid, Group, User, getgrouplist};
 
 use crate::error::{Error, Result};
@@ -37,9 +38,17 @@ impl Account {
         {
             return Err(unknown());
         }
-        let user = User::from_name(name)
-            .map_err(|e| Error::io("/etc/passwd", "look up user", e.into()))?
-            .ok_or_else(unknown)?;
+        let user = match User::from_name(name) {
+            Ok(Some(user)) => user,
+            Ok(None) => return Err(unknown()),
+            // getpwnam_r(3): "0 or ENOENT or ESRCH or EBADF or EPERM or ...:
+            // the given name was not found" (nss_wrapper and some NSS
+            // modules say ENOENT).
+            Err(Errno::ENOENT | Errno::ESRCH | Errno::EBADF | Errno::EPERM) => {
+                return Err(unknown());
+            }
+            Err(e) => return Err(Error::io("/etc/passwd", "look up user", e.into())),
+        };
         let cname = CString::new(name).map_err(|_| unknown())?;
         let gids = getgrouplist(&cname, user.gid)
             .map(|g| g.iter().map(|g| g.as_raw()).collect())

@@ -235,17 +235,6 @@ fn run(login: &mut Login<'_>, args: &Args) -> Code {
         Err(Error::UnknownUser { .. }) => {
             return login.decide(Code::UserUnknown, None, "unknown user");
         }
-        // getpwnam_r(3): "0 or ENOENT or ESRCH or EBADF or EPERM or ...: the
-        // given name was not found" (nss_wrapper and some NSS modules say
-        // ENOENT).
-        Err(Error::Io { ref source, .. })
-            if matches!(
-                source.raw_os_error(),
-                Some(libc::ENOENT | libc::ESRCH | libc::EBADF | libc::EPERM)
-            ) =>
-        {
-            return login.decide(Code::UserUnknown, None, "unknown user");
-        }
         Err(e) => return login.decide(Code::SystemErr, None, &format!("user lookup: {e}")),
     };
 
