@@ -1,0 +1,104 @@
+//! `otpgate enroll` as a person sees it: through a real pseudo-terminal
+//! driven by `expect` (Debian expect). The QR code on screen decodes to
+//! the printed URI, typed codes are not echoed, a wrong code saves
+//! nothing, the right one (from oathtool) saves a 0600 file, and the backup
+//! codes appear once.
+
+mod common;
+
+use common::*;
+
+/// Runs `otpgate enroll` under expect; `answers` says what to type at each
+/// "Verification code:" prompt: a literal code, or `RIGHT` for oathtool's
+/// code of the secret shown on screen. Returns the terminal transcript.
+fn enroll_in_a_terminal(env: &Env, answers: &[&str], extra: &[&str]) -> Option<(i32, String)> {
+    if !require(have("expect"), "expect is not installed (Debian expect)") {
+        return None;
+    }
+    let transcript = env.path("transcript.txt");
+    let _ = std::fs::remove_file(&transcript);
+    // Each answer is typed a moment after the prompt shows, as a person
+    // would: the prompt is written just before echo is switched off, so an
+    // answer sent within microseconds could still be echoed.
+    let mut sends = String::new();
+    for answer in answers {
+        let value = if *answer == "RIGHT" {
+            "[exec oathtool --totp -b $secret]".to_string()
+        } else {
+            answer.to_string()
+        };
+        sends.push_str(&format!(
+            "expect {{\n  \"Verification code: \" {{ sleep 0.3; send \"{value}\\r\" }}\n  timeout {{ exit 101 }}\n}}\n"
+        ));
+    }
+    let script = format!(
+        r#"set timeout 10
+log_user 0
+log_file -a -noappend {transcript}
+spawn -noecho {bin} --config {config} --user {USER} enroll {extra}
+expect {{
+  -re {{URI: otpauth://[^?]*\?secret=([A-Z2-7]+)}} {{ set secret $expect_out(1,string) }}
+  timeout {{ exit 100 }}
+}}
+{sends}expect {{
+  eof {{}}
+  timeout {{ exit 102 }}
+}}
+lassign [wait] pid spawnid os_error status
+exit $status
+"#,
+        transcript = transcript.display(),
+        bin = BIN,
+        config = env.config.display(),
+        extra = extra.join(" "),
+    );
+    let script_path = env.path("enroll.exp");
+    std::fs::write(&script_path, script).unwrap();
+    let r = run("expect", &[script_path.to_str().unwrap()], "");
+    let text = std::fs::read_to_string(&transcript).unwrap_or_default();
+    Some((r.code, text))
+}
+
+#[test]
+fn enroll_in_a_terminal_shows_a_qr_code_of_the_uri_and_saves_after_the_right_code() {
+    let Some(env) = Env::new("") else { return };
+    let codes_file = env.path("codes.txt");
+    let Some((code, screen)) = enroll_in_a_terminal(
+        &env,
+        &["000000", "RIGHT"],
+        &["--backup-codes-file", codes_file.to_str().unwrap()],
+    ) else {
+        return;
+    };
+    assert_eq!(code, 0, "enroll failed\n{screen}");
+    let uri = screen
+        .lines()
+        .find_map(|l| l.trim_end_matches('\r').strip_prefix("URI: "))
+        .unwrap_or_else(|| panic!("no URI\n{screen}"));
+    let decoded = decode_half_blocks(&screen).unwrap_or_else(|| panic!("no QR\n{screen}"));
+    assert_eq!(decoded, uri);
+    assert!(
+        screen.contains("That code is wrong. Try again."),
+        "{screen}"
+    );
+    assert!(!screen.contains("000000"), "the code was echoed\n{screen}");
+    assert_eq!(mode(&env.user_file(USER)), 0o600);
+    let written = std::fs::read_to_string(&codes_file).unwrap();
+    let codes: Vec<&str> = written.lines().filter(|l| l.len() == 8).collect();
+    assert_eq!(codes.len(), 10);
+    for c in codes {
+        assert_eq!(screen.matches(c).count(), 1, "{c} shown once\n{screen}");
+    }
+}
+
+#[test]
+fn enroll_in_a_terminal_saves_nothing_after_three_wrong_codes() {
+    let Some(env) = Env::new("") else { return };
+    let Some((code, screen)) = enroll_in_a_terminal(&env, &["000000", "111111", "222222"], &[])
+    else {
+        return;
+    };
+    assert_eq!(code, 3, "{screen}");
+    assert!(screen.contains("nothing was saved"), "{screen}");
+    assert!(!env.user_file(USER).exists());
+}
