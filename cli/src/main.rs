@@ -9,6 +9,7 @@ mod enroll;
 mod error;
 mod import;
 mod input;
+mod log;
 mod manage;
 mod output;
 mod qr;
@@ -19,13 +20,18 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use crate::cli::{Cli, Command, ImportCommand};
+use crate::cli::{Cli, Command, ImportCommand, TrustedCommand};
 use crate::context::Context;
 use crate::error::{CliError, Result};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match run(&cli) {
+    let mut target = None;
+    let result = run(&cli, &mut target);
+    if let Some(user) = target {
+        log_outcome(&cli.command, &user, &result);
+    }
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             let _ = std::io::stdout().flush();
@@ -37,7 +43,8 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cli: &Cli) -> Result<()> {
+/// Runs the command; `target` is set to the user acted on once known.
+fn run(cli: &Cli, target: &mut Option<String>) -> Result<()> {
     match &cli.command {
         Command::Completions { shell } => {
             let mut cmd = cli::command();
@@ -49,6 +56,7 @@ fn run(cli: &Cli) -> Result<()> {
     }
     let now = time::now()?;
     let mut ctx = Context::new(cli.config.as_deref(), cli.user.as_deref(), cli.json, now)?;
+    *target = Some(ctx.account.name.clone());
     match &cli.command {
         Command::Enroll(args) => enroll::run(&mut ctx, args),
         Command::Status => manage::status(&ctx),
@@ -63,6 +71,38 @@ fn run(cli: &Cli) -> Result<()> {
         }
         Command::Completions { .. } | Command::Man { .. } => Ok(()),
     }
+}
+
+/// One syslog line per account command (reads of status and lists too,
+/// at a lower severity).
+fn log_outcome(command: &Command, user: &str, result: &Result<()>) {
+    let action = match command {
+        Command::Enroll(_) => "enroll",
+        Command::Status => "status",
+        Command::Verify(_) => "verify",
+        Command::BackupCodes(_) => "backup-codes",
+        Command::Trusted(TrustedCommand::List) => "trusted-list",
+        Command::Trusted(TrustedCommand::Remove { .. }) => "trusted-remove",
+        Command::Trusted(TrustedCommand::Clear) => "trusted-clear",
+        Command::Disable(_) => "disable",
+        Command::Unlock => "unlock",
+        Command::Reset => "reset",
+        Command::Import(_) => "import",
+        Command::Completions { .. } | Command::Man { .. } => return,
+    };
+    let read_only = matches!(
+        command,
+        Command::Status | Command::Trusted(TrustedCommand::List)
+    );
+    let outcome = match result {
+        Ok(()) => "ok".to_string(),
+        Err(e) => e.to_string(),
+    };
+    let by = nix::unistd::getuid().as_raw();
+    log::send(
+        !read_only || result.is_err(),
+        &log::format_line(action, user, by, &outcome),
+    );
 }
 
 /// The man page on stdout, or one page per command written into `dir`.
