@@ -13,6 +13,14 @@
 //! | `syslog_socket=PATH` | datagram socket to log to instead of `/dev/log` (tests) |
 //!
 //! Anything else is an error: the login is denied and the argument logged.
+//!
+//! Debug builds only (`debug_assertions`), for the hardening tests:
+//! `debug_panic_for_tests[=STAGE]` makes the module panic on purpose, at
+//! `start` (the default: first thing in the flow), `update` (inside a user
+//! file update, with the lock held and the identity switched), `ffi` (in the
+//! entry point, outside the flow's guard) or `setcred` (in
+//! `pam_sm_setcred`). A release build does not know the argument: it is an
+//! unknown argument there, and the login is denied.
 #![forbid(unsafe_code)]
 
 use std::path::PathBuf;
@@ -38,7 +46,27 @@ pub struct Args {
     pub syslog_socket: PathBuf,
     /// Arguments that are not understood; any of them denies the login.
     pub errors: Vec<String>,
+    /// `debug_panic_for_tests`: where to panic on purpose (debug builds).
+    #[cfg(debug_assertions)]
+    pub debug_panic: Option<DebugPanic>,
 }
+
+/// Where `debug_panic_for_tests` panics (debug builds only).
+#[cfg(debug_assertions)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DebugPanic {
+    /// First thing in the flow, under its guard.
+    Start,
+    /// Inside `UserFile::update`: lock held, identity switched.
+    Update,
+    /// In `pam_sm_authenticate`, outside the flow's guard.
+    Ffi,
+    /// In `pam_sm_setcred`.
+    Setcred,
+}
+
+/// The argument that injects a panic in debug builds.
+pub const DEBUG_PANIC_ARG: &str = "debug_panic_for_tests";
 
 impl Default for Args {
     fn default() -> Self {
@@ -51,6 +79,8 @@ impl Default for Args {
             forward_pass: false,
             syslog_socket: PathBuf::from(DEFAULT_SYSLOG_SOCKET),
             errors: Vec::new(),
+            #[cfg(debug_assertions)]
+            debug_panic: None,
         }
     }
 }
@@ -73,6 +103,10 @@ impl Args {
     }
 
     fn add(&mut self, arg: &str) {
+        #[cfg(debug_assertions)]
+        if self.debug_panic_arg(arg) {
+            return;
+        }
         match arg.split_once('=') {
             None => match arg {
                 "nullok" => self.overrides.push("policy.require=enrolled".into()),
@@ -104,6 +138,36 @@ impl Args {
             }
             // Checked against the config's keys when it is loaded.
             Some(_) => self.overrides.push(arg.to_string()),
+        }
+    }
+
+    /// `debug_panic_for_tests[=STAGE]`; true when `arg` was it.
+    #[cfg(debug_assertions)]
+    fn debug_panic_arg(&mut self, arg: &str) -> bool {
+        let stage = match arg.split_once('=') {
+            None if arg == DEBUG_PANIC_ARG => "start",
+            Some((DEBUG_PANIC_ARG, stage)) => stage,
+            _ => return false,
+        };
+        self.debug_panic = match stage {
+            "start" => Some(DebugPanic::Start),
+            "update" => Some(DebugPanic::Update),
+            "ffi" => Some(DebugPanic::Ffi),
+            "setcred" => Some(DebugPanic::Setcred),
+            _ => {
+                self.errors.push(format!("unknown stage in `{arg}`"));
+                None
+            }
+        };
+        true
+    }
+
+    /// Panics when `debug_panic_for_tests` asked for `stage` (debug builds;
+    /// a no-op in release builds, where the argument does not exist).
+    #[cfg(debug_assertions)]
+    pub fn maybe_panic(&self, stage: DebugPanic) {
+        if self.debug_panic == Some(stage) {
+            panic!("{DEBUG_PANIC_ARG}: injected panic at {stage:?}");
         }
     }
 }
@@ -145,6 +209,26 @@ mod tests {
         assert!(a.try_first_pass && a.forward_pass && !a.use_first_pass);
         assert!(a.config_required);
         assert_eq!(a.syslog_socket, PathBuf::from("/tmp/log.sock"));
+    }
+
+    #[test]
+    fn the_debug_panic_argument_exists_only_in_debug_builds() {
+        let a = Args::parse(&["debug_panic_for_tests=update", "debug_panic_for_tests"]);
+        #[cfg(debug_assertions)]
+        {
+            assert!(a.errors.is_empty(), "{:?}", a.errors);
+            assert_eq!(a.debug_panic, Some(DebugPanic::Start));
+            assert!(a.overrides.is_empty());
+            let bad = Args::parse(&["debug_panic_for_tests=nowhere"]);
+            assert_eq!(bad.errors.len(), 1);
+        }
+        #[cfg(not(debug_assertions))]
+        {
+            // Bare: an unknown argument; with a value: an override the
+            // config does not know, refused when the config is loaded.
+            assert_eq!(a.errors.len(), 1, "{:?}", a.errors);
+            assert_eq!(a.overrides, ["debug_panic_for_tests=update"]);
+        }
     }
 
     #[test]

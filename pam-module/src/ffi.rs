@@ -41,6 +41,8 @@ impl PamHooks for OtpGate {
         let outcome = catch_unwind(AssertUnwindSafe(|| {
             let raw: Vec<&[u8]> = args.iter().map(|a| a.to_bytes()).collect();
             let args = Args::parse(&raw);
+            #[cfg(debug_assertions)]
+            args.maybe_panic(crate::args::DebugPanic::Ffi);
             let mut log = Syslog::new(&args.syslog_socket, syslog_stamp);
             let clock = SystemClock::new();
             let silent = flags & PAM_SILENT != 0;
@@ -59,7 +61,22 @@ impl PamHooks for OtpGate {
     }
 
     fn sm_setcred(_pamh: &mut PamHandle, _args: Vec<&CStr>, _flags: PamFlag) -> PamResultCode {
-        PamResultCode::PAM_SUCCESS
+        // Guarded like authenticate: a panic here is PAM_SYSTEM_ERR too.
+        let outcome = catch_unwind(AssertUnwindSafe(|| {
+            #[cfg(debug_assertions)]
+            {
+                let raw: Vec<&[u8]> = _args.iter().map(|a| a.to_bytes()).collect();
+                Args::parse(&raw).maybe_panic(crate::args::DebugPanic::Setcred);
+            }
+            PamResultCode::PAM_SUCCESS
+        }));
+        match outcome {
+            Ok(code) => code,
+            Err(payload) => {
+                std::mem::forget(payload);
+                PamResultCode::PAM_SYSTEM_ERR
+            }
+        }
     }
 }
 

@@ -208,6 +208,8 @@ fn run(login: &mut Login<'_>, args: &Args) -> Code {
         let reason = format!("bad module arguments: {}", args.errors.join("; "));
         return login.decide(Code::ServiceErr, None, &reason);
     }
+    #[cfg(debug_assertions)]
+    args.maybe_panic(crate::args::DebugPanic::Start);
     let Some(now) = login.clock.unix_now() else {
         return login.decide(Code::SystemErr, None, "system clock is before 1970");
     };
@@ -534,6 +536,8 @@ impl Ask<'_> {
         let verify: VerifyPolicy = self.config.verify_policy();
         let lockout: LockoutPolicy = self.config.lockout_policy();
         self.file.update(|slot| {
+            #[cfg(debug_assertions)]
+            self.args.maybe_panic(crate::args::DebugPanic::Update);
             let Some(record) = slot.as_mut() else {
                 return Ok(Checked::Vanished);
             };

@@ -286,6 +286,8 @@ pub struct Harness {
     pub module: PathBuf,
     pub driver: PathBuf,
     log: UnixDatagram,
+    /// Every log line received so far, for checks over a whole suite.
+    journal: std::sync::Mutex<Vec<String>>,
     /// Environment for every driver run (nss_wrapper for fake users).
     driver_env: Vec<(String, String)>,
 }
@@ -323,6 +325,7 @@ impl Harness {
             driver,
             dir,
             log,
+            journal: std::sync::Mutex::new(Vec::new()),
             driver_env: Vec::new(),
         };
         h.write_config(config);
@@ -470,7 +473,17 @@ impl Harness {
         while let Ok(n) = self.log.recv(&mut buf) {
             lines.push(String::from_utf8_lossy(&buf[..n]).into_owned());
         }
+        if let Ok(mut j) = self.journal.lock() {
+            j.extend(lines.iter().cloned());
+        }
         lines
+    }
+
+    /// Every log line this harness has received, including the ones
+    /// [`Harness::log`] already returned.
+    pub fn journal(&self) -> Vec<String> {
+        self.log();
+        self.journal.lock().map(|j| j.clone()).unwrap_or_default()
     }
 
     /// The files in the users directory, sorted, with their contents.
@@ -492,6 +505,65 @@ impl Harness {
         out.sort();
         out
     }
+}
+
+/// The one real system user the tests may create (DEVELOPERS rule).
+pub const TEST_USER: &str = "otpgate-test";
+
+/// A real, unprivileged account for tests that must not rely on
+/// nss_wrapper (hostile paths as root against a real user's home).
+#[derive(Debug, Clone)]
+pub struct SystemUser {
+    pub name: String,
+    pub uid: u32,
+    pub gid: u32,
+    pub home: PathBuf,
+}
+
+/// The system user [`TEST_USER`], created with `useradd` when missing
+/// (home `/home/otpgate-test`, no login shell, no password). Its home is
+/// emptied and recreated (0700, the user's) on every call. `None` (after
+/// SKIP) when not root.
+pub fn test_user() -> Option<SystemUser> {
+    require_root()?;
+    let lookup = || otpgate_config::Account::lookup(TEST_USER).ok();
+    if lookup().is_none() {
+        let status = Command::new("useradd")
+            .args([
+                "--system",
+                "--user-group",
+                "--no-create-home",
+                "--home-dir",
+                &format!("/home/{TEST_USER}"),
+                "--shell",
+                "/usr/sbin/nologin",
+                "--comment",
+                "otpgate test user",
+                TEST_USER,
+            ])
+            .status();
+        require(
+            matches!(status, Ok(s) if s.success()),
+            &format!("useradd {TEST_USER} failed: {status:?}"),
+        )?;
+    }
+    let account = lookup().expect("the test user exists after useradd");
+    let home = account.home.clone();
+    assert!(
+        home.starts_with("/home") || home.starts_with(std::env::temp_dir()),
+        "{TEST_USER}'s home {} is not under /home or the temp dir: refusing to touch it",
+        home.display()
+    );
+    let _ = std::fs::remove_dir_all(&home);
+    std::fs::create_dir_all(&home).expect("mkdir home");
+    std::fs::set_permissions(&home, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+    std::os::unix::fs::chown(&home, Some(account.uid), Some(account.gid)).expect("chown home");
+    Some(SystemUser {
+        name: TEST_USER.into(),
+        uid: account.uid,
+        gid: account.gid,
+        home,
+    })
 }
 
 /// Writes `bytes` to `path` with mode 0600.
