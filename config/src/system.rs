@@ -99,6 +99,9 @@ pub struct SystemConfig {
     pub issuer: String,
     /// Extra detail in the log (never codes or secrets).
     pub debug: bool,
+    /// `otpgate enroll` confirms the user's password (PAM service
+    /// `otpgate`) before a first enrollment.
+    pub enroll_password_check: bool,
     pub policy: Policy,
 }
 
@@ -120,6 +123,7 @@ impl Default for SystemConfig {
             backup_code_digits: 8,
             issuer: String::new(),
             debug: false,
+            enroll_password_check: true,
             policy: Policy::default(),
         }
     }
