@@ -17,9 +17,8 @@ fn enroll_in_a_terminal(env: &Env, answers: &[&str], extra: &[&str]) -> Option<(
     }
     let transcript = env.path("transcript.txt");
     let _ = std::fs::remove_file(&transcript);
-    // Each answer is typed a moment after the prompt shows, as a person
-    // would: the prompt is written just before echo is switched off, so an
-    // answer sent within microseconds could still be echoed.
+    // Each answer is sent the instant the prompt shows: echo is off
+    // before the prompt is written, so even a fast answer is not echoed.
     let mut sends = String::new();
     for answer in answers {
         let value = if *answer == "RIGHT" {
@@ -28,7 +27,7 @@ fn enroll_in_a_terminal(env: &Env, answers: &[&str], extra: &[&str]) -> Option<(
             answer.to_string()
         };
         sends.push_str(&format!(
-            "expect {{\n  \"Verification code: \" {{ sleep 0.3; send \"{value}\\r\" }}\n  timeout {{ exit 101 }}\n}}\n"
+            "expect {{\n  \"Verification code: \" {{ send \"{value}\\r\" }}\n  timeout {{ exit 101 }}\n}}\n"
         ));
     }
     let script = format!(
@@ -94,10 +93,17 @@ fn enroll_in_a_terminal_shows_a_qr_code_of_the_uri_and_saves_after_the_right_cod
 #[test]
 fn enroll_in_a_terminal_saves_nothing_after_three_wrong_codes() {
     let Some(env) = Env::new("") else { return };
-    let Some((code, screen)) = enroll_in_a_terminal(&env, &["000000", "111111", "222222"], &[])
-    else {
+    // The second answer is far longer than any code (and than the CLI's
+    // 1 KiB line bound): a wrong code like any other.
+    let long = "1".repeat(2000);
+    let Some((code, screen)) = enroll_in_a_terminal(&env, &["000000", &long, "222222"], &[]) else {
         return;
     };
+    assert_eq!(screen.matches("That code is wrong.").count(), 3, "{screen}");
+    assert!(
+        !screen.contains("111111"),
+        "the long answer was echoed\n{screen}"
+    );
     assert_eq!(code, 3, "{screen}");
     assert!(screen.contains("nothing was saved"), "{screen}");
     assert!(!env.user_file(USER).exists());
