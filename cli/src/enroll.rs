@@ -51,6 +51,10 @@ pub fn run(ctx: &mut Context, args: &EnrollArgs) -> Result<()> {
         }
     }
 
+    if crate::password::needed(ctx, existing.is_some()) {
+        crate::password::confirm(ctx)?;
+    }
+
     let secret = match args.secret.as_deref() {
         None => Secret::generate(otp::DEFAULT_SECRET_BYTES)?,
         Some("-") => {

@@ -212,6 +212,9 @@ pub fn google_authenticator(ctx: &mut Context, args: &ImportArgs) -> Result<()> 
             }
         }
     }
+    if crate::password::needed(ctx, existing.is_some()) {
+        crate::password::confirm(ctx)?;
+    }
     let method = if record.hotp.is_some() {
         "hotp"
     } else {

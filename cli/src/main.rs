@@ -12,6 +12,7 @@ mod input;
 mod log;
 mod manage;
 mod output;
+mod password;
 mod qr;
 mod time;
 

@@ -286,3 +286,150 @@ pub fn decode_modules(modules: &[Vec<bool>], set_is_dark: bool) -> Option<String
     let grids = img.detect_grids();
     grids.first()?.decode().ok().map(|(_, text)| text)
 }
+
+/// The one real system user tests may create (same account as the
+/// workspace's end-to-end tests): unprivileged, no password, no shell.
+pub const TEST_USER: &str = "otpgate-test";
+
+/// A real unprivileged account to run the CLI as.
+pub struct TestUser {
+    pub name: String,
+    pub uid: u32,
+    pub gid: u32,
+    pub home: PathBuf,
+}
+
+/// [`TEST_USER`], created with `useradd` when missing; its home exists,
+/// is the user's and has mode 0700. `None` after SKIP when not root.
+pub fn test_user() -> Option<TestUser> {
+    if !require(
+        is_root(),
+        "running the CLI as a real unprivileged user needs root",
+    ) {
+        return None;
+    }
+    let lookup = || otpgate_config::Account::lookup(TEST_USER).ok();
+    if lookup().is_none() {
+        let status = Command::new("useradd")
+            .args([
+                "--system",
+                "--user-group",
+                "--no-create-home",
+                "--home-dir",
+                &format!("/home/{TEST_USER}"),
+                "--shell",
+                "/usr/sbin/nologin",
+                "--comment",
+                "otpgate test user",
+                TEST_USER,
+            ])
+            .status();
+        // Another test may have created it meanwhile.
+        if lookup().is_none() && !require(false, &format!("useradd {TEST_USER}: {status:?}")) {
+            return None;
+        }
+    }
+    let account = lookup().expect("the test user exists");
+    let home = account.home.clone();
+    assert!(
+        home.starts_with("/home/") || home.starts_with(std::env::temp_dir()),
+        "{TEST_USER}'s home {} is neither under /home nor the temp dir",
+        home.display()
+    );
+    if std::fs::symlink_metadata(&home).is_err() {
+        std::fs::create_dir_all(&home).unwrap();
+    }
+    std::os::unix::fs::chown(&home, Some(account.uid), Some(account.gid)).unwrap();
+    std::fs::set_permissions(&home, std::fs::Permissions::from_mode(0o700)).unwrap();
+    Some(TestUser {
+        name: TEST_USER.into(),
+        uid: account.uid,
+        gid: account.gid,
+        home,
+    })
+}
+
+/// A temporary config readable by every user (root's, 0644, in a 0755
+/// directory), for commands run as [`TEST_USER`].
+pub struct HomeEnv {
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+    pub user: TestUser,
+}
+
+impl HomeEnv {
+    /// `user_file` is the template to use (`None`: the default
+    /// `~/.config/otpgate/user.toml`); `extra` more config lines.
+    pub fn new(user_file: Option<&str>, extra: &str) -> Option<HomeEnv> {
+        if !require(
+            have("oathtool"),
+            "oathtool is not installed (Debian oathtool)",
+        ) {
+            return None;
+        }
+        let user = test_user()?;
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let config = dir.path().join("config.toml");
+        let user_file = user_file
+            .map(|t| format!("user_file = \"{t}\"\n"))
+            .unwrap_or_default();
+        std::fs::write(
+            &config,
+            format!("{user_file}totp_window = 3\nissuer = \"Test\"\n{extra}"),
+        )
+        .unwrap();
+        std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o644)).unwrap();
+        Some(HomeEnv { dir, config, user })
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// `otpgate --config CONFIG ARGS` as [`TEST_USER`] (uid, gid, no
+    /// supplementary groups, HOME), with `env` added.
+    pub fn run_as_user(&self, args: &[&str], stdin: &str, env: &[(&str, &str)]) -> Run {
+        let mut cmd = Command::new(BIN);
+        cmd.arg("--config").arg(&self.config).args(args);
+        std::os::unix::process::CommandExt::uid(&mut cmd, self.user.uid);
+        std::os::unix::process::CommandExt::gid(&mut cmd, self.user.gid);
+        cmd.env("HOME", &self.user.home)
+            .env("USER", &self.user.name)
+            .env("LOGNAME", &self.user.name)
+            .current_dir("/");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        run_command(&mut cmd, stdin)
+    }
+
+    /// `otpgate --config CONFIG --user otpgate-test ARGS` as root.
+    pub fn run_as_root(&self, args: &[&str], stdin: &str) -> Run {
+        let mut all = vec![
+            "--config",
+            self.config.to_str().unwrap(),
+            "--user",
+            TEST_USER,
+        ];
+        all.extend_from_slice(args);
+        run(BIN, &all, stdin)
+    }
+}
+
+/// A unique directory name for one test's files in the test user's home.
+pub fn unique_name(test: &str) -> String {
+    format!(".otpgate-cli-test-{test}-{}", std::process::id())
+}
+
+/// Where pam_wrapper and pam_matrix are (Debian libpam-wrapper), or `None`
+/// after SKIP.
+pub fn pam_matrix() -> Option<PathBuf> {
+    let module = PathBuf::from("/usr/lib/x86_64-linux-gnu/pam_wrapper/pam_matrix.so");
+    let wrapper = Path::new("/usr/lib/x86_64-linux-gnu/libpam_wrapper.so");
+    require(
+        module.exists() && wrapper.exists(),
+        "pam_wrapper is not installed (Debian libpam-wrapper)",
+    )
+    .then_some(module)
+}

@@ -1,0 +1,157 @@
+//! The CLI run as a real unprivileged user (`otpgate-test`), with its file
+//! in its home: the default `~/.config/otpgate/user.toml` is created 0600
+//! and the user's, root acts on it with `--user`; and the password check
+//! before a first enrollment, through pam_wrapper and pam_matrix.
+
+mod common;
+
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+use common::*;
+
+fn owner_and_mode(path: &Path) -> (u32, u32) {
+    let meta =
+        std::fs::symlink_metadata(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    (meta.uid(), meta.mode() & 0o7777)
+}
+
+#[test]
+fn a_user_enrolls_into_the_default_file_in_their_home_and_root_manages_it() {
+    let Some(env) = HomeEnv::new(None, "enroll_password_check = false\n") else {
+        return;
+    };
+    let home = env.user.home.clone();
+    let config_dir = home.join(".config");
+    // Leftovers of other tests (the end-to-end suite plants symlinks here).
+    if std::fs::symlink_metadata(&config_dir).is_ok_and(|m| !m.is_dir()) {
+        std::fs::remove_file(&config_dir).unwrap();
+    }
+    let _ = std::fs::remove_dir_all(config_dir.join("otpgate"));
+
+    let r = env.run_as_user(
+        &["enroll", "--secret", SECRET, "--no-confirm", "--json"],
+        "",
+        &[],
+    );
+    r.ok();
+    let file = home.join(".config/otpgate/user.toml");
+    assert_eq!(r.json()["user"], TEST_USER);
+    assert_eq!(owner_and_mode(&file), (env.user.uid, 0o600));
+    assert_eq!(
+        owner_and_mode(&home.join(".config/otpgate")),
+        (env.user.uid, 0o700)
+    );
+
+    // The user checks a code; root reads the same file with --user.
+    env.run_as_user(&["verify"], &format!("{}\n", code(SECRET, 0)), &[])
+        .ok();
+    let s = env.run_as_root(&["status", "--json"], "");
+    s.ok();
+    let s = s.json();
+    assert_eq!(s["enrolled"], true);
+    assert_eq!(s["file"], file.display().to_string());
+    // Root's writes keep the file the user's.
+    env.run_as_root(&["unlock"], "").ok();
+    assert_eq!(owner_and_mode(&file), (env.user.uid, 0o600));
+
+    // The user may not act on someone else.
+    env.run_as_user(&["--user", "root", "status"], "", &[])
+        .fails(5, "only root");
+
+    env.run_as_root(&["reset"], "").ok();
+    assert!(!file.exists());
+    env.run_as_user(&["status", "--json"], "", &[]).ok();
+    let _ = std::fs::remove_dir_all(config_dir.join("otpgate"));
+}
+
+/// A pam_wrapper service dir whose `otpgate` service checks passwords
+/// with pam_matrix against `TEST_USER:right-password`.
+fn pam_service(env: &HomeEnv) -> Option<Vec<(String, String)>> {
+    let module = pam_matrix()?;
+    let services = env.path("pam.d");
+    std::fs::create_dir(&services).unwrap();
+    let passdb = env.path("passdb");
+    std::fs::write(&passdb, format!("{TEST_USER}:right-password:otpgate\n")).unwrap();
+    std::fs::write(
+        services.join("otpgate"),
+        format!(
+            "auth required {m} passdb={p}\naccount required {m} passdb={p}\n",
+            m = module.display(),
+            p = passdb.display()
+        ),
+    )
+    .unwrap();
+    Some(vec![
+        ("LD_PRELOAD".into(), "libpam_wrapper.so".into()),
+        ("PAM_WRAPPER".into(), "1".into()),
+        (
+            "PAM_WRAPPER_SERVICE_DIR".into(),
+            services.display().to_string(),
+        ),
+    ])
+}
+
+#[test]
+fn a_first_enrollment_needs_the_users_password_through_pam() {
+    let dir = unique_name("password");
+    let template = format!("%h/{dir}/user.toml");
+    let Some(env) = HomeEnv::new(Some(&template), "") else {
+        return;
+    };
+    let Some(pam_env) = pam_service(&env) else {
+        return;
+    };
+    let pam_env: Vec<(&str, &str)> = pam_env
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let file = env.user.home.join(&dir).join("user.toml");
+    let enroll = ["enroll", "--secret", SECRET, "--no-confirm", "--json"];
+
+    // Wrong passwords: refused, nothing saved.
+    let r = env.run_as_user(&enroll, "wrong\nstill-wrong\nno\n", &pam_env);
+    r.fails(3, "password of otpgate-test was not confirmed");
+    assert!(r.stderr.contains("Wrong password, try again."), "{r}");
+    assert!(r.stdout.is_empty(), "{r}");
+    assert!(!file.exists());
+    // No answer at all: refused too.
+    env.run_as_user(&enroll, "", &pam_env)
+        .fails(3, "not confirmed");
+    assert!(!file.exists());
+
+    // The right one (after a wrong one) enrolls.
+    let r = env.run_as_user(&enroll, "wrong\nright-password\n", &pam_env);
+    r.ok();
+    assert_eq!(r.json()["user"], TEST_USER);
+    assert!(!r.stdout.contains("right-password"), "{r}");
+    assert_eq!(owner_and_mode(&file), (env.user.uid, 0o600));
+
+    // Re-enrolling asks for a current code, not the password.
+    let r = env.run_as_user(&enroll, &format!("{}\n", code(SECRET, 1)), &pam_env);
+    r.ok();
+
+    // Root provisions without a password (no PAM service involved).
+    env.run_as_root(&["reset"], "").ok();
+    env.run_as_root(&enroll, "").ok();
+    assert!(file.exists());
+    let _ = std::fs::remove_dir_all(env.user.home.join(&dir));
+}
+
+#[test]
+fn the_password_check_can_be_switched_off() {
+    let dir = unique_name("nocheck");
+    let template = format!("%h/{dir}/user.toml");
+    let Some(env) = HomeEnv::new(Some(&template), "enroll_password_check = false\n") else {
+        return;
+    };
+    // No PAM service at all: nothing would answer.
+    let r = env.run_as_user(
+        &["enroll", "--secret", SECRET, "--no-confirm", "--json"],
+        "",
+        &[],
+    );
+    r.ok();
+    assert!(!r.stderr.contains("password"), "{r}");
+    let _ = std::fs::remove_dir_all(env.user.home.join(&dir));
+}
