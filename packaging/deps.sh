@@ -6,7 +6,10 @@ set -euo pipefail
 
 BUILD_PKGS=(libpam0g-dev pkg-config gcc)
 TEST_PKGS=(pamtester libpam-wrapper libnss-wrapper oathtool expect libpam-google-authenticator
-           openssh-client strace binutils)
+           openssh-client strace binutils
+           # sshd unpacked from openssh-server (never installed) needs libwrap0;
+           # the package test runs lintian and reads the RPM with rpm.
+           libwrap0 lintian dpkg-dev rpm)
 
 want=("${BUILD_PKGS[@]}")
 [[ "${1:-}" == "--build-only" ]] || want+=("${TEST_PKGS[@]}")

@@ -21,6 +21,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use otpgate_config::UserRecord;
 use otpgate_config::otp::{Algorithm, Secret};
 
+pub mod sshd;
+
 /// The PAM service our tests write for the module alone.
 pub const SERVICE: &str = "otp-test";
 /// pam_wrapper's test modules on Debian.

@@ -1,0 +1,478 @@
+//! Real logins end to end (issue #5): Debian's sshd, unpacked and run on a
+//! loopback port with the module in its PAM service (pam_wrapper, no change
+//! to /etc), driven by the real OpenSSH client; and console-style logins
+//! (pamtester with a tty and no remote host, `su` to the test user).
+//! Codes come from oathtool; passwords are checked by pam_matrix.
+#![forbid(unsafe_code)]
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use otpgate_tests::sshd::*;
+use otpgate_tests::*;
+
+const CODE_PROMPT: &str = "Verification code";
+
+/// A harness plus an sshd with `AuthenticationMethods keyboard-interactive`
+/// and the stack "password (pam_matrix), then our module".
+fn password_then_code(config: &str, module_extra: &str) -> Option<(Harness, Sshd)> {
+    let h = Harness::new(config)?;
+    let auth = vec![password_line(&h), h.module_line("required", module_extra)];
+    let sshd = Sshd::start(&h, &SshdSetup::new("keyboard-interactive", auth))?;
+    Some((h, sshd))
+}
+
+/// `AuthenticationMethods publickey,keyboard-interactive` and a PAM stack
+/// of our module alone (the common "key plus code" setup), with `more`
+/// lines after it.
+fn key_then_code(config: &str, more: &[&str]) -> Option<(Harness, Sshd)> {
+    let h = Harness::new(config)?;
+    let mut auth = vec![h.module_line("required", "")];
+    auth.extend(more.iter().map(|l| l.to_string()));
+    let sshd = Sshd::start(&h, &SshdSetup::new("publickey,keyboard-interactive", auth))?;
+    Some((h, sshd))
+}
+
+/// A 6-digit code that is none of `secret`'s codes around now.
+fn wrong_code(secret: &str) -> String {
+    avoid_step_edge();
+    let t = now();
+    (1..)
+        .map(|i| format!("{:06}", (i * 7919) % 1_000_000))
+        .find(|c| {
+            ![t - 60, t - 30, t, t + 30, t + 60]
+                .iter()
+                .any(|&s| &totp_at(secret, s) == c)
+        })
+        .unwrap_or_default()
+}
+
+// --- keyboard-interactive: password, then code ------------------------------
+
+#[test]
+fn ssh_password_then_right_code_logs_in_and_the_command_runs() {
+    let (h, sshd) = need!(password_then_code("", ""));
+    let secret = h.enroll();
+    let run = sshd.ssh("root").code(&totp_at(&secret, now())).run();
+    run.assert_logged_in();
+    assert_eq!(run.prompts.len(), 2, "{run:#?}");
+    assert!(run.prompts[0].ends_with("Password: "), "{run:#?}");
+    assert!(run.prompts[1].ends_with("Verification code: "), "{run:#?}");
+    assert!(
+        run.server_log
+            .contains("Accepted keyboard-interactive/pam for root")
+    );
+    let log = h.log();
+    assert!(
+        log.iter().any(|l| l.contains("service=sshd-otp-test")
+            && l.contains("rhost=127.0.0.1")
+            && l.contains("method=totp")
+            && l.contains("outcome=success")),
+        "{log:#?}"
+    );
+}
+
+#[test]
+fn ssh_wrong_code_is_refused() {
+    let (h, sshd) = need!(password_then_code("max_attempts = 1", ""));
+    let secret = h.enroll();
+    let run = sshd.ssh("root").code(&wrong_code(&secret)).run();
+    run.assert_refused();
+    assert!(run.prompted(CODE_PROMPT), "{run:#?}");
+    assert!(run.stderr.contains("Wrong code."), "{run:#?}");
+}
+
+#[test]
+fn ssh_wrong_code_then_right_code_in_one_login_logs_in() {
+    let (h, sshd) = need!(password_then_code("max_attempts = 3", ""));
+    let secret = h.enroll();
+    let run = sshd
+        .ssh("root")
+        .code(&wrong_code(&secret))
+        .code(&totp_at(&secret, now()))
+        .run();
+    run.assert_logged_in();
+    let asked = run
+        .prompts
+        .iter()
+        .filter(|p| p.contains(CODE_PROMPT))
+        .count();
+    assert_eq!(asked, 2, "{run:#?}");
+    assert!(run.shown("Wrong code; 2 tries left."), "{run:#?}");
+}
+
+#[test]
+fn ssh_reused_code_is_refused() {
+    let (h, sshd) = need!(password_then_code("max_attempts = 1", ""));
+    let secret = h.enroll();
+    avoid_step_edge();
+    let code = totp_at(&secret, now());
+    sshd.ssh("root").code(&code).run().assert_logged_in();
+    let again = sshd.ssh("root").code(&code).run();
+    again.assert_refused();
+    assert!(again.prompted(CODE_PROMPT), "{again:#?}");
+}
+
+#[test]
+fn ssh_wrong_password_never_reaches_the_code_prompt() {
+    let (h, sshd) = need!(password_then_code("", ""));
+    let secret = h.enroll();
+    let run = sshd
+        .ssh("root")
+        .password(Some("not the password"))
+        .code(&totp_at(&secret, now()))
+        .run();
+    run.assert_refused();
+    assert!(!run.prompted(CODE_PROMPT), "{run:#?}");
+    assert_eq!(h.record("root").state.last_step, 0, "code not used up");
+}
+
+// --- publickey, then keyboard-interactive ----------------------------------
+
+#[test]
+fn ssh_key_then_code_logs_in_without_a_password_prompt() {
+    let (h, sshd) = need!(key_then_code("", &[]));
+    let secret = h.enroll();
+    let run = sshd
+        .ssh("root")
+        .with_key()
+        .code(&totp_at(&secret, now()))
+        .run();
+    run.assert_logged_in();
+    assert_eq!(run.prompts.len(), 1, "{run:#?}");
+    assert!(run.prompts[0].ends_with("Verification code: "), "{run:#?}");
+    assert!(!run.prompted("assword"), "{run:#?}");
+    assert!(
+        run.server_log
+            .contains("Partial publickey for root from 127.0.0.1"),
+        "{}",
+        run.server_log
+    );
+    assert!(
+        run.server_log
+            .contains("Accepted keyboard-interactive/pam for root"),
+        "{}",
+        run.server_log
+    );
+}
+
+#[test]
+fn ssh_key_with_wrong_code_is_refused() {
+    let (h, sshd) = need!(key_then_code("max_attempts = 1", &[]));
+    let secret = h.enroll();
+    let run = sshd.ssh("root").with_key().code(&wrong_code(&secret)).run();
+    run.assert_refused();
+    assert!(
+        run.server_log.contains("Partial publickey"),
+        "the key was fine"
+    );
+    assert!(!run.prompted("assword"), "{run:#?}");
+}
+
+#[test]
+fn ssh_without_the_key_is_refused_before_any_code_prompt() {
+    let (h, sshd) = need!(key_then_code("", &[]));
+    let secret = h.enroll();
+    // keyboard-interactive alone does not satisfy publickey,keyboard-interactive.
+    let run = sshd.ssh("root").code(&totp_at(&secret, now())).run();
+    run.assert_refused();
+    assert!(!run.prompted(CODE_PROMPT), "{run:#?}");
+}
+
+// --- backup codes, trusted networks, remembered hosts ------------------------
+
+#[test]
+fn ssh_backup_code_from_the_cli_logs_in_once() {
+    let (h, sshd) = need!(password_then_code("max_attempts = 1", ""));
+    let codes = enroll_with_cli(&h, "root", &new_secret());
+    assert_eq!(codes.len(), 10, "{codes:?}");
+    let backup = &codes[3];
+    let first = sshd.ssh("root").code(backup).run();
+    first.assert_logged_in();
+    assert!(
+        first.stderr.contains("Backup code used; 9 left."),
+        "{first:#?}"
+    );
+    let second = sshd.ssh("root").code(backup).run();
+    second.assert_refused();
+    // The other codes still work.
+    sshd.ssh("root").code(&codes[7]).run().assert_logged_in();
+}
+
+#[test]
+fn ssh_from_a_trusted_network_logs_in_without_a_code_prompt() {
+    let (h, sshd) = need!(password_then_code(
+        "trusted_networks = [\"127.0.0.0/8\"]",
+        ""
+    ));
+    h.enroll();
+    let run = sshd.ssh("root").run();
+    run.assert_logged_in();
+    assert!(run.prompted("Password"), "{run:#?}");
+    assert!(!run.prompted(CODE_PROMPT), "{run:#?}");
+    let log = h.log();
+    assert!(
+        log.iter()
+            .any(|l| l.contains("method=trusted-network") && l.contains("outcome=success")),
+        "{log:#?}"
+    );
+}
+
+#[test]
+fn ssh_remembered_host_after_answering_y_skips_the_code() {
+    let (h, sshd) = need!(password_then_code("remember_days = 7", ""));
+    let secret = h.enroll();
+    let first = sshd
+        .ssh("root")
+        .code(&totp_at(&secret, now()))
+        .trust("y")
+        .run();
+    first.assert_logged_in();
+    assert!(
+        first.prompted("Trust this host for 7 days? [y/N]"),
+        "{first:#?}"
+    );
+    let hosts = h.record("root").trusted_hosts;
+    assert!(hosts.iter().any(|t| t.host == "127.0.0.1"), "{hosts:#?}");
+    let second = sshd.ssh("root").run();
+    second.assert_logged_in();
+    assert!(!second.prompted(CODE_PROMPT), "{second:#?}");
+    assert!(!second.prompted("Trust this host"), "{second:#?}");
+}
+
+#[test]
+fn ssh_answering_n_to_trust_this_host_asks_for_the_code_next_time() {
+    let (h, sshd) = need!(password_then_code("remember_days = 7", ""));
+    let secret = h.enroll();
+    avoid_step_edge();
+    let t = now();
+    sshd.ssh("root")
+        .code(&totp_at(&secret, t))
+        .trust("n")
+        .run()
+        .assert_logged_in();
+    assert!(h.record("root").trusted_hosts.is_empty());
+    // The next step's code: the one just used is burnt.
+    let second = sshd.ssh("root").code(&totp_at(&secret, t + 30)).run();
+    second.assert_logged_in();
+    assert!(second.prompted(CODE_PROMPT), "{second:#?}");
+}
+
+// --- users without an enrollment ----------------------------------------------
+
+#[test]
+fn ssh_unenrolled_user_under_optional_policy_logs_in_with_the_password() {
+    let (_h, sshd) = need!(password_then_code("[policy]\nrequire = \"enrolled\"", ""));
+    let run = sshd.ssh("root").run();
+    run.assert_logged_in();
+    assert!(!run.prompted(CODE_PROMPT), "{run:#?}");
+}
+
+#[test]
+fn ssh_unenrolled_user_with_a_key_under_optional_policy_needs_pam_permit_after_the_module() {
+    // Our module answers PAM_IGNORE for a user without enrollment; a stack of
+    // only ignores fails, so the key-plus-code setup adds pam_permit.
+    let (_h, sshd) = need!(key_then_code("", &["auth required pam_permit.so"]));
+    let run = sshd.ssh("root").with_key().run();
+    run.assert_logged_in();
+    assert!(run.prompts.is_empty(), "{run:#?}");
+
+    let (_h2, bare) = need!(key_then_code("", &[]));
+    bare.ssh("root").with_key().run().assert_refused();
+}
+
+#[test]
+fn ssh_unenrolled_user_under_required_policy_is_refused_with_the_enroll_hint() {
+    let (_h, sshd) = need!(password_then_code("[policy]\nrequire = \"all\"", ""));
+    let run = sshd.ssh("root").run();
+    run.assert_refused();
+    assert!(
+        run.stderr
+            .contains("2FA is required for this account: run `otpgate enroll`"),
+        "{run:#?}"
+    );
+    assert!(!run.prompted(CODE_PROMPT), "{run:#?}");
+}
+
+// --- lockout ------------------------------------------------------------------
+
+#[test]
+fn ssh_lockout_is_shown_to_the_user_and_refuses_even_the_right_code() {
+    let (h, sshd) = need!(password_then_code(
+        "max_attempts = 1\nlockout_after = 2\nlockout_minutes = 15",
+        ""
+    ));
+    let secret = h.enroll();
+    let wrong = wrong_code(&secret);
+    let first = sshd.ssh("root").code(&wrong).run();
+    first.assert_refused();
+    assert!(first.stderr.contains("Wrong code."), "{first:#?}");
+    let second = sshd.ssh("root").code(&wrong).run();
+    second.assert_refused();
+    assert!(
+        second
+            .stderr
+            .contains("Too many wrong codes. Account locked until "),
+        "{second:#?}"
+    );
+    let third = sshd.ssh("root").code(&totp_at(&secret, now())).run();
+    third.assert_refused();
+    assert!(third.stderr.contains("Account locked until "), "{third:#?}");
+    assert!(
+        !third.prompted(CODE_PROMPT),
+        "no prompt while locked: {third:#?}"
+    );
+}
+
+// --- console-style logins -------------------------------------------------------
+
+/// pamtester on `service` for `user` with a tty and no remote host, under
+/// pam_wrapper; answers from stdin.
+fn pamtester_console(h: &Harness, service: &str, user: &str, stdin: &str) -> (bool, String) {
+    let mut child = Command::new("pamtester")
+        .args(["-v", "-I", "tty=tty1", service, user, "authenticate"])
+        .env("LD_PRELOAD", "libpam_wrapper.so")
+        .env("PAM_WRAPPER", "1")
+        .env("PAM_WRAPPER_SERVICE_DIR", h.path("pam.d"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("pamtester");
+    let _ = child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(stdin.as_bytes());
+    let out = child.wait_with_output().expect("pamtester output");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+/// A `login`-like service: password (pam_matrix), then our module.
+fn console(config: &str) -> Option<Harness> {
+    require_tool("pamtester", "pamtester")?;
+    let h = Harness::new(config)?;
+    require_sshd_tools()?;
+    std::fs::write(
+        h.path("passdb"),
+        format!("root:{PASSWORD}:login-otp-test\n"),
+    )
+    .expect("passdb");
+    h.service(
+        "login-otp-test",
+        &[password_line(&h), h.module_line("required", "")],
+    );
+    Some(h)
+}
+
+#[test]
+fn console_login_with_a_tty_asks_password_then_code() {
+    let h = need!(console(""));
+    let secret = h.enroll();
+    let (ok, out) = pamtester_console(
+        &h,
+        "login-otp-test",
+        "root",
+        &format!("{PASSWORD}\n{}\n", totp_at(&secret, now())),
+    );
+    assert!(ok, "{out}");
+    assert!(out.contains("Password: Verification code: "), "{out}");
+    let log = h.log();
+    assert!(
+        log.iter().any(|l| l.contains("tty=tty1")
+            && l.contains("method=totp")
+            && l.contains("outcome=success")),
+        "{log:#?}"
+    );
+}
+
+#[test]
+fn console_login_with_a_wrong_code_fails() {
+    let h = need!(console("max_attempts = 1"));
+    let secret = h.enroll();
+    let (ok, out) = pamtester_console(
+        &h,
+        "login-otp-test",
+        "root",
+        &format!("{PASSWORD}\n{}\n", wrong_code(&secret)),
+    );
+    assert!(!ok, "{out}");
+    assert!(out.contains("Wrong code."), "{out}");
+}
+
+#[test]
+fn console_login_with_local_console_skip_asks_no_code() {
+    let h = need!(console("local_console = \"skip\""));
+    h.enroll();
+    let (ok, out) = pamtester_console(&h, "login-otp-test", "root", &format!("{PASSWORD}\n"));
+    assert!(ok, "{out}");
+    assert!(!out.contains("Verification code"), "{out}");
+}
+
+#[test]
+fn su_login_to_the_test_user_asks_password_then_code() {
+    need!(require_tool("su", "util-linux"));
+    let h = need!(Harness::new(""));
+    need!(require_sshd_tools());
+    let user = need!(test_user());
+    // `su -l` (PAM service "su-l"): a login shell's clean environment, so
+    // the user's shell does not inherit pam_wrapper's LD_PRELOAD (which,
+    // as the user, could not read our pam.d and would abort).
+    std::fs::write(h.path("passdb"), format!("{}:{PASSWORD}:su-l\n", user.name)).expect("passdb");
+    // Our own service (no pam_rootok: root is asked like anyone).
+    h.service(
+        "su-l",
+        &[
+            password_line(&h),
+            h.module_line("required", ""),
+            "account required pam_permit.so".into(),
+            "session required pam_permit.so".into(),
+        ],
+    );
+    let secret = new_secret();
+    h.write_record(
+        &user.name,
+        &totp_record(&secret, otpgate_config::otp::Algorithm::SHA1, 6),
+    );
+    let su = |answers: String| {
+        let mut child = Command::new("su")
+            .args(["-l", "-s", "/bin/sh", "-c", "echo hello from $(id -un)"])
+            .arg(&user.name)
+            .env("LD_PRELOAD", "libpam_wrapper.so")
+            .env("PAM_WRAPPER", "1")
+            .env("PAM_WRAPPER_SERVICE_DIR", h.path("pam.d"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("su");
+        let _ = child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(answers.as_bytes());
+        child.wait_with_output().expect("su output")
+    };
+    avoid_step_edge();
+    let out = su(format!("{PASSWORD}\n{}\n", totp_at(&secret, now())));
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    );
+    assert!(
+        out.status.success() && stdout.contains(&format!("hello from {}", user.name)),
+        "su failed: {stdout}{stderr}"
+    );
+    assert!(
+        stderr.contains("Password: ") && stderr.contains("Verification code: "),
+        "prompts: {stderr}"
+    );
+    // The same code again is refused.
+    let again = su(format!("{PASSWORD}\n{}\n", totp_at(&secret, now())));
+    assert!(!again.status.success(), "{again:?}");
+}
