@@ -11,11 +11,12 @@ Exit status:
   0  success
   1  error (unreadable or invalid config or user file, I/O, lock timeout)
   2  usage error (unknown option, missing or bad argument)
-  3  code refused (wrong, already used, or no code given)
+  3  code or password refused (wrong, already used, or none given)
   4  not enrolled
   5  not permitted (--user for another user, --force, unlock and reset need root)
   6  locked out after too many wrong codes
   7  already enrolled (enroll or import over an existing enrollment without a current code)
+  8  `otpgate check` found errors or warnings (listed on stdout)
 
 Every failure prints one line on stderr: `otpgate: <reason>`.
 
@@ -80,6 +81,9 @@ pub enum Command {
     /// Import an enrollment from another tool, keeping the user's app.
     #[command(subcommand)]
     Import(ImportCommand),
+    /// Check the system config, the pam.d files that load pam_otpgate.so and
+    /// sshd_config; say what happens at login and what is wrong.
+    Check(CheckArgs),
     /// Print a shell completion script.
     Completions {
         /// The shell to complete for.
@@ -177,6 +181,17 @@ pub struct EnrollArgs {
     /// not exist yet).
     #[arg(long, value_name = "FILE")]
     pub backup_codes_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// The directory of PAM service files.
+    #[arg(long, value_name = "DIR", default_value = "/etc/pam.d")]
+    pub pam_dir: PathBuf,
+
+    /// sshd's config file (its Include lines are followed).
+    #[arg(long, value_name = "FILE", default_value = "/etc/ssh/sshd_config")]
+    pub sshd_config: PathBuf,
 }
 
 #[derive(Debug, Args)]

@@ -20,6 +20,8 @@ pub enum CliError {
     LockedOut { until: u64, now: bool },
     /// There is an enrollment already.
     AlreadyEnrolled { user: String },
+    /// `otpgate check` found this many errors and warnings.
+    CheckFailed(usize),
 }
 
 impl CliError {
@@ -32,6 +34,7 @@ impl CliError {
             CliError::NotPermitted(_) => 5,
             CliError::LockedOut { .. } => 6,
             CliError::AlreadyEnrolled { .. } => 7,
+            CliError::CheckFailed(_) => 8,
         }
     }
 }
@@ -51,6 +54,11 @@ impl fmt::Display for CliError {
                 "{}locked out after too many wrong codes until {} (root can run `otpgate unlock --user NAME`)",
                 if *now { "wrong code; " } else { "" },
                 crate::time::format_utc(*until)
+            ),
+            CliError::CheckFailed(n) => write!(
+                f,
+                "check found {n} problem{} (listed above)",
+                if *n == 1 { "" } else { "s" }
             ),
             CliError::AlreadyEnrolled { user } => write!(
                 f,

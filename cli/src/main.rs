@@ -3,6 +3,7 @@
 //! page (`otpgate man`); exit statuses are listed in `cli::EXIT_STATUS_HELP`.
 #![forbid(unsafe_code)]
 
+mod check;
 mod cli;
 mod context;
 mod enroll;
@@ -53,6 +54,7 @@ fn run(cli: &Cli, target: &mut Option<String>) -> Result<()> {
             return Ok(());
         }
         Command::Man { dir } => return man(dir.as_deref()),
+        Command::Check(args) => return check::run(cli.config.as_deref(), cli.json, args),
         _ => {}
     }
     let now = time::now()?;
@@ -70,7 +72,7 @@ fn run(cli: &Cli, target: &mut Option<String>) -> Result<()> {
         Command::Import(ImportCommand::GoogleAuthenticator(args)) => {
             import::google_authenticator(&mut ctx, args)
         }
-        Command::Completions { .. } | Command::Man { .. } => Ok(()),
+        Command::Completions { .. } | Command::Man { .. } | Command::Check(_) => Ok(()),
     }
 }
 
@@ -89,7 +91,7 @@ fn log_outcome(command: &Command, user: &str, result: &Result<()>) {
         Command::Unlock => "unlock",
         Command::Reset => "reset",
         Command::Import(_) => "import",
-        Command::Completions { .. } | Command::Man { .. } => return,
+        Command::Completions { .. } | Command::Man { .. } | Command::Check(_) => return,
     };
     let read_only = matches!(
         command,

@@ -1,0 +1,996 @@
+//! `otpgate check`: reads the system config, the pam.d files that load
+//! `pam_otpgate.so` and `sshd_config`, and says in plain words what will
+//! happen at login and what is wrong. The most common way to lock oneself
+//! out (or to think one is protected when one is not) is a wrong pair of
+//! pam.d and sshd_config lines; this command names them with file:line.
+//!
+//! It reads only; it needs root only for files root alone can read.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use otpgate_config::SystemConfig;
+use otpgate_config::system::{DEFAULT_PATH, LocalConsole, Require};
+use serde::Serialize;
+
+use crate::cli::CheckArgs;
+use crate::error::{CliError, Result};
+use crate::output;
+
+/// The module's file name.
+const MODULE: &str = "pam_otpgate.so";
+/// Module arguments without a value (pam-module/src/args.rs).
+const FLAGS: &[&str] = &[
+    "nullok",
+    "echo_verification_code",
+    "debug",
+    "use_first_pass",
+    "try_first_pass",
+    "forward_pass",
+];
+/// `debug_panic_for_tests`: a debug-build test hook; release builds deny.
+const TEST_HOOK: &str = "debug_panic_for_tests";
+/// Modules that ask for (or check) a password.
+const PASSWORD_MODULES: &[&str] = &[
+    "pam_unix.so",
+    "pam_sss.so",
+    "pam_ldap.so",
+    "pam_krb5.so",
+    "pam_winbind.so",
+    "pam_userdb.so",
+    "pam_pwdb.so",
+];
+/// Where distributions keep PAM modules, for bare module names.
+const MODULE_DIRS: &[&str] = &[
+    "/usr/lib/x86_64-linux-gnu/security",
+    "/lib/x86_64-linux-gnu/security",
+    "/usr/lib/aarch64-linux-gnu/security",
+    "/lib/aarch64-linux-gnu/security",
+    "/usr/lib64/security",
+    "/lib64/security",
+    "/usr/lib/security",
+    "/lib/security",
+];
+/// Include depth limit (pam.d and sshd_config), against loops.
+const MAX_DEPTH: usize = 8;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Note,
+    Warning,
+    Error,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Finding {
+    pub severity: Severity,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+#[derive(Debug, Serialize)]
+struct ServiceJson {
+    name: String,
+    file: String,
+    line: usize,
+    control: String,
+    arguments: Vec<String>,
+    password_before_code: bool,
+    code_before_password: bool,
+}
+
+#[derive(Debug, Serialize)]
+struct ReportJson<'a> {
+    ok: bool,
+    config: String,
+    services: Vec<ServiceJson>,
+    at_login: &'a [String],
+    findings: &'a [Finding],
+}
+
+/// Collects findings and the plain-words summary.
+#[derive(Default)]
+struct Report {
+    findings: Vec<Finding>,
+    at_login: Vec<String>,
+}
+
+impl Report {
+    fn add(&mut self, severity: Severity, at: Option<(&Path, usize)>, message: impl Into<String>) {
+        self.findings.push(Finding {
+            severity,
+            file: at.map(|(p, _)| p.display().to_string()),
+            line: at.map(|(_, l)| l).filter(|l| *l > 0),
+            message: message.into(),
+        });
+    }
+    fn problems(&self) -> usize {
+        self.findings
+            .iter()
+            .filter(|f| f.severity >= Severity::Warning)
+            .count()
+    }
+}
+
+// ---------------------------------------------------------------- pam.d
+
+/// One module line of a pam.d file, after includes are followed.
+#[derive(Debug, Clone)]
+struct PamLine {
+    file: PathBuf,
+    line: usize,
+    kind: String,
+    control: String,
+    module: String,
+    args: Vec<String>,
+}
+
+impl PamLine {
+    fn module_name(&self) -> &str {
+        self.module.rsplit('/').next().unwrap_or(&self.module)
+    }
+    fn is_otpgate(&self) -> bool {
+        self.module_name() == MODULE
+    }
+    fn asks_password(&self) -> bool {
+        PASSWORD_MODULES.contains(&self.module_name())
+    }
+    fn at(&self) -> Option<(&Path, usize)> {
+        Some((&self.file, self.line))
+    }
+}
+
+/// Logical lines (continuations joined, comments dropped) with their
+/// first line number.
+fn logical_lines(text: &str) -> Vec<(usize, String)> {
+    let mut out = Vec::new();
+    let mut pending: Option<(usize, String)> = None;
+    for (i, raw) in text.lines().enumerate() {
+        let without_comment = raw.split('#').next().unwrap_or("");
+        let (n, mut acc) = pending.take().unwrap_or((i + 1, String::new()));
+        if let Some(stripped) = without_comment.strip_suffix('\\') {
+            acc.push_str(stripped);
+            acc.push(' ');
+            pending = Some((n, acc));
+            continue;
+        }
+        acc.push_str(without_comment);
+        if !acc.trim().is_empty() {
+            out.push((n, acc.trim().to_string()));
+        }
+    }
+    if let Some((n, acc)) = pending
+        && !acc.trim().is_empty()
+    {
+        out.push((n, acc.trim().to_string()));
+    }
+    out
+}
+
+/// Splits a pam.d line into words; `[...]` (control) is one word.
+fn pam_words(line: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut current = String::new();
+    let mut depth = 0usize;
+    for c in line.chars() {
+        match c {
+            '[' => {
+                depth += 1;
+                current.push(c);
+            }
+            ']' => {
+                depth = depth.saturating_sub(1);
+                current.push(c);
+            }
+            c if c.is_whitespace() && depth == 0 => {
+                if !current.is_empty() {
+                    words.push(std::mem::take(&mut current));
+                }
+            }
+            c => current.push(c),
+        }
+    }
+    if !current.is_empty() {
+        words.push(current);
+    }
+    words
+}
+
+/// The module lines of `file` of type `only` (all types when `None`),
+/// includes and substacks followed.
+fn expand(
+    dir: &Path,
+    file: &Path,
+    only: Option<&str>,
+    depth: usize,
+    report: &mut Report,
+) -> Vec<PamLine> {
+    let mut out = Vec::new();
+    if depth > MAX_DEPTH {
+        report.add(
+            Severity::Warning,
+            Some((file, 0)),
+            "includes nest too deep (a loop?); not followed further",
+        );
+        return out;
+    }
+    let Ok(text) = std::fs::read_to_string(file) else {
+        report.add(
+            Severity::Error,
+            Some((file, 0)),
+            "included but cannot be read: PAM fails every login through it",
+        );
+        return out;
+    };
+    let resolve = |name: &str| {
+        if name.starts_with('/') {
+            PathBuf::from(name)
+        } else {
+            dir.join(name)
+        }
+    };
+    for (n, line) in logical_lines(&text) {
+        let words = pam_words(&line);
+        if words[0] == "@include" {
+            if let Some(target) = words.get(1) {
+                out.extend(expand(dir, &resolve(target), only, depth + 1, report));
+            }
+            continue;
+        }
+        if words.len() < 3 {
+            continue;
+        }
+        let kind = words[0].trim_start_matches('-').to_ascii_lowercase();
+        if only.is_some_and(|k| k != kind) {
+            continue;
+        }
+        if words[1] == "include" || words[1] == "substack" {
+            out.extend(expand(
+                dir,
+                &resolve(&words[2]),
+                Some(&kind),
+                depth + 1,
+                report,
+            ));
+            continue;
+        }
+        out.push(PamLine {
+            file: file.to_path_buf(),
+            line: n,
+            kind,
+            control: words[1].clone(),
+            module: words[2].clone(),
+            args: words[3..].to_vec(),
+        });
+    }
+    out
+}
+
+/// The pam.d services (file names) in `dir`, sorted.
+fn services(dir: &Path) -> std::io::Result<Vec<String>> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_file() || t.is_symlink()))
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|n| !n.starts_with('.') && !n.ends_with('~') && !n.ends_with(".dpkg-old"))
+        .collect();
+    names.sort();
+    Ok(names)
+}
+
+// ---------------------------------------------------------- sshd_config
+
+/// The sshd settings that matter here: the first value of each keyword
+/// outside `Match` blocks (sshd keeps the first one), and the keywords a
+/// `Match` block changes.
+#[derive(Debug, Default)]
+struct Sshd {
+    values: HashMap<String, (String, PathBuf, usize)>,
+    in_match: Vec<(String, PathBuf, usize)>,
+}
+
+const SSHD_KEYS: &[&str] = &[
+    "usepam",
+    "kbdinteractiveauthentication",
+    "challengeresponseauthentication",
+    "authenticationmethods",
+    "passwordauthentication",
+    "pubkeyauthentication",
+];
+
+impl Sshd {
+    fn get(&self, key: &str) -> Option<&(String, PathBuf, usize)> {
+        self.values.get(key)
+    }
+    fn yes(&self, key: &str, default: bool) -> bool {
+        self.get(key)
+            .map_or(default, |(v, _, _)| v.eq_ignore_ascii_case("yes"))
+    }
+}
+
+/// Matches `name` against a glob pattern with `*` and `?`.
+fn glob_match(pattern: &[u8], name: &[u8]) -> bool {
+    match (pattern.first(), name.first()) {
+        (None, None) => true,
+        (Some(b'*'), _) => {
+            glob_match(&pattern[1..], name) || (!name.is_empty() && glob_match(pattern, &name[1..]))
+        }
+        (Some(b'?'), Some(_)) => glob_match(&pattern[1..], &name[1..]),
+        (Some(p), Some(c)) if p == c => glob_match(&pattern[1..], &name[1..]),
+        _ => false,
+    }
+}
+
+/// The files an `Include` pattern names (glob in the last component).
+fn include_files(base: &Path, pattern: &str) -> Vec<PathBuf> {
+    let path = if pattern.starts_with('/') {
+        PathBuf::from(pattern)
+    } else {
+        base.join(pattern)
+    };
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    if !name.contains(['*', '?']) {
+        return vec![path];
+    }
+    let dir = path.parent().unwrap_or(Path::new("/"));
+    let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok())
+                .filter(|e| glob_match(name.as_bytes(), e.file_name().as_encoded_bytes()))
+                .map(|e| e.path())
+                .collect()
+        })
+        .unwrap_or_default();
+    found.sort();
+    found
+}
+
+fn parse_sshd(
+    file: &Path,
+    base: &Path,
+    in_match: bool,
+    depth: usize,
+    sshd: &mut Sshd,
+    report: &mut Report,
+) -> std::io::Result<()> {
+    let text = std::fs::read_to_string(file)?;
+    let mut in_match = in_match;
+    for (i, raw) in text.lines().enumerate() {
+        let line = raw.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let (key, value) = match line.find(|c: char| c.is_whitespace() || c == '=') {
+            Some(at) => (
+                &line[..at],
+                line[at..].trim_start_matches(|c: char| c.is_whitespace() || c == '='),
+            ),
+            None => (line, ""),
+        };
+        let key = key.to_ascii_lowercase();
+        let value = value.trim().trim_matches('"').to_string();
+        match key.as_str() {
+            "match" => in_match = true,
+            "include" => {
+                if depth >= MAX_DEPTH {
+                    report.add(
+                        Severity::Warning,
+                        Some((file, i + 1)),
+                        "Include nests too deep; not followed",
+                    );
+                    continue;
+                }
+                for pattern in value.split_whitespace() {
+                    for included in include_files(base, pattern) {
+                        if let Err(e) =
+                            parse_sshd(&included, base, in_match, depth + 1, sshd, report)
+                        {
+                            report.add(
+                                Severity::Warning,
+                                Some((&included, 0)),
+                                format!(
+                                    "included by {}:{} but unreadable: {e}",
+                                    file.display(),
+                                    i + 1
+                                ),
+                            );
+                        }
+                    }
+                }
+            }
+            k if SSHD_KEYS.contains(&k) => {
+                if in_match {
+                    sshd.in_match.push((key.clone(), file.to_path_buf(), i + 1));
+                } else {
+                    sshd.values
+                        .entry(key.clone())
+                        .or_insert((value, file.to_path_buf(), i + 1));
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------- check
+
+/// One service whose auth stack loads the module.
+struct Service {
+    name: String,
+    otpgate: PamLine,
+    password_before: Option<PamLine>,
+    password_after: Option<PamLine>,
+}
+
+/// Reads the system config; `None` when it is broken (reported).
+fn check_config(path: &Path, required: bool, report: &mut Report) -> Option<SystemConfig> {
+    match SystemConfig::load(path, required) {
+        Ok(config) => Some(config),
+        Err(e) => {
+            let message = e.to_string();
+            // Range errors name the key but not the line: find it.
+            let line = match &e {
+                otpgate_config::Error::Invalid { key, .. } if !key.is_empty() => {
+                    let top = key.rsplit('.').next().unwrap_or(key);
+                    std::fs::read_to_string(path).ok().and_then(|text| {
+                        text.lines().position(|l| {
+                            l.trim_start()
+                                .strip_prefix(top)
+                                .is_some_and(|r| r.trim_start().starts_with('='))
+                        })
+                    })
+                }
+                _ => None,
+            };
+            let prefix = line
+                .map(|l| format!("{}:{}: ", path.display(), l + 1))
+                .unwrap_or_default();
+            report.add(
+                Severity::Error,
+                None,
+                format!(
+                    "{prefix}{message} — the module denies every login that reaches it (fails closed)"
+                ),
+            );
+            None
+        }
+    }
+}
+
+/// Checks the arguments of one module line; returns the effective config.
+fn check_arguments(
+    line: &PamLine,
+    base: Option<&SystemConfig>,
+    report: &mut Report,
+) -> Option<SystemConfig> {
+    let mut overrides = Vec::new();
+    let mut config_path: Option<PathBuf> = None;
+    for arg in &line.args {
+        match arg.split_once('=') {
+            None if FLAGS.contains(&arg.as_str()) => {
+                if arg == "nullok" {
+                    overrides.push("policy.require=enrolled".to_string());
+                } else if arg == "echo_verification_code" || arg == "debug" {
+                    overrides.push(format!("{arg}=true"));
+                }
+            }
+            None if arg == TEST_HOOK => report.add(
+                Severity::Error,
+                line.at(),
+                format!(
+                    "`{arg}` is a test hook of debug builds: a release module denies every login"
+                ),
+            ),
+            Some((TEST_HOOK, _)) => report.add(
+                Severity::Error,
+                line.at(),
+                format!(
+                    "`{arg}` is a test hook of debug builds: a release module denies every login"
+                ),
+            ),
+            None => report.add(
+                Severity::Error,
+                line.at(),
+                format!(
+                    "unknown argument `{arg}`: the module denies every login on this line \
+                     (flags: {}; or KEY=VALUE with a config key)",
+                    FLAGS.join(", ")
+                ),
+            ),
+            Some(("config", path)) | Some(("syslog_socket", path)) if !path.starts_with('/') => {
+                report.add(
+                    Severity::Error,
+                    line.at(),
+                    format!("`{arg}`: the path must be absolute; the module denies every login"),
+                )
+            }
+            Some(("config", path)) => config_path = Some(PathBuf::from(path)),
+            Some(("syslog_socket", _)) => {}
+            Some(_) => overrides.push(arg.clone()),
+        }
+    }
+    let loaded;
+    let config = match &config_path {
+        Some(path) => {
+            let mut sub = Report::default();
+            loaded = check_config(path, true, &mut sub);
+            for mut f in sub.findings {
+                f.message = format!(
+                    "config={} ({}:{}): {}",
+                    path.display(),
+                    line.file.display(),
+                    line.line,
+                    f.message
+                );
+                report.findings.push(f);
+            }
+            loaded.as_ref()?
+        }
+        None => base?,
+    };
+    // Each override alone, so that every bad one is named.
+    let mut bad = false;
+    for o in &overrides {
+        if let Err(e) = config.with_overrides(std::slice::from_ref(o)) {
+            bad = true;
+            report.add(
+                Severity::Error,
+                line.at(),
+                format!("argument `{o}`: {e}; the module denies every login on this line"),
+            );
+        }
+    }
+    if bad {
+        return None;
+    }
+    config.with_overrides(&overrides).ok()
+}
+
+/// Plain words for what the policy does to users without an enrollment.
+fn policy_words(config: &SystemConfig, line: &PamLine) -> Vec<String> {
+    let mut out = Vec::new();
+    let nullok = line.args.iter().any(|a| a == "nullok");
+    let p = &config.policy;
+    match p.require {
+        Require::Enrolled => out.push(format!(
+            "users who have not enrolled log in without a code{}",
+            if nullok { " (nullok)" } else { " (policy.require = \"enrolled\")" }
+        )),
+        Require::All => out.push(
+            "users who have not enrolled are denied (policy.require = \"all\"): check `otpgate status --user NAME` for every user first".into(),
+        ),
+    }
+    if !p.require_groups.is_empty() && p.require == Require::Enrolled {
+        out.push(format!(
+            "members of {} are denied until they enroll",
+            p.require_groups.join(", ")
+        ));
+    }
+    if !p.exempt_groups.is_empty() {
+        out.push(format!(
+            "members of {} never get asked for a code",
+            p.exempt_groups.join(", ")
+        ));
+    }
+    if !config.trusted_networks.is_empty() {
+        out.push(format!(
+            "logins from {} skip the code",
+            config.trusted_networks.join(", ")
+        ));
+    }
+    if config.local_console == LocalConsole::Skip {
+        out.push("logins without a remote host (the console) skip the code".into());
+    }
+    if config.remember_days > 0 {
+        out.push(format!(
+            "after a right code a user may trust the host for {} days",
+            config.remember_days
+        ));
+    }
+    out
+}
+
+fn check_module_file(line: &PamLine, report: &mut Report) {
+    let exists = if line.module.starts_with('/') {
+        Path::new(&line.module).exists()
+    } else {
+        MODULE_DIRS
+            .iter()
+            .any(|d| Path::new(d).join(&line.module).exists())
+    };
+    if !exists {
+        let effect = match line.control.as_str() {
+            "optional" => "PAM skips the line",
+            _ => "PAM fails every login through this stack",
+        };
+        report.add(
+            Severity::Error,
+            line.at(),
+            format!(
+                "{} is not installed (looked in {}): {effect}",
+                line.module,
+                if line.module.starts_with('/') {
+                    "that path".to_string()
+                } else {
+                    MODULE_DIRS.join(", ")
+                }
+            ),
+        );
+    }
+}
+
+/// Runs every check; the report and the services found.
+fn inspect(config_path: &Path, config_required: bool, args: &CheckArgs) -> (Report, Vec<Service>) {
+    let mut report = Report::default();
+    let config = check_config(config_path, config_required, &mut report);
+    if config.is_some() {
+        let exists = config_path.exists();
+        report.at_login.push(format!(
+            "System config {}: {}.",
+            config_path.display(),
+            if exists {
+                "valid"
+            } else {
+                "absent, every default holds"
+            }
+        ));
+    }
+
+    let dir = &args.pam_dir;
+    let names = match services(dir) {
+        Ok(n) => n,
+        Err(e) => {
+            report.add(
+                Severity::Error,
+                Some((dir, 0)),
+                format!("cannot list the PAM services: {e}"),
+            );
+            Vec::new()
+        }
+    };
+    let mut found = Vec::new();
+    for name in &names {
+        let file = dir.join(name);
+        let mut sub = Report::default();
+        let all = expand(dir, &file, None, 0, &mut sub);
+        if !all.iter().any(PamLine::is_otpgate) {
+            continue;
+        }
+        report.findings.extend(sub.findings);
+        for line in all.iter().filter(|l| l.is_otpgate() && l.kind != "auth") {
+            report.add(
+                Severity::Warning,
+                line.at(),
+                format!(
+                    "{MODULE} on a `{}` line does nothing useful: it only authenticates (use `auth`)",
+                    line.kind
+                ),
+            );
+        }
+        let stack: Vec<PamLine> = all.into_iter().filter(|l| l.kind == "auth").collect();
+        let Some(pos) = stack.iter().position(PamLine::is_otpgate) else {
+            continue;
+        };
+        let otpgate = stack[pos].clone();
+        let password_before = stack[..pos].iter().find(|l| l.asks_password()).cloned();
+        let password_after = stack[pos + 1..].iter().find(|l| l.asks_password()).cloned();
+        found.push(Service {
+            name: name.clone(),
+            otpgate,
+            password_before,
+            password_after,
+        });
+    }
+    if found.is_empty() {
+        report.add(
+            Severity::Error,
+            Some((dir, 0)),
+            format!(
+                "{MODULE} is not in the auth stack of any service in {}: no login asks for a code",
+                dir.display()
+            ),
+        );
+    }
+
+    for service in &found {
+        check_service(service, config.as_ref(), &mut report);
+    }
+    check_sshd(args, &found, &mut report);
+    (report, found)
+}
+
+fn check_service(service: &Service, config: Option<&SystemConfig>, report: &mut Report) {
+    let line = &service.otpgate;
+    check_module_file(line, report);
+    let effective = check_arguments(line, config, report);
+    let forward = line.args.iter().any(|a| a == "forward_pass");
+    match line.control.as_str() {
+        "required" | "requisite" => {}
+        "optional" => report.add(
+            Severity::Warning,
+            line.at(),
+            "control `optional`: a wrong code does not stop the login when another module succeeds",
+        ),
+        "sufficient" => report.add(
+            Severity::Warning,
+            line.at(),
+            "control `sufficient`: a right code ends the stack with success; the lines after it \
+             (a password?) are not asked",
+        ),
+        other => report.add(
+            Severity::Note,
+            line.at(),
+            format!("control `{other}`: check by hand what a failure and PAM_IGNORE do here"),
+        ),
+    }
+    let order = match (&service.password_before, &service.password_after) {
+        (Some(p), _) => format!(
+            "password ({} at {}:{}), then a verification code",
+            p.module_name(),
+            p.file.display(),
+            p.line
+        ),
+        (None, Some(p)) if forward => format!(
+            "one prompt for password and code (forward_pass), the password checked by {}",
+            p.module_name()
+        ),
+        (None, Some(p)) => {
+            report.add(
+                Severity::Warning,
+                line.at(),
+                format!(
+                    "the code is asked before the password ({} at {}:{}): anyone who knows a user \
+                     name can try codes and lock the user out; put {MODULE} after the password",
+                    p.module_name(),
+                    p.file.display(),
+                    p.line
+                ),
+            );
+            "a verification code, then the password".to_string()
+        }
+        (None, None) => "a verification code only (no password module in this stack)".to_string(),
+    };
+    let mut words = vec![format!(
+        "{}: asks for {order} ({}:{}, {}).",
+        service.name,
+        line.file.display(),
+        line.line,
+        line.control
+    )];
+    if let Some(config) = &effective {
+        for w in policy_words(config, line) {
+            words.push(format!("  {}: {w}.", service.name));
+        }
+    }
+    report.at_login.extend(words);
+}
+
+fn check_sshd(args: &CheckArgs, found: &[Service], report: &mut Report) {
+    let path = &args.sshd_config;
+    let mut sshd = Sshd::default();
+    let base = path.parent().unwrap_or(Path::new("/etc/ssh")).to_path_buf();
+    if let Err(e) = parse_sshd(path, &base, false, 0, &mut sshd, report) {
+        report.add(
+            Severity::Note,
+            Some((path, 0)),
+            format!("not read ({e}): SSH is not checked"),
+        );
+        return;
+    }
+    let Some(service) = found.iter().find(|s| s.name == "sshd") else {
+        report.at_login.push(format!(
+            "SSH: {} does not load {MODULE}: SSH logins are not asked for a code.",
+            args.pam_dir.join("sshd").display()
+        ));
+        if !found.is_empty() {
+            report.add(
+                Severity::Note,
+                Some((path, 0)),
+                format!("the sshd PAM service does not load {MODULE}: SSH logins ask for no code"),
+            );
+        }
+        return;
+    };
+    let at = |entry: Option<&(String, PathBuf, usize)>| -> Option<(PathBuf, usize)> {
+        entry.map(|(_, p, l)| (p.clone(), *l))
+    };
+    let mut fatal = false;
+    if !sshd.yes("usepam", false) {
+        let where_ = at(sshd.get("usepam"));
+        report.add(
+            Severity::Error,
+            where_.as_ref().map(|(p, l)| (p.as_path(), *l)).or(Some((path, 0))),
+            "UsePAM is not yes: sshd never runs the PAM stack, so SSH logins are never asked for a code",
+        );
+        fatal = true;
+    }
+    let kbd = sshd
+        .get("kbdinteractiveauthentication")
+        .or(sshd.get("challengeresponseauthentication"));
+    let kbd_yes = kbd.is_none_or(|(v, _, _)| v.eq_ignore_ascii_case("yes"));
+    if !kbd_yes {
+        let (_, p, l) = kbd.unwrap();
+        report.add(
+            Severity::Error,
+            Some((p, *l)),
+            "KbdInteractiveAuthentication (or ChallengeResponseAuthentication) is no: sshd cannot \
+             show the code prompt, so the code is never asked and enrolled users cannot log in \
+             with a password; set it to yes",
+        );
+        fatal = true;
+    }
+    for (key, p, l) in &sshd.in_match {
+        report.add(
+            Severity::Note,
+            Some((p, *l)),
+            format!("a Match block sets {key}: some connections follow other rules than these"),
+        );
+    }
+    let methods = sshd.get("authenticationmethods");
+    let lists: Vec<Vec<String>> = methods
+        .filter(|(v, _, _)| !v.eq_ignore_ascii_case("any"))
+        .map(|(v, _, _)| {
+            v.split_whitespace()
+                .map(|list| {
+                    list.split(',')
+                        .map(|m| m.split(':').next().unwrap_or(m).to_string())
+                        .collect()
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let kbd_in = |l: &Vec<String>| l.iter().any(|m| m == "keyboard-interactive");
+    if fatal {
+        report
+            .at_login
+            .push("SSH: no code is asked (see the errors).".into());
+        return;
+    }
+    if lists.is_empty() {
+        let pubkey = sshd.yes("pubkeyauthentication", true);
+        let password = sshd.yes("passwordauthentication", true);
+        if pubkey {
+            report.add(
+                Severity::Warning,
+                Some((path, 0)),
+                "AuthenticationMethods is not set: a login with a key alone skips PAM's auth stack \
+                 and is never asked for a code; set `AuthenticationMethods publickey,keyboard-interactive` \
+                 (key and code) or `keyboard-interactive`",
+            );
+        }
+        if password {
+            report.add(
+                Severity::Note,
+                Some((path, 0)),
+                "PasswordAuthentication is yes: sshd's own password method also runs the PAM \
+                 stack but shows only one prompt, so enrolled users fail it and fall back to \
+                 keyboard-interactive; `PasswordAuthentication no` is cleaner",
+            );
+        }
+        report.at_login.push(format!(
+            "SSH: keyboard-interactive logins go through {}{}",
+            service.name,
+            if pubkey {
+                "; key logins are not asked for a code."
+            } else {
+                "."
+            }
+        ));
+        return;
+    }
+    let (mp, ml) = at(methods).unwrap_or((path.clone(), 0));
+    let without: Vec<String> = lists
+        .iter()
+        .filter(|l| !kbd_in(l))
+        .map(|l| l.join(","))
+        .collect();
+    if !without.is_empty() {
+        report.add(
+            Severity::Error,
+            Some((&mp, ml)),
+            format!(
+                "AuthenticationMethods allows {} without keyboard-interactive: those logins are never asked for a code",
+                without.join(" and ")
+            ),
+        );
+    }
+    let key_then_code = lists
+        .iter()
+        .filter(|l| kbd_in(l))
+        .all(|l| l.iter().any(|m| m == "publickey"));
+    if key_then_code {
+        if let Some(p) = service
+            .password_before
+            .as_ref()
+            .or(service.password_after.as_ref())
+        {
+            report.add(
+                Severity::Warning,
+                Some((&p.file, p.line)),
+                format!(
+                    "AuthenticationMethods {} asks for a key first, yet the sshd stack still asks \
+                     for the password ({}, e.g. through `@include common-auth`): comment that out \
+                     for key + code",
+                    lists
+                        .iter()
+                        .map(|l| l.join(","))
+                        .collect::<Vec<_>>()
+                        .join(" "),
+                    p.module_name()
+                ),
+            );
+        }
+        report
+            .at_login
+            .push("SSH: a key, then keyboard-interactive (the sshd PAM stack).".into());
+    } else {
+        report
+            .at_login
+            .push("SSH: keyboard-interactive through the sshd PAM stack.".into());
+    }
+}
+
+pub fn run(config: Option<&Path>, json: bool, args: &CheckArgs) -> Result<()> {
+    let (config_path, required) = match config {
+        Some(p) => (p.to_path_buf(), true),
+        None => (PathBuf::from(DEFAULT_PATH), false),
+    };
+    let (report, services) = inspect(&config_path, required, args);
+    let problems = report.problems();
+    if json {
+        output::print_json(&ReportJson {
+            ok: problems == 0,
+            config: config_path.display().to_string(),
+            services: services
+                .iter()
+                .map(|s| ServiceJson {
+                    name: s.name.clone(),
+                    file: s.otpgate.file.display().to_string(),
+                    line: s.otpgate.line,
+                    control: s.otpgate.control.clone(),
+                    arguments: s.otpgate.args.clone(),
+                    password_before_code: s.password_before.is_some(),
+                    code_before_password: s.password_before.is_none() && s.password_after.is_some(),
+                })
+                .collect(),
+            at_login: &report.at_login,
+            findings: &report.findings,
+        })?;
+    } else {
+        println!("What happens at login:");
+        for line in &report.at_login {
+            println!("  {line}");
+        }
+        if report.findings.is_empty() {
+            println!("\nNo problems found.");
+        } else {
+            println!();
+            for f in &report.findings {
+                let place = match (&f.file, f.line) {
+                    (Some(file), Some(line)) => format!("{file}:{line}: "),
+                    (Some(file), None) => format!("{file}: "),
+                    _ => String::new(),
+                };
+                let severity = match f.severity {
+                    Severity::Error => "error",
+                    Severity::Warning => "warning",
+                    Severity::Note => "note",
+                };
+                println!("{severity}: {place}{}", f.message);
+            }
+        }
+    }
+    if problems > 0 {
+        return Err(CliError::CheckFailed(problems));
+    }
+    Ok(())
+}

@@ -1,0 +1,338 @@
+//! `otpgate check` on temporary pam.d directories and sshd_config files:
+//! one scenario per finding, each named for what the admin got wrong.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+
+use common::*;
+
+const COMMON_AUTH: &str = "\
+# as Debian ships it
+auth\t[success=1 default=ignore]\tpam_unix.so nullok
+auth\trequisite\t\t\tpam_deny.so
+auth\trequired\t\t\tpam_permit.so
+";
+const GOOD_SSHD: &str = "@include common-auth\nauth required MODULE\n@include common-account\n";
+const GOOD_SSHD_CONFIG: &str = "UsePAM yes\nKbdInteractiveAuthentication yes\n\
+AuthenticationMethods keyboard-interactive\nPasswordAuthentication no\n";
+
+struct Setup {
+    dir: tempfile::TempDir,
+    pam: PathBuf,
+    sshd_config: PathBuf,
+    config: PathBuf,
+}
+
+impl Setup {
+    /// pam.d with common-auth, common-account and `sshd` (MODULE is
+    /// replaced by a stand-in module file), sshd_config and a config.
+    fn new(sshd_stack: &str, sshd_config: &str, config: &str) -> Setup {
+        let dir = tempfile::tempdir().unwrap();
+        let pam = dir.path().join("pam.d");
+        std::fs::create_dir(&pam).unwrap();
+        let module = dir.path().join("security/pam_otpgate.so");
+        std::fs::create_dir(module.parent().unwrap()).unwrap();
+        std::fs::write(&module, b"stand-in").unwrap();
+        std::fs::write(pam.join("common-auth"), COMMON_AUTH).unwrap();
+        std::fs::write(pam.join("common-account"), "account required pam_unix.so\n").unwrap();
+        let setup = Setup {
+            sshd_config: dir.path().join("ssh/sshd_config"),
+            config: dir.path().join("config.toml"),
+            pam,
+            dir,
+        };
+        setup.service("sshd", sshd_stack);
+        std::fs::create_dir(setup.sshd_config.parent().unwrap()).unwrap();
+        std::fs::write(&setup.sshd_config, sshd_config).unwrap();
+        std::fs::write(&setup.config, config).unwrap();
+        std::fs::set_permissions(&setup.config, std::fs::Permissions::from_mode(0o600)).unwrap();
+        setup
+    }
+
+    fn module(&self) -> String {
+        self.dir
+            .path()
+            .join("security/pam_otpgate.so")
+            .display()
+            .to_string()
+    }
+
+    fn service(&self, name: &str, stack: &str) {
+        std::fs::write(self.pam.join(name), stack.replace("MODULE", &self.module())).unwrap();
+    }
+
+    fn check(&self, extra: &[&str]) -> Run {
+        let mut args = vec![
+            "--config",
+            self.config.to_str().unwrap(),
+            "check",
+            "--pam-dir",
+            self.pam.to_str().unwrap(),
+            "--sshd-config",
+            self.sshd_config.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        run(BIN, &args, "")
+    }
+
+    fn path(&self, rel: &str) -> String {
+        self.dir.path().join(rel).display().to_string()
+    }
+}
+
+#[track_caller]
+fn has(r: &Run, text: &str) {
+    assert!(r.stdout.contains(text), "stdout lacks {text:?}\n{r}");
+}
+
+#[test]
+fn password_then_code_over_keyboard_interactive_is_fine() {
+    let s = Setup::new(GOOD_SSHD, GOOD_SSHD_CONFIG, "");
+    s.service(
+        "login",
+        "@include common-auth\nauth required pam_otpgate.so\n",
+    );
+    let r = s.check(&[]);
+    // login names the module without a path: not installed on this machine?
+    if r.code != 0 {
+        assert!(r.stdout.contains("pam_otpgate.so is not installed"), "{r}");
+        std::fs::remove_file(s.pam.join("login")).unwrap();
+    }
+    let r = s.check(&[]);
+    r.ok();
+    has(&r, "No problems found.");
+    has(&r, "sshd: asks for password (pam_unix.so at ");
+    has(&r, "users who have not enrolled log in without a code");
+    has(&r, "SSH: keyboard-interactive through the sshd PAM stack.");
+
+    let j = s.check(&["--json"]);
+    j.ok();
+    let j = j.json();
+    assert_eq!(j["ok"], true);
+    assert_eq!(j["services"][0]["name"], "sshd");
+    assert_eq!(j["services"][0]["line"], 2);
+    assert_eq!(j["services"][0]["password_before_code"], true);
+    assert_eq!(j["findings"].as_array().unwrap().len(), 0);
+}
+
+#[test]
+fn no_service_loading_the_module_is_an_error() {
+    let s = Setup::new("@include common-auth\n", GOOD_SSHD_CONFIG, "");
+    let r = s.check(&[]);
+    assert_eq!(r.code, 8, "{r}");
+    has(&r, "pam_otpgate.so is not in the auth stack of any service");
+    assert!(r.stderr.contains("otpgate: check found 1 problem"), "{r}");
+}
+
+#[test]
+fn keyboard_interactive_switched_off_in_an_included_file_means_no_code_is_ever_asked() {
+    let s = Setup::new(
+        GOOD_SSHD,
+        "Include sshd_config.d/*.conf\nUsePAM yes\nKbdInteractiveAuthentication yes\n",
+        "",
+    );
+    let d = s.dir.path().join("ssh/sshd_config.d");
+    std::fs::create_dir(&d).unwrap();
+    std::fs::write(
+        d.join("10-debian.conf"),
+        "# Debian\nKbdInteractiveAuthentication no\n",
+    )
+    .unwrap();
+    let r = s.check(&[]);
+    assert_eq!(r.code, 8, "{r}");
+    has(
+        &r,
+        &format!(
+            "error: {}:2: KbdInteractiveAuthentication (or ChallengeResponseAuthentication) is no",
+            s.path("ssh/sshd_config.d/10-debian.conf")
+        ),
+    );
+    has(&r, "SSH: no code is asked");
+
+    // The old name does the same.
+    let s = Setup::new(
+        GOOD_SSHD,
+        "UsePAM yes\nChallengeResponseAuthentication no\nAuthenticationMethods keyboard-interactive\n",
+        "",
+    );
+    let r = s.check(&[]);
+    assert_eq!(r.code, 8, "{r}");
+    has(
+        &r,
+        "sshd_config:2: KbdInteractiveAuthentication (or ChallengeResponseAuthentication) is no",
+    );
+}
+
+#[test]
+fn sshd_without_pam_never_asks_for_a_code() {
+    let s = Setup::new(
+        GOOD_SSHD,
+        "UsePAM no\nKbdInteractiveAuthentication yes\n",
+        "",
+    );
+    let r = s.check(&[]);
+    assert_eq!(r.code, 8, "{r}");
+    has(&r, "sshd_config:1: UsePAM is not yes");
+}
+
+#[test]
+fn authentication_methods_without_keyboard_interactive_skip_the_code() {
+    let s = Setup::new(
+        GOOD_SSHD,
+        "UsePAM yes\nKbdInteractiveAuthentication=yes\nAuthenticationMethods publickey keyboard-interactive\n",
+        "",
+    );
+    let r = s.check(&[]);
+    assert_eq!(r.code, 8, "{r}");
+    has(
+        &r,
+        "sshd_config:3: AuthenticationMethods allows publickey without keyboard-interactive",
+    );
+
+    // Not set at all: key logins skip PAM.
+    let s = Setup::new(GOOD_SSHD, "UsePAM yes\n", "");
+    let r = s.check(&[]);
+    assert_eq!(r.code, 8, "{r}");
+    has(
+        &r,
+        "AuthenticationMethods is not set: a login with a key alone skips",
+    );
+}
+
+#[test]
+fn the_module_before_the_password_is_a_warning() {
+    let s = Setup::new(
+        "auth required MODULE\n@include common-auth\n",
+        GOOD_SSHD_CONFIG,
+        "",
+    );
+    let r = s.check(&[]);
+    assert_eq!(r.code, 8, "{r}");
+    has(
+        &r,
+        &format!(
+            "warning: {}:1: the code is asked before the password",
+            s.path("pam.d/sshd")
+        ),
+    );
+    // Unless it is meant to: forward_pass takes both in one prompt.
+    s.service(
+        "sshd",
+        "auth required MODULE forward_pass\n@include common-auth\n",
+    );
+    let r = s.check(&[]);
+    r.ok();
+    has(&r, "one prompt for password and code (forward_pass)");
+}
+
+#[test]
+fn key_then_code_with_common_auth_still_included_asks_the_password_too() {
+    let key_config = "UsePAM yes\nKbdInteractiveAuthentication yes\n\
+        AuthenticationMethods publickey,keyboard-interactive\nPasswordAuthentication no\n";
+    let s = Setup::new(GOOD_SSHD, key_config, "");
+    let r = s.check(&[]);
+    assert_eq!(r.code, 8, "{r}");
+    has(
+        &r,
+        &format!(
+            "warning: {}:2: AuthenticationMethods publickey,keyboard-interactive asks for a key first, yet the sshd stack still asks for the password",
+            s.path("pam.d/common-auth")
+        ),
+    );
+    // As the README says: comment out common-auth.
+    s.service("sshd", "# @include common-auth\nauth required MODULE\n");
+    let r = s.check(&[]);
+    r.ok();
+    has(&r, "sshd: asks for a verification code only");
+    has(&r, "SSH: a key, then keyboard-interactive");
+}
+
+#[test]
+fn unknown_and_invalid_module_arguments_are_errors() {
+    let s = Setup::new(
+        "@include common-auth\nauth required MODULE nullok bogus max_attempts=99 lockout_after=5 debug_panic_for_tests\n",
+        GOOD_SSHD_CONFIG,
+        "",
+    );
+    let r = s.check(&[]);
+    assert_eq!(r.code, 8, "{r}");
+    let at = format!("error: {}:2: ", s.path("pam.d/sshd"));
+    has(&r, &format!("{at}unknown argument `bogus`"));
+    has(&r, &format!("{at}argument `max_attempts=99`"));
+    has(&r, &format!("{at}`debug_panic_for_tests` is a test hook"));
+    assert!(!r.stdout.contains("lockout_after=5"), "{r}");
+    assert!(r.stderr.contains("check found 3 problems"), "{r}");
+
+    // config= naming a missing file.
+    s.service(
+        "sshd",
+        "@include common-auth\nauth required MODULE config=/nonexistent/otpgate.toml\n",
+    );
+    let r = s.check(&[]);
+    assert_eq!(r.code, 8, "{r}");
+    has(&r, "config=/nonexistent/otpgate.toml");
+}
+
+#[test]
+fn a_broken_system_config_is_reported_with_file_and_line() {
+    let s = Setup::new(
+        GOOD_SSHD,
+        GOOD_SSHD_CONFIG,
+        "max_attempts = 3\nlockout_afterr = 5\n",
+    );
+    let r = s.check(&[]);
+    assert_eq!(r.code, 8, "{r}");
+    has(&r, &format!("{}:2", s.config.display()));
+    has(&r, "lockout_afterr");
+    has(&r, "fails closed");
+
+    let s = Setup::new(
+        GOOD_SSHD,
+        GOOD_SSHD_CONFIG,
+        "issuer = \"x\"\nmax_attempts = 0\n",
+    );
+    let r = s.check(&[]);
+    assert_eq!(r.code, 8, "{r}");
+    has(&r, &format!("{}:2: ", s.config.display()));
+}
+
+#[test]
+fn the_policy_is_summarised_in_plain_words() {
+    let s = Setup::new(
+        GOOD_SSHD,
+        GOOD_SSHD_CONFIG,
+        "trusted_networks = [\"10.0.0.0/8\"]\nlocal_console = \"skip\"\n\
+         [policy]\nrequire = \"all\"\nexempt_groups = [\"robots\"]\n",
+    );
+    let r = s.check(&[]);
+    r.ok();
+    has(
+        &r,
+        "users who have not enrolled are denied (policy.require = \"all\")",
+    );
+    has(&r, "members of robots never get asked for a code");
+    has(&r, "logins from 10.0.0.0/8 skip the code");
+    has(&r, "the console) skip the code");
+    // nullok on the line wins over the config for that service.
+    s.service(
+        "sshd",
+        "@include common-auth\nauth required MODULE nullok\n",
+    );
+    let r = s.check(&[]);
+    r.ok();
+    has(
+        &r,
+        "users who have not enrolled log in without a code (nullok)",
+    );
+}
+
+#[test]
+fn a_missing_sshd_config_is_a_note_not_a_failure() {
+    let s = Setup::new(GOOD_SSHD, GOOD_SSHD_CONFIG, "");
+    std::fs::remove_file(&s.sshd_config).unwrap();
+    let r = s.check(&[]);
+    r.ok();
+    has(&r, "SSH is not checked");
+}
