@@ -307,7 +307,10 @@ impl UserFile {
         }
         let mut file = File::from(fd);
         let start = Instant::now();
-        let mut pause = Duration::from_micros(200);
+        // Short sleeps: the holder only reads, changes and writes (two
+        // fsyncs), so the lock frees within milliseconds; a long pause would
+        // make every waiter under contention wait far longer than needed.
+        let mut pause = Duration::from_micros(100);
         loop {
             match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
                 Ok(lock) => return Ok(lock),
@@ -319,7 +322,7 @@ impl UserFile {
                         });
                     }
                     sleep(pause);
-                    pause = (pause * 2).min(Duration::from_millis(20));
+                    pause = (pause * 2).min(Duration::from_millis(2));
                     file = f;
                 }
                 Err((_, e)) => return Err(Error::errno(&lock_path, "lock", e)),
