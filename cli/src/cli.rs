@@ -237,6 +237,19 @@ pub enum ImportCommand {
     /// Import a google-authenticator file [default: ~USER/.google_authenticator].
     #[command(name = "google-authenticator")]
     GoogleAuthenticator(ImportArgs),
+    /// Import the user's line of a pam_oath usersfile (e.g. /etc/users.oath):
+    /// `HOTP/T30/6 USER - HEXSECRET [COUNTER [LASTOTP [TIME]]]`.
+    Oath(OathArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct OathArgs {
+    /// The usersfile; the line of the user (--user, or you) is imported.
+    pub file: PathBuf,
+
+    /// Replace an existing enrollment without a current code (root only).
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Args)]

@@ -133,9 +133,17 @@ pub fn parse_google_authenticator(path: &Path, text: &str) -> Result<GaFile> {
 /// must not follow a symlink the user planted), refusing symlinks, other
 /// owners and special files.
 fn read_file(ctx: &Context, path: &Path) -> Result<Zeroizing<String>> {
-    let id = FsIdentity::of(&ctx.account);
+    read_file_as(ctx, path, Some(&FsIdentity::of(&ctx.account)))
+}
+
+/// [`read_file`] with the given identity (`None`: the process's own).
+pub(crate) fn read_file_as(
+    ctx: &Context,
+    path: &Path,
+    id: Option<&FsIdentity>,
+) -> Result<Zeroizing<String>> {
     let uid = ctx.account.uid;
-    let text = with_identity(Some(&id), || {
+    let text = with_identity(id, || {
         use otpgate_config::Error;
         let file = std::fs::OpenOptions::new()
             .read(true)
@@ -178,26 +186,24 @@ fn read_file(ctx: &Context, path: &Path) -> Result<Zeroizing<String>> {
 }
 
 #[derive(Serialize)]
-struct ImportJson<'a> {
-    user: &'a str,
-    file: String,
-    method: &'static str,
-    backup_codes_left: usize,
-    notes: &'a [String],
+pub(crate) struct ImportJson<'a> {
+    pub user: &'a str,
+    pub file: String,
+    pub method: &'static str,
+    pub backup_codes_left: usize,
+    pub notes: &'a [String],
 }
 
-pub fn google_authenticator(ctx: &mut Context, args: &ImportArgs) -> Result<()> {
-    if args.force {
-        ctx.require_root("--force")?;
-    }
-    let path: PathBuf = args
-        .file
-        .clone()
-        .unwrap_or_else(|| ctx.account.home.join(".google_authenticator"));
-    let text = read_file(ctx, &path)?;
-    let GaFile { record, notes } = parse_google_authenticator(&path, &text)?;
+/// Saves an imported record: over an existing enrollment only with a
+/// current code (or root's `--force`), a first one after the password
+/// check. Returns the method's name and the backup codes it holds.
+pub(crate) fn store(
+    ctx: &mut Context,
+    force: bool,
+    record: UserRecord,
+) -> Result<(&'static str, usize)> {
     let existing = ctx.file.read()?;
-    if existing.is_some() && !args.force {
+    if existing.is_some() && !force {
         eprintln!(
             "{} is already enrolled; a current code is needed to replace the enrollment.",
             ctx.account.name
@@ -222,6 +228,20 @@ pub fn google_authenticator(ctx: &mut Context, args: &ImportArgs) -> Result<()> 
     };
     let left = record.backup.codes.len();
     crate::enroll::save(ctx, existing.is_some(), record)?;
+    Ok((method, left))
+}
+
+pub fn google_authenticator(ctx: &mut Context, args: &ImportArgs) -> Result<()> {
+    if args.force {
+        ctx.require_root("--force")?;
+    }
+    let path: PathBuf = args
+        .file
+        .clone()
+        .unwrap_or_else(|| ctx.account.home.join(".google_authenticator"));
+    let text = read_file(ctx, &path)?;
+    let GaFile { record, notes } = parse_google_authenticator(&path, &text)?;
+    let (method, left) = store(ctx, args.force, record)?;
     for note in &notes {
         eprintln!("note: {note}");
     }

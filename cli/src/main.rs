@@ -9,6 +9,7 @@ mod context;
 mod enroll;
 mod error;
 mod import;
+mod import_oath;
 mod input;
 mod log;
 mod manage;
@@ -72,6 +73,7 @@ fn run(cli: &Cli, target: &mut Option<String>) -> Result<()> {
         Command::Import(ImportCommand::GoogleAuthenticator(args)) => {
             import::google_authenticator(&mut ctx, args)
         }
+        Command::Import(ImportCommand::Oath(args)) => import_oath::oath(&mut ctx, args),
         Command::Completions { .. } | Command::Man { .. } | Command::Check(_) => Ok(()),
     }
 }

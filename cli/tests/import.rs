@@ -155,3 +155,118 @@ fn import_refuses_a_symlink_and_a_missing_file() {
     .fails(1, "No such file");
     assert!(!env.user_file(USER).exists());
 }
+
+/// `SECRET` ("12345678901234567890") in hex, as a usersfile holds it.
+const HEX_SECRET: &str = "3132333435363738393031323334353637383930";
+
+/// `t` as liboath writes TIME: local time in `tz`, `%Y-%m-%dT%H:%M:%SL`.
+fn oath_time(t: u64, tz: &str) -> String {
+    let out = Command::new("date")
+        .env("TZ", tz)
+        .args(["-d", &format!("@{t}"), "+%Y-%m-%dT%H:%M:%SL"])
+        .output()
+        .unwrap();
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+fn hotp_hex(counter: u64) -> String {
+    let out = Command::new("oathtool")
+        .args(["--hotp", "-c", &counter.to_string(), HEX_SECRET])
+        .output()
+        .unwrap();
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+/// Writes a root-owned 0600 usersfile, as /etc/users.oath is.
+fn users_oath(env: &Env, text: &str) -> String {
+    let path = env.path("users.oath");
+    std::fs::write(&path, text).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    path.display().to_string()
+}
+
+#[test]
+fn a_pam_oath_totp_line_keeps_its_replay_guard_in_local_time() {
+    let Some(env) = Env::new("") else { return };
+    // The last code used two steps ago, written in a zone far from UTC.
+    let now = now();
+    let tz = "Asia/Kolkata";
+    let used_at = now - 60;
+    let last = oathtool_at(SECRET, used_at);
+    let file = users_oath(
+        &env,
+        &format!(
+            "HOTP/T30/6\troot\t-\t{HEX_SECRET}\t0\n\
+             HOTP/T30/6\t{USER}\t-\t{HEX_SECRET}\t0\t{last}\t{}\n",
+            oath_time(used_at, tz)
+        ),
+    );
+    let mut cmd = Command::new(BIN);
+    cmd.env("TZ", tz).args([
+        "--config",
+        env.config.to_str().unwrap(),
+        "--user",
+        USER,
+        "import",
+        "oath",
+        &file,
+        "--json",
+    ]);
+    let r = run_command(&mut cmd, "");
+    r.ok();
+    assert_eq!(r.json()["method"], "totp");
+    assert!(!r.stderr.contains("note:"), "{r}");
+    // That code and older ones are used; the one after it works once.
+    env.user(&["verify"], &format!("{last}\n"))
+        .fails(3, "already used");
+    env.user(
+        &["verify"],
+        &format!("{}\n", oathtool_at(SECRET, used_at - 30)),
+    )
+    .fails(3, "");
+    env.user(
+        &["verify"],
+        &format!("{}\n", oathtool_at(SECRET, used_at + 30)),
+    )
+    .ok();
+}
+
+#[test]
+fn a_pam_oath_hotp_line_goes_on_after_its_last_used_counter() {
+    let Some(env) = Env::new("") else { return };
+    let file = users_oath(
+        &env,
+        &format!(
+            "HOTP\t{USER}\t-\t{HEX_SECRET}\t4\t{}\t2024-01-02T03:04:05L\n",
+            hotp_hex(4)
+        ),
+    );
+    env.user(&["import", "oath", &file], "").ok();
+    env.user(&["verify"], &format!("{}\n", hotp_hex(4)))
+        .fails(3, "");
+    env.user(&["verify"], &format!("{}\n", hotp_hex(5))).ok();
+
+    // A fresh line (no last OTP): its counter is the first usable one.
+    let file = users_oath(&env, &format!("HOTP/E/8 {USER} - {HEX_SECRET} 4\n"));
+    env.user(&["import", "oath", &file, "--force"], "").ok();
+    let eight = Command::new("oathtool")
+        .args(["--hotp", "-d", "8", "-c", "4", HEX_SECRET])
+        .output()
+        .unwrap();
+    let eight = String::from_utf8(eight.stdout).unwrap();
+    env.user(&["verify"], &eight).ok();
+    let s = env.user(&["status", "--json"], "").json();
+    assert_eq!(
+        (s["digits"].as_u64(), s["counter"].as_u64()),
+        (Some(8), Some(5))
+    );
+}
+
+#[test]
+fn a_usersfile_without_the_users_line_is_refused() {
+    let Some(env) = Env::new("") else { return };
+    let file = users_oath(&env, &format!("HOTP/T30 root - {HEX_SECRET}\n"));
+    env.user(&["import", "oath", &file], "")
+        .fails(1, &format!("no line for {USER}"));
+    assert!(!env.user_file(USER).exists());
+}
