@@ -53,7 +53,7 @@ impl fmt::Display for CliError {
                 f,
                 "{}locked out after too many wrong codes until {} (root can run `otpgate unlock --user NAME`)",
                 if *now { "wrong code; " } else { "" },
-                crate::time::format_utc(*until)
+                crate::time::format_local(*until)
             ),
             CliError::CheckFailed(n) => write!(
                 f,

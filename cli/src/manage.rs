@@ -12,7 +12,7 @@ use crate::cli::{BackupCodesArgs, TrustedCommand, VerifyArgs};
 use crate::context::{Check, Context};
 use crate::error::{CliError, Result};
 use crate::output;
-use crate::time::format_utc;
+use crate::time::format_local;
 
 fn requirement_name(r: Requirement) -> &'static str {
     match r {
@@ -130,7 +130,7 @@ pub fn status(ctx: &Context) -> Result<()> {
     println!("policy:       {}", requirement_text(requirement));
     println!("backup codes: {} left", r.backup.codes.len());
     match locked {
-        Some(until) => println!("locked out:   until {}", format_utc(until)),
+        Some(until) => println!("locked out:   until {}", format_local(until)),
         None if r.state.failures > 0 => println!(
             "locked out:   no ({} wrong code{} since the last good one)",
             r.state.failures,
@@ -143,7 +143,7 @@ pub fn status(ctx: &Context) -> Result<()> {
     } else {
         println!("trusted hosts:");
         for h in &hosts {
-            println!("    {}  until {}", h.host, format_utc(h.until));
+            println!("    {}  until {}", h.host, format_local(h.until));
         }
     }
     Ok(())
@@ -282,7 +282,7 @@ pub fn trusted(ctx: &Context, command: &TrustedCommand) -> Result<()> {
                 println!("No trusted hosts.");
             }
             for h in &hosts {
-                println!("{}  until {}", h.host, format_utc(h.until));
+                println!("{}  until {}", h.host, format_local(h.until));
             }
             Ok(())
         }

@@ -491,6 +491,28 @@ fn trusted_hosts_are_listed_removed_and_cleared() {
     assert_eq!(hosts[0]["until"], later);
     let r = env.user(&["trusted", "list"], "");
     assert!(r.stdout.contains("198.51.100.1  until 20"), "{r}");
+    // Shown in local time, with the zone named.
+    let mut cmd = Command::new(BIN);
+    cmd.env("TZ", "Asia/Kolkata").args([
+        "--config",
+        env.config.to_str().unwrap(),
+        "--user",
+        USER,
+        "trusted",
+        "list",
+    ]);
+    let r = run_command(&mut cmd, "");
+    let local = Command::new("date")
+        .env("TZ", "Asia/Kolkata")
+        .args(["-d", &format!("@{later}"), "+%Y-%m-%d %H:%M:%S IST"])
+        .output()
+        .unwrap();
+    let local = String::from_utf8(local.stdout).unwrap();
+    assert!(
+        r.stdout
+            .contains(&format!("198.51.100.1  until {}", local.trim())),
+        "{r}"
+    );
     env.user(&["trusted", "remove", "203.0.113.7"], "").ok();
     env.user(&["trusted", "remove", "203.0.113.7"], "")
         .fails(1, "is not a trusted host");
