@@ -1,11 +1,12 @@
-# otpgate: the two commands a newcomer needs.
-#   sudo make install   install build deps, build, install module and CLI
+# otpgate: the commands a newcomer needs.
 #   make test           install test deps (as root), build, run every test and lint
+#   sudo make install   install build deps, build, install module, CLI, man pages, completions
+#   make packages       build the .deb (cargo-deb) and the .rpm (cargo-generate-rpm)
 PREFIX ?= /usr/local
 DESTDIR ?=
 CARGO ?= cargo
 
-.PHONY: all build test install deps lint
+.PHONY: all build test install deps lint packages package-test
 
 all: build
 
@@ -19,12 +20,21 @@ build:
 install:
 	./packaging/install.sh --prefix "$(PREFIX)" --destdir "$(DESTDIR)"
 
+packages:
+	./packaging/build-packages.sh
+
 test:
 	./packaging/deps.sh
 	$(CARGO) build --workspace --all-targets
 	$(CARGO) test --workspace
 	$(MAKE) lint
+	$(MAKE) package-test
 
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+# Builds the .deb and .rpm and checks every file, mode and place; lintian.
+package-test:
+	./packaging/test-packages.sh
+

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Builds otpgate and installs the PAM module, the CLI and an example config.
-# It never edits /etc/pam.d or sshd_config: that step is yours (README,
-# "Configure PAM"), with a root shell kept open while you do it.
+# Builds otpgate and installs the PAM module, the CLI, its man pages and
+# shell completions, an example config and /etc/pam.d/otpgate (the CLI's
+# password check; kept if present). It never edits an existing file in
+# /etc/pam.d nor sshd_config: that step is yours (README, "Configure PAM"),
+# with a root shell kept open while you do it.
 #
 #   sudo ./packaging/install.sh [--prefix /usr/local] [--destdir DIR]
 set -euo pipefail
@@ -13,13 +15,16 @@ while (($#)); do
     case "$1" in
         --prefix) prefix=$2; shift 2 ;;
         --destdir) destdir=$2; shift 2 ;;
-        -h|--help) sed -n '2,7p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,9p' "$0"; exit 0 ;;
         *) echo "install.sh: unknown option $1" >&2; exit 2 ;;
     esac
 done
 
 ./packaging/deps.sh --build-only
-cargo build --release --workspace --locked
+cargo build --release --locked -p pam-module -p otpgate
+target=$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
+release="$target/release"
+./packaging/assets.sh "$release/otpgate" "$release/assets"
 
 # The PAM module directory is where pam_unix.so lives (Debian:
 # /usr/lib/x86_64-linux-gnu/security or /lib/x86_64-linux-gnu/security).
@@ -28,17 +33,28 @@ if [[ -z "$pam_dir" || "$pam_dir" == "." ]]; then
     pam_dir="$(pkg-config --variable=libdir pam)/security"
 fi
 
-install -D -m 0644 target/release/libpam_otpgate.so "$destdir$pam_dir/pam_otpgate.so"
-install -D -m 0755 target/release/otpgate "$destdir$prefix/bin/otpgate"
+install -D -m 0644 "$release/libpam_otpgate.so" "$destdir$pam_dir/pam_otpgate.so"
+install -D -m 0755 "$release/otpgate" "$destdir$prefix/bin/otpgate"
+# Man pages and completions under PREFIX/share (bash-completion and zsh's
+# vendor-completions read /usr/share; with PREFIX=/usr/local, point your
+# shell at /usr/local/share or use PREFIX=/usr).
+(cd "$release/assets/share" && find . -type f) | while read -r f; do
+    install -D -m 0644 "$release/assets/share/$f" "$destdir$prefix/share/${f#./}"
+done
 if [[ ! -e "$destdir/etc/otpgate/config.toml" ]]; then
     install -D -m 0644 packaging/config.toml "$destdir/etc/otpgate/config.toml"
+fi
+if [[ ! -e "$destdir/etc/pam.d/otpgate" ]]; then
+    install -D -m 0644 "$release/assets/pam.d/otpgate" "$destdir/etc/pam.d/otpgate"
 fi
 
 cat <<MSG
 Installed:
   $destdir$pam_dir/pam_otpgate.so
   $destdir$prefix/bin/otpgate
+  $destdir$prefix/share/man/man1/otpgate*.1.gz (and man5, man8), shell completions
   $destdir/etc/otpgate/config.toml (kept if it existed)
+  $destdir/etc/pam.d/otpgate (the password check of otpgate enroll; kept if it existed)
 Next: add 'auth required pam_otpgate.so' to the pam.d file of the service
 (see README, "Configure PAM"), keeping a root shell open while you test.
 MSG

@@ -1,0 +1,218 @@
+#!/usr/bin/env bash
+# Builds the .deb and the .rpm (packaging/build-packages.sh) and checks them:
+# every file, its mode, owner and place; the conffiles; the control fields
+# and maintainer scripts; the pam-auth-update profile being off; the module's
+# exports; that the unpacked CLI runs; an install, remove and purge with dpkg
+# into a throwaway root (never /); lintian (errors fail, the rest is shown);
+# the RPM's file list, modes and config files.
+# Prints one "ok"/"FAIL" line per check and closes with "N passed, N failed".
+#
+#   ./packaging/test-packages.sh
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+pass=0
+fail=0
+ok() { echo "ok   $*"; pass=$((pass + 1)); }
+bad() { echo "FAIL $*"; fail=$((fail + 1)); }
+check() { # description command...
+    local what=$1
+    shift
+    if "$@"; then ok "$what"; else bad "$what"; fi
+}
+finish() {
+    echo "$pass passed, $fail failed"
+    ((fail == 0))
+    exit
+}
+skip_or_fail() {
+    if [[ "${CI:-}" == "true" ]]; then
+        bad "$1 (CI=true: must run)"
+        finish
+    fi
+    echo "SKIP: $1"
+    exit 0
+}
+
+command -v dpkg-deb >/dev/null || skip_or_fail "dpkg-deb missing (not Debian?)"
+command -v cargo >/dev/null || skip_or_fail "cargo missing"
+
+target=$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
+out="$target/packages"
+rm -rf "$out"
+start=$SECONDS
+if ! ./packaging/build-packages.sh --out "$out"; then
+    bad "build-packages.sh builds the .deb and the .rpm"
+    finish
+fi
+echo "packages built in $((SECONDS - start)) s"
+deb=$(ls "$out"/otpgate_*_amd64.deb 2>/dev/null | head -n1)
+rpm=$(ls "$out"/otpgate-*.x86_64.rpm 2>/dev/null | head -n1)
+check "a .deb was built" test -f "$deb"
+check "an .rpm was built" test -f "$rpm"
+[[ -f "$deb" ]] || finish
+
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+# --- What the .deb must hold: exactly these files, these modes, root:root.
+pam_dir=usr/lib/x86_64-linux-gnu/security
+mkdir -p "$work/man1"
+"$target/release/otpgate" man --dir "$work/man1" >/dev/null
+{
+    echo "-rwxr-xr-x ./usr/bin/otpgate"
+    echo "-rw-r--r-- ./$pam_dir/pam_otpgate.so"
+    echo "-rw-r--r-- ./etc/otpgate/config.toml"
+    echo "-rw-r--r-- ./etc/pam.d/otpgate"
+    echo "-rw-r--r-- ./usr/share/pam-configs/otpgate"
+    echo "-rw-r--r-- ./usr/share/bash-completion/completions/otpgate"
+    echo "-rw-r--r-- ./usr/share/zsh/vendor-completions/_otpgate"
+    echo "-rw-r--r-- ./usr/share/fish/vendor_completions.d/otpgate.fish"
+    echo "-rw-r--r-- ./usr/share/doc/otpgate/README.md"
+    echo "-rw-r--r-- ./usr/share/doc/otpgate/copyright"
+    echo "-rw-r--r-- ./usr/share/doc/otpgate/changelog.Debian.gz"
+    echo "-rw-r--r-- ./usr/share/lintian/overrides/otpgate"
+    for page in "$work"/man1/*.1; do echo "-rw-r--r-- ./usr/share/man/man1/$(basename "$page").gz"; done
+    for page in cli/doc/*.5; do [[ -e "$page" ]] && echo "-rw-r--r-- ./usr/share/man/man5/$(basename "$page").gz"; done
+    for page in cli/doc/*.8; do [[ -e "$page" ]] && echo "-rw-r--r-- ./usr/share/man/man8/$(basename "$page").gz"; done
+} | sort >"$work/want"
+dpkg-deb -c "$deb" | awk '$1 !~ /^d/ { print $1, $6 }' | sort >"$work/have"
+if diff -u "$work/want" "$work/have" >"$work/diff"; then
+    ok "the .deb holds exactly the expected $(wc -l <"$work/want") files with the expected modes"
+else
+    bad "the .deb's files and modes (- expected, + found):"
+    sed 's/^/     /' "$work/diff"
+fi
+check "every entry of the .deb is owned by root:root" \
+    test -z "$(dpkg-deb -c "$deb" | awk '$2 != "0/0"')"
+check "the PAM module goes where this system's pam_unix.so is" \
+    bash -c "ls /$pam_dir/pam_unix.so >/dev/null 2>&1 || ls /lib/x86_64-linux-gnu/security/pam_unix.so >/dev/null 2>&1"
+
+# --- Control data.
+dpkg-deb -e "$deb" "$work/DEBIAN"
+check "conffiles are exactly /etc/otpgate/config.toml and /etc/pam.d/otpgate" \
+    test "$(sort "$work/DEBIAN/conffiles" | tr '\n' ' ')" = "/etc/otpgate/config.toml /etc/pam.d/otpgate "
+control=$(cat "$work/DEBIAN/control")
+check "Depends names libpam0g, libc6 and libpam-runtime (pam-auth-update)" \
+    bash -c '[[ "$1" == *"Depends: "*libc6*libpam-runtime*libpam0g* ]]' _ "$control"
+check "Architecture is amd64, Section admin" \
+    bash -c '[[ "$1" == *"Architecture: amd64"* && "$1" == *"Section: admin"* ]]' _ "$control"
+check "postinst runs pam-auth-update --package on configure only, never under DPKG_ROOT" \
+    bash -c 'grep -q "pam-auth-update --package$" "$1" && grep -q "\"\$1\" = \"configure\"" "$1" && grep -q DPKG_ROOT "$1"' _ "$work/DEBIAN/postinst"
+check "prerm removes the profile from common-auth before the module goes" \
+    grep -q "pam-auth-update --package --remove otpgate" "$work/DEBIAN/prerm"
+check "maintainer scripts are valid sh" sh -n "$work/DEBIAN/postinst"
+check "prerm is valid sh" sh -n "$work/DEBIAN/prerm"
+
+# --- The files themselves, unpacked into a throwaway root.
+root="$work/root"
+dpkg-deb -x "$deb" "$root"
+check "the pam-auth-update profile is off by default (Default: no)" \
+    grep -qx "Default: no" "$root/usr/share/pam-configs/otpgate"
+check "the profile adds 'required pam_otpgate.so' as an Additional auth module" \
+    bash -c 'grep -qx "Auth-Type: Additional" "$1" && grep -Pq "^\trequired\tpam_otpgate.so$" "$1"' _ "$root/usr/share/pam-configs/otpgate"
+check "/etc/otpgate/config.toml is packaging/config.toml" \
+    cmp -s "$root/etc/otpgate/config.toml" packaging/config.toml
+check "every key of the packaged config is commented out (defaults hold)" \
+    test -z "$(grep -vE '^\s*(#|$|\[policy\]$)' "$root/etc/otpgate/config.toml")"
+check "/etc/pam.d/otpgate checks the password without pam_otpgate.so" \
+    bash -c 'grep -q "^@include common-auth" "$1" && ! grep -v "^#" "$1" | grep -q pam_otpgate' _ "$root/etc/pam.d/otpgate"
+check "the module exports pam_sm_authenticate" \
+    bash -c 'nm -D --defined-only "$1" | grep -qw pam_sm_authenticate' _ "$root/$pam_dir/pam_otpgate.so"
+check "the module exports nothing but pam_sm_* functions" \
+    test -z "$(nm -D --defined-only "$root/$pam_dir/pam_otpgate.so" | awk '$2 == "T" && $3 !~ /^pam_sm_/')"
+check "the module and the CLI are stripped (no .symtab)" \
+    bash -c '! readelf -S "$1" "$2" | grep -q "\.symtab"' _ "$root/$pam_dir/pam_otpgate.so" "$root/usr/bin/otpgate"
+check "the unpacked otpgate runs (--version)" \
+    bash -c '"$1" --version | grep -q "^otpgate "' _ "$root/usr/bin/otpgate"
+check "the man pages are gzip'd roff" \
+    bash -c 'for m in "$1"/usr/share/man/man*/*.gz; do gzip -t "$m" && zcat "$m" | grep -q "^\.TH" || exit 1; done' _ "$root"
+check "the bash completion is valid bash" bash -n "$root/usr/share/bash-completion/completions/otpgate"
+check "the zsh completion defines _otpgate" grep -q "^#compdef otpgate" "$root/usr/share/zsh/vendor-completions/_otpgate"
+check "the fish completion completes otpgate" grep -q "^complete -c otpgate" "$root/usr/share/fish/vendor_completions.d/otpgate.fish"
+
+# --- dpkg install, remove, purge into a throwaway root (scripts run
+# chrootless with DPKG_ROOT set, so they leave the real PAM config alone).
+if [[ $(id -u) -eq 0 ]]; then
+    droot="$work/dpkg-root"
+    mkdir -p "$droot/var/lib/dpkg/updates" "$droot/var/lib/dpkg/info"
+    touch "$droot/var/lib/dpkg/status" "$droot/var/lib/dpkg/available"
+    dpkg_root() { dpkg --root="$droot" --force-script-chrootless --force-depends --force-not-root "$@" >>"$work/dpkg.log" 2>&1; }
+    check "dpkg --root installs the .deb (scripts chrootless)" dpkg_root -i "$deb"
+    check "dpkg --root reports it installed" \
+        bash -c 'dpkg --root="$1" -s otpgate 2>/dev/null | grep -qx "Status: install ok installed"' _ "$droot"
+    check "dpkg -L lists the module and the CLI" \
+        bash -c 'dpkg --root="$1" -L otpgate | grep -qx "/'"$pam_dir"'/pam_otpgate.so" && dpkg --root="$1" -L otpgate | grep -qx /usr/bin/otpgate' _ "$droot"
+    check "the installed files keep their modes (CLI 0755, module 0644)" \
+        test "$(stat -c %a "$droot/usr/bin/otpgate") $(stat -c %a "$droot/$pam_dir/pam_otpgate.so")" = "755 644"
+    check "dpkg -r removes the files and keeps the conffiles" \
+        bash -c 'dpkg --root="$1" --force-script-chrootless --force-depends -r otpgate >/dev/null 2>&1 && ! test -e "$1/usr/bin/otpgate" && test -e "$1/etc/otpgate/config.toml"' _ "$droot"
+    check "dpkg -P purges the conffiles" \
+        bash -c 'dpkg --root="$1" --force-script-chrootless --force-depends -P otpgate >/dev/null 2>&1 && ! test -e "$1/etc/otpgate/config.toml" && ! test -e "$1/etc/pam.d/otpgate"' _ "$droot"
+    ((fail == 0)) || sed 's/^/     dpkg: /' "$work/dpkg.log"
+else
+    echo "SKIP: dpkg --root install (needs root)"
+fi
+
+# --- make install PREFIX=/usr DESTDIR=... (the from-source install).
+dest="$work/destdir"
+if make --no-print-directory install PREFIX=/usr DESTDIR="$dest" >"$work/install.log" 2>&1; then
+    ok "make install PREFIX=/usr DESTDIR=... succeeds"
+    # The same files as the .deb, less what only a package has.
+    (cd "$dest" && find . -type f -printf '%M ./%P\n' | sed 's|^\([-rwx]*\) \./\./|\1 ./|' | sort) >"$work/install-have"
+    sed -e '/pam-configs\|lintian\|copyright\|changelog.Debian\|README.md/d' "$work/want" >"$work/install-want"
+    installed_pam=$(cd "$dest" && find . -name pam_otpgate.so | sed 's|^\.||')
+    sed -i "s|^\(-[-rwx]*\) \./usr/lib/x86_64-linux-gnu/security/pam_otpgate.so|\1 .$installed_pam|" "$work/install-want"
+    sort -o "$work/install-want" "$work/install-want"
+    if diff -u "$work/install-want" "$work/install-have" >"$work/install-diff"; then
+        ok "make install puts the expected $(wc -l <"$work/install-want") files in place with the expected modes"
+    else
+        bad "make install's files and modes (- expected, + found):"
+        sed 's/^/     /' "$work/install-diff"
+    fi
+    check "make install's module is in a security/ directory where pam_unix.so lives" \
+        test -e "${installed_pam%/pam_otpgate.so}/pam_unix.so"
+else
+    bad "make install PREFIX=/usr DESTDIR=... succeeds"
+    sed 's/^/     /' "$work/install.log" | tail -20
+fi
+
+# --- lintian: errors fail; warnings and infos are shown.
+if command -v lintian >/dev/null; then
+    lintian --tag-display-limit 0 -I "$deb" >"$work/lintian" 2>/dev/null
+    echo "lintian says:"
+    sed 's/^/     /' "$work/lintian"
+    check "lintian finds no errors" bash -c '! grep -q "^E:" "$1"' _ "$work/lintian"
+    check "lintian finds no warnings" bash -c '! grep -q "^W:" "$1"' _ "$work/lintian"
+elif [[ "${CI:-}" == "true" ]]; then
+    bad "lintian is installed (CI=true)"
+else
+    echo "SKIP: lintian not installed (Debian package lintian)"
+fi
+
+# --- The RPM.
+if [[ -f "$rpm" ]] && command -v rpm >/dev/null; then
+    rpm -qlpv "$rpm" 2>/dev/null | awk '{ print $1, $3 ":" $4, $NF }' | sort >"$work/rpm-have"
+    sed -e "s|^\(-[-rwx]*\) \./usr/lib/x86_64-linux-gnu/security/|\1 ./usr/lib64/security/|" \
+        -e 's|/usr/share/zsh/vendor-completions/|/usr/share/zsh/site-functions/|' \
+        -e '/pam-configs\|lintian\|copyright\|changelog.Debian/d' "$work/want" |
+        awk '{ mode = $1; if ($2 ~ /pam_otpgate.so$/) mode = "-rwxr-xr-x"; sub(/^\./, "", $2); print mode, "root:root", $2 }' |
+        sort >"$work/rpm-want"
+    if diff -u "$work/rpm-want" "$work/rpm-have" >"$work/rpm-diff"; then
+        ok "the .rpm holds exactly the expected $(wc -l <"$work/rpm-want") files with the expected modes"
+    else
+        bad "the .rpm's files and modes (- expected, + found):"
+        sed 's/^/     /' "$work/rpm-diff"
+    fi
+    check "the .rpm's config files are /etc/otpgate/config.toml and /etc/pam.d/otpgate" \
+        test "$(rpm -qp --configfiles "$rpm" 2>/dev/null | sort | tr '\n' ' ')" = "/etc/otpgate/config.toml /etc/pam.d/otpgate "
+    check "the .rpm's /etc/pam.d/otpgate is packaging/rpm/pam.d-otpgate (system-auth, Fedora/RHEL)" \
+        test "$(rpm -qp --dump "$rpm" 2>/dev/null | awk '$1 == "/etc/pam.d/otpgate" { print $4 }')" = \
+        "$(sha256sum packaging/rpm/pam.d-otpgate | cut -d' ' -f1)"
+elif [[ "${CI:-}" == "true" ]]; then
+    bad "rpm is installed and the .rpm was built (CI=true)"
+else
+    echo "SKIP: rpm not installed (Debian package rpm)"
+fi
+
+finish
