@@ -11,6 +11,21 @@ TEST_PKGS=(pamtester libpam-wrapper libnss-wrapper oathtool expect libpam-google
            # the package test runs lintian and reads the RPM with rpm.
            libwrap0 lintian dpkg-dev rpm)
 
+# cargo-deny (bans, licenses, sources of the module's dependency tree; the
+# hardening suite runs it offline). Built from crates.io, pinned; about two
+# minutes on two cores, once per machine.
+CARGO_DENY_VERSION=0.20.2
+install_cargo_deny() {
+    command -v cargo-deny >/dev/null || [[ -x "${CARGO_HOME:-$HOME/.cargo}/bin/cargo-deny" ]] && return 0
+    command -v cargo >/dev/null || return 0
+    echo "otpgate: installing cargo-deny $CARGO_DENY_VERSION (cargo install --locked)" >&2
+    cargo install --quiet --locked --version "$CARGO_DENY_VERSION" cargo-deny >&2 ||
+        echo "otpgate: cargo-deny did not install; the supply-chain test will say so" >&2
+}
+if [[ "${1:-}" != "--build-only" && $(id -u) -eq 0 ]]; then
+    install_cargo_deny
+fi
+
 want=("${BUILD_PKGS[@]}")
 [[ "${1:-}" == "--build-only" ]] || want+=("${TEST_PKGS[@]}")
 

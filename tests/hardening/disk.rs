@@ -1,6 +1,214 @@
-pub fn a_full_disk_denies_logins_that_cannot_be_recorded() {
-    println!("SKIP: not written yet");
+//! A full disk and a read-only mount: a login whose backup-code use or
+//! TOTP step cannot be written is denied (no replay window), the log says
+//! why, and the file is untouched. Needs root (mount); SKIP otherwise.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use otpgate_config::otp::Algorithm;
+use otpgate_tests::*;
+
+use crate::{figure, keep_log, secret};
+
+/// A mount that is undone when dropped (lazily, so a failing test cannot
+/// leave it busy).
+struct Mount(PathBuf);
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
 }
+
+fn mount(args: &[&str], at: &Path) -> Option<Mount> {
+    std::fs::create_dir_all(at).expect("mkdir mount point");
+    let out = Command::new("mount")
+        .args(args)
+        .arg(at)
+        .output()
+        .expect("run mount");
+    require(
+        out.status.success(),
+        &format!(
+            "mount {args:?} failed (needs root with CAP_SYS_ADMIN): {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ),
+    )?;
+    Some(Mount(at.to_path_buf()))
+}
+
+/// Everything in `dir`: names and bytes.
+fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut v: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
+        .expect("ls")
+        .filter_map(|e| e.ok())
+        .map(|e| {
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                std::fs::read(e.path()).unwrap_or_default(),
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// Root enrolled in `dir` (central storage): the secret and 10 codes.
+fn enroll_in(h: &Harness, dir: &Path, config: &str) -> (String, Vec<String>) {
+    h.write_config_raw(&format!(
+        "user_file = \"{}/%u.toml\"\nmax_attempts = 1\n{config}\n",
+        dir.display()
+    ));
+    h.otp_service("");
+    let s = new_secret();
+    let mut record = totp_record(&s, Algorithm::SHA1, 6);
+    let codes: Vec<String> = record
+        .new_backup_codes(10, 8)
+        .expect("codes")
+        .iter()
+        .map(|c| c.to_string())
+        .collect();
+    write_private(&dir.join("root.toml"), record.to_toml().as_bytes());
+    secret(&s);
+    codes.iter().for_each(secret);
+    (s, codes)
+}
+
+/// Tries a backup code, a TOTP code and a wrong code where nothing can be
+/// written: each must be denied with `why` in the log and leave `dir` as
+/// it was. Returns the TOTP code (still unused).
+fn denied_while_unwritable(h: &Harness, dir: &Path, s: &str, backup: &str, why: &str) -> String {
+    avoid_step_edge();
+    let totp = totp_at(s, now());
+    secret(&totp);
+    let before = snapshot(dir);
+    h.log();
+    for (what, answer) in [
+        ("backup", backup),
+        ("totp", totp.as_str()),
+        ("wrong", "000000"),
+    ] {
+        let run = h.login().rhost("192.0.2.60").answer(answer).run();
+        assert_ne!(run.result, "PAM_SUCCESS", "{what}: {run:#?}");
+        run.assert("PAM_SYSTEM_ERR");
+        assert!(
+            run.messages()
+                .iter()
+                .any(|m| m.contains("Cannot update your 2FA settings")),
+            "{what}: {run:#?}"
+        );
+        let log = h.log();
+        assert!(
+            log.iter()
+                .any(|l| l.contains("outcome=error") && l.contains(why)),
+            "{what}: no log line saying `{why}`: {log:#?}"
+        );
+        assert_eq!(snapshot(dir), before, "{what}: the directory changed");
+    }
+    totp
+}
+
+pub fn a_full_disk_denies_logins_that_cannot_be_recorded() {
+    let h = need!(Harness::new(""));
+    let mnt = h.path("full");
+    let _m = need!(mount(
+        &["-t", "tmpfs", "-o", "size=256k,mode=0700", "otpgate-full"],
+        &mnt
+    ));
+    let (s, codes) = enroll_in(&h, &mnt, "");
+    // A first login creates the lock file; then fill the disk.
+    h.login()
+        .answer(codes[0].as_str())
+        .run()
+        .assert("PAM_SUCCESS");
+    let mut filler = std::fs::File::create(mnt.join("filler")).expect("filler");
+    let chunk = vec![0u8; 4096];
+    let mut filled = 0usize;
+    while filler.write_all(&chunk).is_ok() {
+        filled += chunk.len();
+    }
+    let _ = filler.sync_all();
+    let totp = denied_while_unwritable(&h, &mnt, &s, &codes[1], "No space left on device");
+    // Room again: the very same codes work, once (they were never used).
+    drop(filler);
+    std::fs::remove_file(mnt.join("filler")).expect("rm filler");
+    for code in [codes[1].as_str(), totp.as_str()] {
+        h.login().answer(code).run().assert("PAM_SUCCESS");
+        h.login().answer(code).run().assert("PAM_AUTH_ERR");
+    }
+    let path = mnt.join("root.toml");
+    let text = std::fs::read_to_string(&path).expect("read");
+    let record = otpgate_config::UserRecord::from_toml(&path, &text).expect("parses");
+    assert_eq!(record.backup.codes.len(), 8);
+
+    // No inode left: not even a temp file can be created.
+    let inodes = h.path("noinodes");
+    let _n = need!(mount(
+        &[
+            "-t",
+            "tmpfs",
+            "-o",
+            "size=1m,nr_inodes=8,mode=0700",
+            "otpgate-inodes"
+        ],
+        &inodes
+    ));
+    let (s2, codes2) = enroll_in(&h, &inodes, "");
+    h.login()
+        .answer(codes2[0].as_str())
+        .run()
+        .assert("PAM_SUCCESS");
+    let mut n = 0;
+    while std::fs::File::create(inodes.join(format!("f{n}"))).is_ok() {
+        n += 1;
+    }
+    denied_while_unwritable(&h, &inodes, &s2, &codes2[1], "No space left on device");
+    keep_log(&h);
+    figure(
+        "disk.full",
+        format!(
+            "user file on a full tmpfs ({} KiB of filler) and on one out of inodes: backup, TOTP and wrong codes all denied (PAM_SYSTEM_ERR, log `No space left on device`), files byte-identical, no temp file left; with room again the same codes worked exactly once",
+            filled / 1024
+        ),
+    );
+}
+
 pub fn a_read_only_mount_denies_logins_that_cannot_be_recorded() {
-    println!("SKIP: not written yet");
+    let h = need!(Harness::new(""));
+    let rw = h.path("rw");
+    std::fs::create_dir_all(&rw).expect("mkdir");
+    std::fs::set_permissions(&rw, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+        .expect("chmod");
+    let ro = h.path("ro");
+    let _b = need!(mount(&["--bind", rw.to_str().expect("utf-8")], &ro));
+    // Enrolled (and the lock file made) while writable...
+    let (s, codes) = enroll_in(&h, &ro, "");
+    h.login()
+        .answer(codes[0].as_str())
+        .run()
+        .assert("PAM_SUCCESS");
+    // ... then remounted read-only.
+    let remount = Command::new("mount")
+        .args(["-o", "remount,bind,ro"])
+        .arg(&ro)
+        .status()
+        .expect("mount");
+    assert!(remount.success(), "remount read-only");
+    let totp = denied_while_unwritable(&h, &ro, &s, &codes[1], "Read-only file system");
+    // Writable again (the same directory, not through the ro mount): the
+    // same codes work once.
+    h.write_config_raw(&format!(
+        "user_file = \"{}/%u.toml\"\nmax_attempts = 1\n",
+        rw.display()
+    ));
+    for code in [codes[1].as_str(), totp.as_str()] {
+        h.login().answer(code).run().assert("PAM_SUCCESS");
+        h.login().answer(code).run().assert("PAM_AUTH_ERR");
+    }
+    keep_log(&h);
+    figure(
+        "disk.read_only",
+        "user file on a read-only bind mount: backup, TOTP and wrong codes all denied (PAM_SYSTEM_ERR, log `Read-only file system`), nothing changed; writable again, the same codes worked exactly once. There is no switch to allow read-only state: it would reopen the replay window",
+    );
 }

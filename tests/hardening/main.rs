@@ -106,6 +106,11 @@ impl Rng {
         Rng(seed | 1)
     }
 
+    /// A generator with a given seed (no line printed).
+    pub fn seeded(seed: u64) -> Rng {
+        Rng(seed | 1)
+    }
+
     pub fn next_u64(&mut self) -> u64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
