@@ -1,4 +1,5 @@
 # otpgate: the commands a newcomer needs.
+#   make demo           build, enroll a demo user, run a throwaway sshd with the module (no system change)
 #   make test           install test deps (as root), build, run every test and lint
 #   sudo make install   install build deps, build, install module, CLI, man pages, completions
 #   make packages       build the .deb (cargo-deb) and the .rpm (cargo-generate-rpm)
@@ -6,7 +7,7 @@ PREFIX ?= /usr/local
 DESTDIR ?=
 CARGO ?= cargo
 
-.PHONY: all build test install deps lint packages package-test
+.PHONY: all build test install deps lint packages package-test demo demo-test
 
 all: build
 
@@ -23,12 +24,16 @@ install:
 packages:
 	./packaging/build-packages.sh
 
+demo:
+	./packaging/demo.sh
+
 test:
 	./packaging/deps.sh
 	$(CARGO) build --workspace --all-targets
 	$(CARGO) test --workspace
 	$(MAKE) lint
 	$(MAKE) package-test
+	$(MAKE) demo-test
 
 lint:
 	$(CARGO) fmt --all -- --check
@@ -38,3 +43,6 @@ lint:
 package-test:
 	./packaging/test-packages.sh
 
+# The demo, non-interactively: one real ssh login with an oathtool code.
+demo-test:
+	./packaging/demo.sh --self-test
