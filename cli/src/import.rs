@@ -13,9 +13,9 @@ use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use nix::fcntl::OFlag;
+use otpgate_config::UserRecord;
 use otpgate_config::identity::{FsIdentity, with_identity};
-use otpgate_config::otp::{Algorithm, Secret};
-use otpgate_config::{UserRecord, backup};
+use otpgate_config::import::{GaFile, parse_google_authenticator};
 use serde::Serialize;
 use zeroize::Zeroizing;
 
@@ -26,108 +26,6 @@ use crate::output;
 
 /// google-authenticator's own limit is 1 KiB; leave room for long lists.
 const MAX_FILE_BYTES: u64 = 64 * 1024;
-
-/// What a google-authenticator file holds, as otpgate will use it.
-pub struct GaFile {
-    pub record: UserRecord,
-    /// Settings otpgate does not carry over, in words for the user.
-    pub notes: Vec<String>,
-}
-
-/// Parses the text of a google-authenticator file. `path` is for messages.
-pub fn parse_google_authenticator(path: &Path, text: &str) -> Result<GaFile> {
-    let bad = |line: usize, message: &str| {
-        CliError::Failed(format!("{}:{line}: {message}", path.display()))
-    };
-    let mut lines = text.lines().enumerate().map(|(i, l)| (i + 1, l.trim_end()));
-    let (_, first) = lines.next().ok_or_else(|| bad(1, "empty file"))?;
-    let secret = Secret::from_base32(first).map_err(|e| bad(1, &e.to_string()))?;
-    let mut hotp_counter = None;
-    let mut window_size: Option<u32> = None;
-    let mut step = 30u64;
-    let mut digits = 6u8;
-    let mut algorithm = Algorithm::SHA1;
-    let mut last_step = 0u64;
-    let mut codes = Vec::new();
-    let mut notes = Vec::new();
-    let number = |line: usize, word: Option<&str>, what: &str| -> Result<u64> {
-        word.and_then(|w| w.parse().ok())
-            .ok_or_else(|| bad(line, &format!("{what} needs a number")))
-    };
-    for (n, line) in lines {
-        if let Some(option) = line.strip_prefix("\" ") {
-            let mut words = option.split_whitespace();
-            match words.next().unwrap_or("") {
-                "TOTP_AUTH" => {}
-                "HOTP_COUNTER" => hotp_counter = Some(number(n, words.next(), "HOTP_COUNTER")?),
-                "WINDOW_SIZE" => {
-                    let w = number(n, words.next(), "WINDOW_SIZE")?;
-                    window_size = Some(u32::try_from(w).unwrap_or(u32::MAX));
-                }
-                "STEP_SIZE" => step = number(n, words.next(), "STEP_SIZE")?,
-                "DIGITS" | "HMAC_DIGITS" => {
-                    let d = number(n, words.next(), "DIGITS")?;
-                    digits = u8::try_from(d).map_err(|_| bad(n, "DIGITS is out of range"))?;
-                }
-                "ALGORITHM" | "HMAC_ALGORITHM" => {
-                    let name = words.next().unwrap_or("");
-                    algorithm = name
-                        .parse()
-                        .map_err(|e: otpgate_config::Error| bad(n, &e.to_string()))?;
-                }
-                "DISALLOW_REUSE" => {
-                    // The time steps already used; keep the latest.
-                    last_step = words
-                        .filter_map(|w| w.parse::<u64>().ok())
-                        .fold(last_step, u64::max);
-                }
-                "RATE_LIMIT" => notes.push(
-                    "RATE_LIMIT is not carried over: otpgate locks an account after \
-                     `lockout_after` wrong codes (system config) instead"
-                        .into(),
-                ),
-                other => notes.push(format!("option `{other}` is not known and was ignored")),
-            }
-        } else if !line.is_empty() && line.bytes().all(|b| b.is_ascii_digit()) {
-            if !(6..=16).contains(&line.len()) {
-                return Err(bad(n, "a scratch code must have 6 to 16 digits"));
-            }
-            codes.push(backup::hash(line)?);
-        } else if !line.is_empty() {
-            return Err(bad(n, "neither an option (`\" NAME`) nor a scratch code"));
-        }
-    }
-    let mut record = match hotp_counter {
-        Some(counter) => {
-            let mut r = UserRecord::new_hotp(secret, algorithm, digits, counter);
-            if let (Some(h), Some(w)) = (r.hotp.as_mut(), window_size) {
-                // google-authenticator checks `w` counters from the current one.
-                h.lookahead = Some(w.saturating_sub(1).min(1000));
-            }
-            r
-        }
-        None => {
-            let mut r = UserRecord::new_totp(secret, algorithm, digits, step);
-            if let (Some(t), Some(w)) = (r.totp.as_mut(), window_size) {
-                // `w` codes valid at once: (w - 1) / 2 either side.
-                let either_side = w.saturating_sub(1) / 2;
-                if either_side > 10 {
-                    notes.push(format!(
-                        "WINDOW_SIZE {w} is wider than otpgate allows; using 10 steps either side"
-                    ));
-                }
-                t.window = Some(either_side.min(10));
-            }
-            r.state.last_step = last_step;
-            r
-        }
-    };
-    record.backup.codes = codes;
-    record
-        .validate(path)
-        .map_err(|e| CliError::Failed(e.to_string()))?;
-    Ok(GaFile { record, notes })
-}
 
 /// Reads the file with the user's file-system identity (a root process
 /// must not follow a symlink the user planted), refusing symlinks, other
@@ -267,80 +165,4 @@ pub fn google_authenticator(ctx: &mut Context, args: &ImportArgs) -> Result<()> 
         path.display()
     );
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use otpgate_config::Answer;
-
-    fn parse(text: &str) -> Result<GaFile> {
-        parse_google_authenticator(Path::new("ga"), text)
-    }
-
-    #[test]
-    fn a_totp_file_with_every_option() {
-        let ga = parse(
-            "KPQ7TO3JWH6VH5I4QTWW7A473U\n\" RATE_LIMIT 3 30 1700000000\n\" WINDOW_SIZE 17\n\
-             \" DISALLOW_REUSE 56666666 56666667\n\" STEP_SIZE 60\n\" TOTP_AUTH\n93358213\n15457930\n",
-        )
-        .unwrap();
-        let t = ga.record.totp.as_ref().unwrap();
-        assert_eq!((t.period, t.window, t.digits), (60, Some(8), 6));
-        assert_eq!(ga.record.state.last_step, 56666667);
-        assert_eq!(ga.record.backup.codes.len(), 2);
-        assert!(ga.notes.iter().any(|n| n.contains("RATE_LIMIT")));
-        let mut r = ga.record.clone();
-        let verdict = r
-            .verify(
-                &Answer::parse(b"15457930").unwrap(),
-                0,
-                otpgate_config::record::VerifyPolicy {
-                    totp_window: 1,
-                    hotp_lookahead: 10,
-                },
-            )
-            .unwrap();
-        assert_eq!(
-            verdict,
-            otpgate_config::Verdict::Accepted(otpgate_config::Method::Backup)
-        );
-    }
-
-    #[test]
-    fn a_hotp_file_keeps_its_counter_and_window() {
-        let ga =
-            parse("LQTBRUNQHZMGOOGPAGRJ3ZAVG4\n\" WINDOW_SIZE 5\n\" HOTP_COUNTER 7\n11510710\n")
-                .unwrap();
-        let h = ga.record.hotp.as_ref().unwrap();
-        assert_eq!((h.counter, h.lookahead), (7, Some(4)));
-        assert!(ga.record.totp.is_none());
-    }
-
-    #[test]
-    fn hardened_fork_digits_and_algorithm_are_read() {
-        let ga =
-            parse("KPQ7TO3JWH6VH5I4QTWW7A473U\n\" TOTP_AUTH\n\" DIGITS 8\n\" ALGORITHM SHA256\n")
-                .unwrap();
-        let t = ga.record.totp.unwrap();
-        assert_eq!((t.digits, t.algorithm), (8, Algorithm::SHA256));
-    }
-
-    #[test]
-    fn garbage_is_refused_with_the_line() {
-        for (text, line) in [
-            ("", "ga:1"),
-            ("not base32!\n", "ga:1"),
-            ("KPQ7TO3JWH6VH5I4QTWW7A473U\nhello\n", "ga:2"),
-            ("KPQ7TO3JWH6VH5I4QTWW7A473U\n\" HOTP_COUNTER x\n", "ga:2"),
-            ("KPQ7TO3JWH6VH5I4QTWW7A473U\n123\n", "ga:2"),
-            ("KPQ7TO3JWH6VH5I4QTWW7A473U\n\" DIGITS 12\n", "ga"),
-        ] {
-            let err = match parse(text) {
-                Err(e) => e.to_string(),
-                Ok(_) => panic!("accepted {text:?}"),
-            };
-            assert!(err.contains(line), "{text:?}: {err}");
-        }
-    }
 }

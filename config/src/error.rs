@@ -133,7 +133,15 @@ impl fmt::Display for Error {
                 line,
                 column,
                 message,
-            } if *line > 0 => write!(f, "{}:{line}:{column}: {message}", path.display()),
+            } if *line > 0 && *column > 0 => {
+                write!(f, "{}:{line}:{column}: {message}", path.display())
+            }
+            Error::Parse {
+                path,
+                line,
+                message,
+                ..
+            } if *line > 0 => write!(f, "{}:{line}: {message}", path.display()),
             Error::Parse { path, message, .. } => write!(f, "{}: {message}", path.display()),
             Error::Invalid {
                 source,

@@ -18,6 +18,7 @@ pub mod answer;
 pub mod backup;
 pub mod error;
 pub mod identity;
+pub mod import;
 pub mod net;
 pub mod otp;
 pub mod record;

@@ -21,6 +21,10 @@ fn the_library_never_reads_the_wall_clock() {
             }
         }
     }
-    assert!(files >= 10, "expected the library sources in {}", src.display());
+    assert!(
+        files >= 10,
+        "expected the library sources in {}",
+        src.display()
+    );
     assert!(offenders.is_empty(), "{offenders:#?}");
 }

@@ -5,14 +5,14 @@
 //! as well as random bytes. At least 1,000,000 cases per run, counted;
 //! zero panics (proptest turns a panic into a failing, shrunk case).
 //!
-//! Not covered here: the google-authenticator importer
-//! (`cli/src/import.rs`, `parse_google_authenticator`), which lives in the
-//! `otpgate` binary crate and cannot be called from another crate.
+//! The google-authenticator importer (`otpgate_config::import`) is fuzzed
+//! the same way, from structured `~/.google_authenticator` files.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
+use otpgate_config::import::parse_google_authenticator;
 use otpgate_config::record::VerifyPolicy;
 use otpgate_config::{Account, Answer, SystemConfig, UserRecord};
 use pam_otpgate::args::Args;
@@ -27,6 +27,7 @@ const USER_FILE_CASES: u32 = 26_000;
 const CONFIG_CASES: u32 = 22_000;
 const ARGS_CASES: u32 = 22_000;
 const ANSWER_CASES: u32 = 16_000;
+const GA_CASES: u32 = 12_000;
 /// Extra random answers per generated one (a parse costs microseconds).
 const ANSWER_MUTANTS: u64 = 31;
 
@@ -256,6 +257,43 @@ fn user_file() -> impl Strategy<Value = String> {
         )
 }
 
+/// A `~/.google_authenticator` file from structured random fields.
+fn ga_file() -> impl Strategy<Value = String> {
+    (
+        secret_text(),
+        proptest::collection::vec(
+            prop_oneof![
+                Just("\" TOTP_AUTH".to_string()),
+                int_edge().prop_map(|n| format!("\" HOTP_COUNTER {n}")),
+                int_edge().prop_map(|n| format!("\" WINDOW_SIZE {n}")),
+                int_edge().prop_map(|n| format!("\" STEP_SIZE {n}")),
+                int_edge().prop_map(|n| format!("\" DIGITS {n}")),
+                prop_oneof![Just("SHA1"), Just("SHA256"), Just("SHA512"), Just("MD5")]
+                    .prop_map(|a| format!("\" ALGORITHM {a}")),
+                (int_edge(), int_edge())
+                    .prop_map(|(a, b)| format!("\" RATE_LIMIT {a} {b} 1700000000")),
+                proptest::collection::vec(int_edge(), 0..4)
+                    .prop_map(|v| format!("\" DISALLOW_REUSE {}", v.join(" "))),
+                "\" [A-Z_]{0,12}( [0-9]{0,4})?",
+            ],
+            0..6,
+        ),
+        proptest::collection::vec("[0-9]{5,17}", 0..6),
+    )
+        .prop_map(|(secret, options, codes)| {
+            let mut t = format!("{secret}\n");
+            for o in options {
+                t += &o;
+                t.push('\n');
+            }
+            for c in codes {
+                t += &c;
+                t.push('\n');
+            }
+            t
+        })
+}
+
 /// A system config from structured random fields.
 fn config_file() -> impl Strategy<Value = String> {
     (
@@ -399,7 +437,7 @@ fn run<S: Strategy>(
 pub fn a_million_generated_inputs_never_panic_a_parser() {
     let path = Path::new("/fuzz/user.toml");
     let root = Account::lookup("root").ok();
-    let counts: [AtomicU64; 4] = Default::default();
+    let counts: [AtomicU64; 5] = Default::default();
     let start = Instant::now();
     let policy = VerifyPolicy {
         totp_window: 1,
@@ -448,6 +486,39 @@ pub fn a_million_generated_inputs_never_panic_a_parser() {
                             let _ = r.verify(&a, now, policy);
                             let _ = r.locked_until(now);
                             r.prune_trusted_hosts(now);
+                        }
+                    }
+                    Ok(())
+                },
+            );
+        });
+        // The google-authenticator importer: what it accepts is a valid
+        // record that round-trips.
+        s.spawn(|| {
+            run(
+                "google-authenticator file",
+                GA_CASES,
+                &counts[4],
+                (
+                    ga_file(),
+                    proptest::collection::vec(edit(), 0..4),
+                    any::<u64>(),
+                ),
+                |(base, edits, seed)| {
+                    let ga_path = Path::new("/fuzz/.google_authenticator");
+                    let mut rng = crate::Rng::seeded(seed);
+                    for k in 0..=MUTANTS {
+                        let text = if k == 0 {
+                            mutate(&base, &edits)
+                        } else {
+                            counts[4].fetch_add(1, Ordering::Relaxed);
+                            let n = 1 + rng.below(4) as usize;
+                            mutate(&base, &random_edits(&mut rng, n))
+                        };
+                        if let Ok(ga) = parse_google_authenticator(ga_path, &text) {
+                            prop_assert!(ga.record.validate(ga_path).is_ok());
+                            let again = UserRecord::from_toml(path, &ga.record.to_toml());
+                            prop_assert_eq!(again.as_ref().ok(), Some(&ga.record));
                         }
                     }
                     Ok(())
@@ -589,8 +660,8 @@ pub fn a_million_generated_inputs_never_panic_a_parser() {
     figure(
         "fuzz.cases",
         format!(
-            "{total} generated cases, 0 panics ({took:.1?}): user file {} (mutated structured files; what parses round-trips and survives verify at any time), system config {}, module arguments {} (Args::parse + with_overrides), prompt answers {} (against an oracle); google-authenticator importer not reachable (cli binary crate)",
-            n[0], n[1], n[2], n[3]
+            "{total} generated cases, 0 panics ({took:.1?}): user file {} (mutated structured files; what parses round-trips and survives verify at any time), system config {}, module arguments {} (Args::parse + with_overrides), prompt answers {} (against an oracle), google-authenticator files {} (what imports is a valid record that round-trips)",
+            n[0], n[1], n[2], n[3], n[4]
         ),
     );
 }
