@@ -7,7 +7,7 @@ PREFIX ?= /usr/local
 DESTDIR ?=
 CARGO ?= cargo
 
-.PHONY: all build test install deps lint packages package-test demo demo-test
+.PHONY: all build test install deps lint packages package-test demo demo-test readme-test
 
 all: build
 
@@ -34,6 +34,7 @@ test:
 	$(MAKE) lint
 	$(MAKE) package-test
 	$(MAKE) demo-test
+	$(MAKE) readme-test
 
 lint:
 	$(CARGO) fmt --all -- --check
@@ -46,3 +47,7 @@ package-test:
 # The demo, non-interactively: one real ssh login with an oathtool code.
 demo-test:
 	./packaging/demo.sh --self-test
+
+# Runs every command of the README (see packaging/readme-commands.sh).
+readme-test:
+	./packaging/readme-commands.sh
