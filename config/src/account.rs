@@ -3,6 +3,7 @@
 
 use std::ffi::CString;
 use std::path::PathBuf;
+use std::sync::OnceLock;
 
 use nix::errno::Errno;
 use nix::unistd::{Gid, Group, User, getgrouplist};
@@ -16,8 +17,10 @@ pub struct Account {
     pub uid: u32,
     pub gid: u32,
     pub home: PathBuf,
-    /// Every group id the user is in, primary included.
-    pub gids: Vec<u32>,
+    /// Every group id the user is in, primary included; read from the
+    /// group database on first use (most logins never need it), `None`
+    /// when that database could not be read.
+    groups: OnceLock<Option<Vec<u32>>>,
     /// Group names known up front (tests); otherwise names are resolved
     /// when a policy asks.
     names: Vec<String>,
@@ -49,16 +52,12 @@ impl Account {
             }
             Err(e) => return Err(Error::io("/etc/passwd", "look up user", e.into())),
         };
-        let cname = CString::new(name).map_err(|_| unknown())?;
-        let gids = getgrouplist(&cname, user.gid)
-            .map(|g| g.iter().map(|g| g.as_raw()).collect())
-            .unwrap_or_else(|_| vec![user.gid.as_raw()]);
         Ok(Account {
             name: user.name,
             uid: user.uid.as_raw(),
             gid: user.gid.as_raw(),
             home: user.dir,
-            gids,
+            groups: OnceLock::new(),
             names: Vec::new(),
         })
     }
@@ -74,20 +73,45 @@ impl Account {
         Account::lookup(&user.name)
     }
 
-    /// True when the user is a member of group `group` (by name).
-    pub fn in_group(&self, group: &str) -> bool {
-        if !self.names.is_empty() {
-            return self.names.iter().any(|n| n == group);
-        }
-        match Group::from_name(group) {
-            Ok(Some(g)) => self.gids.contains(&g.gid.as_raw()),
-            _ => false,
-        }
+    /// Every group id the user is in, primary included; `None` when the
+    /// group database could not be read (an LDAP server down, say).
+    pub fn gids(&self) -> Option<&[u32]> {
+        self.groups
+            .get_or_init(|| {
+                let name = CString::new(self.name.as_str()).ok()?;
+                let list = getgrouplist(&name, Gid::from_raw(self.gid)).ok()?;
+                Some(list.iter().map(|g| g.as_raw()).collect())
+            })
+            .as_deref()
     }
 
-    /// The supplementary group list as `nix` ids.
+    /// Whether the user is in group `group` (by name); `None` when that
+    /// cannot be known (group database unreadable), so that policy can
+    /// fail closed.
+    pub fn membership(&self, group: &str) -> Option<bool> {
+        if !self.names.is_empty() {
+            return Some(self.names.iter().any(|n| n == group));
+        }
+        let gid = match Group::from_name(group) {
+            Ok(Some(g)) => g.gid.as_raw(),
+            Ok(None) => return Some(false),
+            Err(_) => return None,
+        };
+        self.gids().map(|gids| gids.contains(&gid))
+    }
+
+    /// True when the user is known to be a member of group `group`.
+    pub fn in_group(&self, group: &str) -> bool {
+        self.membership(group) == Some(true)
+    }
+
+    /// The supplementary group list as `nix` ids (just the primary group
+    /// when the list cannot be read: fewer rights, never more).
     pub fn nix_gids(&self) -> Vec<Gid> {
-        self.gids.iter().map(|&g| Gid::from_raw(g)).collect()
+        match self.gids() {
+            Some(gids) => gids.iter().map(|&g| Gid::from_raw(g)).collect(),
+            None => vec![Gid::from_raw(self.gid)],
+        }
     }
 
     /// An account that does not need the passwd database (tests, tools).
@@ -97,8 +121,23 @@ impl Account {
             uid,
             gid,
             home: PathBuf::from(home),
-            gids: vec![gid],
+            groups: OnceLock::from(Some(vec![gid])),
             names: groups.iter().map(|g| g.to_string()).collect(),
+        }
+    }
+}
+
+#[cfg(test)]
+impl Account {
+    /// An account whose group list could not be read.
+    pub(crate) fn with_unknown_groups(name: &str) -> Account {
+        Account {
+            name: name.to_string(),
+            uid: 4242,
+            gid: 4242,
+            home: PathBuf::from("/home/x"),
+            groups: OnceLock::from(None),
+            names: Vec::new(),
         }
     }
 }
@@ -111,7 +150,7 @@ mod tests {
     fn root_is_found_with_its_home() {
         let root = Account::lookup("root").unwrap();
         assert_eq!(root.uid, 0);
-        assert!(root.gids.contains(&0));
+        assert!(root.gids().unwrap().contains(&0));
         assert!(root.in_group("root"));
         assert!(!root.in_group("no-such-group-otpgate"));
     }

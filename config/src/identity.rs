@@ -27,7 +27,7 @@ impl FsIdentity {
         FsIdentity {
             uid: account.uid,
             gid: account.gid,
-            groups: account.gids.clone(),
+            groups: account.nix_gids().iter().map(|g| g.as_raw()).collect(),
         }
     }
 }

@@ -87,7 +87,10 @@ impl UserFile {
             name,
             owners,
             dir_owners,
-            identity: in_home.then(|| FsIdentity::of(account)),
+            // Only a root process switches identity (see `with_identity`);
+            // skipping it otherwise also skips reading the group database.
+            identity: (in_home && nix::unistd::geteuid().is_root() && account.uid != 0)
+                .then(|| FsIdentity::of(account)),
             path,
         })
     }

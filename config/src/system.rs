@@ -250,10 +250,21 @@ impl SystemConfig {
 
     /// What the policy demands of `account`. Exemption beats requirement.
     pub fn requirement(&self, account: &Account) -> Requirement {
-        let member = |groups: &[String]| groups.iter().any(|g| account.in_group(g));
-        if member(&self.policy.exempt_groups) {
+        // Fail closed when membership cannot be known: never exempt, and
+        // required if it might be a required group.
+        let exempt = self
+            .policy
+            .exempt_groups
+            .iter()
+            .any(|g| account.membership(g) == Some(true));
+        let required = self
+            .policy
+            .require_groups
+            .iter()
+            .any(|g| account.membership(g) != Some(false));
+        if exempt {
             Requirement::Exempt
-        } else if self.policy.require == Require::All || member(&self.policy.require_groups) {
+        } else if self.policy.require == Require::All || required {
             Requirement::Required
         } else {
             Requirement::IfEnrolled
@@ -591,5 +602,19 @@ exempt_groups = ["robots"]
         assert_eq!(c.requirement(&robot_admin), Requirement::Exempt);
         let all = c.with_overrides(&["policy.require=all"]).unwrap();
         assert_eq!(all.requirement(&plain), Requirement::Required);
+    }
+
+    #[test]
+    fn unknown_group_membership_fails_closed() {
+        let unknown = Account::with_unknown_groups("ldap-user");
+        let groups = SystemConfig::from_toml(
+            p(),
+            "[policy]\nrequire_groups = [\"root\"]\nexempt_groups = [\"root\"]\n",
+        )
+        .unwrap();
+        // Cannot tell whether the user is in `root`: not exempt, but required.
+        assert_eq!(groups.requirement(&unknown), Requirement::Required);
+        let none = SystemConfig::default();
+        assert_eq!(none.requirement(&unknown), Requirement::IfEnrolled);
     }
 }
