@@ -9,7 +9,9 @@ TEST_PKGS=(pamtester libpam-wrapper libnss-wrapper oathtool expect libpam-google
            openssh-client strace binutils
            # sshd unpacked from openssh-server (never installed) needs libwrap0;
            # the package test runs lintian and reads the RPM with rpm.
-           libwrap0 lintian dpkg-dev rpm)
+           libwrap0 lintian dpkg-dev rpm
+           # the CLI's tests: local-time display and the man pages' roff.
+           tzdata groff-base)
 
 # cargo-deny (bans, licenses, sources of the module's dependency tree; the
 # hardening suite runs it offline). Built from crates.io, pinned; about two

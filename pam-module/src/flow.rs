@@ -580,7 +580,12 @@ impl Ask<'_> {
         if days == 0 {
             return;
         }
-        let question = format!("Trust this host for {days} days? [y/N] ");
+        let span = if days == 1 {
+            "1 day".to_string()
+        } else {
+            format!("{days} days")
+        };
+        let question = format!("Trust this host for {span}? [y/N] ");
         let yes = match login.h.prompt(&question, true) {
             Ok(Some(a)) => {
                 let a = String::from_utf8_lossy(&a).trim().to_ascii_lowercase();
@@ -599,7 +604,7 @@ impl Ask<'_> {
             Ok(())
         });
         match result {
-            Ok(()) => login.info(&format!("This host is trusted for {days} days.")),
+            Ok(()) => login.info(&format!("This host is trusted for {span}.")),
             Err(e) => {
                 let mut line = String::new();
                 field(&mut line, "user", login.user.as_deref());

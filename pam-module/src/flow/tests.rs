@@ -594,3 +594,21 @@ fn silent_suppresses_messages_but_not_prompts() {
     assert_eq!(rc, Code::AuthErr);
     assert!(h.transcript.iter().all(|t| t.starts_with("prompt")));
 }
+
+#[test]
+fn one_remembered_day_is_said_in_the_singular() {
+    if !can_run() {
+        return;
+    }
+    let s = Setup::new("remember_days = 1");
+    s.enroll(&totp_record());
+    let mut h = fake(Some("203.0.113.7"), &[&code_at(NOW), b"yes"]);
+    assert_eq!(run(&mut h, &s.args(&[])).0, Code::Success);
+    assert_eq!(
+        h.transcript[1..],
+        [
+            "prompt(echo=true): Trust this host for 1 day? [y/N] ",
+            "info: This host is trusted for 1 day.",
+        ]
+    );
+}
