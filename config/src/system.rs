@@ -102,6 +102,11 @@ pub struct SystemConfig {
     /// `otpgate enroll` confirms the user's password (PAM service
     /// `otpgate`) before a first enrollment.
     pub enroll_password_check: bool,
+    /// After renaming a new user file into place, fsync its directory so
+    /// the change survives a power cut. `false` saves one fsync per login
+    /// (google-authenticator's behaviour) at the risk that a power cut
+    /// within seconds of a login brings the previous file back.
+    pub fsync_directory: bool,
     pub policy: Policy,
 }
 
@@ -124,6 +129,7 @@ impl Default for SystemConfig {
             issuer: String::new(),
             debug: false,
             enroll_password_check: true,
+            fsync_directory: true,
             policy: Policy::default(),
         }
     }

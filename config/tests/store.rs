@@ -353,3 +353,32 @@ fn a_backup_code_raced_by_hundred_threads_works_exactly_once() {
     assert_eq!(accepted, 1);
     assert_eq!(f.read().unwrap().unwrap().backup.codes.len(), 9);
 }
+
+#[test]
+fn a_file_changed_between_read_and_update_is_read_again() {
+    let dir = private_dir();
+    let f = enrolled(dir.path());
+    assert_eq!(f.read().unwrap().unwrap().state.failures, 0);
+    // Another login replaces the file (a new inode, as every update does).
+    let other = home_file(dir.path());
+    other
+        .update(|r| {
+            r.as_mut().unwrap().state.failures = 7;
+            Ok(())
+        })
+        .unwrap();
+    let seen = f
+        .update(|r| Ok(r.as_ref().unwrap().state.failures))
+        .unwrap();
+    assert_eq!(seen, 7, "a stale parse was reused");
+    // An edit in place (same inode) is noticed too.
+    let mut record = f.read().unwrap().unwrap();
+    record.state.failures = 12345;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(f.path())
+        .unwrap();
+    fs::write(f.path(), record.to_toml()).unwrap();
+    assert_eq!(f.read().unwrap().unwrap().state.failures, 12345);
+}
