@@ -35,8 +35,10 @@ fn enroll_in_a_terminal(env: &Env, answers: &[&str], extra: &[&str]) -> Option<(
 log_user 0
 log_file -a -noappend {transcript}
 spawn -noecho {bin} --config {config} --user {USER} enroll {extra}
+# The `&` that follows the secret in the URI: without it expect may match
+# a secret cut short by a partial read of the terminal.
 expect {{
-  -re {{URI: otpauth://[^?]*\?secret=([A-Z2-7]+)}} {{ set secret $expect_out(1,string) }}
+  -re {{URI: otpauth://[^?]*\?secret=([A-Z2-7]+)&}} {{ set secret $expect_out(1,string) }}
   timeout {{ exit 100 }}
 }}
 {sends}expect {{
