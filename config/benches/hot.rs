@@ -87,7 +87,10 @@ fn file(c: &mut Criterion) {
             .unwrap()
         })
     });
-    group.bench_function("read user file again, unchanged (open + fstat, parse reused)", |b| b.iter(|| f.read().unwrap()));
+    group.bench_function(
+        "read user file again, unchanged (open + fstat, parse reused)",
+        |b| b.iter(|| f.read().unwrap()),
+    );
     group.finish();
 }
 
