@@ -131,6 +131,26 @@ impl Context {
         })?)
     }
 
+    /// Replacing an existing enrollment needs a current code (or root's
+    /// `force`, checked by the caller): whoever holds an unlocked session
+    /// must not swap the second factor for one they control.
+    pub fn may_replace(&mut self, enrolled: bool, force: bool) -> Result<()> {
+        if !enrolled || force {
+            return Ok(());
+        }
+        eprintln!(
+            "{} is already enrolled; a current code is needed to replace the enrollment.",
+            self.account.name
+        );
+        match self.confirm_current_code(false) {
+            Ok(_) => Ok(()),
+            Err(e @ (CliError::LockedOut { .. } | CliError::Library(_))) => Err(e),
+            Err(_) => Err(CliError::AlreadyEnrolled {
+                user: self.account.name.clone(),
+            }),
+        }
+    }
+
     /// Asks for a current code until one is right (up to `max_attempts`
     /// tries). Root acting with `force` skips it.
     pub fn confirm_current_code(&mut self, force: bool) -> Result<Method> {

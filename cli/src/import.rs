@@ -101,21 +101,7 @@ pub(crate) fn store(
     record: UserRecord,
 ) -> Result<(&'static str, usize)> {
     let existing = ctx.file.read()?;
-    if existing.is_some() && !force {
-        eprintln!(
-            "{} is already enrolled; a current code is needed to replace the enrollment.",
-            ctx.account.name
-        );
-        match ctx.confirm_current_code(false) {
-            Ok(_) => {}
-            Err(e @ (CliError::LockedOut { .. } | CliError::Library(_))) => return Err(e),
-            Err(_) => {
-                return Err(CliError::AlreadyEnrolled {
-                    user: ctx.account.name.clone(),
-                });
-            }
-        }
-    }
+    ctx.may_replace(existing.is_some(), force)?;
     if crate::password::needed(ctx, existing.is_some()) {
         crate::password::confirm(ctx)?;
     }
