@@ -7,7 +7,7 @@ PREFIX ?= /usr/local
 DESTDIR ?=
 CARGO ?= cargo
 
-.PHONY: all build test install deps lint packages package-test demo demo-test readme-test
+.PHONY: all build test install deps lint packages package-test demo demo-test readme-test bench bench-smoke
 
 all: build
 
@@ -33,6 +33,7 @@ test:
 	$(CARGO) test --workspace
 	$(MAKE) lint
 	$(MAKE) package-test
+	$(MAKE) bench-smoke
 	$(MAKE) demo-test
 	$(MAKE) readme-test
 
@@ -43,6 +44,14 @@ lint:
 # Builds the .deb and .rpm and checks every file, mode and place; lintian.
 package-test:
 	./packaging/test-packages.sh
+
+# otpgate against pam_google_authenticator, side by side (README, Performance).
+bench:
+	./benches/run.sh
+
+# A few logins of every benchmark scenario: outcomes, not speed.
+bench-smoke:
+	./benches/smoke.sh
 
 # The demo, non-interactively: one real ssh login with an oathtool code.
 demo-test:

@@ -7,7 +7,8 @@
 # Builds the release module and CLI, compiles benches/pam_bench.c (real
 # libpam, pam_start_confdir, in-process loop, fake wall clock shared by both
 # modules), runs every scenario alternating otpgate and google-authenticator,
-# and writes a Markdown table to benches/results.md (also printed).
+# and writes a Markdown table to benches/results.md (also printed; OUT=FILE
+# writes it elsewhere).
 # Needs root for the /dev/log sink and the root-owned state directory.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,6 +17,7 @@ N=${N:-200}
 ROUNDS=${ROUNDS:-3}
 PROCS=${PROCS:-64}
 PER_PROC=${PER_PROC:-20}
+OUT=${OUT:-$ROOT/benches/results.md}
 NBACKUP=100 # most backup codes one enrollment holds
 
 [[ $(id -u) -eq 0 ]] || { echo "benches/run.sh: needs root (state dirs, /dev/log sink)" >&2; exit 2; }
@@ -254,4 +256,4 @@ FS=$(findmnt -no FSTYPE -T /var/tmp)
     echo "| resident memory added by dlopen | $RSS_A KiB | $RSS_B KiB |"
     echo "| dlopen time | $LOAD_A ms | $LOAD_B ms |"
     echo "| first login in a fresh process | $FIRST_A ms | $FIRST_B ms |"
-} | tee "$ROOT/benches/results.md"
+} | tee "$OUT"
