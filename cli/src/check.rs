@@ -645,6 +645,10 @@ fn inspect(config_path: &Path, config_required: bool, args: &CheckArgs) -> (Repo
         ));
     }
 
+    if let Some(config) = &config {
+        check_channels(config, &mut report);
+    }
+
     let dir = &args.pam_dir;
     let names = match services(dir) {
         Ok(n) => n,
@@ -706,6 +710,57 @@ fn inspect(config_path: &Path, config_required: bool, args: &CheckArgs) -> (Repo
     }
     check_sshd(args, &found, &mut report);
     (report, found)
+}
+
+/// Each configured channel: its command must be an executable file and its
+/// `run_as` user must exist (and not be root), or no code can be sent.
+fn check_channels(config: &SystemConfig, report: &mut Report) {
+    use std::os::unix::fs::PermissionsExt;
+    for s in config.channels.enabled() {
+        let name = format!("[channels.{}]", s.kind.as_str());
+        let program = s.command.first().map(String::as_str).unwrap_or_default();
+        match std::fs::metadata(program) {
+            Err(e) => report.add(
+                Severity::Error,
+                None,
+                format!("{name}: command {program}: {e} — no code can be sent by {}", s.kind.display()),
+            ),
+            Ok(m) if !m.is_file() || m.permissions().mode() & 0o111 == 0 => report.add(
+                Severity::Error,
+                None,
+                format!(
+                    "{name}: command {program} is not an executable file — no code can be sent by {}",
+                    s.kind.display()
+                ),
+            ),
+            Ok(_) => {}
+        }
+        match otpgate_config::Account::lookup(s.run_as) {
+            Ok(a) if a.uid == 0 => report.add(
+                Severity::Error,
+                None,
+                format!(
+                    "{name}: run_as user {} has uid 0; the module refuses to send as root",
+                    s.run_as
+                ),
+            ),
+            Ok(_) => report.at_login.push(format!(
+                "Codes by {} are sent with {} as {}.",
+                s.kind.display(),
+                s.command.join(" "),
+                s.run_as
+            )),
+            Err(e) => report.add(
+                Severity::Error,
+                None,
+                format!(
+                    "{name}: run_as user {}: {e} — no code can be sent by {}",
+                    s.run_as,
+                    s.kind.display()
+                ),
+            ),
+        }
+    }
 }
 
 fn check_service(service: &Service, config: Option<&SystemConfig>, report: &mut Report) {

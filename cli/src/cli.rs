@@ -72,8 +72,8 @@ pub enum Command {
     /// List or forget hosts the user chose to trust at login.
     #[command(subcommand)]
     Trusted(TrustedCommand),
-    /// Remove the enrollment (asks for a current code).
-    Disable(ForceArgs),
+    /// Remove the enrollment, or one method of it (asks for a current code).
+    Disable(DisableArgs),
     /// Lift a lockout after too many wrong codes (root).
     Unlock,
     /// Remove a user's enrollment without a code, e.g. a lost phone (root).
@@ -121,7 +121,13 @@ impl From<AlgorithmArg> for otpgate_config::otp::Algorithm {
 }
 
 #[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct EnrollArgs {
+    /// Enroll an email address or phone number for sent codes instead of
+    /// an authenticator app.
+    #[command(subcommand)]
+    pub channel: Option<EnrollChannel>,
+
     /// HMAC algorithm. Most apps only support SHA1.
     #[arg(long, value_enum, default_value = "SHA1", ignore_case = true)]
     pub algorithm: AlgorithmArg,
@@ -181,6 +187,55 @@ pub struct EnrollArgs {
     /// not exist yet).
     #[arg(long, value_name = "FILE")]
     pub backup_codes_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EnrollChannel {
+    /// Codes by email ([channels.email]): a code is sent to ADDRESS and the
+    /// address is saved once that code is typed back.
+    Email(ChannelArgs),
+    /// Codes by SMS ([channels.sms]): a code is sent to NUMBER
+    /// (international form, +CC...) and the number is saved once that code
+    /// is typed back.
+    Sms(ChannelArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ChannelArgs {
+    /// The email address or phone number.
+    #[arg(value_name = "DESTINATION")]
+    pub destination: String,
+
+    /// Save without sending a code (root only, for provisioning).
+    #[arg(long)]
+    pub no_confirm: bool,
+
+    /// Replace the enrollment's destination without a current code (root only).
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// What `disable` removes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum MethodArg {
+    /// The authenticator app (TOTP/HOTP secret).
+    App,
+    /// The email address for sent codes.
+    Email,
+    /// The phone number for sent codes.
+    Sms,
+}
+
+#[derive(Debug, Args)]
+pub struct DisableArgs {
+    /// Remove only this method [default: the whole enrollment]. Removing
+    /// the last method removes the enrollment.
+    #[arg(value_enum)]
+    pub method: Option<MethodArg>,
+
+    /// Skip the current-code check (root only).
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Args)]

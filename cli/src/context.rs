@@ -120,11 +120,12 @@ impl Context {
                     r.record_success();
                     Check::Accepted(method)
                 }
-                Verdict::Wrong | Verdict::Replayed { .. } => {
+                Verdict::Wrong | Verdict::Replayed { .. } | Verdict::Expired(_) => {
+                    r.prune_sent(now);
                     match r.record_failure(now, lockout_policy) {
                         Some(until) => Check::LockedNow(until),
-                        None if verdict == Verdict::Wrong => Check::Wrong,
-                        None => Check::Replayed,
+                        None if matches!(verdict, Verdict::Replayed { .. }) => Check::Replayed,
+                        None => Check::Wrong,
                     }
                 }
             })
@@ -159,8 +160,23 @@ impl Context {
             return Ok(Method::Totp);
         }
         let tries = self.config.max_attempts.max(1);
-        for attempt in 1..=tries {
-            let answer = self.input.code("Current verification code: ")?;
+        let offers = crate::channels::offers(self);
+        let prompt = crate::channels::prompt("Current verification code", &offers);
+        let mut attempt = 0;
+        while attempt < tries {
+            attempt += 1;
+            let line = self
+                .input
+                .secret_line(&prompt)?
+                .ok_or_else(|| CliError::CodeRefused("no code given (end of input)".into()))?;
+            if let Some(kind) = crate::channels::menu_choice(&offers, line.trim()) {
+                // Sending is not a guess; a refused send (rate limit) is.
+                if crate::channels::send_to_enrolled(self, kind)? {
+                    attempt -= 1;
+                }
+                continue;
+            }
+            let answer = Answer::parse(line.trim().as_bytes());
             match self.check_code(answer.as_ref(), true)? {
                 Check::Accepted(method) => return Ok(method),
                 Check::NotEnrolled => return Err(self.not_enrolled()),

@@ -268,12 +268,17 @@ fn hostname() -> String {
 }
 
 /// Writes the new enrollment unless the file changed underneath: someone
-/// else enrolling meanwhile wins, nothing is overwritten.
-pub fn save(ctx: &Context, replacing: bool, record: UserRecord) -> Result<()> {
+/// else enrolling meanwhile wins, nothing is overwritten. The email address
+/// and phone number of the enrollment replaced are kept.
+pub fn save(ctx: &Context, replacing: bool, mut record: UserRecord) -> Result<()> {
     ctx.file.ensure_dir()?;
     let raced = ctx.file.update(|current| {
         if current.is_some() != replacing {
             return Ok(true);
+        }
+        if let Some(old) = current.as_ref() {
+            record.email = old.email.clone();
+            record.sms = old.sms.clone();
         }
         *current = Some(record);
         Ok(false)

@@ -3,6 +3,7 @@
 //! page (`otpgate man`); exit statuses are listed in `cli::EXIT_STATUS_HELP`.
 #![forbid(unsafe_code)]
 
+mod channels;
 mod check;
 mod cli;
 mod context;
@@ -62,12 +63,18 @@ fn run(cli: &Cli, target: &mut Option<String>) -> Result<()> {
     let mut ctx = Context::new(cli.config.as_deref(), cli.user.as_deref(), cli.json, now)?;
     *target = Some(ctx.account.name.clone());
     match &cli.command {
-        Command::Enroll(args) => enroll::run(&mut ctx, args),
+        Command::Enroll(args) => match &args.channel {
+            Some(channel) => channels::enroll(&mut ctx, channel),
+            None => enroll::run(&mut ctx, args),
+        },
         Command::Status => manage::status(&ctx),
         Command::Verify(args) => manage::verify(&mut ctx, args),
         Command::BackupCodes(args) => manage::backup_codes(&mut ctx, args),
         Command::Trusted(command) => manage::trusted(&ctx, command),
-        Command::Disable(args) => manage::disable(&mut ctx, args.force),
+        Command::Disable(args) => match args.method {
+            Some(method) => channels::disable_method(&mut ctx, method, args.force),
+            None => manage::disable(&mut ctx, args.force),
+        },
         Command::Unlock => manage::unlock(&ctx),
         Command::Reset => manage::reset(&ctx),
         Command::Import(ImportCommand::GoogleAuthenticator(args)) => {

@@ -4,6 +4,7 @@
 use std::io::Write;
 
 use otpgate_config::Method;
+use otpgate_config::channel::Kind;
 use otpgate_config::system::Requirement;
 use serde::Serialize;
 use zeroize::Zeroizing;
@@ -35,6 +36,15 @@ struct StatusJson<'a> {
     enrolled: bool,
     /// What the policy demands: "required", "if-enrolled" or "exempt".
     requirement: &'static str,
+    /// Every way this user can log in: "totp" or "hotp", "email", "sms",
+    /// "backup" (codes left).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    methods: Option<Vec<&'static str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    email: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sms: Option<&'a str>,
+    /// The authenticator app's kind, when there is one.
     #[serde(skip_serializing_if = "Option::is_none")]
     method: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -67,6 +77,9 @@ pub fn status(ctx: &Context) -> Result<()> {
                 file,
                 enrolled: false,
                 requirement,
+                methods: None,
+                email: None,
+                sms: None,
                 method: None,
                 algorithm: None,
                 digits: None,
@@ -84,11 +97,23 @@ pub fn status(ctx: &Context) -> Result<()> {
         println!("policy:       {}", requirement_text(requirement));
         return Ok(());
     };
-    let (method, algorithm, digits, period, counter) = match (&r.totp, &r.hotp) {
-        (Some(t), _) => ("totp", t.algorithm, t.digits, Some(t.period), None),
-        (None, Some(h)) => ("hotp", h.algorithm, h.digits, None, Some(h.counter)),
-        (None, None) => return Err(CliError::Failed(format!("{file}: no method"))),
+    let app = match (&r.totp, &r.hotp) {
+        (Some(t), _) => Some(("totp", t.algorithm, t.digits, Some(t.period), None)),
+        (None, Some(h)) => Some(("hotp", h.algorithm, h.digits, None, Some(h.counter))),
+        (None, None) => None,
     };
+    let mut methods: Vec<&'static str> = app.iter().map(|a| a.0).collect();
+    if r.email.is_some() {
+        methods.push("email");
+    }
+    if r.sms.is_some() {
+        methods.push("sms");
+    }
+    if !r.backup.codes.is_empty() {
+        methods.push("backup");
+    }
+    let email = r.destination(Kind::Email);
+    let sms = r.destination(Kind::Sms);
     let hosts: Vec<HostJson> = r
         .trusted_hosts
         .iter()
@@ -105,28 +130,48 @@ pub fn status(ctx: &Context) -> Result<()> {
             file,
             enrolled: true,
             requirement,
-            method: Some(method),
-            algorithm: Some(algorithm.as_str()),
-            digits: Some(digits),
-            period,
-            counter,
+            methods: Some(methods),
+            email,
+            sms,
+            method: app.map(|a| a.0),
+            algorithm: app.map(|a| a.1.as_str()),
+            digits: app.map(|a| a.2),
+            period: app.and_then(|a| a.3),
+            counter: app.and_then(|a| a.4),
             backup_codes_left: Some(r.backup.codes.len()),
             failures: Some(r.state.failures),
             locked_until: Some(locked),
             trusted_hosts: Some(hosts),
         });
     }
-    let detail = match (period, counter) {
-        (Some(p), _) => format!("TOTP, {}, {digits} digits, {p} s", algorithm.as_str()),
-        (None, Some(c)) => format!(
-            "HOTP, {}, {digits} digits, next counter {c}",
-            algorithm.as_str()
+    let detail = match app {
+        Some((_, algorithm, digits, Some(p), _)) => {
+            format!("TOTP, {}, {digits} digits, {p} s", algorithm.as_str())
+        }
+        Some((_, algorithm, digits, None, c)) => format!(
+            "HOTP, {}, {digits} digits, next counter {}",
+            algorithm.as_str(),
+            c.unwrap_or_default()
         ),
-        _ => String::new(),
+        None => "no authenticator app".into(),
     };
     println!("user:         {}", ctx.account.name);
     println!("file:         {file}");
     println!("enrolled:     yes ({detail})");
+    let configured = |kind: Kind| {
+        if ctx.config.channels.get(kind).is_some() {
+            ""
+        } else {
+            " (not configured on this system: no codes are sent)"
+        }
+    };
+    println!("methods:      {}", methods.join(", "));
+    if let Some(a) = email {
+        println!("email:        {a}{}", configured(Kind::Email));
+    }
+    if let Some(n) = sms {
+        println!("sms:          {n}{}", configured(Kind::Sms));
+    }
     println!("policy:       {}", requirement_text(requirement));
     println!("backup codes: {} left", r.backup.codes.len());
     match locked {
@@ -203,6 +248,8 @@ pub fn verify(ctx: &mut Context, args: &VerifyArgs) -> Result<()> {
         Method::Backup => println!(
             "OK: that is a valid backup code; it was not used ({left} left; --consume uses it)."
         ),
+        Method::Email => println!("OK: the code sent by email is right (it is used up)."),
+        Method::Sms => println!("OK: the code sent by SMS is right (it is used up)."),
     }
     Ok(())
 }
@@ -323,7 +370,7 @@ pub fn trusted(ctx: &Context, command: &TrustedCommand) -> Result<()> {
 }
 
 /// A one-line confirmation, or `{"ok":true,"message":...}` with --json.
-fn report(ctx: &Context, message: &str) -> Result<()> {
+pub fn report(ctx: &Context, message: &str) -> Result<()> {
     if ctx.json {
         #[derive(Serialize)]
         struct Ok<'a> {
@@ -351,7 +398,7 @@ fn remove_enrollment(ctx: &Context) -> Result<()> {
     }
 }
 
-fn after_removal_warning(ctx: &Context) -> Option<String> {
+pub fn after_removal_warning(ctx: &Context) -> Option<String> {
     (ctx.config.requirement(&ctx.account) == Requirement::Required).then(|| {
         format!(
             " The policy requires a second factor for {}: logins are denied until they enroll again.",

@@ -103,6 +103,31 @@ fn the_config_page_documents_every_key_with_its_default() {
 }
 
 #[test]
+fn the_config_page_documents_every_channel_key() {
+    use otpgate_config::channel::{EmailChannel, SmsChannel};
+    let page = doc("otpgate.toml.5");
+    assert!(page.contains("The [channels.email] and [channels.sms] tables"));
+    let email = serde_json::to_value(EmailChannel::default()).unwrap();
+    let sms = serde_json::to_value(SmsChannel::default()).unwrap();
+    for table in [email, sms] {
+        for (key, value) in table.as_object().unwrap() {
+            let head = format!(".TP\n.B {key}\n");
+            let start = page
+                .find(&head)
+                .unwrap_or_else(|| panic!("otpgate.toml.5 lacks channel key {key}"));
+            if value.is_number() {
+                let rest = &page[start + head.len()..];
+                let end = rest.find("\n.TP\n").unwrap_or(rest.len());
+                assert!(
+                    rest[..end].contains(&format!("Default:\n.BR {value} .")),
+                    "{key}: default {value}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
 fn the_pages_render_without_warnings() {
     if !require(have("groff"), "groff is not installed (Debian groff-base)") {
         return;

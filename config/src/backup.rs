@@ -25,6 +25,11 @@ pub fn generate(count: usize, digits: u8) -> Result<Vec<Zeroizing<String>>> {
     Ok(codes)
 }
 
+/// One code of `digits` uniformly random decimal digits (sent codes).
+pub fn random_code(digits: u8) -> Result<Zeroizing<String>> {
+    random_digits(digits)
+}
+
 /// `digits` uniformly random decimal digits (rejection sampling, no bias).
 fn random_digits(digits: u8) -> Result<Zeroizing<String>> {
     let mut out = Zeroizing::new(String::with_capacity(usize::from(digits)));

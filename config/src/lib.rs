@@ -16,6 +16,8 @@
 pub mod account;
 pub mod answer;
 pub mod backup;
+pub mod channel;
+pub mod deliver;
 pub mod error;
 pub mod identity;
 pub mod import;

@@ -18,6 +18,17 @@
 //! [[trusted_host]]
 //! host = "203.0.113.7"
 //! until = 1767225600
+//! [email]                     # codes by email (needs [channels.email])
+//! address = "alice@example.org"
+//! [sms]                       # codes by SMS (needs [channels.sms])
+//! number = "+441632960961"
+//! [[sent_code]]               # codes sent and not yet used, hashed
+//! channel = "email"
+//! code = "sha256$<salt>$<digest>"
+//! expires = 1767225600
+//! [[send]]                    # sends in the last hour (rate limit)
+//! channel = "email"
+//! at = 1767225000
 //! ```
 
 use std::path::Path;
@@ -26,6 +37,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::answer::Answer;
 use crate::backup;
+use crate::channel::{self, Kind};
 use crate::error::{Error, Result};
 use crate::otp::{self, Algorithm, Generator, Secret};
 
@@ -53,7 +65,53 @@ pub struct UserRecord {
         skip_serializing_if = "Vec::is_empty"
     )]
     pub trusted_hosts: Vec<TrustedHost>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<EmailDestination>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sms: Option<SmsDestination>,
+    /// Codes sent by email or SMS, not used yet.
+    #[serde(default, rename = "sent_code", skip_serializing_if = "Vec::is_empty")]
+    pub sent_codes: Vec<SentCode>,
+    /// When codes were sent, for the per-hour limit (older ones pruned).
+    #[serde(default, rename = "send", skip_serializing_if = "Vec::is_empty")]
+    pub sends: Vec<Send>,
 }
+
+/// `[email]`: where email codes go.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmailDestination {
+    pub address: String,
+}
+
+/// `[sms]`: where SMS codes go.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmsDestination {
+    pub number: String,
+}
+
+/// A code sent and not used yet: hashed like a backup code.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SentCode {
+    pub channel: Kind,
+    pub code: String,
+    /// Unix time from which the code is refused.
+    pub expires: u64,
+}
+
+/// One send, for the rate limit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Send {
+    pub channel: Kind,
+    pub at: u64,
+}
+
+/// Most pending sent codes and send times kept (far above any allowed
+/// rate; a bound on the file's size).
+pub const MAX_SENT: usize = 128;
 
 /// Time-based codes (RFC 6238).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -133,6 +191,8 @@ pub enum Method {
     Totp,
     Hotp,
     Backup,
+    Email,
+    Sms,
 }
 
 impl Method {
@@ -142,6 +202,8 @@ impl Method {
             Method::Totp => "totp",
             Method::Hotp => "hotp",
             Method::Backup => "backup",
+            Method::Email => "email",
+            Method::Sms => "sms",
         }
     }
 }
@@ -158,6 +220,8 @@ pub enum Verdict {
         step: u64,
         last_step: u64,
     },
+    /// A sent code whose lifetime is over.
+    Expired(Kind),
 }
 
 /// System-wide verification settings that a user file may override.
@@ -212,6 +276,107 @@ impl UserRecord {
             backup: Backup::default(),
             state: State::default(),
             trusted_hosts: Vec::new(),
+            email: None,
+            sms: None,
+            sent_codes: Vec::new(),
+            sends: Vec::new(),
+        }
+    }
+
+    /// An enrollment with no authenticator app, only a destination for
+    /// sent codes (set one before saving).
+    pub fn new_channels_only() -> Self {
+        UserRecord::with_method(None, None)
+    }
+
+    /// The user's address or number for `kind`.
+    pub fn destination(&self, kind: Kind) -> Option<&str> {
+        match kind {
+            Kind::Email => self.email.as_ref().map(|e| e.address.as_str()),
+            Kind::Sms => self.sms.as_ref().map(|s| s.number.as_str()),
+        }
+    }
+
+    /// Sets (`Some`) or removes (`None`) the destination for `kind`; a
+    /// removed channel's pending codes go with it.
+    pub fn set_destination(&mut self, kind: Kind, to: Option<String>) {
+        match kind {
+            Kind::Email => self.email = to.map(|address| EmailDestination { address }),
+            Kind::Sms => self.sms = to.map(|number| SmsDestination { number }),
+        }
+        if self.destination(kind).is_none() {
+            self.sent_codes.retain(|c| c.channel != kind);
+        }
+    }
+
+    /// True when the record has an authenticator app (TOTP or HOTP).
+    pub fn has_app(&self) -> bool {
+        self.totp.is_some() || self.hotp.is_some()
+    }
+
+    /// True when nothing is left to log in with.
+    pub fn has_no_method(&self) -> bool {
+        !self.has_app() && self.email.is_none() && self.sms.is_none()
+    }
+
+    /// Drops sent codes that expired and sends older than an hour.
+    pub fn prune_sent(&mut self, now: u64) {
+        self.sent_codes.retain(|c| c.expires > now);
+        self.sends
+            .retain(|s| s.at.saturating_add(3600) > now && s.at <= now);
+    }
+
+    /// `Err(next)`: `max_per_hour` sends by `kind` in the last hour; `next`
+    /// is the Unix time the oldest of them leaves the window.
+    pub fn send_allowed(
+        &self,
+        kind: Kind,
+        now: u64,
+        max_per_hour: u32,
+    ) -> std::result::Result<(), u64> {
+        let recent: Vec<u64> = self
+            .sends
+            .iter()
+            .filter(|s| s.channel == kind && s.at.saturating_add(3600) > now && s.at <= now)
+            .map(|s| s.at)
+            .collect();
+        if recent.len() < max_per_hour as usize {
+            return Ok(());
+        }
+        Err(recent.iter().min().map_or(now, |t| t.saturating_add(3600)))
+    }
+
+    /// Records a send of a new code by `kind` at `now`, valid for
+    /// `lifetime` seconds. Only its hash is kept; returns the code in clear.
+    pub fn new_sent_code(
+        &mut self,
+        kind: Kind,
+        digits: u8,
+        now: u64,
+        lifetime: u64,
+    ) -> Result<zeroize::Zeroizing<String>> {
+        self.prune_sent(now);
+        let code = backup::random_code(digits)?;
+        self.sent_codes.push(SentCode {
+            channel: kind,
+            code: backup::hash(&code)?,
+            expires: now.saturating_add(lifetime),
+        });
+        self.note_send(kind, now);
+        if self.sent_codes.len() > MAX_SENT {
+            self.sent_codes.remove(0);
+        }
+        Ok(code)
+    }
+
+    /// Counts a send by `kind` at `now` towards the per-hour limit.
+    pub fn note_send(&mut self, kind: Kind, now: u64) {
+        self.sends.push(Send {
+            channel: kind,
+            at: now,
+        });
+        if self.sends.len() > MAX_SENT {
+            self.sends.remove(0);
         }
     }
 
@@ -251,13 +416,43 @@ impl UserRecord {
             (Some(_), Some(_)) => {
                 return Err(invalid("totp", "both [totp] and [hotp]; keep one".into()));
             }
-            (None, None) => {
+            (None, None) if self.email.is_none() && self.sms.is_none() => {
                 return Err(invalid(
                     "totp",
-                    "neither [totp] nor [hotp] is present".into(),
+                    "no method: none of [totp], [hotp], [email], [sms] is present".into(),
                 ));
             }
             _ => {}
+        }
+        if let Some(e) = &self.email
+            && channel::normalize_email(&e.address).as_deref() != Ok(e.address.as_str())
+        {
+            return Err(invalid(
+                "email.address",
+                channel::normalize_email(&e.address)
+                    .err()
+                    .unwrap_or_else(|| "not in normal form".into()),
+            ));
+        }
+        if let Some(s) = &self.sms
+            && channel::normalize_number(&s.number).as_deref() != Ok(s.number.as_str())
+        {
+            return Err(invalid(
+                "sms.number",
+                channel::normalize_number(&s.number)
+                    .err()
+                    .unwrap_or_else(|| "not in normal form".into()),
+            ));
+        }
+        for c in &self.sent_codes {
+            backup::validate_entry(&c.code)
+                .map_err(|e| invalid("sent_code.code", e.to_string()))?;
+        }
+        if self.sent_codes.len() > MAX_SENT || self.sends.len() > MAX_SENT {
+            return Err(invalid(
+                "sent_code",
+                format!("more than {MAX_SENT} entries"),
+            ));
         }
         if let Some(t) = &self.totp {
             otp::check_digits(t.digits).map_err(|e| invalid("totp.digits", e.to_string()))?;
@@ -322,7 +517,37 @@ impl UserRecord {
             self.backup.codes.remove(i);
             return Ok(Verdict::Accepted(Method::Backup));
         }
+        if let Some(verdict) = self.verify_sent(code, now) {
+            return Ok(verdict);
+        }
         Ok(Verdict::Wrong)
+    }
+
+    /// Checks `code` against every sent code (all hashed and compared in
+    /// constant time, expired ones too, so an expired code can be told
+    /// apart). A match that has not expired ends every pending code: the
+    /// login they were sent for is done.
+    fn verify_sent(&mut self, code: &str, now: u64) -> Option<Verdict> {
+        if self.sent_codes.is_empty() {
+            return None;
+        }
+        let hashes: Vec<String> = self.sent_codes.iter().map(|c| c.code.clone()).collect();
+        let i = backup::find(&hashes, code)?;
+        let sent = self.sent_codes[i].clone();
+        if sent.expires <= now {
+            self.sent_codes.remove(i);
+            return Some(Verdict::Expired(sent.channel));
+        }
+        // A channel removed since the code was sent no longer counts.
+        if self.destination(sent.channel).is_none() {
+            self.sent_codes.remove(i);
+            return None;
+        }
+        self.sent_codes.clear();
+        Some(Verdict::Accepted(match sent.channel {
+            Kind::Email => Method::Email,
+            Kind::Sms => Method::Sms,
+        }))
     }
 
     fn verify_totp(
@@ -675,6 +900,86 @@ mod tests {
         assert!(text.contains("GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ"));
         let back = UserRecord::from_toml(Path::new("u.toml"), &text).unwrap();
         assert_eq!(back, r);
+    }
+
+    fn email_record() -> UserRecord {
+        let mut r = UserRecord::new_channels_only();
+        r.set_destination(Kind::Email, Some("alice@example.org".into()));
+        r
+    }
+
+    #[test]
+    fn a_sent_code_works_once_within_its_lifetime_and_is_stored_hashed() {
+        let mut r = email_record();
+        let code = r.new_sent_code(Kind::Email, 6, NOW, 600).unwrap();
+        assert_eq!(code.len(), 6);
+        let text = r.to_toml();
+        assert!(!text.contains(code.as_str()), "stored in clear:\n{text}");
+        let back = UserRecord::from_toml(Path::new("u.toml"), &text).unwrap();
+        assert_eq!(back, r, "an email-only record round-trips and validates");
+        let a = Answer::parse(code.as_bytes()).unwrap();
+        assert_eq!(
+            r.verify(&a, NOW + 599, POLICY).unwrap(),
+            Verdict::Accepted(Method::Email)
+        );
+        assert_eq!(r.verify(&a, NOW + 599, POLICY).unwrap(), Verdict::Wrong);
+    }
+
+    #[test]
+    fn an_expired_sent_code_is_refused() {
+        let mut r = email_record();
+        let code = r.new_sent_code(Kind::Email, 8, NOW, 600).unwrap();
+        let a = Answer::parse(code.as_bytes()).unwrap();
+        assert_eq!(
+            r.verify(&a, NOW + 600, POLICY).unwrap(),
+            Verdict::Expired(Kind::Email)
+        );
+        assert!(r.sent_codes.is_empty());
+    }
+
+    #[test]
+    fn a_code_of_a_removed_channel_no_longer_works() {
+        let mut r = email_record();
+        r.set_destination(Kind::Sms, Some("+441632960961".into()));
+        let code = r.new_sent_code(Kind::Sms, 6, NOW, 600).unwrap();
+        r.set_destination(Kind::Sms, None);
+        let a = Answer::parse(code.as_bytes()).unwrap();
+        assert_eq!(r.verify(&a, NOW, POLICY).unwrap(), Verdict::Wrong);
+    }
+
+    #[test]
+    fn sends_are_limited_per_channel_and_hour() {
+        let mut r = email_record();
+        for i in 0..3 {
+            assert!(r.send_allowed(Kind::Email, NOW + i, 3).is_ok());
+            r.new_sent_code(Kind::Email, 6, NOW + i, 600).unwrap();
+        }
+        assert_eq!(r.send_allowed(Kind::Email, NOW + 10, 3), Err(NOW + 3600));
+        assert!(
+            r.send_allowed(Kind::Sms, NOW + 10, 3).is_ok(),
+            "per channel"
+        );
+        assert!(
+            r.send_allowed(Kind::Email, NOW + 3600, 3).is_ok(),
+            "an hour later"
+        );
+        r.prune_sent(NOW + 3602);
+        assert!(r.sends.is_empty() && r.sent_codes.is_empty());
+    }
+
+    #[test]
+    fn destinations_in_the_file_are_validated() {
+        let p = Path::new("u.toml");
+        let ok = "version = 1\n[sms]\nnumber = \"+441632960961\"\n";
+        assert!(UserRecord::from_toml(p, ok).is_ok());
+        for bad in [
+            "version = 1\n[email]\naddress = \"a@b.org\\nBcc: c@d.org\"\n",
+            "version = 1\n[email]\naddress = \"not an address\"\n",
+            "version = 1\n[sms]\nnumber = \"0044 1632 960961\"\n",
+            "version = 1\n[email]\naddress = \"a@b.org\"\n[[sent_code]]\nchannel = \"email\"\ncode = \"123456\"\nexpires = 1\n",
+        ] {
+            assert!(UserRecord::from_toml(p, bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

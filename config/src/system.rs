@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::account::Account;
+use crate::channel::Channels;
 use crate::error::{Error, Result};
 use crate::net::Networks;
 use crate::record::{LockoutPolicy, VerifyPolicy};
@@ -108,6 +109,8 @@ pub struct SystemConfig {
     /// within seconds of a login brings the previous file back.
     pub fsync_directory: bool,
     pub policy: Policy,
+    /// Codes sent by email or SMS; a channel that is absent is off.
+    pub channels: Channels,
 }
 
 impl Default for SystemConfig {
@@ -131,6 +134,7 @@ impl Default for SystemConfig {
             enroll_password_check: true,
             fsync_directory: true,
             policy: Policy::default(),
+            channels: Channels::default(),
         }
     }
 }
@@ -230,6 +234,9 @@ impl SystemConfig {
         if self.issuer.contains(':') {
             return Err(invalid("issuer", "must not contain `:`"));
         }
+        self.channels
+            .validate()
+            .map_err(|(key, message)| invalid(&key, &message))?;
         Ok(())
     }
 

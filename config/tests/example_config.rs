@@ -49,3 +49,62 @@ fn the_example_mentions_every_key() {
         );
     }
 }
+
+/// The channel tables are commented out in the example (channels are off by
+/// default); each key is there with its default, and uncommented the tables
+/// give exactly the defaults.
+#[test]
+fn the_example_documents_every_channel_key_with_its_default() {
+    use otpgate_config::channel::{EmailChannel, SmsChannel};
+    let text = example();
+    let section = |name: &str| {
+        let start = text.find(&format!("#[channels.{name}]")).unwrap();
+        let rest = &text[start..];
+        let end = rest[1..].find("#[").map_or(rest.len(), |e| e + 1);
+        rest[..end].to_string()
+    };
+    let uncomment = |s: &str| -> String {
+        s.lines()
+            .filter_map(|l| {
+                if let Some(t) = l.strip_prefix("#[") {
+                    Some(format!("[{t}"))
+                } else {
+                    l.strip_prefix("# ")
+                        .filter(|r| {
+                            r.split_once(" = ").is_some_and(|(k, _)| {
+                                k.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
+                            })
+                        })
+                        .map(str::to_string)
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let email = uncomment(&section("email"));
+    let sms = uncomment(&section("sms"));
+    let both = format!("{email}\n{sms}\n");
+    let c = SystemConfig::from_toml(Path::new("config.toml"), &format!("[channels]\n{both}"))
+        .unwrap_or_else(|e| panic!("{e}\n{both}"));
+    assert_eq!(c.channels.email, Some(EmailChannel::default()));
+    let sms_default = SmsChannel {
+        command: vec!["/usr/local/bin/send-sms".into(), "{to}".into()],
+        ..SmsChannel::default()
+    };
+    assert_eq!(c.channels.sms, Some(sms_default));
+    for (name, value) in [
+        (
+            "email",
+            toml::Table::try_from(EmailChannel::default()).unwrap(),
+        ),
+        ("sms", toml::Table::try_from(SmsChannel::default()).unwrap()),
+    ] {
+        let s = section(name);
+        for key in value.keys() {
+            assert!(
+                s.contains(&format!("# {key} = ")),
+                "[channels.{name}] {key}"
+            );
+        }
+    }
+}

@@ -16,7 +16,7 @@ use pam::module::{PamHandle, PamHooks};
 use zeroize::Zeroizing;
 
 use crate::args::Args;
-use crate::flow::{self, Clock, Code, Handle, Secret, guarded};
+use crate::flow::{self, Clock, Code, CommandSender, Handle, Secret, guarded};
 use crate::log::Syslog;
 
 /// `PAM_AUTHTOK` in `<security/_pam_types.h>`.
@@ -48,7 +48,10 @@ impl PamHooks for OtpGate {
             let silent = flags & PAM_SILENT != 0;
             guarded(&mut log, |log| {
                 let mut handle = Pam { pamh };
-                flow::authenticate(&mut handle, &clock, log, &args, silent)
+                let sender = CommandSender {
+                    prepare: close_inherited_descriptors,
+                };
+                flow::authenticate_with(&mut handle, &clock, log, &args, silent, &sender)
             })
         }));
         match outcome {
@@ -78,6 +81,45 @@ impl PamHooks for OtpGate {
             }
         }
     }
+}
+
+/// Marks every descriptor above standard error close-on-exec in the child
+/// of a channel command, so the command (an unprivileged user's process)
+/// never inherits what the application left open without `O_CLOEXEC`: an
+/// sshd connection socket, a terminal, a log file.
+fn close_inherited_descriptors(cmd: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: `mark_cloexec` runs in the forked child before exec and only
+    // makes raw system calls (close_range, fcntl), which are
+    // async-signal-safe; it allocates nothing and takes no lock. std's own
+    // descriptors (the exec-error pipe) are already close-on-exec and stay
+    // open until the exec, as before.
+    unsafe {
+        cmd.pre_exec(mark_cloexec);
+    }
+}
+
+/// The body of [`close_inherited_descriptors`], in the child.
+fn mark_cloexec() -> std::io::Result<()> {
+    // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets descriptor
+    // flags; no memory is involved.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            3u32,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        )
+    };
+    if rc != 0 {
+        // Kernels before 5.11: one fcntl per possible descriptor.
+        for fd in 3..4096 {
+            // SAFETY: F_SETFD on a descriptor that may not exist fails with
+            // EBADF and changes nothing.
+            unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+        }
+    }
+    Ok(())
 }
 
 fn to_pam(code: Code) -> PamResultCode {

@@ -10,6 +10,8 @@
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::Duration;
 
+use otpgate_config::channel::{self, Kind, Vars};
+use otpgate_config::deliver::{self, Message, Outcome};
 use otpgate_config::record::{LockoutPolicy, VerifyPolicy};
 use otpgate_config::system::{LocalConsole, Requirement};
 use otpgate_config::{Account, Answer, Error, Method, SystemConfig, UserFile, UserRecord, Verdict};
@@ -81,6 +83,31 @@ pub trait Clock {
     fn monotonic(&self) -> Duration;
     /// `HH:MM` of a Unix time in the local time zone.
     fn local_hhmm(&self, unix: u64) -> String;
+}
+
+/// Delivers a sent code (email, SMS).
+pub trait Sender {
+    /// Runs the channel's command for `message`; never takes much longer
+    /// than its timeout.
+    fn send(&self, message: &Message) -> Outcome;
+}
+
+/// The channel's command as configured, run by [`deliver::send`].
+pub struct CommandSender {
+    /// Adjusts the command before it starts (see `ffi`).
+    pub prepare: fn(&mut std::process::Command),
+}
+
+impl Default for CommandSender {
+    fn default() -> Self {
+        CommandSender { prepare: |_| {} }
+    }
+}
+
+impl Sender for CommandSender {
+    fn send(&self, message: &Message) -> Outcome {
+        deliver::send(message, &self.prepare)
+    }
 }
 
 /// The text of the code prompt.
@@ -178,12 +205,25 @@ impl Login<'_> {
 }
 
 /// `pam_sm_authenticate`: the whole flow. `silent` is `PAM_SILENT`.
+/// Sent codes go through the configured commands as they are.
 pub fn authenticate(
     h: &mut dyn Handle,
     clock: &dyn Clock,
     log: &mut dyn Log,
     args: &Args,
     silent: bool,
+) -> Code {
+    authenticate_with(h, clock, log, args, silent, &CommandSender::default())
+}
+
+/// [`authenticate`] with the way sent codes are delivered.
+pub fn authenticate_with(
+    h: &mut dyn Handle,
+    clock: &dyn Clock,
+    log: &mut dyn Log,
+    args: &Args,
+    silent: bool,
+    sender: &dyn Sender,
 ) -> Code {
     let service = h.service();
     let rhost = h.rhost();
@@ -199,10 +239,10 @@ pub fn authenticate(
         rhost,
         tty,
     };
-    run(&mut login, args)
+    run(&mut login, args, sender)
 }
 
-fn run(login: &mut Login<'_>, args: &Args) -> Code {
+fn run(login: &mut Login<'_>, args: &Args, sender: &dyn Sender) -> Code {
     // 1. Config, then arguments; anything wrong denies.
     if !args.errors.is_empty() {
         let reason = format!("bad module arguments: {}", args.errors.join("; "));
@@ -312,12 +352,39 @@ fn run(login: &mut Login<'_>, args: &Args) -> Code {
     }
 
     // 7. and 8. Ask, check, record.
+    // Sent codes are offered at a prompt of their own: not with
+    // `use_first_pass` (no prompt) nor `forward_pass` (an empty answer
+    // there is an empty password).
+    let offers: Vec<(Kind, String)> = if args.use_first_pass || args.forward_pass {
+        Vec::new()
+    } else {
+        config
+            .channels
+            .enabled()
+            .iter()
+            .filter_map(|s| Some((s.kind, record.destination(s.kind)?.to_string())))
+            .collect()
+    };
+    if offers.is_empty()
+        && !record.has_app()
+        && record.backup.codes.is_empty()
+        && record.sent_codes.is_empty()
+    {
+        login.error("No way to get a verification code is set up; ask an administrator.");
+        return login.decide(
+            Code::AuthErr,
+            None,
+            "no usable method: the user's channels are not configured ([channels])",
+        );
+    }
     let ask = Ask {
         config: &config,
         args,
         file: &file,
         digits: code_lengths(&record, &config),
         now,
+        offers,
+        sender,
     };
     ask.run(login)
 }
@@ -331,6 +398,20 @@ struct Ask<'a> {
     /// `forward_pass` answers.
     digits: Vec<usize>,
     now: u64,
+    /// Channels the user can have a code sent by, in menu order, with the
+    /// destination read before the prompt.
+    offers: Vec<(Kind, String)>,
+    sender: &'a dyn Sender,
+}
+
+/// What asking for a sent code came to.
+enum SendResult {
+    Delivered,
+    Failed,
+    /// Over `max_sends_per_hour`; the next send is allowed then.
+    Limited(u64),
+    Locked(u64),
+    Vanished,
 }
 
 /// What one check under the lock found.
@@ -343,6 +424,7 @@ enum Checked {
     },
     Failed {
         replayed: bool,
+        expired: bool,
         locked_until: Option<u64>,
     },
     Locked(u64),
@@ -380,10 +462,16 @@ impl Ask<'_> {
                 if self.args.use_first_pass || prompts_left == 0 {
                     return login.decide(Code::AuthErr, None, "wrong code");
                 }
+                if let Some(code) = self.out_of_time(login, start) {
+                    return code;
+                }
                 prompts_left -= 1;
                 let asked = login.clock.monotonic();
+                let menu = self.prompt_text();
                 let (text, echo) = if self.args.forward_pass {
                     (FORWARD_PROMPT, false)
+                } else if !self.offers.is_empty() {
+                    (menu.as_str(), self.config.echo_verification_code)
                 } else {
                     (PROMPT, self.config.echo_verification_code)
                 };
@@ -403,6 +491,38 @@ impl Ask<'_> {
                             self.config.prompt_timeout
                         ),
                     );
+                }
+                if let Some(code) = self.out_of_time(login, start) {
+                    return code;
+                }
+                if let Some((kind, to)) = self.menu_choice(&answer) {
+                    let elapsed = login.clock.monotonic().saturating_sub(start).as_secs();
+                    let now = self.now.saturating_add(elapsed);
+                    match self.send_code(login, kind, &to, now) {
+                        // A send is not a guess: the prompt is given back.
+                        SendResult::Delivered | SendResult::Failed => prompts_left += 1,
+                        // Refused sends use the prompt up, so Enter cannot
+                        // be pressed forever.
+                        SendResult::Limited(_) => {}
+                        SendResult::Locked(until) => {
+                            let text =
+                                format!("Account locked until {}", login.clock.local_hhmm(until));
+                            login.error(&text);
+                            return login.decide(
+                                Code::AuthErr,
+                                Some(kind.as_str()),
+                                "locked out (by a concurrent login)",
+                            );
+                        }
+                        SendResult::Vanished => {
+                            return login.decide(
+                                Code::AuthErr,
+                                None,
+                                "user file or destination removed during login",
+                            );
+                        }
+                    }
+                    continue;
                 }
                 (answer, Source::Prompt)
             };
@@ -448,10 +568,13 @@ impl Ask<'_> {
                 }
                 Checked::Failed {
                     replayed,
+                    expired,
                     locked_until,
                 } => {
                     let reason = if replayed {
                         "code already used"
+                    } else if expired {
+                        "sent code expired"
                     } else {
                         "wrong code"
                     };
@@ -472,11 +595,16 @@ impl Ask<'_> {
                     }
                     login.debug(reason);
                     let more = !self.args.use_first_pass && prompts_left > 0;
+                    let what = if expired {
+                        "That code has expired"
+                    } else {
+                        "Wrong code"
+                    };
                     if more {
                         let tries = if prompts_left == 1 { "try" } else { "tries" };
-                        login.error(&format!("Wrong code; {prompts_left} {tries} left."));
+                        login.error(&format!("{what}; {prompts_left} {tries} left."));
                     } else {
-                        login.error("Wrong code.");
+                        login.error(&format!("{what}."));
                         if self.args.forward_pass {
                             self.forward_anyway(login, &candidates);
                         }
@@ -545,6 +673,7 @@ impl Ask<'_> {
                 return Ok(Checked::Locked(until));
             }
             let mut replayed = false;
+            let mut expired = false;
             for (i, (_, code)) in candidates.iter().enumerate() {
                 let Some(answer) = Answer::parse(code) else {
                     continue;
@@ -552,6 +681,7 @@ impl Ask<'_> {
                 match record.verify(&answer, now, verify)? {
                     Verdict::Accepted(method) => {
                         record.record_success();
+                        record.prune_sent(now);
                         return Ok(Checked::Accepted {
                             method,
                             backups_left: record.backup.codes.len(),
@@ -559,15 +689,189 @@ impl Ask<'_> {
                         });
                     }
                     Verdict::Replayed { .. } => replayed = true,
+                    Verdict::Expired(_) => expired = true,
                     Verdict::Wrong => {}
                 }
             }
+            record.prune_sent(now);
             let locked_until = record.record_failure(now, lockout);
             Ok(Checked::Failed {
                 replayed,
+                expired,
                 locked_until,
             })
         })
+    }
+
+    /// The prompt when codes can be sent: `Verification code (Enter: send
+    /// a code by email): `, or with several channels a short menu.
+    fn prompt_text(&self) -> String {
+        match self.offers.as_slice() {
+            [] => PROMPT.to_string(),
+            [(kind, _)] => format!(
+                "Verification code (Enter: send a code by {}): ",
+                kind.display()
+            ),
+            [(first, _), rest @ ..] => {
+                let mut menu = format!("Enter: send by {}", first.display());
+                for (i, (kind, _)) in rest.iter().enumerate() {
+                    menu.push_str(&format!(", {}: send by {}", i + 2, kind.display()));
+                }
+                format!("Verification code ({menu}): ")
+            }
+        }
+    }
+
+    /// The channel an answer asks for: empty (Enter) is the first, `1`,
+    /// `2`... pick from the menu. `None`: the answer is a code.
+    fn menu_choice(&self, answer: &[u8]) -> Option<(Kind, String)> {
+        if self.offers.is_empty() {
+            return None;
+        }
+        let text = std::str::from_utf8(answer).ok()?.trim();
+        let index = match text {
+            "" => 0,
+            t if t.len() == 1 => usize::from(t.as_bytes()[0].checked_sub(b'1')?),
+            _ => return None,
+        };
+        self.offers.get(index).cloned()
+    }
+
+    /// Denies once the whole verification of a user offered sent codes
+    /// took longer than `channels.verification_time`.
+    fn out_of_time(&self, login: &mut Login<'_>, start: Duration) -> Option<Code> {
+        let limit = self.config.channels.verification_time;
+        if self.offers.is_empty() {
+            return None;
+        }
+        let spent = login.clock.monotonic().saturating_sub(start);
+        if spent <= Duration::from_secs(limit) {
+            return None;
+        }
+        login.error("Too late: the verification took too long.");
+        Some(login.decide(
+            Code::AuthErr,
+            None,
+            &format!(
+                "verification took {} s (channels.verification_time {limit} s)",
+                spent.as_secs()
+            ),
+        ))
+    }
+
+    /// Creates a code under the lock (rate limit, lockout), then runs the
+    /// channel's command with the lock released, and tells the user.
+    fn send_code(&self, login: &mut Login<'_>, kind: Kind, to: &str, now: u64) -> SendResult {
+        let Some(settings) = self.config.channels.get(kind) else {
+            return SendResult::Vanished;
+        };
+        let prepared = self.file.update(|slot| {
+            let Some(record) = slot.as_mut() else {
+                return Ok(Err(SendResult::Vanished));
+            };
+            if let Some(until) = record.locked_until(now) {
+                return Ok(Err(SendResult::Locked(until)));
+            }
+            // The destination as it is now, not as it was before the prompt.
+            if record.destination(kind) != Some(to) {
+                return Ok(Err(SendResult::Vanished));
+            }
+            record.prune_sent(now);
+            if let Err(next) = record.send_allowed(kind, now, settings.max_sends_per_hour) {
+                return Ok(Err(SendResult::Limited(next)));
+            }
+            let code = record.new_sent_code(
+                kind,
+                settings.code_digits,
+                now,
+                settings.lifetime_seconds(),
+            )?;
+            Ok(Ok(code))
+        });
+        let code = match prepared {
+            Ok(Ok(code)) => code,
+            Ok(Err(sent)) => {
+                if let SendResult::Limited(next) = sent {
+                    login.error(&format!(
+                        "Too many codes were sent by {}; the next can be sent at {}.",
+                        kind.display(),
+                        login.clock.local_hhmm(next)
+                    ));
+                    self.log_send(
+                        login,
+                        kind,
+                        "rate-limited",
+                        &format!(
+                            "{} sends in the last hour (max_sends_per_hour)",
+                            settings.max_sends_per_hour
+                        ),
+                    );
+                }
+                return sent;
+            }
+            Err(e) => {
+                login.error("Cannot update your 2FA settings; ask an administrator.");
+                self.log_send(login, kind, "error", &format!("user file: {e}"));
+                return SendResult::Failed;
+            }
+        };
+        let host = channel::host_name();
+        let service = login.service.clone().unwrap_or_default();
+        let user = login.user.clone().unwrap_or_default();
+        let vars = Vars {
+            code: &code,
+            user: &user,
+            host: &host,
+            service: &service,
+            minutes: settings.code_lifetime,
+            to,
+        };
+        let message = deliver::compose(&settings, to, &vars);
+        drop(code);
+        match self.sender.send(&message) {
+            Outcome::Sent(took) => {
+                let minutes = settings.code_lifetime;
+                login.info(&format!(
+                    "A code was sent by {} to {}; it is valid for {minutes} minute{}.",
+                    kind.display(),
+                    channel::mask(kind, to),
+                    if minutes == 1 { "" } else { "s" }
+                ));
+                self.log_send(
+                    login,
+                    kind,
+                    "sent",
+                    &format!("command exited 0 after {} ms", took.as_millis()),
+                );
+                SendResult::Delivered
+            }
+            Outcome::Failed(why) => {
+                login.error(&format!(
+                    "The code could not be sent by {}; try another way or ask an administrator.",
+                    kind.display()
+                ));
+                self.log_send(login, kind, "send-failed", &why);
+                SendResult::Failed
+            }
+        }
+    }
+
+    /// One log line per send: never the code, only the outcome.
+    fn log_send(&self, login: &mut Login<'_>, kind: Kind, outcome: &str, reason: &str) {
+        let severity = if outcome == "sent" {
+            Severity::Info
+        } else {
+            Severity::Warning
+        };
+        let mut line = String::new();
+        field(&mut line, "user", login.user.as_deref());
+        field(&mut line, "service", login.service.as_deref());
+        field(&mut line, "rhost", login.rhost.as_deref());
+        field(&mut line, "tty", login.tty.as_deref());
+        field(&mut line, "method", Some(kind.as_str()));
+        field(&mut line, "outcome", Some(outcome));
+        field(&mut line, "reason", Some(reason));
+        login.log.line(severity, &line);
     }
 
     /// Step 8: "Trust this host for N days?" after a good code from a remote

@@ -66,6 +66,8 @@ struct Fake {
     /// How long each prompt takes to answer.
     think: Duration,
     panic_on_prompt: bool,
+    /// Messages the fake sender delivered (their standard input).
+    sent: Rc<std::cell::RefCell<Vec<String>>>,
 }
 
 impl Handle for Fake {
@@ -93,6 +95,11 @@ impl Handle for Fake {
         self.transcript.push(format!("prompt(echo={echo}): {text}"));
         self.mono.set(self.mono.get() + self.think);
         match self.answers.pop_front() {
+            // `<sent>`: the code of the last message sent.
+            Some(a) if a == b"<sent>" => {
+                let last = self.sent.borrow().last().cloned().unwrap_or_default();
+                Ok(Some(Zeroizing::new(sent_code(&last).into_bytes())))
+            }
             Some(a) => Ok(Some(Zeroizing::new(a))),
             None => Err(Code::ConvErr),
         }
@@ -171,14 +178,53 @@ fn fake(rhost: Option<&str>, answers: &[&[u8]]) -> Fake {
     }
 }
 
+/// The digits of the first run of 6 to 8 digits in a message.
+fn sent_code(message: &str) -> String {
+    message
+        .split(|c: char| !c.is_ascii_digit())
+        .find(|w| (6..=8).contains(&w.len()))
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// Delivers into `Fake::sent` (or fails, or takes `delay` of fake time).
+struct FakeSender {
+    sent: Rc<std::cell::RefCell<Vec<String>>>,
+    argv: Rc<std::cell::RefCell<Vec<Vec<String>>>>,
+    fail: bool,
+}
+
+impl Sender for FakeSender {
+    fn send(&self, message: &Message) -> Outcome {
+        self.argv.borrow_mut().push(message.argv.clone());
+        if self.fail {
+            return Outcome::Failed("exited with status 75: relay down".into());
+        }
+        let text = String::from_utf8(message.stdin.to_vec()).unwrap();
+        self.sent.borrow_mut().push(text);
+        Outcome::Sent(Duration::from_millis(3))
+    }
+}
+
 /// Runs the flow; returns the code and the log lines.
 fn run_at(now: Option<u64>, h: &mut Fake, args: &Args) -> (Code, Vec<String>) {
+    run_sending(now, h, args, false)
+}
+
+fn run_sending(now: Option<u64>, h: &mut Fake, args: &Args, fail: bool) -> (Code, Vec<String>) {
     let clock = FakeClock {
         now,
         mono: h.mono.clone(),
     };
+    let sender = FakeSender {
+        sent: h.sent.clone(),
+        argv: Rc::default(),
+        fail,
+    };
     let mut log = Memory::default();
-    let code = guarded(&mut log, |log| authenticate(h, &clock, log, args, false));
+    let code = guarded(&mut log, |log| {
+        authenticate_with(h, &clock, log, args, false, &sender)
+    });
     (code, log.lines.into_iter().map(|(_, l)| l).collect())
 }
 
@@ -611,4 +657,222 @@ fn one_remembered_day_is_said_in_the_singular() {
             "info: This host is trusted for 1 day.",
         ]
     );
+}
+
+// ------------------------------------------------------------ sent codes
+
+const CHANNELS: &str = "[channels.email]\ncommand = [\"/usr/sbin/sendmail\", \"-t\", \"-i\"]\n\
+[channels.sms]\ncommand = [\"/usr/local/bin/sms\", \"{to}\"]\n";
+
+fn email_record() -> UserRecord {
+    let mut r = UserRecord::new_channels_only();
+    r.set_destination(Kind::Email, Some("alice@example.org".into()));
+    r
+}
+
+#[test]
+fn enter_sends_a_code_by_email_and_that_code_logs_in_once() {
+    if !can_run() {
+        return;
+    }
+    let s = Setup::new(CHANNELS);
+    s.enroll(&email_record());
+    let mut h = fake(Some("203.0.113.7"), &[b"", b"<sent>"]);
+    let (rc, log) = run(&mut h, &s.args(&[]));
+    assert_eq!(rc, Code::Success, "{log:?} {:?}", h.transcript);
+    assert_eq!(
+        h.transcript,
+        [
+            "prompt(echo=false): Verification code (Enter: send a code by email): ",
+            "info: A code was sent by email to a***@example.org; it is valid for 10 minutes.",
+            "prompt(echo=false): Verification code (Enter: send a code by email): ",
+        ]
+    );
+    let message = h.sent.borrow()[0].clone();
+    assert!(message.starts_with("To: alice@example.org\n"), "{message}");
+    let code = sent_code(&message);
+    assert!(log[0].contains("method=email outcome=sent"), "{log:?}");
+    assert!(log[1].contains("method=email outcome=success"), "{log:?}");
+    assert!(log.iter().all(|l| !l.contains(&code)), "code in the log");
+    assert!(s.record().sent_codes.is_empty(), "used up");
+    // The same code again is wrong.
+    let mut again = fake(Some("203.0.113.7"), &[code.as_bytes()]);
+    again.answers.extend([b"1".to_vec(), b"x".to_vec()]);
+    let (rc, _) = run(&mut again, &s.args(&["max_attempts=1"]));
+    assert_eq!(rc, Code::AuthErr);
+}
+
+#[test]
+fn with_two_channels_a_numbered_menu_tries_another_way() {
+    if !can_run() {
+        return;
+    }
+    let s = Setup::new(CHANNELS);
+    let mut r = email_record();
+    r.set_destination(Kind::Sms, Some("+441632960961".into()));
+    s.enroll(&r);
+    let mut h = fake(Some("203.0.113.7"), &[b"2", b"<sent>"]);
+    let (rc, log) = run(&mut h, &s.args(&[]));
+    assert_eq!(rc, Code::Success, "{log:?}");
+    assert_eq!(
+        h.transcript[0],
+        "prompt(echo=false): Verification code (Enter: send by email, 2: send by SMS): "
+    );
+    assert!(
+        h.transcript[1].contains("by SMS to +44*******961"),
+        "{:?}",
+        h.transcript
+    );
+    assert!(
+        !h.sent.borrow()[0].starts_with("To:"),
+        "an SMS has no headers"
+    );
+    assert!(log[1].contains("method=sms outcome=success"), "{log:?}");
+}
+
+#[test]
+fn a_sent_code_is_refused_after_its_lifetime() {
+    if !can_run() {
+        return;
+    }
+    let s = Setup::new(&format!(
+        "prompt_timeout = 3600\n[channels]\nverification_time = 3600\n{}",
+        CHANNELS.replace(
+            "[channels.email]\n",
+            "[channels.email]\ncode_lifetime = 10\n"
+        )
+    ));
+    s.enroll(&email_record());
+    let mut h = fake(None, &[b"", b"<sent>"]);
+    h.think = Duration::from_secs(601);
+    let (rc, log) = run(&mut h, &s.args(&["max_attempts=1"]));
+    assert_eq!(rc, Code::AuthErr, "{log:?}");
+    assert!(
+        h.transcript
+            .last()
+            .unwrap()
+            .contains("That code has expired"),
+        "{:?}",
+        h.transcript
+    );
+    assert!(log.last().unwrap().contains("sent code expired"), "{log:?}");
+    assert_eq!(s.record().state.failures, 1, "counts as a wrong code");
+}
+
+#[test]
+fn sends_beyond_the_hourly_limit_are_refused_and_use_up_prompts() {
+    if !can_run() {
+        return;
+    }
+    let s = Setup::new(&CHANNELS.replace(
+        "[channels.email]\n",
+        "[channels.email]\nmax_sends_per_hour = 2\n",
+    ));
+    s.enroll(&email_record());
+    let mut h = fake(None, &[b"", b"", b"", b"", b"", b""]);
+    let (rc, log) = run(&mut h, &s.args(&[]));
+    assert_eq!(rc, Code::AuthErr);
+    assert_eq!(h.sent.borrow().len(), 2);
+    let limited = log
+        .iter()
+        .filter(|l| l.contains("outcome=rate-limited"))
+        .count();
+    assert_eq!(limited, 3, "{log:?}");
+    assert!(
+        h.transcript
+            .iter()
+            .any(|t| t.contains("Too many codes were sent by email"))
+    );
+    assert_eq!(s.record().sends.len(), 2);
+    assert_eq!(
+        s.record().state.failures,
+        0,
+        "a refused send is not a wrong code"
+    );
+}
+
+#[test]
+fn wrong_codes_after_a_send_count_toward_the_lockout() {
+    if !can_run() {
+        return;
+    }
+    let s = Setup::new(&format!("lockout_after = 2\n{CHANNELS}"));
+    s.enroll(&email_record());
+    let mut h = fake(None, &[b"", b"000000", b"111111"]);
+    let (rc, log) = run(&mut h, &s.args(&[]));
+    assert_eq!(rc, Code::AuthErr);
+    assert!(log.last().unwrap().contains("locked out until"), "{log:?}");
+    assert!(s.record().locked_until(NOW).is_some());
+}
+
+#[test]
+fn a_failed_send_is_logged_and_the_prompt_comes_back() {
+    if !can_run() {
+        return;
+    }
+    let s = Setup::new(CHANNELS);
+    s.enroll(&email_record());
+    let mut h = fake(None, &[b"", b"123456", b"234567", b"345678"]);
+    let (rc, log) = run_sending(Some(NOW), &mut h, &s.args(&[]), true);
+    assert_eq!(rc, Code::AuthErr);
+    assert!(
+        log[0].contains("outcome=send-failed") && log[0].contains("relay down"),
+        "{log:?}"
+    );
+    assert!(h.transcript[1].starts_with("error: The code could not be sent by email"));
+    assert_eq!(
+        h.transcript
+            .iter()
+            .filter(|t| t.starts_with("prompt"))
+            .count(),
+        4
+    );
+}
+
+#[test]
+fn the_whole_verification_is_bounded_by_verification_time() {
+    if !can_run() {
+        return;
+    }
+    let s = Setup::new(&format!("[channels]\nverification_time = 30\n{}", CHANNELS));
+    s.enroll(&email_record());
+    let mut h = fake(None, &[b"", b"<sent>"]);
+    h.think = Duration::from_secs(20);
+    let (rc, log) = run(&mut h, &s.args(&[]));
+    assert_eq!(rc, Code::AuthErr);
+    assert!(
+        log.last()
+            .unwrap()
+            .contains("channels.verification_time 30 s"),
+        "{log:?}"
+    );
+}
+
+#[test]
+fn without_channels_configured_nothing_changes_for_app_users() {
+    if !can_run() {
+        return;
+    }
+    let s = Setup::new("");
+    let mut r = totp_record();
+    r.set_destination(Kind::Email, Some("alice@example.org".into()));
+    s.enroll(&r);
+    let mut h = fake(None, &[b"", &code_at(NOW)]);
+    let (rc, _) = run(&mut h, &s.args(&[]));
+    assert_eq!(rc, Code::Success);
+    assert_eq!(h.transcript[0], "prompt(echo=false): Verification code: ");
+    assert!(h.sent.borrow().is_empty());
+}
+
+#[test]
+fn a_user_with_only_an_unconfigured_channel_is_denied_with_a_reason() {
+    if !can_run() {
+        return;
+    }
+    let s = Setup::new("");
+    s.enroll(&email_record());
+    let mut h = fake(None, &[]);
+    let (rc, log) = run(&mut h, &s.args(&[]));
+    assert_eq!(rc, Code::AuthErr);
+    assert!(log[0].contains("no usable method"), "{log:?}");
 }
