@@ -11,7 +11,9 @@ TEST_PKGS=(pamtester libpam-wrapper libnss-wrapper oathtool expect libpam-google
            # the package test runs lintian and reads the RPM with rpm.
            libwrap0 lintian dpkg-dev rpm
            # the CLI's tests: local-time display and the man pages' roff.
-           tzdata groff-base)
+           tzdata groff-base
+           # codes by email: msmtp is the sendmail command of the channel tests.
+           msmtp)
 
 # cargo-deny (bans, licenses, sources of the module's dependency tree; the
 # hardening suite runs it offline). Built from crates.io, pinned; about two

@@ -385,6 +385,13 @@ impl SshLogin<'_> {
         self.trust = Some(answer.into());
         self
     }
+    /// The answer to the next `Verification code` prompt is the contents
+    /// of `path`, waited for (up to 30 s) when the prompt comes: a code
+    /// sent by email during the login.
+    pub fn code_from_file(mut self, path: &std::path::Path) -> Self {
+        self.codes.push(format!("@file:{}", path.display()));
+        self
+    }
     /// Offer the client key first (`publickey`), then keyboard-interactive.
     pub fn with_key(mut self) -> Self {
         self.key = true;
@@ -421,7 +428,14 @@ case "$1" in
     n=$(grep -c 'Verification code' "$d/prompts")
     f="$d/code.$((n - 1))"
     [ -e "$f" ] || f=$(ls "$d"/code.* 2>/dev/null | sort -t. -k2 -n | tail -n1)
-    [ -n "$f" ] && exec cat "$f" ;;
+    [ -n "$f" ] || exit 1
+    # "@file:PATH": answer with PATH once it exists (a code sent meanwhile).
+    case $(head -c 6 "$f") in
+      @file:) p=$(sed 's/^@file://' "$f"); i=0
+              while [ ! -s "$p" ] && [ $i -lt 300 ]; do sleep 0.1; i=$((i + 1)); done
+              exec cat "$p" ;;
+    esac
+    exec cat "$f" ;;
   *'Trust this host'*) [ -e "$d/trust" ] && exec cat "$d/trust" ;;
   *[Pp]assword*) [ -e "$d/password" ] && exec cat "$d/password" ;;
 esac

@@ -1,0 +1,430 @@
+//! Codes by email and SMS end to end (issue #8), through the real module:
+//! email through Debian's msmtp (the sendmail interface) to a real SMTP
+//! server on 127.0.0.1, read back by the test, typed into pamtester and into
+//! the real OpenSSH client against a real sshd; SMS through a command the
+//! test provides. The commands run as `nobody` (run_as) with a cleared
+//! environment, as the module runs them inside a root process.
+#![forbid(unsafe_code)]
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use otpgate_config::UserRecord;
+use otpgate_config::channel::Kind;
+use otpgate_tests::channels::*;
+use otpgate_tests::sshd::*;
+use otpgate_tests::*;
+
+const SMS: &str = "+441632960961";
+const EMAIL: &str = "alice@example.test";
+
+/// `[channels.sms]` with the outbox's command and `extra` keys.
+fn sms_config(outbox: &Outbox, extra: &str) -> String {
+    format!(
+        "[channels.sms]\ncommand = [\"{}\", \"{{to}}\"]\nrun_as = \"nobody\"\n{extra}\n",
+        outbox.sms_command().display()
+    )
+}
+
+fn sms_record() -> UserRecord {
+    let mut r = UserRecord::new_channels_only();
+    r.set_destination(Kind::Sms, Some(SMS.into()));
+    r
+}
+
+fn email_config(smtp: &Smtp, outbox: &Outbox) -> String {
+    format!(
+        "[channels.email]\ncommand = [\"/usr/bin/msmtp\", \"-C\", \"{}\", \"-t\", \"-i\"]\n\
+         run_as = \"nobody\"\nfrom = \"otpgate@gate.test\"\n",
+        smtp.msmtp_config(outbox).display()
+    )
+}
+
+fn email_record() -> UserRecord {
+    let mut r = UserRecord::new_channels_only();
+    r.set_destination(Kind::Email, Some(EMAIL.into()));
+    r
+}
+
+// --- email: msmtp and a real SMTP server ------------------------------------
+
+#[test]
+fn email_code_through_msmtp_and_smtp_logs_in_with_pamtester() {
+    need!(require_tool("pamtester", "pamtester"));
+    need!(require_tool("msmtp", "msmtp"));
+    let outbox = Outbox::new();
+    let smtp = Smtp::start(None);
+    let h = need!(Harness::new(&email_config(&smtp, &outbox)));
+    h.otp_service("");
+    h.write_record("root", &email_record());
+
+    let mut p = Pamtester::start(&h.path("pam.d"), SERVICE, "root", "198.51.100.7");
+    let enter = Instant::now();
+    p.line("");
+    let (arrived, message) = smtp
+        .next(Duration::from_secs(20))
+        .expect("no mail arrived at the SMTP server");
+    let took = arrived - enter;
+    println!(
+        "FIGURE channels.email_delivery: Enter to delivered mail on loopback (msmtp, SMTP): {} ms",
+        took.as_millis()
+    );
+    assert!(message.contains("To: alice@example.test"), "{message}");
+    assert!(message.contains("From: otpgate@gate.test"), "{message}");
+    assert!(
+        message.contains("Subject: Verification code for "),
+        "{message}"
+    );
+    let code = code_in(&message);
+    p.line(&code);
+    let (ok, out) = p.finish();
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("Verification code (Enter: send a code by email): "),
+        "{out}"
+    );
+    assert!(
+        out.contains("A code was sent by email to a***@example.test"),
+        "{out}"
+    );
+    let log = h.log();
+    assert!(
+        log.iter()
+            .any(|l| l.contains("method=email outcome=sent") && l.contains("command exited 0")),
+        "{log:#?}"
+    );
+    assert!(
+        log.iter()
+            .any(|l| l.contains("method=email outcome=success")),
+        "{log:#?}"
+    );
+    assert!(
+        log.iter().all(|l| !l.contains(&code)),
+        "the code was logged"
+    );
+    assert!(h.record("root").sent_codes.is_empty());
+}
+
+#[test]
+fn ssh_login_with_a_code_sent_by_email() {
+    need!(require_tool("msmtp", "msmtp"));
+    let outbox = Outbox::new();
+    let code_file = outbox.path("code");
+    let smtp = Smtp::start(Some(code_file.clone()));
+    let h = need!(Harness::new(&email_config(&smtp, &outbox)));
+    let auth = vec![password_line(&h), h.module_line("required", "")];
+    let sshd = need!(Sshd::start(
+        &h,
+        &SshdSetup::new("keyboard-interactive", auth)
+    ));
+    h.write_record("root", &email_record());
+    let run = sshd.ssh("root").code("").code_from_file(&code_file).run();
+    run.assert_logged_in();
+    assert!(
+        run.prompted("Verification code (Enter: send a code by email): "),
+        "{run:#?}"
+    );
+    assert!(run.shown("A code was sent by email"), "{run:#?}");
+    let log = h.log();
+    assert!(
+        log.iter().any(|l| l.contains("service=sshd-otp-test")
+            && l.contains("method=email")
+            && l.contains("outcome=success")),
+        "{log:#?}"
+    );
+}
+
+// --- SMS through a command the test provides --------------------------------
+
+#[test]
+fn sms_enrollment_through_the_cli_then_login_with_a_sent_code() {
+    need!(require_tool("pamtester", "pamtester"));
+    let outbox = Outbox::new();
+    let h = need!(Harness::new(&sms_config(&outbox, "")));
+    h.otp_service("");
+
+    // Enrollment: nothing is saved until the code comes back.
+    let mut cli = Command::new(otpgate_cli())
+        .args(["--config"])
+        .arg(h.config_path())
+        .args(["enroll", "sms", "+44 1632 960961"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("otpgate enroll sms");
+    let message = outbox
+        .wait_message(1, Duration::from_secs(10))
+        .expect("no SMS at enrollment");
+    assert!(message.contains(&format!("to={SMS}\n")), "{message}");
+    assert!(
+        !h.user_file("root").exists(),
+        "saved before the code came back"
+    );
+    let code = code_in(&message);
+    cli.stdin
+        .as_mut()
+        .unwrap()
+        .write_all(format!("{code}\n").as_bytes())
+        .unwrap();
+    let out = cli.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(h.record("root").destination(Kind::Sms), Some(SMS));
+
+    // Status shows the method.
+    let status = Command::new(otpgate_cli())
+        .arg("--config")
+        .arg(h.config_path())
+        .args(["status", "--json"])
+        .output()
+        .unwrap();
+    let json = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        json.contains("\"methods\":[\"sms\"]") && json.contains(SMS),
+        "{json}"
+    );
+
+    // Login: Enter sends, the code logs in.
+    let mut p = Pamtester::start(&h.path("pam.d"), SERVICE, "root", "198.51.100.7");
+    p.line("");
+    let message = outbox
+        .wait_message(2, Duration::from_secs(10))
+        .expect("no SMS at login");
+    p.line(&code_in(&message));
+    let (ok, text) = p.finish();
+    assert!(ok, "{text}");
+    assert!(
+        text.contains("A code was sent by SMS to +44*******961"),
+        "{text}"
+    );
+}
+
+#[test]
+fn the_command_runs_as_run_as_never_root_with_a_cleared_environment() {
+    need!(require_tool("pamtester", "pamtester"));
+    let outbox = Outbox::new();
+    let h = need!(Harness::new(&sms_config(&outbox, "")));
+    h.otp_service("");
+    h.write_record("root", &sms_record());
+    let mut p = Pamtester::start(&h.path("pam.d"), SERVICE, "root", "198.51.100.7");
+    p.line("");
+    let message = outbox
+        .wait_message(1, Duration::from_secs(10))
+        .expect("no SMS");
+    p.line("000000");
+    let _ = p.finish();
+    assert!(message.contains("uid=65534 groups=65534\n"), "{message}");
+    let env: Vec<&str> = message
+        .split_once("env:\n")
+        .unwrap()
+        .1
+        .split_once("message:\n")
+        .unwrap()
+        .0
+        .lines()
+        .collect();
+    // PATH is set; PWD is the shell's own (the working directory is /).
+    for line in &env {
+        assert!(
+            line.starts_with("PATH=") || *line == "PWD=/",
+            "inherited environment: {line}\n{message}"
+        );
+    }
+    assert!(!message.contains("OTPGATE_TEST_MARKER"));
+    assert!(!message.contains("LD_PRELOAD"));
+}
+
+#[test]
+fn an_expired_sent_code_is_refused_through_the_module() {
+    let outbox = Outbox::new();
+    let h = need!(Harness::new(&format!(
+        "max_attempts = 1\n{}",
+        sms_config(&outbox, "")
+    )));
+    h.otp_service("");
+    let mut r = sms_record();
+    let code = r.new_sent_code(Kind::Sms, 6, now() - 700, 600).unwrap();
+    h.write_record("root", &r);
+    let run = h.login().answer(code.as_str()).run();
+    run.assert("PAM_AUTH_ERR");
+    assert!(
+        run.messages()
+            .iter()
+            .any(|m| m.starts_with("That code has expired")),
+        "{run:#?}"
+    );
+    assert_eq!(h.record("root").state.failures, 1);
+    assert!(h.record("root").sent_codes.is_empty(), "pruned");
+}
+
+#[test]
+fn sends_beyond_the_hourly_limit_are_refused_through_the_module() {
+    let outbox = Outbox::new();
+    let h = need!(Harness::new(&format!(
+        "max_attempts = 2\n{}",
+        sms_config(&outbox, "max_sends_per_hour = 1")
+    )));
+    h.otp_service("");
+    h.write_record("root", &sms_record());
+    let run = h.login().answer("").answer("").answer("000000").run();
+    run.assert("PAM_AUTH_ERR");
+    assert_eq!(outbox.messages().len(), 1);
+    assert!(
+        run.messages()
+            .iter()
+            .any(|m| m.starts_with("Too many codes were sent by SMS")),
+        "{run:#?}"
+    );
+    // A later login is refused a send too.
+    let again = h.login().answer("").run();
+    assert_eq!(outbox.messages().len(), 1, "{again:#?}");
+    assert!(
+        h.log()
+            .iter()
+            .any(|l| l.contains("method=sms outcome=rate-limited"))
+    );
+}
+
+#[test]
+fn wrong_codes_after_a_send_count_toward_the_lockout() {
+    let outbox = Outbox::new();
+    let h = need!(Harness::new(&format!(
+        "lockout_after = 2\n{}",
+        sms_config(&outbox, "")
+    )));
+    h.otp_service("");
+    h.write_record("root", &sms_record());
+    let run = h.login().answer("").answer("000000").answer("000001").run();
+    run.assert("PAM_AUTH_ERR");
+    let message = outbox.messages().pop().expect("sent");
+    assert!(h.record("root").locked_until(now()).is_some());
+    // Locked: even the right code is refused now.
+    let run = h.login().answer(code_in(&message).as_str()).run();
+    run.assert("PAM_AUTH_ERR");
+    assert!(run.prompts().is_empty(), "{run:#?}");
+}
+
+#[test]
+fn a_hanging_command_is_killed_at_the_timeout_and_the_login_denied_in_time() {
+    let outbox = Outbox::new();
+    let hang = outbox.script("hang", "sleep 60");
+    let h = need!(Harness::new(&format!(
+        "max_attempts = 1\n[channels.sms]\ncommand = [\"{}\"]\ntimeout = 2\n",
+        hang.display()
+    )));
+    h.otp_service("");
+    h.write_record("root", &sms_record());
+    let start = Instant::now();
+    let run = h.login().answer("").answer("123456").run();
+    let took = start.elapsed();
+    run.assert("PAM_AUTH_ERR");
+    println!(
+        "FIGURE channels.hanging_command: login with a hanging SMS command denied after {} ms (timeout 2 s)",
+        took.as_millis()
+    );
+    assert!(
+        took >= Duration::from_secs(2) && took < Duration::from_secs(5),
+        "{took:?}"
+    );
+    assert!(
+        run.messages()
+            .iter()
+            .any(|m| m.starts_with("The code could not be sent by SMS")),
+        "{run:#?}"
+    );
+    let log = h.log();
+    assert!(
+        log.iter()
+            .any(|l| l.contains("outcome=send-failed") && l.contains("timed out after 2 s")),
+        "{log:#?}"
+    );
+    // The whole process group is gone.
+    let ps = Command::new("pgrep")
+        .args(["-f", &hang.display().to_string()])
+        .output();
+    if let Ok(ps) = ps {
+        assert!(ps.stdout.is_empty(), "still running: {ps:?}");
+    }
+}
+
+#[test]
+fn an_address_with_a_header_injection_is_refused_and_nothing_is_sent() {
+    let outbox = Outbox::new();
+    let h = need!(Harness::new(&sms_config(&outbox, "")));
+    // Email configured with a command that would record any send.
+    let cfg = format!(
+        "{}\n[channels.email]\ncommand = [\"{}\"]\n",
+        sms_config(&outbox, ""),
+        outbox.sms_command().display()
+    );
+    h.write_config(&cfg);
+    for bad in [
+        "alice@example.test\nBcc: victim@example.test",
+        "alice@example.test\r\nSubject: free money",
+        "alice@example.test, victim@example.test",
+        "-oQ/tmp/x@example.test",
+    ] {
+        let out = Command::new(otpgate_cli())
+            .arg("--config")
+            .arg(h.config_path())
+            .args(["enroll", "email", "--", bad])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{bad:?} accepted");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("is not an email address"), "{err}");
+    }
+    assert!(outbox.messages().is_empty());
+    assert!(!h.user_file("root").exists());
+}
+
+#[test]
+fn check_reports_a_missing_command_and_an_unknown_run_as_user() {
+    let h = need!(Harness::new(
+        "[channels.email]\ncommand = [\"/nonexistent/sendmail\", \"-t\"]\n\
+         [channels.sms]\ncommand = [\"/bin/true\"]\nrun_as = \"no-such-user-otpgate\"\n"
+    ));
+    h.otp_service("");
+    let out = Command::new(otpgate_cli())
+        .arg("--config")
+        .arg(h.config_path())
+        .args(["check", "--pam-dir"])
+        .arg(h.path("pam.d"))
+        .args(["--sshd-config", "/nonexistent"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(8), "{text}");
+    assert!(
+        text.contains("[channels.email]: command /nonexistent/sendmail"),
+        "{text}"
+    );
+    assert!(
+        text.contains("[channels.sms]: run_as user no-such-user-otpgate"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_config_with_an_unknown_placeholder_denies_the_login() {
+    let h = need!(Harness::new(
+        "[channels.sms]\ncommand = [\"/bin/true\"]\ntemplate = \"{code} {password}\"\n"
+    ));
+    h.otp_service("");
+    h.write_record("root", &sms_record());
+    let run = h.login().answer("").run();
+    run.assert("PAM_SERVICE_ERR");
+    let log = h.log();
+    assert!(
+        log.iter()
+            .any(|l| l.contains("channels.sms.template") && l.contains("{password}")),
+        "{log:#?}"
+    );
+}
