@@ -114,7 +114,7 @@ check "the profile adds 'required pam_otpgate.so' as an Additional auth module" 
 check "/etc/otpgate/config.toml is packaging/config.toml" \
     cmp -s "$root/etc/otpgate/config.toml" packaging/config.toml
 check "every key of the packaged config is commented out (defaults hold)" \
-    test -z "$(grep -vE '^\s*(#|$|\[policy\]$)' "$root/etc/otpgate/config.toml")"
+    test -z "$(grep -vE '^\s*(#|$|\[(policy|channels)\]$)' "$root/etc/otpgate/config.toml")"
 check "/etc/pam.d/otpgate checks the password without pam_otpgate.so" \
     bash -c 'grep -q "^@include common-auth" "$1" && ! grep -v "^#" "$1" | grep -q pam_otpgate' _ "$root/etc/pam.d/otpgate"
 check "the module exports pam_sm_authenticate" \
