@@ -224,9 +224,10 @@ fn user_file() -> impl Strategy<Value = String> {
         proptest::collection::vec(backup_entry(), 0..6),
         (int_edge(), int_edge(), int_edge()),
         proptest::collection::vec(("[0-9a-f.:]{0,20}", int_edge()), 0..3),
+        channel_tables(),
     )
         .prop_map(
-            |(version, totp, secret, alg, digits, period, window, codes, state, hosts)| {
+            |(version, totp, secret, alg, digits, period, window, codes, state, hosts, channels)| {
                 let mut t = format!("version = {version}\n");
                 if totp {
                     t += &format!(
@@ -252,6 +253,7 @@ fn user_file() -> impl Strategy<Value = String> {
                 for (host, until) in hosts {
                     t += &format!("[[trusted_host]]\nhost = \"{host}\"\nuntil = {until}\n");
                 }
+                t += &channels;
                 t
             },
         )
@@ -289,6 +291,47 @@ fn ga_file() -> impl Strategy<Value = String> {
             for c in codes {
                 t += &c;
                 t.push('\n');
+            }
+            t
+        })
+}
+
+/// The user file's channel tables: `[email]`, `[sms]`, `[[sent_code]]`,
+/// `[[send]]`, with plausible, hostile (header injection) and junk values.
+fn channel_tables() -> impl Strategy<Value = String> {
+    let address = prop_oneof![
+        Just("alice@example.org".to_string()),
+        Just("alice@example.org\\nBcc: eve@evil.example".to_string()),
+        Just("-oQ/tmp@x".to_string()),
+        "[a-z@.<>,\" -]{0,30}",
+    ];
+    let number = prop_oneof![
+        Just("+441632960961".to_string()),
+        Just("+1".to_string()),
+        "[+0-9 ()-]{0,20}",
+    ];
+    let kind = prop_oneof![Just("email"), Just("sms"), Just("fax")];
+    (
+        proptest::option::of(address),
+        proptest::option::of(number),
+        proptest::collection::vec((kind.clone(), backup_entry(), int_edge()), 0..3),
+        proptest::collection::vec((kind, int_edge()), 0..3),
+    )
+        .prop_map(|(address, number, sent, sends)| {
+            let mut t = String::new();
+            if let Some(a) = address {
+                t += &format!("[email]\naddress = \"{a}\"\n");
+            }
+            if let Some(n) = number {
+                t += &format!("[sms]\nnumber = \"{n}\"\n");
+            }
+            for (channel, code, expires) in sent {
+                t += &format!(
+                    "[[sent_code]]\nchannel = \"{channel}\"\ncode = \"{code}\"\nexpires = {expires}\n"
+                );
+            }
+            for (channel, at) in sends {
+                t += &format!("[[send]]\nchannel = \"{channel}\"\nat = {at}\n");
             }
             t
         })
