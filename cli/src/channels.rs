@@ -179,10 +179,7 @@ pub fn enroll(ctx: &mut Context, channel: &EnrollChannel) -> Result<()> {
         Ok(false)
     })?;
     if raced {
-        return Err(CliError::Failed(format!(
-            "{}: changed by another process while enrolling; nothing was saved",
-            ctx.file.path().display()
-        )));
+        return Err(CliError::enrollment_raced(ctx.file.path()));
     }
     if ctx.json {
         return output::print_json(&EnrolledJson {

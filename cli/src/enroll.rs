@@ -284,10 +284,7 @@ pub fn save(ctx: &Context, replacing: bool, mut record: UserRecord) -> Result<()
         Ok(false)
     })?;
     if raced {
-        return Err(CliError::Failed(format!(
-            "{}: changed by another process while enrolling; nothing was saved",
-            ctx.file.path().display()
-        )));
+        return Err(CliError::enrollment_raced(ctx.file.path()));
     }
     Ok(())
 }

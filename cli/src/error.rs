@@ -25,6 +25,15 @@ pub enum CliError {
 }
 
 impl CliError {
+    /// Another process enrolled or removed the enrollment while this one
+    /// was asking for codes: nothing is saved over it.
+    pub fn enrollment_raced(path: &std::path::Path) -> Self {
+        CliError::Failed(format!(
+            "{}: changed by another process while enrolling; nothing was saved",
+            path.display()
+        ))
+    }
+
     /// The process exit status for this error.
     pub fn exit_code(&self) -> u8 {
         match self {
