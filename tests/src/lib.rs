@@ -11,10 +11,11 @@
 //! `SKIP: <why>` and returns, or fails when `CI=true`.
 #![forbid(unsafe_code)]
 
+use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -307,6 +308,15 @@ pub struct FakeUser {
 /// Where Debian's libnss-wrapper puts the library.
 const NSS_WRAPPER: &str = "/usr/lib/x86_64-linux-gnu/libnss_wrapper.so";
 
+/// Everything a process printed, stdout then stderr.
+pub fn printed(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
 impl Harness {
     /// A harness whose system config is `user_file` (central, in the temp
     /// dir) plus `config`; `None` (after SKIP) when root, the driver or
@@ -381,6 +391,27 @@ impl Harness {
     /// Replaces the system config with exactly `text` (mode 0600).
     pub fn write_config_raw(&self, text: &str) {
         write_private(&self.config_path(), text.as_bytes());
+    }
+
+    /// Runs `cmd` under pam_wrapper, so that PAM reads this harness's
+    /// services (`pam.d/`) instead of /etc/pam.d, typing `stdin` into it.
+    pub fn run_wrapped(&self, cmd: &mut Command, stdin: &str) -> Output {
+        let mut child = cmd
+            .env("LD_PRELOAD", "libpam_wrapper.so")
+            .env("PAM_WRAPPER", "1")
+            .env("PAM_WRAPPER_SERVICE_DIR", self.path("pam.d"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn under pam_wrapper");
+        // A program that exits before reading everything is not an error.
+        let _ = child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(stdin.as_bytes());
+        child.wait_with_output().expect("wait under pam_wrapper")
     }
 
     /// A path inside the temp dir.

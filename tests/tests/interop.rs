@@ -4,8 +4,7 @@
 //! `/dev/console` without a syslog daemon.
 #![forbid(unsafe_code)]
 
-use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use otpgate_tests::*;
 
@@ -91,29 +90,13 @@ fn dlopen_finds_the_entry_points_and_nothing_of_rust() {
 
 /// Runs pamtester on `service` for root with `stdin`, under pam_wrapper.
 fn pamtester(h: &Harness, service: &str, rhost: &str, stdin: &str) -> (bool, String) {
-    let mut child = Command::new("pamtester")
-        .args(["-v", "-I", &format!("rhost={rhost}"), service, "root"])
-        .arg("authenticate")
-        .env("LD_PRELOAD", "libpam_wrapper.so")
-        .env("PAM_WRAPPER", "1")
-        .env("PAM_WRAPPER_SERVICE_DIR", h.path("pam.d"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("pamtester");
-    let _ = child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(stdin.as_bytes());
-    let out = child.wait_with_output().expect("pamtester output");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    let out = h.run_wrapped(
+        Command::new("pamtester")
+            .args(["-v", "-I", &format!("rhost={rhost}"), service, "root"])
+            .arg("authenticate"),
+        stdin,
     );
-    (out.status.success(), text)
+    (out.status.success(), printed(&out))
 }
 
 /// A harness with the DESIGN.md recipe: pam_matrix (password from a file)

@@ -5,8 +5,7 @@
 //! Codes come from oathtool; passwords are checked by pam_matrix.
 #![forbid(unsafe_code)]
 
-use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use otpgate_tests::sshd::*;
 use otpgate_tests::*;
@@ -329,28 +328,11 @@ fn ssh_lockout_is_shown_to_the_user_and_refuses_even_the_right_code() {
 /// pamtester on `service` for `user` with a tty and no remote host, under
 /// pam_wrapper; answers from stdin.
 fn pamtester_console(h: &Harness, service: &str, user: &str, stdin: &str) -> (bool, String) {
-    let mut child = Command::new("pamtester")
-        .args(["-v", "-I", "tty=tty1", service, user, "authenticate"])
-        .env("LD_PRELOAD", "libpam_wrapper.so")
-        .env("PAM_WRAPPER", "1")
-        .env("PAM_WRAPPER_SERVICE_DIR", h.path("pam.d"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("pamtester");
-    let _ = child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(stdin.as_bytes());
-    let out = child.wait_with_output().expect("pamtester output");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    let out = h.run_wrapped(
+        Command::new("pamtester").args(["-v", "-I", "tty=tty1", service, user, "authenticate"]),
+        stdin,
     );
-    (out.status.success(), text)
+    (out.status.success(), printed(&out))
 }
 
 /// A `login`-like service: password (pam_matrix), then our module.
@@ -440,23 +422,12 @@ fn su_login_to_the_test_user_asks_password_then_code() {
         &totp_record(&secret, otpgate_config::otp::Algorithm::SHA1, 6),
     );
     let su = |answers: String| {
-        let mut child = Command::new("su")
-            .args(["-l", "-s", "/bin/sh", "-c", "echo hello from $(id -un)"])
-            .arg(&user.name)
-            .env("LD_PRELOAD", "libpam_wrapper.so")
-            .env("PAM_WRAPPER", "1")
-            .env("PAM_WRAPPER_SERVICE_DIR", h.path("pam.d"))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("su");
-        let _ = child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(answers.as_bytes());
-        child.wait_with_output().expect("su output")
+        h.run_wrapped(
+            Command::new("su")
+                .args(["-l", "-s", "/bin/sh", "-c", "echo hello from $(id -un)"])
+                .arg(&user.name),
+            &answers,
+        )
     };
     avoid_step_edge();
     let out = su(format!("{PASSWORD}\n{}\n", totp_at(&secret, now())));
