@@ -1,13 +1,13 @@
 //! Sent codes in the CLI: `otpgate enroll email|sms`, `otpgate disable
-//! METHOD`, and sending a code when a current code is asked for.
+//! METHOD`.
 
-use otpgate_config::backup;
-use otpgate_config::channel::{self, Kind, Settings, Vars};
-use otpgate_config::deliver::{self, Outcome};
-use otpgate_config::{Answer, UserRecord};
+use otpgate_config::channel::{self, Kind, Settings};
+use otpgate_config::verification::{CommandSender, Confirmation, PendingCheck, Recipient};
+use otpgate_config::{StoreExt, UserRecord, texts};
 use serde::Serialize;
 
 use crate::cli::{ChannelArgs, EnrollChannel, MethodArg};
+use crate::confirm::SERVICE;
 use crate::context::Context;
 use crate::error::{CliError, Result};
 use crate::manage::{after_removal_warning, report};
@@ -15,47 +15,6 @@ use crate::output;
 
 /// Tries for the code sent at enrollment.
 const CONFIRM_TRIES: u32 = 3;
-
-/// Channels the user can have a code sent by now: configured here and
-/// enrolled by the user, in menu order.
-pub fn offers(ctx: &Context) -> Vec<Kind> {
-    let Ok(Some(record)) = ctx.file.read() else {
-        return Vec::new();
-    };
-    Kind::ALL
-        .into_iter()
-        .filter(|&k| ctx.config.channels.get(k).is_some() && record.destination(k).is_some())
-        .collect()
-}
-
-/// `Current verification code (Enter: send a code by email): `.
-pub fn prompt(base: &str, offers: &[Kind]) -> String {
-    match offers {
-        [] => format!("{base}: "),
-        [kind] => format!("{base} (Enter: send a code by {}): ", kind.display()),
-        [first, rest @ ..] => {
-            let mut menu = format!("Enter: send by {}", first.display());
-            for (i, kind) in rest.iter().enumerate() {
-                menu.push_str(&format!(", {}: send by {}", i + 2, kind.display()));
-            }
-            format!("{base} ({menu}): ")
-        }
-    }
-}
-
-/// The channel an answer picks: empty is the first, `1`, `2`... the menu.
-pub fn menu_choice(offers: &[Kind], text: &str) -> Option<Kind> {
-    if offers.is_empty() {
-        return None;
-    }
-    match text {
-        "" => offers.first().copied(),
-        t if t.len() == 1 => offers
-            .get(usize::from(t.as_bytes()[0].checked_sub(b'1')?))
-            .copied(),
-        _ => None,
-    }
-}
 
 fn settings(ctx: &Context, kind: Kind) -> Result<Settings<'_>> {
     ctx.config.channels.get(kind).ok_or_else(|| {
@@ -65,67 +24,6 @@ fn settings(ctx: &Context, kind: Kind) -> Result<Settings<'_>> {
             kind.as_str()
         ))
     })
-}
-
-/// Runs the channel's command for `code` to `to`.
-fn deliver_code(ctx: &Context, s: &Settings<'_>, to: &str, code: &str) -> Outcome {
-    let host = channel::host_name();
-    let vars = Vars {
-        code,
-        user: &ctx.account.name,
-        host: &host,
-        service: "otpgate",
-        minutes: s.code_lifetime,
-        to,
-    };
-    deliver::send(&deliver::compose(s, to, &vars), &|_| {})
-}
-
-/// Sends a new code to the user's enrolled destination for `kind`, stored
-/// hashed in the user file (rate-limited). `Ok(true)`: a send happened
-/// (delivered or not); `Ok(false)`: refused by the limit.
-pub fn send_to_enrolled(ctx: &Context, kind: Kind) -> Result<bool> {
-    let s = settings(ctx, kind)?;
-    let now = crate::time::now()?;
-    let prepared = ctx.file.update(|slot| {
-        let Some(r) = slot.as_mut() else {
-            return Ok(Err(None));
-        };
-        let Some(to) = r.destination(kind).map(str::to_string) else {
-            return Ok(Err(None));
-        };
-        r.prune_sent(now);
-        if let Err(next) = r.send_allowed(kind, now, s.max_sends_per_hour) {
-            return Ok(Err(Some(next)));
-        }
-        let code = r.new_sent_code(kind, s.code_digits, now, s.lifetime_seconds())?;
-        Ok(Ok((to, code)))
-    })?;
-    let (to, code) = match prepared {
-        Ok(v) => v,
-        Err(None) => return Err(ctx.not_enrolled()),
-        Err(Some(next)) => {
-            eprintln!(
-                "Too many codes were sent by {}; the next can be sent at {}.",
-                kind.display(),
-                crate::time::format_local(next)
-            );
-            return Ok(false);
-        }
-    };
-    match deliver_code(ctx, &s, &to, &code) {
-        Outcome::Sent(_) => eprintln!(
-            "A code was sent by {} to {}; it is valid for {} minutes.",
-            kind.display(),
-            channel::mask(kind, &to),
-            s.code_lifetime
-        ),
-        Outcome::Failed(why) => eprintln!(
-            "The code could not be sent by {} ({why}); try another way.",
-            kind.display()
-        ),
-    }
-    Ok(true)
 }
 
 #[derive(Serialize)]
@@ -152,9 +50,8 @@ pub fn enroll(ctx: &mut Context, channel: &EnrollChannel) -> Result<()> {
     if args.force {
         ctx.require_root("--force")?;
     }
-    let s = settings(ctx, kind)?;
-    let (digits, lifetime, max) = (s.code_digits, s.lifetime_seconds(), s.max_sends_per_hour);
-    let existing = ctx.file.read()?;
+    settings(ctx, kind)?;
+    let existing = ctx.store.read()?;
     if existing.is_some() && !args.force {
         eprintln!(
             "{} is enrolled; a current code is needed to change how codes reach them.",
@@ -166,11 +63,10 @@ pub fn enroll(ctx: &mut Context, channel: &EnrollChannel) -> Result<()> {
         crate::password::confirm(ctx)?;
     }
     if !args.no_confirm {
-        confirm_destination(ctx, kind, &to, digits, lifetime, max)?;
+        confirm_destination(ctx, kind, &to)?;
     }
-    ctx.file.ensure_dir()?;
     let enrolled = existing.is_some();
-    let raced = ctx.file.update(|current| {
+    let raced = ctx.store.update(|current| {
         if current.is_some() != enrolled {
             return Ok(true);
         }
@@ -179,7 +75,7 @@ pub fn enroll(ctx: &mut Context, channel: &EnrollChannel) -> Result<()> {
         Ok(false)
     })?;
     if raced {
-        return Err(CliError::enrollment_raced(ctx.file.path()));
+        return Err(CliError::enrollment_raced(&ctx.store.describe()));
     }
     if ctx.json {
         return output::print_json(&EnrolledJson {
@@ -192,7 +88,7 @@ pub fn enroll(ctx: &mut Context, channel: &EnrollChannel) -> Result<()> {
         "Enrolled {} for codes by {} to {to}; saved to {}.",
         ctx.account.name,
         kind.display(),
-        ctx.file.path().display()
+        ctx.store.describe()
     );
     println!(
         "At login, press Enter at the code prompt to have a code sent. Consider \
@@ -207,78 +103,50 @@ pub fn enroll(ctx: &mut Context, channel: &EnrollChannel) -> Result<()> {
 }
 
 /// Sends one code to `to` and waits for it to come back (3 tries) before
-/// anything is saved. The code is held only hashed; the comparison is the
-/// backup codes' constant-time one.
-fn confirm_destination(
-    ctx: &mut Context,
-    kind: Kind,
-    to: &str,
-    digits: u8,
-    lifetime: u64,
-    max_per_hour: u32,
-) -> Result<()> {
+/// anything is saved. The code is held only hashed, by the verification
+/// service; the comparison is the backup codes' constant-time one.
+fn confirm_destination(ctx: &mut Context, kind: Kind, to: &str) -> Result<()> {
     let now = crate::time::now()?;
-    // An existing enrollment counts this send towards its hourly limit.
-    let limited = ctx.file.update(|slot| {
-        let Some(r) = slot.as_mut() else {
-            return Ok(None);
-        };
-        r.prune_sent(now);
-        if let Err(next) = r.send_allowed(kind, now, max_per_hour) {
-            return Ok(Some(next));
-        }
-        r.note_send(kind, now);
-        Ok(None)
-    })?;
-    if let Some(next) = limited {
-        return Err(CliError::Failed(format!(
-            "too many codes were sent by {}; try again after {}",
-            kind.display(),
-            crate::time::format_local(next)
-        )));
-    }
-    let code = backup::random_code(digits)?;
-    let hashed = vec![backup::hash(&code)?];
-    let s = settings(ctx, kind)?;
-    match deliver_code(ctx, &s, to, &code) {
-        Outcome::Sent(_) => {}
-        Outcome::Failed(why) => {
+    let recipient = Recipient {
+        user: &ctx.account.name,
+        service: SERVICE,
+    };
+    let sent =
+        ctx.verifier()
+            .send_confirmation(kind, to, now, recipient, &CommandSender::default())?;
+    let pending = match sent {
+        Confirmation::Pending(pending) => pending,
+        Confirmation::Failed(why) => {
             return Err(CliError::Failed(format!(
                 "the code could not be sent by {}: {why}; nothing was saved",
                 kind.display()
             )));
         }
-    }
-    drop(code);
-    eprintln!(
-        "A code was sent by {} to {to}; it is valid for {} minutes.",
-        kind.display(),
-        lifetime / 60
-    );
-    let expires = now.saturating_add(lifetime);
-    for attempt in 1..=CONFIRM_TRIES {
+        Confirmation::Limited { next, .. } => {
+            return Err(CliError::Failed(format!(
+                "too many codes were sent by {}; try again after {}",
+                kind.display(),
+                crate::time::format_local(next)
+            )));
+        }
+        Confirmation::NotConfigured => {
+            return Err(settings(ctx, kind)
+                .err()
+                .unwrap_or_else(|| ctx.not_enrolled()));
+        }
+    };
+    eprintln!("{}", texts::code_sent(kind, to, pending.minutes));
+    for left in (0..CONFIRM_TRIES).rev() {
         let answer = ctx
             .input
             .code(&format!("Code from the {}: ", kind.display()))?;
-        let right = answer
-            .as_ref()
-            .is_some_and(|a: &Answer| backup::find(&hashed, a.as_str()).is_some());
-        if right && crate::time::now()? < expires {
-            return Ok(());
-        }
-        let what = if right {
-            "That code has expired."
-        } else {
-            "That code is wrong."
-        };
-        if right {
-            eprintln!("{what}");
-            break;
-        }
-        if attempt < CONFIRM_TRIES {
-            eprintln!("{what} Try again.");
-        } else {
-            eprintln!("{what}");
+        match pending.check(answer.as_ref(), crate::time::now()?) {
+            PendingCheck::Right => return Ok(()),
+            PendingCheck::Expired => {
+                eprintln!("{}", texts::expired_code(0));
+                break;
+            }
+            PendingCheck::Wrong => eprintln!("{}", texts::wrong_code(left)),
         }
     }
     Err(CliError::CodeRefused(format!(
@@ -308,7 +176,7 @@ pub fn disable_method(ctx: &mut Context, method: MethodArg, force: bool) -> Resu
         )));
     }
     ctx.confirm_current_code(force)?;
-    let removed_all = ctx.file.update(|slot| {
+    let removed_all = ctx.store.update(|slot| {
         let Some(r) = slot.as_mut() else {
             return Ok(None);
         };

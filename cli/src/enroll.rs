@@ -3,6 +3,7 @@
 
 use std::io::Write;
 
+use otpgate_config::StoreExt;
 use otpgate_config::otp::{self, Algorithm, Generator, Secret, UriParams};
 use otpgate_config::record::Verdict;
 use otpgate_config::{Answer, UserRecord};
@@ -34,7 +35,7 @@ pub fn run(ctx: &mut Context, args: &EnrollArgs) -> Result<()> {
     if args.force {
         ctx.require_root("--force")?;
     }
-    let existing = ctx.file.read()?;
+    let existing = ctx.store.read()?;
     ctx.may_replace(existing.is_some(), args.force)?;
 
     if crate::password::needed(ctx, existing.is_some()) {
@@ -71,7 +72,7 @@ pub fn run(ctx: &mut Context, args: &EnrollArgs) -> Result<()> {
     } else {
         UserRecord::new_totp(secret.clone(), algorithm, args.digits, args.period)
     };
-    record.validate(ctx.file.path())?;
+    record.validate(std::path::Path::new(&ctx.store.describe()))?;
     let uri = otp::otpauth_uri(
         &secret,
         &UriParams {
@@ -139,7 +140,7 @@ pub fn run(ctx: &mut Context, args: &EnrollArgs) -> Result<()> {
             "\nEnrolled {} ({}); saved to {}.",
             ctx.account.name,
             if args.hotp { "HOTP" } else { "TOTP" },
-            ctx.file.path().display()
+            ctx.store.describe()
         );
         if codes.is_empty() {
             let _ = writeln!(out, "No backup codes (the config sets backup_codes = 0).");
@@ -270,21 +271,21 @@ fn hostname() -> String {
 /// Writes the new enrollment unless the file changed underneath: someone
 /// else enrolling meanwhile wins, nothing is overwritten. The email address
 /// and phone number of the enrollment replaced are kept.
-pub fn save(ctx: &Context, replacing: bool, mut record: UserRecord) -> Result<()> {
-    ctx.file.ensure_dir()?;
-    let raced = ctx.file.update(|current| {
+pub fn save(ctx: &Context, replacing: bool, record: UserRecord) -> Result<()> {
+    let raced = ctx.store.update(|current| {
         if current.is_some() != replacing {
             return Ok(true);
         }
+        let mut new = record.clone();
         if let Some(old) = current.as_ref() {
-            record.email = old.email.clone();
-            record.sms = old.sms.clone();
+            new.email = old.email.clone();
+            new.sms = old.sms.clone();
         }
-        *current = Some(record);
+        *current = Some(new);
         Ok(false)
     })?;
     if raced {
-        return Err(CliError::enrollment_raced(ctx.file.path()));
+        return Err(CliError::enrollment_raced(&ctx.store.describe()));
     }
     Ok(())
 }

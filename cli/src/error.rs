@@ -27,10 +27,9 @@ pub enum CliError {
 impl CliError {
     /// Another process enrolled or removed the enrollment while this one
     /// was asking for codes: nothing is saved over it.
-    pub fn enrollment_raced(path: &std::path::Path) -> Self {
+    pub fn enrollment_raced(store: &str) -> Self {
         CliError::Failed(format!(
-            "{}: changed by another process while enrolling; nothing was saved",
-            path.display()
+            "{store}: changed by another process while enrolling; nothing was saved"
         ))
     }
 

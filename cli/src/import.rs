@@ -100,7 +100,7 @@ pub(crate) fn store(
     force: bool,
     record: UserRecord,
 ) -> Result<(&'static str, usize)> {
-    let existing = ctx.file.read()?;
+    let existing = ctx.store.read()?;
     ctx.may_replace(existing.is_some(), force)?;
     if crate::password::needed(ctx, existing.is_some()) {
         crate::password::confirm(ctx)?;
@@ -132,7 +132,7 @@ pub fn google_authenticator(ctx: &mut Context, args: &ImportArgs) -> Result<()> 
     if ctx.json {
         return output::print_json(&ImportJson {
             user: &ctx.account.name,
-            file: ctx.file.path().display().to_string(),
+            file: ctx.store.describe(),
             method,
             backup_codes_left: left,
             notes: &notes,
@@ -143,7 +143,7 @@ pub fn google_authenticator(ctx: &mut Context, args: &ImportArgs) -> Result<()> 
         path.display(),
         ctx.account.name,
         method.to_uppercase(),
-        ctx.file.path().display()
+        ctx.store.describe()
     );
     println!(
         "The authenticator app keeps working. Once pam.d uses pam_otpgate.so instead of \

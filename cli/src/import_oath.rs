@@ -219,7 +219,7 @@ pub fn oath(ctx: &mut Context, args: &OathArgs) -> Result<()> {
     if ctx.json {
         return output::print_json(&ImportJson {
             user: &user,
-            file: ctx.file.path().display().to_string(),
+            file: ctx.store.describe(),
             method,
             backup_codes_left: left,
             notes: &notes,
@@ -229,7 +229,7 @@ pub fn oath(ctx: &mut Context, args: &OathArgs) -> Result<()> {
         "Imported line {line} of {} for {user} ({}); saved to {}.",
         args.file.display(),
         method.to_uppercase(),
-        ctx.file.path().display()
+        ctx.store.describe()
     );
     println!(
         "The token keeps working. There are no backup codes yet: run `otpgate backup-codes`. \

@@ -6,6 +6,7 @@
 mod channels;
 mod check;
 mod cli;
+mod confirm;
 mod context;
 mod enroll;
 mod error;

@@ -4,6 +4,7 @@
 use std::io::Write;
 
 use otpgate_config::Method;
+use otpgate_config::StoreExt;
 use otpgate_config::channel::Kind;
 use otpgate_config::system::Requirement;
 use serde::Serialize;
@@ -67,9 +68,9 @@ struct StatusJson<'a> {
 }
 
 pub fn status(ctx: &Context) -> Result<()> {
-    let record = ctx.file.read()?;
+    let record = ctx.store.read()?;
     let requirement = requirement_name(ctx.config.requirement(&ctx.account));
-    let file = ctx.file.path().display().to_string();
+    let file = ctx.store.describe();
     let Some(r) = record else {
         if ctx.json {
             return output::print_json(&StatusJson {
@@ -229,7 +230,7 @@ pub fn verify(ctx: &mut Context, args: &VerifyArgs) -> Result<()> {
         Check::LockedOut(until) => return Err(CliError::LockedOut { until, now: false }),
         Check::NotEnrolled => return Err(ctx.not_enrolled()),
     };
-    let left = ctx.file.read()?.map_or(0, |r| r.backup.codes.len());
+    let left = ctx.store.read()?.map_or(0, |r| r.backup.codes.len());
     let consumed = method == Method::Backup && args.consume;
     if ctx.json {
         return output::print_json(&VerifyJson {
@@ -264,7 +265,7 @@ pub fn backup_codes(ctx: &mut Context, args: &BackupCodesArgs) -> Result<()> {
     ctx.confirm_current_code(args.force)?;
     let count = ctx.config.backup_codes as usize;
     let digits = ctx.config.backup_code_digits;
-    let codes = ctx.file.update(|record| match record.as_mut() {
+    let codes = ctx.store.update(|record| match record.as_mut() {
         Some(r) => r.new_backup_codes(count, digits).map(Some),
         None => Ok(None),
     })?;
@@ -334,7 +335,7 @@ pub fn trusted(ctx: &Context, command: &TrustedCommand) -> Result<()> {
             Ok(())
         }
         TrustedCommand::Remove { host } => {
-            let found = ctx.file.update(|record| {
+            let found = ctx.store.update(|record| {
                 let Some(r) = record.as_mut() else {
                     return Ok(None);
                 };
@@ -351,7 +352,7 @@ pub fn trusted(ctx: &Context, command: &TrustedCommand) -> Result<()> {
             }
         }
         TrustedCommand::Clear => {
-            let removed = ctx.file.update(|record| {
+            let removed = ctx.store.update(|record| {
                 let Some(r) = record.as_mut() else {
                     return Ok(None);
                 };
@@ -390,7 +391,7 @@ pub fn report(ctx: &Context, message: &str) -> Result<()> {
 
 /// Removes the file; `Err(NotEnrolled)` when there is none.
 fn remove_enrollment(ctx: &Context) -> Result<()> {
-    let existed = ctx.file.update(|record| Ok(record.take().is_some()))?;
+    let existed = ctx.store.update(|record| Ok(record.take().is_some()))?;
     if existed {
         Ok(())
     } else {
@@ -424,7 +425,7 @@ pub fn disable(ctx: &mut Context, force: bool) -> Result<()> {
 pub fn unlock(ctx: &Context) -> Result<()> {
     ctx.require_root("unlock")?;
     let now = ctx.now;
-    let was_locked = ctx.file.update(|record| {
+    let was_locked = ctx.store.update(|record| {
         let Some(r) = record.as_mut() else {
             return Ok(None);
         };

@@ -10,7 +10,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use otpgate_config::net::Networks;
 use otpgate_config::otp::{Algorithm, Generator, Secret};
 use otpgate_config::record::VerifyPolicy;
-use otpgate_config::{Answer, UserFile, UserRecord};
+use otpgate_config::{Answer, Store, StoreExt, UserFile, UserRecord};
 
 const NOW: u64 = 1_800_000_000;
 

@@ -60,6 +60,9 @@ pub enum Error {
     BadSecret { message: String },
     /// The clock is before 1970 or otherwise unusable.
     Clock { message: String },
+    /// A store backend returned success without running the change (a bug
+    /// in the backend; the login is denied).
+    StoreContract { store: String },
 }
 
 /// Result alias for this crate.
@@ -197,6 +200,9 @@ impl fmt::Display for Error {
             Error::UnknownUser { name } => write!(f, "unknown user `{name}`"),
             Error::BadSecret { message } => write!(f, "bad secret: {message}"),
             Error::Clock { message } => write!(f, "clock: {message}"),
+            Error::StoreContract { store } => {
+                write!(f, "{store}: the store did not run the change")
+            }
         }
     }
 }

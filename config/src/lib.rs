@@ -26,10 +26,12 @@ pub mod otp;
 pub mod record;
 pub mod store;
 pub mod system;
+pub mod texts;
+pub mod verification;
 
 pub use account::Account;
 pub use answer::Answer;
 pub use error::{Error, Result};
 pub use record::{Method, UserRecord, Verdict};
-pub use store::UserFile;
+pub use store::{Store, StoreExt, UserFile};
 pub use system::SystemConfig;

@@ -1,7 +1,13 @@
-//! Reading and updating a user file safely.
+//! The store seam: where one user's record lives, and today's file store.
 //!
-//! Every access goes through a directory file descriptor opened once, so a
-//! path component swapped mid-way cannot redirect us; the file itself is
+//! [`Store`] is what the login flow and the CLI see: read the record, change
+//! it in one transaction, describe where it is for messages. Neither builds
+//! a path or knows about locks; the backend does (docs/ARCHITECTURE.md, "The
+//! store seam"). [`UserFile`] is the file store, the embedded default;
+//! [`MemoryStore`] keeps a record in memory, for tests that need no root.
+//!
+//! The file store reads through a directory file descriptor opened once, so
+//! a path component swapped mid-way cannot redirect us; the file itself is
 //! opened with `O_NOFOLLOW` and checked with `fstat` (type, owner, mode,
 //! size) before one byte is parsed. Updates take an exclusive `flock` on a
 //! sibling `<name>.lock` file, re-read, change, write a temp file in the
@@ -28,10 +34,88 @@ use crate::identity::{FsIdentity, with_identity};
 use crate::record::UserRecord;
 use crate::system::SystemConfig;
 
+mod memory;
+pub use memory::{MemoryBackend, MemoryStore};
+
 /// Largest user file read; real ones are under 2 KiB.
 pub const MAX_USER_FILE_BYTES: u64 = 64 * 1024;
 /// How long `update` waits for another login to release the lock.
 pub const LOCK_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The record of one user, wherever it is kept: a file today; a daemon or
+/// a database later plug in here.
+pub trait Store: Send + Sync {
+    /// The record as it is now, without locking; `Ok(None)`: not enrolled.
+    fn read(&self) -> Result<Option<UserRecord>>;
+
+    /// Runs `change` as one transaction, exclusive against every other
+    /// change of this user's record. `change` sees `None` when there is no
+    /// record; leaving `Some` creates or replaces it, leaving `None` removes
+    /// it. Nothing is written when the record is unchanged or `change`
+    /// fails. `change` may run more than once (a database retries a
+    /// transaction that lost a race), so it must act only on the record and
+    /// on what it hands back to its caller; only the last run counts.
+    fn transact(&self, change: &mut dyn FnMut(&mut Option<UserRecord>) -> Result<()>)
+    -> Result<()>;
+
+    /// Where the record is, for messages (a path, a socket, a database).
+    fn describe(&self) -> String;
+}
+
+/// [`Store::transact`] with a result: what the last run of `change`
+/// returned.
+pub trait StoreExt: Store {
+    fn update<T>(&self, mut change: impl FnMut(&mut Option<UserRecord>) -> Result<T>) -> Result<T> {
+        let mut out = None;
+        self.transact(&mut |record| {
+            out = Some(change(record)?);
+            Ok(())
+        })?;
+        // A backend that returns Ok without running `change` is broken:
+        // deny rather than guess.
+        out.ok_or_else(|| Error::StoreContract {
+            store: self.describe(),
+        })
+    }
+}
+
+impl<S: Store + ?Sized> StoreExt for S {}
+
+impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
+    fn read(&self) -> Result<Option<UserRecord>> {
+        (**self).read()
+    }
+    fn transact(
+        &self,
+        change: &mut dyn FnMut(&mut Option<UserRecord>) -> Result<()>,
+    ) -> Result<()> {
+        (**self).transact(change)
+    }
+    fn describe(&self) -> String {
+        (**self).describe()
+    }
+}
+
+/// Opens the store the system config names for `account` (today: the
+/// user file; `[store]` will choose a daemon).
+pub fn open(config: &SystemConfig, account: &Account) -> Result<Box<dyn Store>> {
+    Ok(Box::new(UserFile::for_account(config, account)?))
+}
+
+/// Where the flow and the CLI get stores from: the system config's choice
+/// in production, memory in tests.
+pub trait Backend {
+    fn open(&self, config: &SystemConfig, account: &Account) -> Result<Box<dyn Store>>;
+}
+
+/// The backend the system config names.
+pub struct Configured;
+
+impl Backend for Configured {
+    fn open(&self, config: &SystemConfig, account: &Account) -> Result<Box<dyn Store>> {
+        open(config, account)
+    }
+}
 
 /// Where one user's file is and who may own it.
 #[derive(Debug)]
@@ -148,76 +232,66 @@ impl UserFile {
         &self.path
     }
 
-    /// Reads the file without locking (a rename makes every read see a whole
-    /// file). `Ok(None)` when it or its directory does not exist.
-    pub fn read(&self) -> Result<Option<UserRecord>> {
-        with_identity(self.identity.as_ref(), || {
-            let Some(dir) = self.open_dir()? else {
-                return Ok(None);
-            };
-            self.read_at(&dir).map(|r| r.map(|(record, _)| record))
-        })
-    }
-
-    /// Applies `change` to the file under an exclusive lock. `change` sees
-    /// `None` when there is no file; leaving `Some` creates or replaces it,
-    /// leaving `None` removes it. Nothing is written when the record is
-    /// unchanged or `change` fails. Returns what `change` returned.
-    pub fn update<T>(
+    /// With no directory there is no file and nothing to lock: a change
+    /// that creates a record creates the directory (as the file's owner,
+    /// mode 0700) and runs again with the lock held.
+    fn change_without_directory(
         &self,
-        change: impl FnOnce(&mut Option<UserRecord>) -> Result<T>,
-    ) -> Result<T> {
-        with_identity(self.identity.as_ref(), || {
-            let Some(dir) = self.open_dir()? else {
-                return self.change_without_directory(change);
-            };
-            let _lock = self.lock(&dir)?;
-            self.remove_stale_temps(&dir);
-            let (original, owner) = match self.read_at(&dir)? {
-                Some((record, stat)) => (Some(record), Some(stat)),
-                None => (None, None),
-            };
-            let mut record = original.clone();
-            let out = change(&mut record)?;
-            if record != original {
-                match &record {
-                    Some(r) => self.replace_at(&dir, r, owner.as_ref())?,
-                    None => self.remove_at(&dir)?,
-                }
-            }
-            Ok(out)
-        })
-    }
-
-    /// With no directory there is no file and nothing to lock; a change that
-    /// would create one needs [`UserFile::ensure_dir`] first.
-    fn change_without_directory<T>(
-        &self,
-        change: impl FnOnce(&mut Option<UserRecord>) -> Result<T>,
-    ) -> Result<T> {
+        change: &mut dyn FnMut(&mut Option<UserRecord>) -> Result<()>,
+    ) -> Result<()> {
         let mut record = None;
-        let out = change(&mut record)?;
-        if record.is_some() {
+        change(&mut record)?;
+        if record.is_none() {
+            return Ok(());
+        }
+        self.create_dir()?;
+        let Some(dir) = self.open_dir()? else {
             return Err(Error::io(
                 &self.dir,
                 "open directory",
                 std::io::Error::from(std::io::ErrorKind::NotFound),
             ));
+        };
+        self.change_at(&dir, change)
+    }
+
+    /// The locked read-change-write of [`Store::transact`] in `dir`.
+    fn change_at(
+        &self,
+        dir: &OwnedFd,
+        change: &mut dyn FnMut(&mut Option<UserRecord>) -> Result<()>,
+    ) -> Result<()> {
+        let _lock = self.lock(dir)?;
+        self.remove_stale_temps(dir);
+        let (original, owner) = match self.read_at(dir)? {
+            Some((record, stat)) => (Some(record), Some(stat)),
+            None => (None, None),
+        };
+        let mut record = original.clone();
+        change(&mut record)?;
+        if record != original {
+            match &record {
+                Some(r) => self.replace_at(dir, r, owner.as_ref())?,
+                None => self.remove_at(dir)?,
+            }
         }
-        Ok(out)
+        Ok(())
     }
 
     /// Creates the file's directory (and missing parents) with mode 0700,
-    /// as the file's owner.
+    /// as the file's owner. The first write does this itself.
     pub fn ensure_dir(&self) -> Result<()> {
-        with_identity(self.identity.as_ref(), || {
-            use std::os::unix::fs::DirBuilderExt;
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(&self.dir)
-                .map_err(|e| Error::io(&self.dir, "create directory", e))
-        })
+        with_identity(self.identity.as_ref(), || self.create_dir())
+    }
+
+    /// [`UserFile::ensure_dir`] with the identity already taken.
+    fn create_dir(&self) -> Result<()> {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&self.dir)
+            .map_err(|e| Error::io(&self.dir, "create directory", e))
     }
 
     fn open_dir(&self) -> Result<Option<OwnedFd>> {
@@ -462,6 +536,35 @@ impl UserFile {
         unlinkat(dir, self.name.as_str(), UnlinkatFlags::NoRemoveDir)
             .map_err(|e| Error::errno(&self.path, "remove", e))?;
         self.sync_dir(dir)
+    }
+}
+
+impl Store for UserFile {
+    /// Reads the file without locking (a rename makes every read see a
+    /// whole file). `Ok(None)` when it or its directory does not exist.
+    fn read(&self) -> Result<Option<UserRecord>> {
+        with_identity(self.identity.as_ref(), || {
+            let Some(dir) = self.open_dir()? else {
+                return Ok(None);
+            };
+            self.read_at(&dir).map(|r| r.map(|(record, _)| record))
+        })
+    }
+
+    /// Locks, re-reads, changes, and writes a temp file renamed over the
+    /// file (or removes it), all with the owner's file-system identity.
+    fn transact(
+        &self,
+        change: &mut dyn FnMut(&mut Option<UserRecord>) -> Result<()>,
+    ) -> Result<()> {
+        with_identity(self.identity.as_ref(), || match self.open_dir()? {
+            Some(dir) => self.change_at(&dir, change),
+            None => self.change_without_directory(change),
+        })
+    }
+
+    fn describe(&self) -> String {
+        self.path.display().to_string()
     }
 }
 

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use common::*;
 use nix::unistd::{Gid, Uid, chown};
-use otpgate_config::{Account, Error, UserFile};
+use otpgate_config::{Account, Error, Store, StoreExt, UserFile};
 
 const NOBODY: u32 = 65534;
 

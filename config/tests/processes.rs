@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use common::*;
 use otpgate_config::record::{LockoutPolicy, VerifyPolicy};
-use otpgate_config::{Answer, UserFile, Verdict};
+use otpgate_config::{Answer, Store, StoreExt, UserFile, Verdict};
 
 const PROCESSES: usize = 100;
 const UPDATES_PER_PROCESS: usize = 20;
@@ -129,7 +129,7 @@ fn backup_code_once() {
     let mut record = totp_record();
     let codes = record.new_backup_codes(10, 8).unwrap();
     f.update(|r| {
-        *r = Some(record);
+        *r = Some(record.clone());
         Ok(())
     })
     .unwrap();

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use common::*;
 use otpgate_config::record::{LockoutPolicy, VerifyPolicy};
-use otpgate_config::{Answer, Error, UserFile, Verdict};
+use otpgate_config::{Answer, Error, Store, StoreExt, UserFile, Verdict};
 
 const NO_LOCKOUT: LockoutPolicy = LockoutPolicy {
     after: 0,
@@ -28,27 +28,22 @@ fn a_new_file_is_private_to_its_owner_and_reads_back() {
 }
 
 #[test]
-fn a_missing_file_or_directory_reads_as_not_enrolled() {
+fn a_missing_file_or_directory_reads_as_not_enrolled_and_the_first_write_creates_it() {
     let dir = private_dir();
     assert_eq!(home_file(dir.path()).read().unwrap(), None);
     let gone = UserFile::new(dir.path().join("no/such/user.toml"), &me(), true).unwrap();
     assert_eq!(gone.read().unwrap(), None);
-    // Creating a file there needs the directory first.
-    assert!(
-        gone.update(|r| {
-            *r = Some(totp_record());
-            Ok(())
-        })
-        .is_err()
-    );
-    gone.ensure_dir().unwrap();
-    let mode = fs::metadata(dir.path().join("no/such")).unwrap().mode();
-    assert_eq!(mode & 0o777, 0o700);
+    // A change that leaves no record creates nothing.
+    gone.update(|_| Ok(())).unwrap();
+    assert!(!dir.path().join("no").exists());
+    // Creating a record creates the directory, private to its owner.
     gone.update(|r| {
         *r = Some(totp_record());
         Ok(())
     })
     .unwrap();
+    let mode = fs::metadata(dir.path().join("no/such")).unwrap().mode();
+    assert_eq!(mode & 0o777, 0o700);
     assert!(gone.read().unwrap().is_some());
 }
 
@@ -325,7 +320,7 @@ fn a_backup_code_raced_by_hundred_threads_works_exactly_once() {
     let codes = record.new_backup_codes(10, 8).unwrap();
     let code = codes[0].to_string();
     f.update(|r| {
-        *r = Some(record);
+        *r = Some(record.clone());
         Ok(())
     })
     .unwrap();

@@ -16,7 +16,9 @@ use pam::module::{PamHandle, PamHooks};
 use zeroize::Zeroizing;
 
 use crate::args::Args;
-use crate::flow::{self, Clock, Code, CommandSender, Handle, Secret, guarded};
+use otpgate_config::store::Configured;
+
+use crate::flow::{self, Clock, Code, CommandSender, Env, Handle, Secret, guarded};
 use crate::log::Syslog;
 
 /// `PAM_AUTHTOK` in `<security/_pam_types.h>`.
@@ -51,7 +53,12 @@ impl PamHooks for OtpGate {
                 let sender = CommandSender {
                     prepare: close_inherited_descriptors,
                 };
-                flow::authenticate_with(&mut handle, &clock, log, &args, silent, &sender)
+                let env = Env {
+                    clock: &clock,
+                    sender: &sender,
+                    stores: &Configured,
+                };
+                flow::authenticate(&mut handle, log, &args, silent, &env)
             })
         }));
         match outcome {

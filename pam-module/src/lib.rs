@@ -5,7 +5,7 @@
 //!   in tests;
 //! - [`args`]: module arguments;
 //! - [`log`]: one syslog line per decision, written to `/dev/log` without
-//!   glibc's `syslog()`;
+//!   glibc's `syslog()`; [`reason`]: the reasons those lines give;
 //! - `ffi`: the `pam_sm_*` entry points and the real PAM handle, the only
 //!   place with `unsafe`.
 //!
@@ -17,6 +17,7 @@ pub mod args;
 mod ffi;
 pub mod flow;
 pub mod log;
+pub mod reason;
 
 /// The version string of the module.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -11,6 +11,8 @@ use std::fmt::Write as _;
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 
+use crate::reason::Reason;
+
 /// The syslog ident.
 pub const IDENT: &str = "pam_otpgate";
 /// `LOG_AUTHPRIV`: security messages that name users and hosts.
@@ -32,6 +34,10 @@ pub enum Severity {
 pub trait Log {
     /// Writes one line; never fails, never blocks for long.
     fn line(&mut self, severity: Severity, text: &str);
+
+    /// Notes the reason of the line that follows (tests assert it; a real
+    /// log has it in the line's text).
+    fn reason(&mut self, _reason: &Reason) {}
 }
 
 /// A syslog socket (`/dev/log` unless the `syslog_socket=` argument says
@@ -83,11 +89,17 @@ impl Log for Syslog {
 #[derive(Debug, Default)]
 pub struct Memory {
     pub lines: Vec<(Severity, String)>,
+    /// The reason of every decision and send, in order.
+    pub reasons: Vec<Reason>,
 }
 
 impl Log for Memory {
     fn line(&mut self, severity: Severity, text: &str) {
         self.lines.push((severity, text.to_string()));
+    }
+
+    fn reason(&mut self, reason: &Reason) {
+        self.reasons.push(reason.clone());
     }
 }
 

@@ -10,10 +10,22 @@ use std::time::Duration;
 
 use otpgate_config::SystemConfig;
 use otpgate_config::otp::{Algorithm, Generator, Secret, time_step};
+use otpgate_config::store::Configured;
 use otpgate_tests::*;
 use pam_otpgate::args::Args;
-use pam_otpgate::flow::{self, Clock, Code, Handle, Secret as Bytes};
+use pam_otpgate::flow::{self, Clock, Code, CommandSender, Env, Handle, Secret as Bytes};
 use pam_otpgate::log::Memory;
+
+/// One login through the flow with the configured (file) store and the
+/// fake clock.
+fn authenticate(h: &mut dyn Handle, clock: &dyn Clock, log: &mut Memory, args: &Args) -> Code {
+    let env = Env {
+        clock,
+        sender: &CommandSender::default(),
+        stores: &Configured,
+    };
+    flow::authenticate(h, log, args, false, &env)
+}
 
 use crate::{Rng, figure, keep_log, secret};
 
@@ -138,7 +150,7 @@ pub fn the_default_limits_allow_40_guesses_an_hour() {
             prompts: 0,
             messages: RefCell::new(Vec::new()),
         };
-        let code = flow::authenticate(&mut attacker, &clock, &mut log, &args, false);
+        let code = authenticate(&mut attacker, &clock, &mut log, &args);
         assert_eq!(code, Code::AuthErr, "{:?}", attacker.messages);
         if attacker.prompts > 0 {
             logins += 1;
@@ -177,7 +189,7 @@ pub fn the_default_limits_allow_40_guesses_an_hour() {
                 prompts: 0,
                 messages: RefCell::new(Vec::new()),
             };
-            flow::authenticate(&mut a, &clock, &mut log, &args, false);
+            authenticate(&mut a, &clock, &mut log, &args);
             let text = std::fs::read_to_string(&user_file).expect("read");
             state = otpgate_config::UserRecord::from_toml(&user_file, &text)
                 .expect("parse")
@@ -195,10 +207,7 @@ pub fn the_default_limits_allow_40_guesses_an_hour() {
         prompts: 0,
         messages: RefCell::new(Vec::new()),
     };
-    assert_eq!(
-        flow::authenticate(&mut a, &clock, &mut log, &args, false),
-        Code::AuthErr
-    );
+    assert_eq!(authenticate(&mut a, &clock, &mut log, &args), Code::AuthErr);
     assert_eq!(a.prompts, 0);
     clock.0.set(state.locked_until);
     let mut a = Attacker {
@@ -206,10 +215,7 @@ pub fn the_default_limits_allow_40_guesses_an_hour() {
         prompts: 0,
         messages: RefCell::new(Vec::new()),
     };
-    assert_eq!(
-        flow::authenticate(&mut a, &clock, &mut log, &args, false),
-        Code::Success
-    );
+    assert_eq!(authenticate(&mut a, &clock, &mut log, &args), Code::Success);
     for (_, line) in &log.lines {
         assert!(!line.contains(&s), "the secret in a log line");
     }

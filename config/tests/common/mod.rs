@@ -5,7 +5,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use otpgate_config::otp::{Algorithm, Secret};
-use otpgate_config::{Account, UserFile, UserRecord};
+use otpgate_config::{Account, StoreExt, UserFile, UserRecord};
 
 /// The account running the tests, as the owner of files they create.
 pub fn me() -> Account {

@@ -1,41 +1,29 @@
-//! The flow driven by a scripted fake PAM handle and a fake clock.
-//!
-//! The user is `root` (it exists everywhere) and its file lives in central
-//! storage in a temp directory; that needs root, as in CI. Without root these
-//! tests say SKIP (and fail under `CI=true`).
+//! The flow driven by a scripted fake PAM handle and a fake clock, on a
+//! memory store that runs every change twice (as a database may): no root
+//! needed, and a change that acts outside the record would show. The file
+//! store under the real module is tested in `tests/` and the hardening
+//! suite.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::rc::Rc;
+use std::sync::Arc;
 
+use otpgate_config::channel::Kind;
+use otpgate_config::deliver::{Message, Outcome};
 use otpgate_config::otp::{Algorithm, Generator, Secret as OtpSecret};
+use otpgate_config::store::{MemoryBackend, MemoryStore};
+
+use otpgate_config::verification::Refusal;
 
 use super::*;
 use crate::log::Memory;
+use crate::reason::Reason;
 
 const NOW: u64 = 1_700_000_010;
 const SECRET: &[u8] = b"12345678901234567890";
-
-fn is_root() -> bool {
-    std::fs::metadata("/proc/self")
-        .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
-        .unwrap_or(false)
-}
-
-/// False (and a SKIP line) when the test cannot run here.
-fn can_run() -> bool {
-    if is_root() {
-        return true;
-    }
-    assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
-        "these tests need root in CI"
-    );
-    eprintln!("SKIP: needs root (the test user file is in root-owned central storage)");
-    false
-}
 
 struct FakeClock {
     now: Option<u64>,
@@ -54,6 +42,8 @@ impl Clock for FakeClock {
     }
 }
 
+/// A scripted PAM conversation. Dropped with answers left over, it fails
+/// the test: a script that was not used up did not test what it says.
 #[derive(Default)]
 struct Fake {
     user: Option<String>,
@@ -67,7 +57,23 @@ struct Fake {
     think: Duration,
     panic_on_prompt: bool,
     /// Messages the fake sender delivered (their standard input).
-    sent: Rc<std::cell::RefCell<Vec<String>>>,
+    sent: Rc<RefCell<Vec<String>>>,
+}
+
+impl Drop for Fake {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            assert!(
+                self.answers.is_empty(),
+                "scripted answers left unused: {:?} (transcript {:?})",
+                self.answers
+                    .iter()
+                    .map(|a| String::from_utf8_lossy(&a[..a.len().min(20)]).into_owned())
+                    .collect::<Vec<_>>(),
+                self.transcript
+            );
+        }
+    }
 }
 
 impl Handle for Fake {
@@ -112,45 +118,95 @@ impl Handle for Fake {
     }
 }
 
-/// A temp dir with a config and root's user file.
+/// A temp dir with a config, and root's record in memory.
 struct Setup {
-    dir: tempfile::TempDir,
+    _dir: tempfile::TempDir,
     config: PathBuf,
+    backend: MemoryBackend,
+    store: Arc<MemoryStore>,
 }
 
 impl Setup {
     fn new(config: &str) -> Setup {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
-        let users = dir.path().join("users");
-        std::fs::create_dir(&users).unwrap();
-        std::fs::set_permissions(&users, std::fs::Permissions::from_mode(0o700)).unwrap();
         let path = dir.path().join("config.toml");
-        let text = format!("user_file = \"{}/%u.toml\"\n{config}", users.display());
-        std::fs::write(&path, text).unwrap();
+        std::fs::write(&path, config).unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
-        Setup { dir, config: path }
-    }
-
-    fn user_file(&self) -> PathBuf {
-        self.dir.path().join("users/root.toml")
+        let backend = MemoryBackend::new();
+        let store = backend.insert("root", MemoryStore::new("root").retrying());
+        Setup {
+            _dir: dir,
+            config: path,
+            backend,
+            store,
+        }
     }
 
     fn enroll(&self, record: &UserRecord) {
-        let path = self.user_file();
-        std::fs::write(&path, record.to_toml()).unwrap();
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        self.store.put(Some(record.clone()));
     }
 
     fn record(&self) -> UserRecord {
-        let text = std::fs::read_to_string(self.user_file()).unwrap();
-        UserRecord::from_toml(Path::new("x"), &text).unwrap()
+        self.store.snapshot().expect("root is enrolled")
     }
 
     fn args(&self, extra: &[&str]) -> Args {
         let mut raw = vec![format!("config={}", self.config.display())];
         raw.extend(extra.iter().map(|s| s.to_string()));
         Args::parse(&raw)
+    }
+
+    /// Runs the flow; returns the code and the log lines.
+    fn run_at(&self, now: Option<u64>, h: &mut Fake, args: &Args) -> (Code, Vec<String>) {
+        self.run_logged(now, h, args, false, false).0
+    }
+
+    fn run_sending(
+        &self,
+        now: Option<u64>,
+        h: &mut Fake,
+        args: &Args,
+        fail: bool,
+    ) -> (Code, Vec<String>) {
+        self.run_logged(now, h, args, fail, false).0
+    }
+
+    fn run(&self, h: &mut Fake, args: &Args) -> (Code, Vec<String>) {
+        self.run_at(Some(NOW), h, args)
+    }
+
+    /// The whole run: code, log lines, and the log's reasons.
+    fn run_logged(
+        &self,
+        now: Option<u64>,
+        h: &mut Fake,
+        args: &Args,
+        fail: bool,
+        silent: bool,
+    ) -> ((Code, Vec<String>), Vec<Reason>) {
+        let clock = FakeClock {
+            now,
+            mono: h.mono.clone(),
+        };
+        let sender = FakeSender {
+            sent: h.sent.clone(),
+            fail,
+        };
+        let env = Env {
+            clock: &clock,
+            sender: &sender,
+            stores: &self.backend,
+        };
+        let mut log = Memory::default();
+        let code = guarded(&mut log, |log| authenticate(h, log, args, silent, &env));
+        let lines = log.lines.into_iter().map(|(_, l)| l).collect();
+        ((code, lines), log.reasons)
+    }
+
+    /// The reasons the log gave, with the code.
+    fn reasons(&self, h: &mut Fake, args: &Args) -> (Code, Vec<Reason>) {
+        let ((code, _), reasons) = self.run_logged(Some(NOW), h, args, false, false);
+        (code, reasons)
     }
 }
 
@@ -170,12 +226,11 @@ fn code_at(now: u64) -> Vec<u8> {
 }
 
 fn fake(rhost: Option<&str>, answers: &[&[u8]]) -> Fake {
-    Fake {
-        user: Some("root".into()),
-        rhost: rhost.map(str::to_string),
-        answers: answers.iter().map(|a| a.to_vec()).collect(),
-        ..Fake::default()
-    }
+    let mut h = Fake::default();
+    h.user = Some("root".into());
+    h.rhost = rhost.map(str::to_string);
+    h.answers = answers.iter().map(|a| a.to_vec()).collect();
+    h
 }
 
 /// The digits of the first run of 6 to 8 digits in a message.
@@ -187,16 +242,14 @@ fn sent_code(message: &str) -> String {
         .to_string()
 }
 
-/// Delivers into `Fake::sent` (or fails, or takes `delay` of fake time).
+/// Delivers into `Fake::sent` (or fails).
 struct FakeSender {
-    sent: Rc<std::cell::RefCell<Vec<String>>>,
-    argv: Rc<std::cell::RefCell<Vec<Vec<String>>>>,
+    sent: Rc<RefCell<Vec<String>>>,
     fail: bool,
 }
 
 impl Sender for FakeSender {
     fn send(&self, message: &Message) -> Outcome {
-        self.argv.borrow_mut().push(message.argv.clone());
         if self.fail {
             return Outcome::Failed("exited with status 75: relay down".into());
         }
@@ -206,42 +259,13 @@ impl Sender for FakeSender {
     }
 }
 
-/// Runs the flow; returns the code and the log lines.
-fn run_at(now: Option<u64>, h: &mut Fake, args: &Args) -> (Code, Vec<String>) {
-    run_sending(now, h, args, false)
-}
-
-fn run_sending(now: Option<u64>, h: &mut Fake, args: &Args, fail: bool) -> (Code, Vec<String>) {
-    let clock = FakeClock {
-        now,
-        mono: h.mono.clone(),
-    };
-    let sender = FakeSender {
-        sent: h.sent.clone(),
-        argv: Rc::default(),
-        fail,
-    };
-    let mut log = Memory::default();
-    let code = guarded(&mut log, |log| {
-        authenticate_with(h, &clock, log, args, false, &sender)
-    });
-    (code, log.lines.into_iter().map(|(_, l)| l).collect())
-}
-
-fn run(h: &mut Fake, args: &Args) -> (Code, Vec<String>) {
-    run_at(Some(NOW), h, args)
-}
-
 #[test]
 fn current_totp_code_is_accepted_and_logged_without_the_code() {
-    if !can_run() {
-        return;
-    }
     let s = Setup::new("");
     s.enroll(&totp_record());
     let code = code_at(NOW);
     let mut h = fake(Some("203.0.113.7"), &[&code]);
-    let (rc, log) = run(&mut h, &s.args(&[]));
+    let (rc, log) = s.run(&mut h, &s.args(&[]));
     assert_eq!(rc, Code::Success, "{log:?}");
     assert_eq!(h.transcript, ["prompt(echo=false): Verification code: "]);
     assert_eq!(log.len(), 1, "{log:?}");
@@ -262,32 +286,31 @@ fn current_totp_code_is_accepted_and_logged_without_the_code() {
 
 #[test]
 fn the_same_code_twice_is_refused_the_second_time() {
-    if !can_run() {
-        return;
-    }
     let s = Setup::new("max_attempts = 1");
     s.enroll(&totp_record());
     let code = code_at(NOW);
     assert_eq!(
-        run(&mut fake(None, &[&code]), &s.args(&[])).0,
+        s.run(&mut fake(None, &[&code]), &s.args(&[])).0,
         Code::Success
     );
     let mut h = fake(None, &[&code]);
-    let (rc, log) = run(&mut h, &s.args(&[]));
+    let (rc, log) = s.run(&mut h, &s.args(&[]));
     assert_eq!(rc, Code::AuthErr);
     assert!(log[0].contains("code already used"), "{log:?}");
-    assert_eq!(s.record().state.failures, 1);
+    let mut h = fake(None, &[&code]);
+    assert_eq!(
+        s.reasons(&mut h, &s.args(&[])),
+        (Code::AuthErr, vec![Reason::Refused(Refusal::Replayed)])
+    );
+    assert_eq!(s.record().state.failures, 2);
 }
 
 #[test]
 fn wrong_codes_say_how_many_tries_remain_then_a_right_one_passes() {
-    if !can_run() {
-        return;
-    }
     let s = Setup::new("");
     s.enroll(&totp_record());
     let mut h = fake(None, &[b"000000", b"111111", &code_at(NOW)]);
-    let (rc, _) = run(&mut h, &s.args(&[]));
+    let (rc, _) = s.run(&mut h, &s.args(&[]));
     assert_eq!(rc, Code::Success);
     assert_eq!(
         h.transcript,
@@ -305,14 +328,11 @@ fn wrong_codes_say_how_many_tries_remain_then_a_right_one_passes() {
 
 #[test]
 fn max_attempts_wrong_answers_deny_and_count_every_one() {
-    if !can_run() {
-        return;
-    }
     let s = Setup::new("");
     s.enroll(&totp_record());
     let long = vec![b'1'; 1 << 20];
     let mut h = fake(None, &[b"", b"12\x0034", &long]);
-    let (rc, log) = run(&mut h, &s.args(&[]));
+    let (rc, log) = s.run(&mut h, &s.args(&[]));
     assert_eq!(rc, Code::AuthErr);
     assert_eq!(h.transcript.last().unwrap(), "error: Wrong code.");
     assert_eq!(s.record().state.failures, 3);
@@ -321,13 +341,11 @@ fn max_attempts_wrong_answers_deny_and_count_every_one() {
 
 #[test]
 fn lockout_tells_until_when_and_refuses_even_a_right_code() {
-    if !can_run() {
-        return;
-    }
     let s = Setup::new("lockout_after = 2\nlockout_minutes = 15\nmax_attempts = 3");
     s.enroll(&totp_record());
-    let mut h = fake(None, &[b"000000", b"111111", &code_at(NOW)]);
-    let (rc, log) = run(&mut h, &s.args(&[]));
+    // The second wrong code locks: no third prompt for the right one.
+    let mut h = fake(None, &[b"000000", b"111111"]);
+    let (rc, log) = s.run(&mut h, &s.args(&[]));
     assert_eq!(rc, Code::AuthErr);
     let until = NOW + 900;
     let hhmm = format!("{:02}:{:02}", until / 3600 % 24, until / 60 % 60);
@@ -337,8 +355,8 @@ fn lockout_tells_until_when_and_refuses_even_a_right_code() {
     );
     assert!(log[0].contains("locked out until"), "{log:?}");
     // The next login is refused without a prompt, right code or not.
-    let mut h = fake(None, &[&code_at(NOW + 60)]);
-    let (rc, _) = run_at(Some(NOW + 60), &mut h, &s.args(&[]));
+    let mut h = fake(None, &[]);
+    let (rc, _) = s.run_at(Some(NOW + 60), &mut h, &s.args(&[]));
     assert_eq!(rc, Code::AuthErr);
     assert_eq!(
         h.transcript,
@@ -347,31 +365,28 @@ fn lockout_tells_until_when_and_refuses_even_a_right_code() {
     // After the lock ends, the right code works.
     let later = until + 1;
     let mut h = fake(None, &[&code_at(later)]);
-    assert_eq!(run_at(Some(later), &mut h, &s.args(&[])).0, Code::Success);
+    assert_eq!(s.run_at(Some(later), &mut h, &s.args(&[])).0, Code::Success);
 }
 
 #[test]
 fn no_file_is_ignored_when_optional_and_denied_with_a_hint_when_required() {
-    if !can_run() {
-        return;
-    }
     let s = Setup::new("");
     let mut h = fake(None, &[]);
-    let (rc, log) = run(&mut h, &s.args(&[]));
+    let (rc, log) = s.run(&mut h, &s.args(&[]));
     assert_eq!(rc, Code::Ignore);
     assert!(h.transcript.is_empty());
     assert!(log[0].contains("outcome=ignore"), "{log:?}");
 
     for policy in ["policy.require=all", "policy.require_groups=root"] {
         let mut h = fake(None, &[]);
-        let (rc, log) = run(&mut h, &s.args(&[policy]));
+        let (rc, log) = s.run(&mut h, &s.args(&[policy]));
         assert_eq!(rc, Code::AuthErr, "{policy}");
         assert_eq!(h.transcript, [format!("error: {ENROLL_HINT}")]);
         assert!(log[0].contains("2FA is required"), "{log:?}");
     }
     // Exemption beats requirement.
     let mut h = fake(None, &[]);
-    let (rc, log) = run(
+    let (rc, log) = s.run(
         &mut h,
         &s.args(&["policy.require=all", "policy.exempt_groups=root"]),
     );
@@ -381,21 +396,18 @@ fn no_file_is_ignored_when_optional_and_denied_with_a_hint_when_required() {
 
 #[test]
 fn trusted_networks_pass_without_a_prompt_and_others_are_asked() {
-    if !can_run() {
-        return;
-    }
     let s = Setup::new("trusted_networks = [\"10.0.0.0/8\", \"2001:db8::/32\"]");
     s.enroll(&totp_record());
     for rhost in ["10.1.2.3", "::ffff:10.9.9.9", "2001:db8::1"] {
         let mut h = fake(Some(rhost), &[]);
-        let (rc, log) = run(&mut h, &s.args(&[]));
+        let (rc, log) = s.run(&mut h, &s.args(&[]));
         assert_eq!(rc, Code::Success, "{rhost}");
         assert!(h.transcript.is_empty());
         assert!(log[0].contains("method=trusted-network"), "{log:?}");
     }
     for rhost in ["192.0.2.1", "2001:db9::1", "10.example.com"] {
         let mut h = fake(Some(rhost), &[b"000000"]);
-        let (rc, _) = run(&mut h, &s.args(&["max_attempts=1"]));
+        let (rc, _) = s.run(&mut h, &s.args(&["max_attempts=1"]));
         assert_eq!(rc, Code::AuthErr, "{rhost}");
         assert_eq!(h.transcript[0], "prompt(echo=false): Verification code: ");
     }
@@ -403,32 +415,29 @@ fn trusted_networks_pass_without_a_prompt_and_others_are_asked() {
 
 #[test]
 fn local_console_follows_the_config() {
-    if !can_run() {
-        return;
-    }
     let s = Setup::new("local_console = \"skip\"");
     s.enroll(&totp_record());
     let mut h = fake(None, &[]);
-    let (rc, log) = run(&mut h, &s.args(&[]));
+    let (rc, log) = s.run(&mut h, &s.args(&[]));
     assert_eq!(rc, Code::Success);
     assert!(log[0].contains("method=local-console"), "{log:?}");
     // An empty PAM_RHOST is a local login too; a remote one is asked.
-    assert_eq!(run(&mut fake(Some(""), &[]), &s.args(&[])).0, Code::Success);
+    assert_eq!(
+        s.run(&mut fake(Some(""), &[]), &s.args(&[])).0,
+        Code::Success
+    );
     let mut h = fake(Some("192.0.2.1"), &[&code_at(NOW)]);
-    assert_eq!(run(&mut h, &s.args(&[])).0, Code::Success);
+    assert_eq!(s.run(&mut h, &s.args(&[])).0, Code::Success);
     assert_eq!(h.transcript.len(), 1);
 }
 
 #[test]
 fn a_remembered_host_skips_the_prompt_until_it_expires() {
-    if !can_run() {
-        return;
-    }
     let s = Setup::new("remember_days = 7");
     s.enroll(&totp_record());
     let host = Some("203.0.113.7");
     let mut h = fake(host, &[&code_at(NOW), b"y"]);
-    assert_eq!(run(&mut h, &s.args(&[])).0, Code::Success);
+    assert_eq!(s.run(&mut h, &s.args(&[])).0, Code::Success);
     assert_eq!(
         h.transcript,
         [
@@ -439,14 +448,14 @@ fn a_remembered_host_skips_the_prompt_until_it_expires() {
     );
     // Next login from there: no prompt.
     let mut h = fake(host, &[]);
-    let (rc, log) = run_at(Some(NOW + 3600), &mut h, &s.args(&[]));
+    let (rc, log) = s.run_at(Some(NOW + 3600), &mut h, &s.args(&[]));
     assert_eq!(rc, Code::Success);
     assert!(h.transcript.is_empty());
     assert!(log[0].contains("method=remembered-host"), "{log:?}");
     // Another host is asked (and "no" is not remembered).
     let mut h = fake(Some("203.0.113.8"), &[&code_at(NOW + 3600), b"n"]);
     assert_eq!(
-        run_at(Some(NOW + 3600), &mut h, &s.args(&[])).0,
+        s.run_at(Some(NOW + 3600), &mut h, &s.args(&[])).0,
         Code::Success
     );
     assert_eq!(h.transcript.len(), 2);
@@ -454,21 +463,18 @@ fn a_remembered_host_skips_the_prompt_until_it_expires() {
     // After 7 days the first host is asked again.
     let later = NOW + 7 * 86_400 + 1;
     let mut h = fake(host, &[&code_at(later), b""]);
-    assert_eq!(run_at(Some(later), &mut h, &s.args(&[])).0, Code::Success);
+    assert_eq!(s.run_at(Some(later), &mut h, &s.args(&[])).0, Code::Success);
     assert_eq!(h.transcript[0], "prompt(echo=false): Verification code: ");
 }
 
 #[test]
 fn forward_pass_splits_the_code_off_and_passes_the_password_on() {
-    if !can_run() {
-        return;
-    }
     let s = Setup::new("");
     s.enroll(&totp_record());
     let mut answer = b"pass 12".to_vec();
     answer.extend(code_at(NOW));
     let mut h = fake(None, &[&answer]);
-    let (rc, _) = run(&mut h, &s.args(&["forward_pass"]));
+    let (rc, _) = s.run(&mut h, &s.args(&["forward_pass"]));
     assert_eq!(rc, Code::Success);
     assert_eq!(
         h.transcript,
@@ -479,52 +485,43 @@ fn forward_pass_splits_the_code_off_and_passes_the_password_on() {
 
 #[test]
 fn use_first_pass_takes_the_code_from_pam_authtok_and_never_prompts() {
-    if !can_run() {
-        return;
-    }
     let s = Setup::new("");
     s.enroll(&totp_record());
     let mut h = fake(None, &[]);
     h.authtok = Some(code_at(NOW));
-    assert_eq!(run(&mut h, &s.args(&["use_first_pass"])).0, Code::Success);
+    assert_eq!(s.run(&mut h, &s.args(&["use_first_pass"])).0, Code::Success);
     assert!(h.transcript.is_empty());
-    let mut h = fake(None, &[b"123456"]);
+    let mut h = fake(None, &[]);
     h.authtok = Some(b"000000".to_vec());
-    assert_eq!(run(&mut h, &s.args(&["use_first_pass"])).0, Code::AuthErr);
+    assert_eq!(s.run(&mut h, &s.args(&["use_first_pass"])).0, Code::AuthErr);
     assert_eq!(h.transcript, ["error: Wrong code."]);
     let mut h = fake(None, &[]);
-    assert_eq!(run(&mut h, &s.args(&["use_first_pass"])).0, Code::AuthErr);
+    assert_eq!(s.run(&mut h, &s.args(&["use_first_pass"])).0, Code::AuthErr);
 }
 
 #[test]
 fn try_first_pass_prompts_when_pam_authtok_is_not_a_code() {
-    if !can_run() {
-        return;
-    }
     let s = Setup::new("");
     s.enroll(&totp_record());
     let mut h = fake(None, &[&code_at(NOW)]);
     h.authtok = Some(b"hunter2!".to_vec());
-    assert_eq!(run(&mut h, &s.args(&["try_first_pass"])).0, Code::Success);
+    assert_eq!(s.run(&mut h, &s.args(&["try_first_pass"])).0, Code::Success);
     assert_eq!(h.transcript, ["prompt(echo=false): Verification code: "]);
     assert_eq!(s.record().state.failures, 0, "a password is not a guess");
     let mut h = fake(None, &[]);
     h.authtok = Some(code_at(NOW + 30));
-    assert_eq!(run(&mut h, &s.args(&["try_first_pass"])).0, Code::Success);
+    assert_eq!(s.run(&mut h, &s.args(&["try_first_pass"])).0, Code::Success);
     assert!(h.transcript.is_empty());
 }
 
 #[test]
 fn an_answer_after_prompt_timeout_is_refused_and_not_burned() {
-    if !can_run() {
-        return;
-    }
     let s = Setup::new("prompt_timeout = 60");
     s.enroll(&totp_record());
     let code = code_at(NOW);
     let mut h = fake(None, &[&code]);
     h.think = Duration::from_secs(61);
-    let (rc, log) = run(&mut h, &s.args(&[]));
+    let (rc, log) = s.run(&mut h, &s.args(&[]));
     assert_eq!(rc, Code::AuthErr);
     assert!(log[0].contains("prompt_timeout"), "{log:?}");
     assert_eq!(s.record().state.last_step, 0, "code not used up");
@@ -532,124 +529,95 @@ fn an_answer_after_prompt_timeout_is_refused_and_not_burned() {
 
 #[test]
 fn the_time_spent_at_the_prompt_moves_the_totp_clock() {
-    if !can_run() {
-        return;
-    }
     let s = Setup::new("");
     s.enroll(&totp_record());
     // The user waits 100 s: the code of that moment is 3 steps after the
     // login started, and must be accepted.
     let mut h = fake(None, &[&code_at(NOW + 100)]);
     h.think = Duration::from_secs(100);
-    assert_eq!(run(&mut h, &s.args(&[])).0, Code::Success);
+    assert_eq!(s.run(&mut h, &s.args(&[])).0, Code::Success);
 }
 
 #[test]
 fn bad_arguments_and_configs_deny_and_are_logged() {
-    if !can_run() {
-        return;
-    }
     let s = Setup::new("");
     s.enroll(&totp_record());
     for extra in [&["nullokk"][..], &["max_attempts=lots"], &["colour=blue"]] {
-        let mut h = fake(None, &[&code_at(NOW)]);
-        let (rc, log) = run(&mut h, &s.args(extra));
+        let mut h = fake(None, &[]);
+        let (rc, log) = s.run(&mut h, &s.args(extra));
         assert_eq!(rc, Code::ServiceErr, "{extra:?}");
         assert!(h.transcript.is_empty());
         assert!(log[0].contains("outcome=error"), "{log:?}");
     }
     std::fs::write(&s.config, "max_attempts = \n").unwrap();
-    let (rc, log) = run(&mut fake(None, &[]), &s.args(&[]));
+    let (rc, log) = s.run(&mut fake(None, &[]), &s.args(&[]));
     assert_eq!(rc, Code::ServiceErr);
     assert!(log[0].contains("config.toml:1"), "{log:?}");
     let missing = Args::parse(&["config=/nonexistent/otpgate.toml"]);
-    assert_eq!(run(&mut fake(None, &[]), &missing).0, Code::ServiceErr);
+    assert_eq!(s.run(&mut fake(None, &[]), &missing).0, Code::ServiceErr);
 }
 
 #[test]
 fn unknown_users_are_user_unknown() {
-    if !can_run() {
-        return;
-    }
     let s = Setup::new("");
     let mut h = fake(None, &[]);
     h.user = Some("no-such-user-otpgate".into());
-    assert_eq!(run(&mut h, &s.args(&[])).0, Code::UserUnknown);
+    assert_eq!(s.run(&mut h, &s.args(&[])).0, Code::UserUnknown);
 }
 
 #[test]
 fn a_clock_before_1970_denies() {
-    if !can_run() {
-        return;
-    }
     let s = Setup::new("");
     s.enroll(&totp_record());
-    let (rc, log) = run_at(None, &mut fake(None, &[]), &s.args(&[]));
+    let (rc, log) = s.run_at(None, &mut fake(None, &[]), &s.args(&[]));
     assert_eq!(rc, Code::SystemErr);
     assert!(log[0].contains("clock"), "{log:?}");
 }
 
 #[test]
 fn a_panic_becomes_system_err_and_is_logged() {
-    if !can_run() {
-        return;
-    }
     let s = Setup::new("");
     s.enroll(&totp_record());
     let mut h = fake(None, &[]);
     h.panic_on_prompt = true;
-    let (rc, log) = run(&mut h, &s.args(&[]));
+    let (rc, log) = s.run(&mut h, &s.args(&[]));
     assert_eq!(rc, Code::SystemErr);
     assert!(log[0].contains("panic"), "{log:?}");
 }
 
 #[test]
 fn backup_codes_work_once_and_say_how_many_are_left() {
-    if !can_run() {
-        return;
-    }
     let s = Setup::new("max_attempts = 1");
     let mut r = totp_record();
     let codes = r.new_backup_codes(3, 8).unwrap();
     s.enroll(&r);
     let mut h = fake(None, &[codes[1].as_bytes()]);
-    let (rc, log) = run(&mut h, &s.args(&[]));
+    let (rc, log) = s.run(&mut h, &s.args(&[]));
     assert_eq!(rc, Code::Success);
     assert!(log[0].contains("method=backup"));
     assert!(!log[0].contains(codes[1].as_str()));
     assert_eq!(h.transcript[1], "info: Backup code used; 2 left.");
     assert_eq!(s.record().backup.codes.len(), 2);
     let mut h = fake(None, &[codes[1].as_bytes()]);
-    assert_eq!(run(&mut h, &s.args(&[])).0, Code::AuthErr);
+    assert_eq!(s.run(&mut h, &s.args(&[])).0, Code::AuthErr);
 }
 
 #[test]
 fn silent_suppresses_messages_but_not_prompts() {
-    if !can_run() {
-        return;
-    }
     let s = Setup::new("");
     s.enroll(&totp_record());
     let mut h = fake(None, &[b"1", b"2", b"3"]);
-    let clock = FakeClock {
-        now: Some(NOW),
-        mono: h.mono.clone(),
-    };
-    let mut log = Memory::default();
-    let rc = authenticate(&mut h, &clock, &mut log, &s.args(&[]), true);
+    let ((rc, _), _) = s.run_logged(Some(NOW), &mut h, &s.args(&[]), false, true);
     assert_eq!(rc, Code::AuthErr);
     assert!(h.transcript.iter().all(|t| t.starts_with("prompt")));
 }
 
 #[test]
 fn one_remembered_day_is_said_in_the_singular() {
-    if !can_run() {
-        return;
-    }
     let s = Setup::new("remember_days = 1");
     s.enroll(&totp_record());
     let mut h = fake(Some("203.0.113.7"), &[&code_at(NOW), b"yes"]);
-    assert_eq!(run(&mut h, &s.args(&[])).0, Code::Success);
+    assert_eq!(s.run(&mut h, &s.args(&[])).0, Code::Success);
     assert_eq!(
         h.transcript[1..],
         [
@@ -672,13 +640,10 @@ fn email_record() -> UserRecord {
 
 #[test]
 fn enter_sends_a_code_by_email_and_that_code_logs_in_once() {
-    if !can_run() {
-        return;
-    }
     let s = Setup::new(CHANNELS);
     s.enroll(&email_record());
     let mut h = fake(Some("203.0.113.7"), &[b"", b"<sent>"]);
-    let (rc, log) = run(&mut h, &s.args(&[]));
+    let (rc, log) = s.run(&mut h, &s.args(&[]));
     assert_eq!(rc, Code::Success, "{log:?} {:?}", h.transcript);
     assert_eq!(
         h.transcript,
@@ -697,22 +662,19 @@ fn enter_sends_a_code_by_email_and_that_code_logs_in_once() {
     assert!(s.record().sent_codes.is_empty(), "used up");
     // The same code again is wrong.
     let mut again = fake(Some("203.0.113.7"), &[code.as_bytes()]);
-    again.answers.extend([b"1".to_vec(), b"x".to_vec()]);
-    let (rc, _) = run(&mut again, &s.args(&["max_attempts=1"]));
+    let (rc, _) = s.run(&mut again, &s.args(&["max_attempts=1"]));
     assert_eq!(rc, Code::AuthErr);
+    assert_eq!(again.transcript.last().unwrap(), "error: Wrong code.");
 }
 
 #[test]
 fn with_two_channels_a_numbered_menu_tries_another_way() {
-    if !can_run() {
-        return;
-    }
     let s = Setup::new(CHANNELS);
     let mut r = email_record();
     r.set_destination(Kind::Sms, Some("+441632960961".into()));
     s.enroll(&r);
     let mut h = fake(Some("203.0.113.7"), &[b"2", b"<sent>"]);
-    let (rc, log) = run(&mut h, &s.args(&[]));
+    let (rc, log) = s.run(&mut h, &s.args(&[]));
     assert_eq!(rc, Code::Success, "{log:?}");
     assert_eq!(
         h.transcript[0],
@@ -732,9 +694,6 @@ fn with_two_channels_a_numbered_menu_tries_another_way() {
 
 #[test]
 fn a_sent_code_is_refused_after_its_lifetime() {
-    if !can_run() {
-        return;
-    }
     let s = Setup::new(&format!(
         "prompt_timeout = 3600\n[channels]\nverification_time = 3600\n{}",
         CHANNELS.replace(
@@ -745,7 +704,7 @@ fn a_sent_code_is_refused_after_its_lifetime() {
     s.enroll(&email_record());
     let mut h = fake(None, &[b"", b"<sent>"]);
     h.think = Duration::from_secs(601);
-    let (rc, log) = run(&mut h, &s.args(&["max_attempts=1"]));
+    let (rc, log) = s.run(&mut h, &s.args(&["max_attempts=1"]));
     assert_eq!(rc, Code::AuthErr, "{log:?}");
     assert!(
         h.transcript
@@ -761,16 +720,15 @@ fn a_sent_code_is_refused_after_its_lifetime() {
 
 #[test]
 fn sends_beyond_the_hourly_limit_are_refused_and_use_up_prompts() {
-    if !can_run() {
-        return;
-    }
     let s = Setup::new(&CHANNELS.replace(
         "[channels.email]\n",
         "[channels.email]\nmax_sends_per_hour = 2\n",
     ));
     s.enroll(&email_record());
-    let mut h = fake(None, &[b"", b"", b"", b"", b"", b""]);
-    let (rc, log) = run(&mut h, &s.args(&[]));
+    // Two sends give their prompts back; the three refused ones use up
+    // max_attempts: five prompts in all.
+    let mut h = fake(None, &[b"", b"", b"", b"", b""]);
+    let (rc, log) = s.run(&mut h, &s.args(&[]));
     assert_eq!(rc, Code::AuthErr);
     assert_eq!(h.sent.borrow().len(), 2);
     let limited = log
@@ -793,13 +751,10 @@ fn sends_beyond_the_hourly_limit_are_refused_and_use_up_prompts() {
 
 #[test]
 fn wrong_codes_after_a_send_count_toward_the_lockout() {
-    if !can_run() {
-        return;
-    }
     let s = Setup::new(&format!("lockout_after = 2\n{CHANNELS}"));
     s.enroll(&email_record());
     let mut h = fake(None, &[b"", b"000000", b"111111"]);
-    let (rc, log) = run(&mut h, &s.args(&[]));
+    let (rc, log) = s.run(&mut h, &s.args(&[]));
     assert_eq!(rc, Code::AuthErr);
     assert!(log.last().unwrap().contains("locked out until"), "{log:?}");
     assert!(s.record().locked_until(NOW).is_some());
@@ -807,13 +762,10 @@ fn wrong_codes_after_a_send_count_toward_the_lockout() {
 
 #[test]
 fn a_failed_send_is_logged_and_the_prompt_comes_back() {
-    if !can_run() {
-        return;
-    }
     let s = Setup::new(CHANNELS);
     s.enroll(&email_record());
     let mut h = fake(None, &[b"", b"123456", b"234567", b"345678"]);
-    let (rc, log) = run_sending(Some(NOW), &mut h, &s.args(&[]), true);
+    let (rc, log) = s.run_sending(Some(NOW), &mut h, &s.args(&[]), true);
     assert_eq!(rc, Code::AuthErr);
     assert!(
         log[0].contains("outcome=send-failed") && log[0].contains("relay down"),
@@ -831,14 +783,11 @@ fn a_failed_send_is_logged_and_the_prompt_comes_back() {
 
 #[test]
 fn the_whole_verification_is_bounded_by_verification_time() {
-    if !can_run() {
-        return;
-    }
     let s = Setup::new(&format!("[channels]\nverification_time = 30\n{}", CHANNELS));
     s.enroll(&email_record());
     let mut h = fake(None, &[b"", b"<sent>"]);
     h.think = Duration::from_secs(20);
-    let (rc, log) = run(&mut h, &s.args(&[]));
+    let (rc, log) = s.run(&mut h, &s.args(&[]));
     assert_eq!(rc, Code::AuthErr);
     assert!(
         log.last()
@@ -850,15 +799,12 @@ fn the_whole_verification_is_bounded_by_verification_time() {
 
 #[test]
 fn without_channels_configured_nothing_changes_for_app_users() {
-    if !can_run() {
-        return;
-    }
     let s = Setup::new("");
     let mut r = totp_record();
     r.set_destination(Kind::Email, Some("alice@example.org".into()));
     s.enroll(&r);
     let mut h = fake(None, &[b"", &code_at(NOW)]);
-    let (rc, _) = run(&mut h, &s.args(&[]));
+    let (rc, _) = s.run(&mut h, &s.args(&[]));
     assert_eq!(rc, Code::Success);
     assert_eq!(h.transcript[0], "prompt(echo=false): Verification code: ");
     assert!(h.sent.borrow().is_empty());
@@ -866,13 +812,81 @@ fn without_channels_configured_nothing_changes_for_app_users() {
 
 #[test]
 fn a_user_with_only_an_unconfigured_channel_is_denied_with_a_reason() {
-    if !can_run() {
-        return;
-    }
     let s = Setup::new("");
     s.enroll(&email_record());
     let mut h = fake(None, &[]);
-    let (rc, log) = run(&mut h, &s.args(&[]));
+    let (rc, log) = s.run(&mut h, &s.args(&[]));
     assert_eq!(rc, Code::AuthErr);
     assert!(log[0].contains("no usable method"), "{log:?}");
+}
+
+#[test]
+fn result_codes_are_the_bindings_values_one_to_one() {
+    let codes = [
+        (Code::Success, PamResultCode::PAM_SUCCESS),
+        (Code::ServiceErr, PamResultCode::PAM_SERVICE_ERR),
+        (Code::SystemErr, PamResultCode::PAM_SYSTEM_ERR),
+        (Code::AuthErr, PamResultCode::PAM_AUTH_ERR),
+        (Code::UserUnknown, PamResultCode::PAM_USER_UNKNOWN),
+        (Code::ConvErr, PamResultCode::PAM_CONV_ERR),
+        (Code::Ignore, PamResultCode::PAM_IGNORE),
+    ];
+    for (code, pam) in &codes {
+        assert_eq!(
+            PamResultCode::try_from(code.raw()).ok().as_ref(),
+            Some(pam),
+            "{code:?}"
+        );
+    }
+    let raws: std::collections::BTreeSet<i32> = codes.iter().map(|(c, _)| c.raw()).collect();
+    assert_eq!(raws.len(), codes.len(), "two codes share a value");
+    assert_eq!(Code::Other(24).raw(), 24);
+}
+
+#[test]
+fn the_reasons_of_a_login_are_typed_in_order() {
+    let s = Setup::new("");
+    s.enroll(&totp_record());
+    let mut h = fake(None, &[b"000000", &code_at(NOW)]);
+    assert_eq!(
+        s.reasons(&mut h, &s.args(&[])),
+        (Code::Success, vec![Reason::Accepted])
+    );
+    let mut h = fake(None, &[]);
+    h.user = Some("no-such-user-otpgate".into());
+    assert_eq!(
+        s.reasons(&mut h, &s.args(&[])),
+        (Code::UserUnknown, vec![Reason::UnknownUser])
+    );
+    s.store.put(None);
+    let mut h = fake(None, &[]);
+    assert_eq!(
+        s.reasons(&mut h, &s.args(&[])),
+        (Code::Ignore, vec![Reason::NotEnrolled])
+    );
+}
+
+#[test]
+fn a_store_that_cannot_write_denies_and_the_code_stays_unused() {
+    let s = Setup::new("");
+    s.enroll(&totp_record());
+    s.store.set_read_only(true);
+    let mut h = fake(None, &[&code_at(NOW)]);
+    let (rc, reasons) = s.reasons(&mut h, &s.args(&[]));
+    assert_eq!(rc, Code::SystemErr);
+    assert!(
+        matches!(&reasons[..], [Reason::Store(e)] if e.contains("read-only")),
+        "{reasons:?}"
+    );
+    assert_eq!(
+        h.transcript.last().unwrap(),
+        "error: Cannot update your 2FA settings; ask an administrator."
+    );
+    s.store.set_read_only(false);
+    let mut h = fake(None, &[&code_at(NOW)]);
+    assert_eq!(
+        s.run(&mut h, &s.args(&[])).0,
+        Code::Success,
+        "the same code works once writable"
+    );
 }

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use nix::fcntl::{AT_FDCWD, RenameFlags, renameat2};
 use otpgate_config::record::TrustedHost;
-use otpgate_config::{Account, UserFile};
+use otpgate_config::{Account, StoreExt, UserFile};
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();

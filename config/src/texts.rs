@@ -1,0 +1,149 @@
+//! Every message a user reads at a login or a CLI confirmation, one
+//! wording each. The module shows them through the PAM conversation, the
+//! CLI on its terminal; times come in already formatted (the module says
+//! `HH:MM`, the CLI a date with its zone).
+
+use crate::channel::Kind;
+
+/// The code prompt.
+pub const PROMPT: &str = "Verification code: ";
+/// The prompt with `forward_pass`: password and code in one answer.
+pub const FORWARD_PROMPT: &str = "Password & verification code: ";
+/// What the prompt asks for, before the menu of sent codes.
+pub const PROMPT_BASE: &str = "Verification code";
+/// The CLI's prompt base when a change needs a current code.
+pub const CURRENT_CODE_BASE: &str = "Current verification code";
+/// Users who must have a second factor and have none.
+pub const ENROLL_HINT: &str = "2FA is required for this account: run `otpgate enroll`";
+/// `use_first_pass` and no `PAM_AUTHTOK`.
+pub const NO_CODE_GIVEN: &str = "No verification code was given.";
+/// The user's record cannot be read.
+pub const CANNOT_READ: &str = "Cannot read your 2FA settings; ask an administrator.";
+/// The user's record cannot be written (a used code could not be recorded).
+pub const CANNOT_UPDATE: &str = "Cannot update your 2FA settings; ask an administrator.";
+/// Enrolled, but every method needs a channel this system does not have.
+pub const NO_METHOD: &str = "No way to get a verification code is set up; ask an administrator.";
+/// One prompt answered after `prompt_timeout`.
+pub const TOO_LATE_PROMPT: &str = "Too late: the code was not entered in time.";
+/// The whole verification took longer than `channels.verification_time`.
+pub const TOO_LATE_TOTAL: &str = "Too late: the verification took too long.";
+
+/// The prompt `base` with the menu of channels that can send a code:
+/// `Verification code (Enter: send a code by email): `, or with several
+/// `Verification code (Enter: send by email, 2: send by SMS): `.
+pub fn prompt(base: &str, offers: &[Kind]) -> String {
+    match offers {
+        [] => format!("{base}: "),
+        [kind] => format!("{base} (Enter: send a code by {}): ", kind.display()),
+        [first, rest @ ..] => {
+            let mut menu = format!("Enter: send by {}", first.display());
+            for (i, kind) in rest.iter().enumerate() {
+                menu.push_str(&format!(", {}: send by {}", i + 2, kind.display()));
+            }
+            format!("{base} ({menu}): ")
+        }
+    }
+}
+
+/// A wrong code; `tries_left` more prompts follow.
+pub fn wrong_code(tries_left: u32) -> String {
+    refused("Wrong code", tries_left)
+}
+
+/// A sent code used after its lifetime.
+pub fn expired_code(tries_left: u32) -> String {
+    refused("That code has expired", tries_left)
+}
+
+fn refused(what: &str, tries_left: u32) -> String {
+    match tries_left {
+        0 => format!("{what}."),
+        1 => format!("{what}; 1 try left."),
+        n => format!("{what}; {n} tries left."),
+    }
+}
+
+/// Locked out already (by earlier wrong codes or a concurrent login).
+pub fn locked_until(when: &str) -> String {
+    format!("Account locked until {when}")
+}
+
+/// This wrong code locked the account.
+pub fn locked_now(when: &str) -> String {
+    format!("Too many wrong codes. Account locked until {when}")
+}
+
+/// A backup code was used up.
+pub fn backup_used(left: usize) -> String {
+    format!("Backup code used; {left} left.")
+}
+
+/// The hourly send limit refused a send.
+pub fn too_many_sends(kind: Kind, next: &str) -> String {
+    format!(
+        "Too many codes were sent by {}; the next can be sent at {next}.",
+        kind.display()
+    )
+}
+
+/// A code is on its way to `to` (masked at logins).
+pub fn code_sent(kind: Kind, to: &str, minutes: u32) -> String {
+    format!(
+        "A code was sent by {} to {to}; it is valid for {minutes} minute{}.",
+        kind.display(),
+        if minutes == 1 { "" } else { "s" }
+    )
+}
+
+/// The channel's command failed.
+pub fn send_failed(kind: Kind) -> String {
+    format!(
+        "The code could not be sent by {}; try another way or ask an administrator.",
+        kind.display()
+    )
+}
+
+/// `1 day`, `7 days`.
+pub fn days(n: u32) -> String {
+    if n == 1 {
+        "1 day".to_string()
+    } else {
+        format!("{n} days")
+    }
+}
+
+/// After a good code from a remote host, with `remember_days` set.
+pub fn trust_question(days_: u32) -> String {
+    format!("Trust this host for {}? [y/N] ", days(days_))
+}
+
+/// The host was remembered.
+pub fn trusted_for(days_: u32) -> String {
+    format!("This host is trusted for {}.", days(days_))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals_count_tries_in_the_singular_and_plural() {
+        assert_eq!(wrong_code(2), "Wrong code; 2 tries left.");
+        assert_eq!(wrong_code(1), "Wrong code; 1 try left.");
+        assert_eq!(wrong_code(0), "Wrong code.");
+        assert_eq!(expired_code(0), "That code has expired.");
+    }
+
+    #[test]
+    fn the_prompt_offers_one_channel_on_enter_and_several_by_number() {
+        assert_eq!(prompt(PROMPT_BASE, &[]), PROMPT);
+        assert_eq!(
+            prompt(PROMPT_BASE, &[Kind::Email]),
+            "Verification code (Enter: send a code by email): "
+        );
+        assert_eq!(
+            prompt(PROMPT_BASE, &[Kind::Email, Kind::Sms]),
+            "Verification code (Enter: send by email, 2: send by SMS): "
+        );
+    }
+}

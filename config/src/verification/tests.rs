@@ -1,0 +1,285 @@
+//! The service on a retrying memory store: every change runs twice, as a
+//! database may run it, and the outcomes must still be exact.
+
+use std::cell::RefCell;
+use std::path::Path;
+
+use super::*;
+use crate::otp::{Algorithm, Generator, Secret};
+use crate::store::MemoryStore;
+
+const NOW: u64 = 1_700_000_010;
+const SECRET: &[u8] = b"12345678901234567890";
+
+fn totp() -> UserRecord {
+    UserRecord::new_totp(
+        Secret::from_bytes(SECRET.to_vec()).unwrap(),
+        Algorithm::SHA1,
+        6,
+        30,
+    )
+}
+
+fn code_at(now: u64) -> Vec<u8> {
+    let secret = Secret::from_bytes(SECRET.to_vec()).unwrap();
+    let g = Generator::totp(&secret, Algorithm::SHA1, 6, 30).unwrap();
+    g.code_at_step(now / 30).as_bytes().to_vec()
+}
+
+fn config(text: &str) -> SystemConfig {
+    SystemConfig::from_toml(Path::new("test.toml"), text).unwrap()
+}
+
+const EMAIL: &str = "[channels.email]\ncommand = [\"/bin/true\"]\nrun_as = \"nobody\"\nfrom = \"otp@example.org\"\nmax_sends_per_hour = 2\n";
+
+fn with_email() -> UserRecord {
+    let mut r = totp();
+    r.set_destination(Kind::Email, Some("alice@example.org".into()));
+    r
+}
+
+/// Keeps what it was asked to send.
+#[derive(Default)]
+struct Outbox(RefCell<Vec<String>>);
+
+impl Sender for Outbox {
+    fn send(&self, message: &Message) -> Outcome {
+        let text = String::from_utf8_lossy(&message.stdin).to_string();
+        self.0.borrow_mut().push(text);
+        Outcome::Sent(Duration::from_millis(1))
+    }
+}
+
+impl Outbox {
+    fn last_code(&self) -> Vec<u8> {
+        let last = self.0.borrow().last().cloned().unwrap_or_default();
+        last.split(|c: char| !c.is_ascii_digit())
+            .find(|w| (6..=8).contains(&w.len()))
+            .unwrap_or_default()
+            .as_bytes()
+            .to_vec()
+    }
+}
+
+const WHO: Recipient<'static> = Recipient {
+    user: "alice",
+    service: "test",
+};
+
+#[test]
+fn a_right_code_is_accepted_once_even_when_the_transaction_runs_twice() {
+    let c = config("");
+    let store = MemoryStore::with("alice", totp()).retrying();
+    let v = Verifier::new(&c, &store);
+    let code = code_at(NOW);
+    let first = v.check(&[&code], NOW, BackupUse::Consume).unwrap();
+    assert!(matches!(
+        first,
+        Checked::Accepted {
+            method: Method::Totp,
+            candidate: 0,
+            ..
+        }
+    ));
+    let again = v.check(&[&code], NOW, BackupUse::Consume).unwrap();
+    assert_eq!(
+        again,
+        Checked::Refused {
+            why: Refusal::Replayed,
+            locked_until: None
+        }
+    );
+    assert_eq!(
+        store.snapshot().unwrap().state.failures,
+        1,
+        "a replay counts"
+    );
+}
+
+#[test]
+fn wrong_answers_count_once_each_and_lock_at_the_limit() {
+    let c = config("lockout_after = 3\n");
+    let store = MemoryStore::with("alice", totp()).retrying();
+    let v = Verifier::new(&c, &store);
+    for _ in 0..2 {
+        let refused = v.check(&[b"000000"], NOW, BackupUse::Consume).unwrap();
+        assert!(matches!(
+            refused,
+            Checked::Refused {
+                why: Refusal::Wrong,
+                locked_until: None
+            }
+        ));
+    }
+    let Checked::Refused {
+        locked_until: Some(until),
+        ..
+    } = v.check(&[b"not a code"], NOW, BackupUse::Consume).unwrap()
+    else {
+        panic!("the third wrong answer locks");
+    };
+    assert_eq!(
+        v.check(&[&code_at(NOW)], NOW, BackupUse::Consume).unwrap(),
+        Checked::Locked(until),
+        "a right code is not even looked at while locked"
+    );
+}
+
+#[test]
+fn a_backup_code_is_used_up_at_a_login_and_kept_by_a_plain_verify() {
+    let c = config("");
+    let mut record = totp();
+    let codes = record.new_backup_codes(2, 8).unwrap();
+    let store = MemoryStore::with("alice", record).retrying();
+    let v = Verifier::new(&c, &store);
+    let code = codes[0].as_bytes();
+    let kept = v.check(&[code], NOW, BackupUse::Keep).unwrap();
+    assert!(matches!(
+        kept,
+        Checked::Accepted {
+            method: Method::Backup,
+            backups_left: 2,
+            ..
+        }
+    ));
+    let used = v.check(&[code], NOW, BackupUse::Consume).unwrap();
+    assert!(matches!(
+        used,
+        Checked::Accepted {
+            backups_left: 1,
+            ..
+        }
+    ));
+    let again = v.check(&[code], NOW, BackupUse::Consume).unwrap();
+    assert!(matches!(again, Checked::Refused { .. }));
+}
+
+#[test]
+fn the_second_candidate_can_match_and_is_named() {
+    let c = config("");
+    let store = MemoryStore::with("alice", totp());
+    let v = Verifier::new(&c, &store);
+    let code = code_at(NOW);
+    let got = v.check(&[b"12", &code], NOW, BackupUse::Consume).unwrap();
+    assert!(matches!(got, Checked::Accepted { candidate: 1, .. }));
+}
+
+#[test]
+fn no_record_is_not_enrolled_and_writes_nothing() {
+    let c = config("");
+    let store = MemoryStore::new("alice");
+    let v = Verifier::new(&c, &store);
+    assert_eq!(
+        v.check(&[b"123456"], NOW, BackupUse::Consume).unwrap(),
+        Checked::NotEnrolled
+    );
+    assert_eq!(store.writes(), 0);
+}
+
+#[test]
+fn a_sent_code_logs_in_once_and_the_hourly_limit_holds() {
+    let c = config(EMAIL);
+    let store = MemoryStore::with("alice", with_email()).retrying();
+    let v = Verifier::new(&c, &store);
+    let menu = Menu::for_record(&c, &store.snapshot().unwrap());
+    let offer = menu.choice(b"").unwrap().clone();
+    assert_eq!(offer.to, "alice@example.org");
+    let out = Outbox::default();
+    let sent = v.send_code(&offer, NOW, WHO, &out).unwrap();
+    assert!(
+        matches!(sent, SendOutcome::Sent { minutes: 10, .. }),
+        "{sent:?}"
+    );
+    assert_eq!(
+        out.0.borrow().len(),
+        1,
+        "one message even though the change ran twice"
+    );
+    let code = out.last_code();
+    let got = v.check(&[&code], NOW + 5, BackupUse::Consume).unwrap();
+    assert!(
+        matches!(
+            got,
+            Checked::Accepted {
+                method: Method::Email,
+                ..
+            }
+        ),
+        "{got:?}"
+    );
+    assert!(matches!(
+        v.check(&[&code], NOW + 6, BackupUse::Consume).unwrap(),
+        Checked::Refused { .. }
+    ));
+    v.send_code(&offer, NOW + 7, WHO, &out).unwrap();
+    let limited = v.send_code(&offer, NOW + 8, WHO, &out).unwrap();
+    assert_eq!(
+        limited,
+        SendOutcome::Limited {
+            next: NOW + 3600,
+            max: 2
+        }
+    );
+}
+
+#[test]
+fn a_destination_changed_since_the_prompt_gets_nothing() {
+    let c = config(EMAIL);
+    let store = MemoryStore::with("alice", with_email());
+    let v = Verifier::new(&c, &store);
+    let offer = Offer {
+        kind: Kind::Email,
+        to: "mallory@example.org".into(),
+    };
+    let out = Outbox::default();
+    assert_eq!(
+        v.send_code(&offer, NOW, WHO, &out).unwrap(),
+        SendOutcome::Gone
+    );
+    assert!(out.0.borrow().is_empty());
+}
+
+#[test]
+fn an_enrollment_code_comes_back_right_wrong_or_late() {
+    let c = config(EMAIL);
+    let store = MemoryStore::new("alice");
+    let v = Verifier::new(&c, &store);
+    let out = Outbox::default();
+    let Confirmation::Pending(pending) = v
+        .send_confirmation(Kind::Email, "alice@example.org", NOW, WHO, &out)
+        .unwrap()
+    else {
+        panic!("sent");
+    };
+    let code = Answer::parse(&out.last_code()).unwrap();
+    let wrong = Answer::parse(b"00000000").unwrap();
+    assert_eq!(pending.check(Some(&code), NOW + 1), PendingCheck::Right);
+    assert_eq!(pending.check(Some(&wrong), NOW + 1), PendingCheck::Wrong);
+    assert_eq!(pending.check(None, NOW + 1), PendingCheck::Wrong);
+    assert_eq!(pending.check(Some(&code), NOW + 601), PendingCheck::Expired);
+    assert_eq!(store.writes(), 0, "nothing saved for an unenrolled user");
+}
+
+#[test]
+fn the_menu_picks_by_enter_and_number_and_leaves_codes_alone() {
+    let menu = Menu {
+        offers: vec![
+            Offer {
+                kind: Kind::Email,
+                to: "a".into(),
+            },
+            Offer {
+                kind: Kind::Sms,
+                to: "b".into(),
+            },
+        ],
+    };
+    assert_eq!(menu.choice(b"").unwrap().kind, Kind::Email);
+    assert_eq!(menu.choice(b" 2 ").unwrap().kind, Kind::Sms);
+    assert!(menu.choice(b"3").is_none());
+    assert!(menu.choice(b"123456").is_none());
+    assert!(
+        Menu::default().choice(b"").is_none(),
+        "no menu: an empty answer is a code"
+    );
+}

@@ -1,0 +1,123 @@
+//! Why the module decided what it did: the `reason=` of its log lines.
+//! One variant per reason, its `Display` the words in the log, so tests
+//! assert a variant and the wording lives here once.
+#![forbid(unsafe_code)]
+
+use std::fmt;
+
+use otpgate_config::verification::Refusal;
+
+/// The reason of a decision or a send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reason {
+    /// Module arguments that are not understood, joined.
+    BadArguments(String),
+    ClockBeforeEpoch,
+    /// The system config (or an override) is wrong.
+    Config(String),
+    NoUserName,
+    UnknownUser,
+    UserLookup(String),
+    TrustedNetwork,
+    LocalConsole,
+    Exempt,
+    /// The user's record could not be opened, read or written.
+    Store(String),
+    NotEnrolled,
+    NotEnrolledButRequired,
+    RememberedHost,
+    LockedOut {
+        seconds_left: u64,
+    },
+    /// Enrolled, but only through channels this system lacks.
+    NoUsableMethod,
+    /// `use_first_pass` and no `PAM_AUTHTOK`.
+    NoAuthTok,
+    ConversationFailed,
+    AnsweredLate {
+        waited: u64,
+        limit: u64,
+    },
+    OutOfTime {
+        spent: u64,
+        limit: u64,
+    },
+    Refused(Refusal),
+    RefusedAndLocked {
+        why: Refusal,
+        until: u64,
+    },
+    /// Another login locked the account while we asked.
+    LockedMeanwhile,
+    /// The record was removed while we asked.
+    RemovedMeanwhile,
+    /// The record or the destination was removed while we offered a send.
+    DestinationRemovedMeanwhile,
+    SetAuthTok,
+    Accepted,
+    /// A code was sent: the command exited 0 after this many ms.
+    Sent {
+        millis: u128,
+    },
+    RateLimited {
+        max: u32,
+    },
+    SendFailed(String),
+    CouldNotRemember(String),
+    Panic(String),
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Reason::BadArguments(e) => write!(f, "bad module arguments: {e}"),
+            Reason::ClockBeforeEpoch => f.write_str("system clock is before 1970"),
+            Reason::Config(e) => write!(f, "config: {e}"),
+            Reason::NoUserName => f.write_str("could not get the user name"),
+            Reason::UnknownUser => f.write_str("unknown user"),
+            Reason::UserLookup(e) => write!(f, "user lookup: {e}"),
+            Reason::TrustedNetwork => f.write_str("rhost is in trusted_networks"),
+            Reason::LocalConsole => f.write_str("no rhost and local_console = skip"),
+            Reason::Exempt => f.write_str("member of an exempt group"),
+            Reason::Store(e) => write!(f, "user file: {e}"),
+            Reason::NotEnrolled => f.write_str("not enrolled"),
+            Reason::NotEnrolledButRequired => f.write_str("not enrolled and 2FA is required"),
+            Reason::RememberedHost => f.write_str("rhost remembered by the user"),
+            Reason::LockedOut { seconds_left } => {
+                write!(f, "locked out for {seconds_left} more seconds")
+            }
+            Reason::NoUsableMethod => {
+                f.write_str("no usable method: the user's channels are not configured ([channels])")
+            }
+            Reason::NoAuthTok => {
+                f.write_str("use_first_pass and no PAM_AUTHTOK from an earlier module")
+            }
+            Reason::ConversationFailed => f.write_str("conversation failed"),
+            Reason::AnsweredLate { waited, limit } => {
+                write!(f, "answered after {waited} s (prompt_timeout {limit} s)")
+            }
+            Reason::OutOfTime { spent, limit } => write!(
+                f,
+                "verification took {spent} s (channels.verification_time {limit} s)"
+            ),
+            Reason::Refused(why) => f.write_str(why.as_str()),
+            Reason::RefusedAndLocked { why, until } => {
+                write!(f, "{}; locked out until {until}", why.as_str())
+            }
+            Reason::LockedMeanwhile => f.write_str("locked out by a concurrent login"),
+            Reason::RemovedMeanwhile => f.write_str("user file removed during login"),
+            Reason::DestinationRemovedMeanwhile => {
+                f.write_str("user file or destination removed during login")
+            }
+            Reason::SetAuthTok => f.write_str("set PAM_AUTHTOK"),
+            Reason::Accepted => f.write_str("code accepted"),
+            Reason::Sent { millis } => write!(f, "command exited 0 after {millis} ms"),
+            Reason::RateLimited { max } => {
+                write!(f, "{max} sends in the last hour (max_sends_per_hour)")
+            }
+            Reason::SendFailed(why) => f.write_str(why),
+            Reason::CouldNotRemember(e) => write!(f, "could not remember host: {e}"),
+            Reason::Panic(what) => write!(f, "internal error (panic): {what}"),
+        }
+    }
+}
