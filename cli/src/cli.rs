@@ -300,6 +300,8 @@ pub enum ImportCommand {
 #[derive(Debug, Args)]
 pub struct OathArgs {
     /// The usersfile; the line of the user (--user, or you) is imported.
+    /// It must be root's or the user's, not a symlink, and not writable by
+    /// group or others.
     pub file: PathBuf,
 
     /// Replace an existing enrollment without a current code (root only).
@@ -309,7 +311,8 @@ pub struct OathArgs {
 
 #[derive(Debug, Args)]
 pub struct ImportArgs {
-    /// The file to import.
+    /// The file to import: the user's (or root's), not a symlink, and
+    /// private to its owner, as pam_google_authenticator demands.
     pub file: Option<PathBuf>,
 
     /// Replace an existing enrollment without a current code (root only).

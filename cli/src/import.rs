@@ -7,80 +7,53 @@
 //! `STEP_SIZE n`, `RATE_LIMIT n m [times...]`, `DISALLOW_REUSE [steps...]`),
 //! then one scratch code per line.
 
-use std::fs::File;
-use std::io::Read;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use nix::fcntl::OFlag;
 use otpgate_config::UserRecord;
 use otpgate_config::identity::{FsIdentity, with_identity};
 use otpgate_config::import::{GaFile, parse_google_authenticator};
+use otpgate_config::secure_open::{self, Location, Rules};
 use serde::Serialize;
 use zeroize::Zeroizing;
 
 use crate::cli::ImportArgs;
 use crate::context::Context;
-use crate::error::{CliError, Result};
+use crate::error::Result;
 use crate::output;
 
 /// google-authenticator's own limit is 1 KiB; leave room for long lists.
 const MAX_FILE_BYTES: u64 = 64 * 1024;
 
-/// Reads the file with the user's file-system identity (a root process
-/// must not follow a symlink the user planted), refusing symlinks, other
-/// owners and special files.
-fn read_file(ctx: &Context, path: &Path) -> Result<Zeroizing<String>> {
-    read_file_as(ctx, path, Some(&FsIdentity::of(&ctx.account)))
+/// What an imported file must be: the user's or root's, not a symlink, a
+/// regular file, at most [`MAX_FILE_BYTES`], with none of the
+/// `forbidden_mode` bits.
+pub(crate) fn import_rules(ctx: &Context, forbidden_mode: u32) -> Rules {
+    Rules {
+        owners: Some(vec![ctx.account.uid, 0]),
+        forbidden_mode,
+        max_size: MAX_FILE_BYTES,
+    }
 }
 
-/// [`read_file`] with the given identity (`None`: the process's own).
+/// Reads the file with the user's file-system identity (a root process
+/// must not follow a symlink the user planted). pam_google_authenticator
+/// refuses a secret file that group or others may access at all, so such a
+/// file never worked as a second factor and is refused here too.
+fn read_file(ctx: &Context, path: &Path) -> Result<Zeroizing<String>> {
+    let rules = import_rules(ctx, 0o077);
+    read_file_as(path, Some(&FsIdentity::of(&ctx.account)), &rules)
+}
+
+/// Reads `path` with the given identity (`None`: the process's own),
+/// through the library's checked open.
 pub(crate) fn read_file_as(
-    ctx: &Context,
     path: &Path,
     id: Option<&FsIdentity>,
+    rules: &Rules,
 ) -> Result<Zeroizing<String>> {
-    let uid = ctx.account.uid;
-    let text = with_identity(id, || {
-        use otpgate_config::Error;
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags((OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC).bits())
-            .open(path)
-            .map_err(|e| match e.raw_os_error() {
-                Some(nix::libc::ELOOP) => Error::Symlink { path: path.into() },
-                _ => Error::io(path, "open", e),
-            })?;
-        let meta = file.metadata().map_err(|e| Error::io(path, "stat", e))?;
-        if !meta.is_file() {
-            return Err(Error::NotRegular {
-                path: path.into(),
-                kind: "special file",
-            });
-        }
-        if meta.uid() != uid && meta.uid() != 0 {
-            return Err(Error::WrongOwner {
-                path: path.into(),
-                owner: meta.uid(),
-                expected: vec![uid, 0],
-            });
-        }
-        let mut bytes = Zeroizing::new(Vec::new());
-        File::take(file, MAX_FILE_BYTES + 1)
-            .read_to_end(&mut bytes)
-            .map_err(|e| Error::io(path, "read", e))?;
-        if bytes.len() as u64 > MAX_FILE_BYTES {
-            return Err(Error::TooLarge {
-                path: path.into(),
-                size: bytes.len() as u64,
-                limit: MAX_FILE_BYTES,
-            });
-        }
-        Ok(bytes)
-    })?;
-    let text = std::str::from_utf8(&text)
-        .map_err(|_| CliError::Failed(format!("{}: not text", path.display())))?;
-    Ok(Zeroizing::new(text.to_string()))
+    Ok(with_identity(id, || {
+        secure_open::read_text(Location::path(path), rules)
+    })?)
 }
 
 #[derive(Serialize)]

@@ -25,7 +25,7 @@ use zeroize::Zeroizing;
 use crate::cli::OathArgs;
 use crate::context::Context;
 use crate::error::{CliError, Result};
-use crate::import::{ImportJson, read_file_as, store};
+use crate::import::{ImportJson, import_rules, read_file_as, store};
 use crate::output;
 
 /// How far from TIME the step of LAST-OTP is looked for: liboath's window
@@ -203,9 +203,12 @@ pub fn oath(ctx: &mut Context, args: &OathArgs) -> Result<()> {
         ctx.require_root("--force")?;
     }
     // A usersfile is normally root's (0600): root reads it as root; a user
-    // reads only a file they can read themselves.
+    // reads only a file they can read themselves. pam_oath does not check
+    // its mode, so only write access by group or others is refused: then
+    // someone else may have chosen the secret.
     let identity = (!ctx.is_root).then(|| otpgate_config::identity::FsIdentity::of(&ctx.account));
-    let text = read_file_as(ctx, &args.file, identity.as_ref())?;
+    let rules = import_rules(ctx, 0o022);
+    let text = read_file_as(&args.file, identity.as_ref(), &rules)?;
     let user = ctx.account.name.clone();
     let OathLine {
         record,

@@ -1,12 +1,10 @@
 //! Writing what the user asked for: JSON on stdout, new files with mode
 //! 0600 that never follow a symlink or overwrite anything.
 
-use std::fs::OpenOptions;
 use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
-use nix::fcntl::OFlag;
+use otpgate_config::secure_open::{self, Access, Location, Rules};
 use serde::Serialize;
 use zeroize::Zeroizing;
 
@@ -25,22 +23,14 @@ pub fn print_json<T: Serialize>(value: &T) -> Result<()> {
 }
 
 /// Creates `path` (which must not exist, not even as a symlink) with mode
-/// 0600 and writes `bytes` to it.
+/// 0600 through the library's checked open and writes `bytes` to it.
 pub fn write_new_file(path: &Path, bytes: &[u8]) -> Result<()> {
-    let fail = |action: &str, e: std::io::Error| {
-        CliError::Failed(format!("{}: {action}: {e}", path.display()))
-    };
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .custom_flags((OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC).bits())
-        .open(path)
-        .map_err(|e| fail("create", e))?;
+    let rules = Rules::any_regular_file();
+    let mut file = secure_open::open(Location::path(path), Access::CreateNew, &rules)?.into_file();
     file.write_all(bytes)
         .and_then(|()| file.sync_all())
         .map_err(|e| {
             let _ = std::fs::remove_file(path);
-            fail("write", e)
+            CliError::Library(otpgate_config::Error::io(path, "write", e))
         })
 }

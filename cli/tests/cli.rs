@@ -218,7 +218,7 @@ fn backup_codes_file_never_overwrites_or_follows_a_symlink() {
     std::fs::write(&existing, "keep").unwrap();
     let link = env.path("link.txt");
     symlink(env.path("target.txt"), &link).unwrap();
-    for path in [&existing, &link] {
+    for (path, why) in [(&existing, "create: File exists"), (&link, "symbolic link")] {
         let r = env.user(
             &[
                 "enroll",
@@ -228,11 +228,46 @@ fn backup_codes_file_never_overwrites_or_follows_a_symlink() {
             ],
             "",
         );
-        r.fails(1, "create");
+        r.fails(1, why);
         assert!(!env.user_file(USER).exists(), "nothing saved");
     }
     assert_eq!(std::fs::read_to_string(&existing).unwrap(), "keep");
     assert!(!env.path("target.txt").exists());
+}
+
+#[test]
+fn qr_pictures_and_new_backup_codes_never_go_through_a_symlink() {
+    let Some(env) = Env::new("") else { return };
+    // A link to a file that exists and one to a file that does not: neither
+    // is written through, and the refusal names the link.
+    let victim = env.path("victim.txt");
+    std::fs::write(&victim, "keep").unwrap();
+    let to_victim = env.path("to-victim");
+    symlink(&victim, &to_victim).unwrap();
+    let dangling = env.path("dangling");
+    symlink(env.path("nowhere"), &dangling).unwrap();
+    for flag in ["--qr-svg", "--qr-png"] {
+        for link in [&to_victim, &dangling] {
+            let r = env.user(
+                &["enroll", "--no-confirm", flag, link.to_str().unwrap()],
+                "",
+            );
+            r.fails(1, "is a symbolic link; refusing to follow it");
+            assert!(r.stderr.contains(link.to_str().unwrap()), "{r}");
+            assert!(!env.user_file(USER).exists(), "nothing saved");
+        }
+    }
+    let old = env.provision();
+    let r = env.user(
+        &["backup-codes", "--file", to_victim.to_str().unwrap()],
+        &format!("{}\n", old[0]),
+    );
+    // The codes are saved already, so they are shown; the file is refused.
+    r.ok();
+    assert!(r.stderr.contains("is a symbolic link"), "{r}");
+    assert!(r.stdout.contains("New backup codes"), "{r}");
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep");
+    assert!(!env.path("nowhere").exists());
 }
 
 #[test]

@@ -156,6 +156,32 @@ fn import_refuses_a_symlink_and_a_missing_file() {
     assert!(!env.user_file(USER).exists());
 }
 
+#[test]
+fn import_refuses_a_file_others_may_read_a_fifo_and_another_owner() {
+    let Some(env) = Env::new("") else { return };
+    let Some((file, _)) = ga_file(&env, &["-t", "-d", "-u", "-w", "3", "-e", "1"]) else {
+        return;
+    };
+    let import = |path: &std::path::Path| {
+        env.user(
+            &["import", "google-authenticator", path.to_str().unwrap()],
+            "",
+        )
+    };
+    // pam_google_authenticator refuses such a file too.
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o440)).unwrap();
+    import(&file).fails(1, "gives group or others access");
+    // Readable by the user, so that the owner is what is refused.
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o444)).unwrap();
+    chown(&file, Some(1), Some(1)).unwrap();
+    import(&file).fails(1, "owned by uid 1, expected uid 65534 or uid 0");
+    let fifo = env.path("home/fifo");
+    Command::new("mkfifo").arg(&fifo).status().unwrap();
+    chown(&fifo, Some(65534), Some(65534)).unwrap();
+    import(&fifo).fails(1, "is a FIFO, not a regular file");
+    assert!(!env.user_file(USER).exists());
+}
+
 /// `SECRET` ("12345678901234567890") in hex, as a usersfile holds it.
 const HEX_SECRET: &str = "3132333435363738393031323334353637383930";
 
@@ -260,6 +286,22 @@ fn a_pam_oath_hotp_line_goes_on_after_its_last_used_counter() {
         (s["digits"].as_u64(), s["counter"].as_u64()),
         (Some(8), Some(5))
     );
+}
+
+#[test]
+fn a_usersfile_others_may_write_is_refused() {
+    let Some(env) = Env::new("") else { return };
+    let file = users_oath(&env, &format!("HOTP {USER} - {HEX_SECRET} 0\n"));
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o620)).unwrap();
+    env.user(&["import", "oath", &file], "")
+        .fails(1, "gives group or others access");
+    // Readable by others is what pam_oath lives with; only writing matters.
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    env.user(&["import", "oath", &file], "").ok();
+    let link = env.path("users.link");
+    symlink(&file, &link).unwrap();
+    env.user(&["import", "oath", link.to_str().unwrap(), "--force"], "")
+        .fails(1, "symbolic link");
 }
 
 #[test]

@@ -7,6 +7,9 @@
 //!   hosts;
 //! - [`store`]: reading it without following symlinks and updating it
 //!   atomically under a lock, with the user's file-system identity;
+//! - [`secure_open`]: the one checked open for every file read or written
+//!   with privilege (no symlinks followed; type, owner, mode and size
+//!   checked);
 //! - [`otp`], [`backup`], [`answer`], [`net`]: the pieces those use.
 //!
 //! Time and randomness come from the caller or the OS; nothing here reads
@@ -24,6 +27,7 @@ pub mod import;
 pub mod net;
 pub mod otp;
 pub mod record;
+pub mod secure_open;
 pub mod store;
 pub mod system;
 pub mod texts;

@@ -16,15 +16,15 @@
 //! logins never both use one backup code.
 
 use std::fs::File;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, mpsc};
 use std::time::Duration;
 
 use nix::errno::Errno;
-use nix::fcntl::{Flock, FlockArg, OFlag, openat, renameat};
-use nix::sys::stat::{FileStat, Mode, SFlag, fstat};
+use nix::fcntl::{Flock, FlockArg, OFlag, renameat};
+use nix::sys::stat::{FileStat, Mode, fstat};
 use nix::unistd::{Gid, Uid, UnlinkatFlags, fchown, fsync, unlinkat};
 use zeroize::Zeroizing;
 
@@ -32,6 +32,7 @@ use crate::account::Account;
 use crate::error::{Error, Result};
 use crate::identity::{FsIdentity, with_identity};
 use crate::record::UserRecord;
+use crate::secure_open::{self, Access, Location, Rules};
 use crate::system::SystemConfig;
 
 mod memory;
@@ -327,47 +328,21 @@ impl UserFile {
 
     /// Opens, checks and parses the file in `dir`.
     fn read_at(&self, dir: &OwnedFd) -> Result<Option<(UserRecord, FileStat)>> {
-        let flags = OFlag::O_RDONLY
-            | OFlag::O_NOFOLLOW
-            | OFlag::O_CLOEXEC
-            | OFlag::O_NONBLOCK
-            | OFlag::O_NOCTTY;
-        let fd = match openat(dir, self.name.as_str(), flags, Mode::empty()) {
-            Ok(fd) => fd,
-            Err(Errno::ENOENT) => return Ok(None),
-            Err(Errno::ELOOP) => {
-                return Err(Error::Symlink {
-                    path: self.path.clone(),
-                });
-            }
-            Err(e) => return Err(Error::errno(&self.path, "open", e)),
+        let at = Location::in_dir(dir.as_fd(), &self.name, &self.path);
+        let opened = match secure_open::open(at, Access::Read, &self.rules()) {
+            Ok(opened) => opened,
+            Err(e) if e.is_not_found() => return Ok(None),
+            Err(e) => return Err(e),
         };
-        let st = self.check_file(&fd)?;
+        let st = *opened.stat();
         let key = FileKey::of(&st);
         if let Some((cached, record)) = self.cached()
             && cached == key
         {
             return Ok(Some((record, st)));
         }
-        let mut bytes = Zeroizing::new(Vec::with_capacity(st.st_size as usize));
-        File::from(fd)
-            .take(MAX_USER_FILE_BYTES + 1)
-            .read_to_end(&mut bytes)
-            .map_err(|e| Error::io(&self.path, "read", e))?;
-        if bytes.len() as u64 > MAX_USER_FILE_BYTES {
-            return Err(Error::TooLarge {
-                path: self.path.clone(),
-                size: bytes.len() as u64,
-                limit: MAX_USER_FILE_BYTES,
-            });
-        }
-        let text = std::str::from_utf8(&bytes).map_err(|e| Error::Parse {
-            path: self.path.clone(),
-            line: 0,
-            column: 0,
-            message: format!("not UTF-8 text: {e}"),
-        })?;
-        let record = UserRecord::from_toml(&self.path, text)?;
+        let text = opened.read_text()?;
+        let record = UserRecord::from_toml(&self.path, &text)?;
         if let Ok(mut slot) = self.parsed.lock() {
             *slot = Some((key, record.clone()));
         }
@@ -378,36 +353,14 @@ impl UserFile {
         self.parsed.lock().ok()?.clone()
     }
 
-    fn check_file(&self, fd: &OwnedFd) -> Result<FileStat> {
-        let st = fstat(fd).map_err(|e| Error::errno(&self.path, "stat", e))?;
-        let kind = SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits());
-        if kind != SFlag::S_IFREG {
-            return Err(Error::NotRegular {
-                path: self.path.clone(),
-                kind: kind_name(kind),
-            });
+    /// What the file must be: the owner's alone (no access for group or
+    /// others, as the TOTP secret is in it), and small.
+    fn rules(&self) -> Rules {
+        Rules {
+            owners: Some(self.owners.clone()),
+            forbidden_mode: 0o077,
+            max_size: MAX_USER_FILE_BYTES,
         }
-        if !self.owners.contains(&st.st_uid) {
-            return Err(Error::WrongOwner {
-                path: self.path.clone(),
-                owner: st.st_uid,
-                expected: self.owners.clone(),
-            });
-        }
-        if st.st_mode & 0o077 != 0 {
-            return Err(Error::BadMode {
-                path: self.path.clone(),
-                mode: st.st_mode,
-            });
-        }
-        if st.st_size as u64 > MAX_USER_FILE_BYTES {
-            return Err(Error::TooLarge {
-                path: self.path.clone(),
-                size: st.st_size as u64,
-                limit: MAX_USER_FILE_BYTES,
-            });
-        }
-        Ok(st)
     }
 
     fn lock_name(&self) -> String {
@@ -420,31 +373,14 @@ impl UserFile {
 
     /// Takes the exclusive lock, waiting up to [`LOCK_TIMEOUT`].
     fn lock(&self, dir: &OwnedFd) -> Result<Flock<File>> {
-        let lock_path = self.dir.join(self.lock_name());
-        let flags = OFlag::O_RDWR
-            | OFlag::O_CREAT
-            | OFlag::O_NOFOLLOW
-            | OFlag::O_CLOEXEC
-            | OFlag::O_NONBLOCK
-            | OFlag::O_NOCTTY;
-        let fd = match openat(
-            dir,
-            self.lock_name().as_str(),
-            flags,
-            Mode::from_bits_truncate(0o600),
-        ) {
-            Ok(fd) => fd,
-            Err(Errno::ELOOP) => return Err(Error::Symlink { path: lock_path }),
-            Err(e) => return Err(Error::errno(&lock_path, "open lock file", e)),
-        };
-        let st = fstat(&fd).map_err(|e| Error::errno(&lock_path, "stat lock file", e))?;
-        if SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits()) != SFlag::S_IFREG {
-            return Err(Error::NotRegular {
-                path: lock_path,
-                kind: "special file",
-            });
-        }
-        match Flock::lock(File::from(fd), FlockArg::LockExclusiveNonblock) {
+        let name = self.lock_name();
+        let lock_path = self.dir.join(&name);
+        let at = Location::in_dir(dir.as_fd(), &name, &lock_path);
+        // Its content is never read, so only its type matters; only the
+        // directory's owner (or root) can have made it (see `open_dir`).
+        let file = secure_open::open(at, Access::ReadWriteOrCreate, &Rules::any_regular_file())?
+            .into_file();
+        match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
             Ok(lock) => Ok(lock),
             Err((file, Errno::EWOULDBLOCK | Errno::EINTR)) => wait_for_lock(file, lock_path),
             Err((_, e)) => Err(Error::errno(&lock_path, "lock", e)),
@@ -482,10 +418,10 @@ impl UserFile {
             random_u32()
         );
         let temp_path = self.dir.join(&temp);
-        let flags =
-            OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
-        let fd = openat(dir, temp.as_str(), flags, Mode::from_bits_truncate(0o600))
-            .map_err(|e| Error::errno(&temp_path, "create temp file", e))?;
+        let at = Location::in_dir(dir.as_fd(), &temp, &temp_path);
+        let fd = OwnedFd::from(
+            secure_open::open(at, Access::CreateNew, &Rules::any_regular_file())?.into_file(),
+        );
         let result = self.fill_and_rename(dir, fd, &temp, &temp_path, text.as_bytes(), old);
         if result.is_err() {
             let _ = unlinkat(dir, temp.as_str(), UnlinkatFlags::NoRemoveDir);
@@ -604,18 +540,6 @@ fn dedup(mut v: Vec<u32>) -> Vec<u32> {
     v.sort_unstable();
     v.dedup();
     v
-}
-
-fn kind_name(kind: SFlag) -> &'static str {
-    match kind {
-        SFlag::S_IFIFO => "FIFO",
-        SFlag::S_IFCHR => "character device",
-        SFlag::S_IFBLK => "block device",
-        SFlag::S_IFDIR => "directory",
-        SFlag::S_IFSOCK => "socket",
-        SFlag::S_IFLNK => "symbolic link",
-        _ => "special file",
-    }
 }
 
 fn random_u32() -> u32 {

@@ -4,18 +4,17 @@
 //! The file is optional: without it every default below holds. Unknown keys
 //! are errors, never ignored: a typo in a security setting must not pass.
 
-use std::fs;
-use std::io::Read;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
 
 use crate::account::Account;
 use crate::channel::Channels;
 use crate::error::{Error, Result};
 use crate::net::Networks;
 use crate::record::{LockoutPolicy, VerifyPolicy};
+use crate::secure_open::{self, Location, Rules};
 
 /// Where the system config lives unless `config=PATH` says otherwise.
 pub const DEFAULT_PATH: &str = "/etc/otpgate/config.toml";
@@ -145,7 +144,8 @@ impl SystemConfig {
     /// `config=`), so a typo in a pam.d line does not silently drop policy.
     /// The file must be owned by root (or by the calling user, for tests)
     /// and not writable by group or others: whoever can write it can turn
-    /// the second factor off.
+    /// the second factor off. A symbolic link at `path` is refused, not
+    /// followed.
     pub fn load(path: &Path, required: bool) -> Result<Self> {
         match read_config_text(path) {
             Ok(text) => SystemConfig::from_toml(path, &text),
@@ -296,41 +296,17 @@ impl SystemConfig {
     }
 }
 
-fn read_config_text(path: &Path) -> Result<String> {
-    let file = fs::File::open(path).map_err(|e| Error::io(path, "open", e))?;
-    let meta = file.metadata().map_err(|e| Error::io(path, "stat", e))?;
-    if !meta.is_file() {
-        return Err(Error::NotRegular {
-            path: path.into(),
-            kind: "non-regular file",
-        });
-    }
+/// Reads the config without following a symlink at its name: owned by
+/// root (or by the calling user, for tests and unprivileged checks), not
+/// writable by group or others, and small.
+fn read_config_text(path: &Path) -> Result<Zeroizing<String>> {
     let me = nix::unistd::geteuid().as_raw();
-    if meta.uid() != 0 && meta.uid() != me {
-        return Err(Error::WrongOwner {
-            path: path.into(),
-            owner: meta.uid(),
-            expected: if me == 0 { vec![0] } else { vec![0, me] },
-        });
-    }
-    if meta.mode() & 0o022 != 0 {
-        return Err(Error::BadMode {
-            path: path.into(),
-            mode: meta.mode(),
-        });
-    }
-    if meta.len() > MAX_CONFIG_BYTES {
-        return Err(Error::TooLarge {
-            path: path.into(),
-            size: meta.len(),
-            limit: MAX_CONFIG_BYTES,
-        });
-    }
-    let mut text = String::new();
-    file.take(MAX_CONFIG_BYTES)
-        .read_to_string(&mut text)
-        .map_err(|e| Error::io(path, "read", e))?;
-    Ok(text)
+    let rules = Rules {
+        owners: Some(if me == 0 { vec![0] } else { vec![0, me] }),
+        forbidden_mode: 0o022,
+        max_size: MAX_CONFIG_BYTES,
+    };
+    secure_open::read_text(Location::path(path), &rules)
 }
 
 fn apply_override(table: &mut toml::Table, arg: &str) -> Result<()> {
@@ -460,6 +436,72 @@ mod tests {
 
     fn p() -> &'static Path {
         Path::new("/etc/otpgate/config.toml")
+    }
+
+    /// A config file of the calling user (accepted for tests, as root's is).
+    fn config_file(dir: &Path, text: &str, mode: u32) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let path = dir.join("config.toml");
+        std::fs::write(&path, text).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+        path
+    }
+
+    #[test]
+    fn a_config_file_loads_and_a_missing_one_is_an_error_only_when_required() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = config_file(dir.path(), "max_attempts = 2\n", 0o644);
+        assert_eq!(SystemConfig::load(&path, true).unwrap().max_attempts, 2);
+        let missing = dir.path().join("none.toml");
+        assert_eq!(
+            SystemConfig::load(&missing, false).unwrap(),
+            SystemConfig::default()
+        );
+        assert!(
+            SystemConfig::load(&missing, true)
+                .unwrap_err()
+                .is_not_found()
+        );
+    }
+
+    #[test]
+    fn a_symlinked_config_is_refused_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = config_file(dir.path(), "max_attempts = 2\n", 0o644);
+        let link = dir.path().join("link.toml");
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        for required in [true, false] {
+            let err = SystemConfig::load(&link, required).unwrap_err();
+            assert!(
+                matches!(&err, Error::Symlink { path } if *path == link),
+                "{err}"
+            );
+            assert_eq!(
+                err.to_string(),
+                format!(
+                    "{}: is a symbolic link; refusing to follow it",
+                    link.display()
+                )
+            );
+        }
+    }
+
+    #[test]
+    fn a_config_others_can_write_or_a_fifo_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = config_file(dir.path(), "", 0o664);
+        let err = SystemConfig::load(&path, true).unwrap_err();
+        assert!(matches!(err, Error::BadMode { .. }), "{err}");
+        let fifo = dir.path().join("fifo.toml");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
+        let err = SystemConfig::load(&fifo, true).unwrap_err();
+        assert!(
+            matches!(err, Error::NotRegular { kind: "FIFO", .. }),
+            "{err}"
+        );
+        let big = config_file(dir.path(), &"#".repeat(256 * 1024 + 1), 0o644);
+        let err = SystemConfig::load(&big, true).unwrap_err();
+        assert!(matches!(err, Error::TooLarge { .. }), "{err}");
     }
 
     #[test]
