@@ -78,8 +78,10 @@ pub(crate) fn read_file_as(
         }
         Ok(bytes)
     })?;
-    let text = std::str::from_utf8(&text)
-        .map_err(|_| CliError::Failed(format!("{}: not text", path.display())))?;
+    let text = std::str::from_utf8(&text).map_err(|_| CliError::BadImport {
+        file: path.into(),
+        message: "not text".into(),
+    })?;
     Ok(Zeroizing::new(text.to_string()))
 }
 
