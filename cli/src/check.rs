@@ -436,30 +436,12 @@ fn check_config(path: &Path, required: bool, report: &mut Report) -> Option<Syst
     match SystemConfig::load(path, required) {
         Ok(config) => Some(config),
         Err(e) => {
+            // Parse, range and value errors carry the file and line.
             let message = e.to_string();
-            // Range errors name the key but not the line: find it.
-            let line = match &e {
-                otpgate_config::Error::Invalid { key, .. } if !key.is_empty() => {
-                    let top = key.rsplit('.').next().unwrap_or(key);
-                    std::fs::read_to_string(path).ok().and_then(|text| {
-                        text.lines().position(|l| {
-                            l.trim_start()
-                                .strip_prefix(top)
-                                .is_some_and(|r| r.trim_start().starts_with('='))
-                        })
-                    })
-                }
-                _ => None,
-            };
-            let prefix = line
-                .map(|l| format!("{}:{}: ", path.display(), l + 1))
-                .unwrap_or_default();
             report.add(
                 Severity::Error,
                 None,
-                format!(
-                    "{prefix}{message} — the module denies every login that reaches it (fails closed)"
-                ),
+                format!("{message} — the module denies every login that reaches it (fails closed)"),
             );
             None
         }

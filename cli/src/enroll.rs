@@ -48,7 +48,7 @@ pub fn run(ctx: &mut Context, args: &EnrollArgs) -> Result<()> {
             let line = ctx
                 .input
                 .secret_line("Secret (base32): ")?
-                .ok_or_else(|| CliError::Failed("no secret given on standard input".into()))?;
+                .ok_or(CliError::NoSecretGiven)?;
             Secret::from_base32(line.trim())?
         }
         Some(text) => Secret::from_base32(text)?,
@@ -61,7 +61,7 @@ pub fn run(ctx: &mut Context, args: &EnrollArgs) -> Result<()> {
         None => host.clone(),
     };
     if issuer.contains(':') {
-        return Err(CliError::Failed("the issuer must not contain `:`".into()));
+        return Err(CliError::BadIssuer { issuer });
     }
     let label = args
         .label

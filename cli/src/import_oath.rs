@@ -19,6 +19,7 @@
 use std::path::Path;
 
 use otpgate_config::UserRecord;
+use otpgate_config::error::Origin;
 use otpgate_config::otp::{self, Algorithm, Generator, Secret};
 use zeroize::Zeroizing;
 
@@ -86,8 +87,9 @@ fn parse_local_time(text: &str) -> Option<u64> {
 /// `now` stands in for a missing TIME. Messages name the file and line,
 /// never a secret.
 pub fn parse_oath(path: &Path, text: &str, user: &str, now: u64) -> Result<OathLine> {
-    let bad = |line: usize, message: &str| {
-        CliError::Failed(format!("{}:{line}: {message}", path.display()))
+    let bad = |line: usize, message: &str| CliError::BadImport {
+        file: Origin::at(path.display().to_string(), line),
+        message: message.to_string(),
     };
     let mut found: Option<(usize, Vec<&str>)> = None;
     let mut others = Vec::new();
@@ -107,10 +109,10 @@ pub fn parse_oath(path: &Path, text: &str, user: &str, now: u64) -> Result<OathL
         }
     }
     let Some((n, words)) = found else {
-        return Err(CliError::Failed(format!(
-            "{}: no line for {user} (TYPE USER PASSWORD HEX-SECRET ...)",
-            path.display()
-        )));
+        return Err(CliError::UserNotInFile {
+            path: path.to_path_buf(),
+            user: user.to_string(),
+        });
     };
     let (digits, period) = parse_type(words[0]).ok_or_else(|| bad(n, "unknown token type"))?;
     let mut notes = Vec::new();
@@ -188,9 +190,7 @@ pub fn parse_oath(path: &Path, text: &str, user: &str, now: u64) -> Result<OathL
             record
         }
     };
-    record
-        .validate(path)
-        .map_err(|e| CliError::Failed(e.to_string()))?;
+    record.validate(path)?;
     Ok(OathLine {
         record,
         line: n,

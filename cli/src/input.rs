@@ -44,7 +44,7 @@ impl Drop for EchoGuard<'_> {
 
 /// Switches echo off on `fd` until the guard is dropped.
 fn echo_off(fd: BorrowedFd<'_>) -> Result<EchoGuard<'_>> {
-    let fail = |e: Errno| CliError::Failed(format!("switching terminal echo off: {e}"));
+    let fail = |e: Errno| CliError::Terminal(e.into());
     let original = termios::tcgetattr(fd).map_err(fail)?;
     let mut quiet = original.clone();
     quiet
@@ -77,7 +77,7 @@ fn read_line(fd: BorrowedFd<'_>) -> Result<Option<Zeroizing<Vec<u8>>>> {
             Err(Errno::EINTR) => continue,
             Err(e) => {
                 byte.zeroize();
-                return Err(CliError::Failed(format!("reading standard input: {e}")));
+                return Err(CliError::Stdin(e.into()));
             }
         }
     }

@@ -120,12 +120,11 @@ fn log_outcome(command: &Command, user: &str, result: &Result<()>) {
 
 /// The man page on stdout, or one page per command written into `dir`.
 fn man(dir: Option<&std::path::Path>) -> Result<()> {
-    let fail = |e: std::io::Error| CliError::Failed(format!("writing the man page: {e}"));
     let cmd = cli::command();
     match dir {
-        Some(dir) => clap_mangen::generate_to(cmd, dir).map_err(fail),
+        Some(dir) => clap_mangen::generate_to(cmd, dir).map_err(CliError::ManPage),
         None => clap_mangen::Man::new(cmd)
             .render(&mut std::io::stdout())
-            .map_err(fail),
+            .map_err(CliError::ManPage),
     }
 }

@@ -347,7 +347,7 @@ pub fn trusted(ctx: &Context, command: &TrustedCommand) -> Result<()> {
             })?;
             match found {
                 None => Err(ctx.not_enrolled()),
-                Some(false) => Err(CliError::Failed(format!("{host} is not a trusted host"))),
+                Some(false) => Err(CliError::NotTrusted { host: host.clone() }),
                 Some(true) => report(ctx, &format!("{host} is no longer trusted.")),
             }
         }

@@ -13,13 +13,11 @@ use crate::error::{CliError, Result};
 /// Prints `value` as one line of JSON. The text is wiped afterwards: it may
 /// hold a secret or backup codes.
 pub fn print_json<T: Serialize>(value: &T) -> Result<()> {
-    let text = Zeroizing::new(
-        serde_json::to_string(value).map_err(|e| CliError::Failed(format!("JSON: {e}")))?,
-    );
+    let text = Zeroizing::new(serde_json::to_string(value).map_err(CliError::Json)?);
     let mut out = std::io::stdout().lock();
     writeln!(out, "{}", text.as_str())
         .and_then(|()| out.flush())
-        .map_err(|e| CliError::Failed(format!("writing standard output: {e}")))
+        .map_err(CliError::Stdout)
 }
 
 /// Creates `path` (which must not exist, not even as a symlink) with mode
@@ -31,6 +29,10 @@ pub fn write_new_file(path: &Path, bytes: &[u8]) -> Result<()> {
         .and_then(|()| file.sync_all())
         .map_err(|e| {
             let _ = std::fs::remove_file(path);
-            CliError::Library(otpgate_config::Error::io(path, "write", e))
+            CliError::Output {
+                path: path.to_path_buf(),
+                action: "write",
+                source: e,
+            }
         })
 }

@@ -88,8 +88,11 @@ pub fn confirm(ctx: &mut Context) -> Result<()> {
             input: &mut ctx.input,
             ended: false,
         };
-        let mut pam = Pam::new(SERVICE, Some(&user), conversation)
-            .map_err(|e| CliError::Failed(format!("starting PAM service `{SERVICE}`: {e}")))?;
+        let mut pam =
+            Pam::new(SERVICE, Some(&user), conversation).map_err(|source| CliError::PamStart {
+                service: SERVICE,
+                source,
+            })?;
         let result = pam
             .authenticate(Flag::DISALLOW_NULL_AUTHTOK)
             .and_then(|()| {
@@ -129,10 +132,10 @@ pub fn confirm(ctx: &mut Context) -> Result<()> {
                 )));
             }
             _ => {
-                return Err(CliError::Failed(format!(
-                    "PAM service `{SERVICE}` failed ({error}): is /etc/pam.d/{SERVICE} installed? \
-                     (enroll_password_check = false in the system config skips this check)"
-                )));
+                return Err(CliError::PamFailed {
+                    service: SERVICE,
+                    source: error,
+                });
             }
         }
     }

@@ -2,6 +2,7 @@
 //! blocks (two modules per character cell), as SVG, or as PNG.
 
 use qrcode::render::{svg, unicode::Dense1x2};
+use qrcode::types::QrError;
 use qrcode::{Color, QrCode};
 
 use crate::error::{CliError, Result};
@@ -12,8 +13,7 @@ const PNG_SCALE: usize = 8;
 const QUIET: usize = 4;
 
 fn encode(text: &str) -> Result<QrCode> {
-    QrCode::new(text.as_bytes())
-        .map_err(|e| CliError::Failed(format!("cannot make a QR code: {e}")))
+    QrCode::new(text.as_bytes()).map_err(CliError::Qr)
 }
 
 /// Which way round the terminal draws: a block character shows the
@@ -89,7 +89,7 @@ pub fn png(text: &str) -> Result<Vec<u8>> {
         }
         raw.extend_from_slice(&row);
     }
-    let side = u32::try_from(side).map_err(|_| CliError::Failed("QR code too large".into()))?;
+    let side = u32::try_from(side).map_err(|_| CliError::Qr(QrError::DataTooLong))?;
     let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
     let mut ihdr = Vec::with_capacity(13);
     ihdr.extend_from_slice(&side.to_be_bytes());

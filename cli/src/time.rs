@@ -4,15 +4,16 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::error::{CliError, Result};
-
 /// Seconds since the epoch, now. Called once per command; everything below
-/// takes the time as a parameter, as the library does.
-pub fn now() -> Result<u64> {
+/// takes the time as a parameter, as the library does. (A library error,
+/// so this module needs nothing of `error`, which shows times with it.)
+pub fn now() -> otpgate_config::Result<u64> {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
-        .map_err(|_| CliError::Failed("the system clock is before 1970".into()))
+        .map_err(|_| otpgate_config::Error::Clock {
+            message: "the system clock is before 1970".into(),
+        })
 }
 
 /// `YYYY-MM-DD HH:MM:SS ZONE` in the system's time zone (`CET`, `+0530`

@@ -35,7 +35,7 @@ fn random_digits(digits: u8) -> Result<Zeroizing<String>> {
     let mut out = Zeroizing::new(String::with_capacity(usize::from(digits)));
     let mut byte = [0u8; 1];
     while out.len() < usize::from(digits) {
-        fill_random(&mut byte)?;
+        fill_random(&mut byte, "a code")?;
         // 250 is the largest multiple of 10 below 256: drop 250..=255.
         if byte[0] < 250 {
             out.push(char::from(b'0' + byte[0] % 10));
@@ -44,16 +44,14 @@ fn random_digits(digits: u8) -> Result<Zeroizing<String>> {
     Ok(out)
 }
 
-fn fill_random(buf: &mut [u8]) -> Result<()> {
-    getrandom::fill(buf).map_err(|e| Error::BadSecret {
-        message: format!("no randomness from the operating system: {e}"),
-    })
+fn fill_random(buf: &mut [u8], what: &'static str) -> Result<()> {
+    getrandom::fill(buf).map_err(|source| Error::Random { what, source })
 }
 
 /// The stored form of `code`, with a fresh random salt.
 pub fn hash(code: &str) -> Result<String> {
     let mut salt = [0u8; SALT_BYTES];
-    fill_random(&mut salt)?;
+    fill_random(&mut salt, "a salt")?;
     Ok(format!(
         "{SCHEME}${}${}",
         to_hex(&salt),

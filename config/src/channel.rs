@@ -18,6 +18,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::error::Error;
+
 /// The two ways a code can be sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -203,21 +205,38 @@ impl Channels {
         Kind::ALL.iter().filter_map(|&k| self.get(k)).collect()
     }
 
-    /// Checks every configured channel; `Err((key, message))` names the
-    /// dotted key.
-    pub fn validate(&self) -> Result<(), (String, String)> {
-        if !(30..=3600).contains(&self.verification_time) {
-            return Err((
-                "channels.verification_time".into(),
-                format!("{} is outside 30..=3600", self.verification_time),
-            ));
-        }
+    /// Checks every configured channel; errors name `source` (the config
+    /// file) and the dotted key.
+    pub fn validate(&self, source: &str) -> Result<(), Error> {
+        Error::check_range(
+            source,
+            "channels.verification_time",
+            self.verification_time,
+            30..=3600,
+        )?;
         for s in self.enabled() {
             let key = |k: &str| format!("channels.{}.{k}", s.kind.as_str());
-            validate_settings(&s).map_err(|(k, m)| (key(k), m))?;
+            validate_settings(&s).map_err(|(k, m)| Error::Invalid {
+                source: source.into(),
+                key: key(k),
+                message: m,
+            })?;
+            for (k, value, lo, hi) in settings_ranges(&s) {
+                Error::check_range(source, &key(k), value, lo..=hi)?;
+            }
         }
         Ok(())
     }
+}
+
+/// The numeric settings of a channel with their accepted ranges.
+fn settings_ranges(s: &Settings<'_>) -> [(&'static str, u64, u64, u64); 4] {
+    [
+        ("code_digits", s.code_digits.into(), 6, 8),
+        ("code_lifetime", s.code_lifetime.into(), 1, 60),
+        ("timeout", s.timeout, 1, 120),
+        ("max_sends_per_hour", s.max_sends_per_hour.into(), 1, 60),
+    ]
 }
 
 fn validate_settings(s: &Settings<'_>) -> Result<(), (&'static str, String)> {
@@ -284,17 +303,6 @@ fn validate_settings(s: &Settings<'_>) -> Result<(), (&'static str, String)> {
             ));
         }
         parse_template(subject, &TEMPLATE_PLACEHOLDERS).map_err(|m| ("subject", m))?;
-    }
-    let ranges: [(&'static str, u64, u64, u64); 4] = [
-        ("code_digits", s.code_digits.into(), 6, 8),
-        ("code_lifetime", s.code_lifetime.into(), 1, 60),
-        ("timeout", s.timeout, 1, 120),
-        ("max_sends_per_hour", s.max_sends_per_hour.into(), 1, 60),
-    ];
-    for (key, value, lo, hi) in ranges {
-        if !(lo..=hi).contains(&value) {
-            return Err((key, format!("{value} is outside {lo}..={hi}")));
-        }
     }
     Ok(())
 }
@@ -602,7 +610,7 @@ mod tests {
 
     fn channels(text: &str) -> Result<Channels, String> {
         let c: Channels = toml::from_str(text).map_err(|e| e.to_string())?;
-        c.validate().map_err(|(k, m)| format!("{k}: {m}"))?;
+        c.validate("config.toml").map_err(|e| e.to_string())?;
         Ok(c)
     }
 

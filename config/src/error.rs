@@ -3,7 +3,8 @@
 
 use std::fmt;
 use std::io;
-use std::path::PathBuf;
+use std::ops::RangeInclusive;
+use std::path::{Path, PathBuf};
 
 /// Everything that can go wrong in `otpgate-config`.
 #[derive(Debug)]
@@ -16,12 +17,25 @@ pub enum Error {
         column: usize,
         message: String,
     },
-    /// A value is well-formed TOML but not acceptable (e.g. `max_attempts = 0`).
+    /// A value is well-formed TOML but not acceptable (e.g. `issuer = "a:b"`).
     Invalid {
-        /// The file, or `module arguments`.
-        source: String,
+        /// The file (with the key's line when known), or `module arguments`.
+        source: Origin,
+        /// The dotted key (`channels.email.run_as`); empty when none applies.
         key: String,
         message: String,
+    },
+    /// A number outside the range it must be in (e.g. `max_attempts = 0`,
+    /// 10 TOTP digits).
+    OutOfRange {
+        /// Where the value was read; empty for a value given by a program
+        /// (an `otpauth` URI, a command-line option).
+        source: Origin,
+        /// The dotted key, or what the number is (`digits`).
+        key: String,
+        value: u64,
+        min: u64,
+        max: u64,
     },
     /// A module argument that is not `key=value` or names no known key.
     BadArgument { argument: String, message: String },
@@ -56,8 +70,15 @@ pub enum Error {
     Privilege { action: String },
     /// No passwd entry for this name.
     UnknownUser { name: String },
-    /// A secret that is not valid base32 or too short or long.
+    /// A secret that is not valid base32 or too short or long, or a stored
+    /// backup-code hash of the wrong form.
     BadSecret { message: String },
+    /// The operating system gave no randomness (for `what`: a secret, a
+    /// code, a salt); nothing is made from a weaker source.
+    Random {
+        what: &'static str,
+        source: getrandom::Error,
+    },
     /// The clock is before 1970 or otherwise unusable.
     Clock { message: String },
     /// A store backend returned success without running the change (a bug
@@ -105,10 +126,112 @@ impl Error {
         }
     }
 
+    /// `Ok` when `value` is in `range`, else [`Error::OutOfRange`].
+    pub fn check_range(
+        source: impl Into<Origin>,
+        key: &str,
+        value: impl Into<u64>,
+        range: RangeInclusive<u64>,
+    ) -> Result<()> {
+        let value = value.into();
+        if range.contains(&value) {
+            return Ok(());
+        }
+        Err(Error::OutOfRange {
+            source: source.into(),
+            key: key.to_string(),
+            value,
+            min: *range.start(),
+            max: *range.end(),
+        })
+    }
+
+    /// Fills in the line of the key of an [`Error::Invalid`] or
+    /// [`Error::OutOfRange`] from the `text` it was read from (validation
+    /// sees values, not the text). Other errors are returned as they are.
+    pub(crate) fn with_line_from(mut self, text: &str) -> Self {
+        if let Error::Invalid { source, key, .. } | Error::OutOfRange { source, key, .. } =
+            &mut self
+            && source.line == 0
+            && !key.is_empty()
+        {
+            source.line = line_of_key(text, key);
+        }
+        self
+    }
+
     /// True when the problem is that the file does not exist.
     pub fn is_not_found(&self) -> bool {
         matches!(self, Error::Io { source, .. } if source.kind() == io::ErrorKind::NotFound)
     }
+}
+
+/// Where a value was read: a file or `module arguments`, and the 1-based
+/// line of its key when the input had lines (0 otherwise).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Origin {
+    pub name: String,
+    pub line: usize,
+}
+
+impl Origin {
+    /// `name` at `line` (1-based; 0 when unknown).
+    pub fn at(name: impl Into<String>, line: usize) -> Self {
+        Origin {
+            name: name.into(),
+            line,
+        }
+    }
+}
+
+impl From<&str> for Origin {
+    fn from(name: &str) -> Self {
+        Origin::at(name, 0)
+    }
+}
+
+impl From<String> for Origin {
+    fn from(name: String) -> Self {
+        Origin::at(name, 0)
+    }
+}
+
+impl From<&Path> for Origin {
+    fn from(path: &Path) -> Self {
+        Origin::at(path.display().to_string(), 0)
+    }
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.line {
+            0 => f.write_str(&self.name),
+            line => write!(f, "{}:{line}", self.name),
+        }
+    }
+}
+
+/// The 1-based line where the dotted `key` (`channels.email.timeout`) is
+/// written in TOML `text`; when the key itself is absent (a required key
+/// left out), the line of the nearest table that holds it; 0 when neither
+/// is there or the text does not parse.
+fn line_of_key(text: &str, key: &str) -> usize {
+    let Ok(document) = toml::de::DeTable::parse(text) else {
+        return 0;
+    };
+    let mut table = document.get_ref();
+    let mut line = 0;
+    for part in key.split('.') {
+        let Some((name, value)) = table.iter().find(|(name, _)| name.get_ref() == part) else {
+            break;
+        };
+        line = line_col(text, name.span().start).0;
+        match value.get_ref() {
+            toml::de::DeValue::Table(inner) => table = inner,
+            _ => break,
+        }
+    }
+    line
 }
 
 /// The `key` of a `key = value` line (1-based `line`), if it is one.
@@ -136,21 +259,25 @@ impl fmt::Display for Error {
                 line,
                 column,
                 message,
-            } if *line > 0 && *column > 0 => {
-                write!(f, "{}:{line}:{column}: {message}", path.display())
-            }
-            Error::Parse {
-                path,
-                line,
-                message,
-                ..
-            } if *line > 0 => write!(f, "{}:{line}: {message}", path.display()),
-            Error::Parse { path, message, .. } => write!(f, "{}: {message}", path.display()),
+            } => write_parse(f, path, [*line, *column], message),
             Error::Invalid {
                 source,
                 key,
                 message,
-            } => write!(f, "{source}: key `{key}`: {message}"),
+            } => {
+                write_where(f, source, key)?;
+                f.write_str(message)
+            }
+            Error::OutOfRange {
+                source,
+                key,
+                value,
+                min,
+                max,
+            } => {
+                write_where(f, source, key)?;
+                write!(f, "{value} is outside {min}..={max}")
+            }
             Error::BadArgument { argument, message } => {
                 write!(f, "module argument `{argument}`: {message}")
             }
@@ -165,11 +292,11 @@ impl fmt::Display for Error {
                 expected,
             } => {
                 let expected: Vec<String> = expected.iter().map(|u| format!("uid {u}")).collect();
+                let expected = expected.join(" or ");
                 write!(
                     f,
-                    "{}: owned by uid {owner}, expected {}",
-                    path.display(),
-                    expected.join(" or ")
+                    "{}: owned by uid {owner}, expected {expected}",
+                    path.display()
                 )
             }
             Error::BadMode { path, mode } => write!(
@@ -199,6 +326,7 @@ impl fmt::Display for Error {
             Error::Privilege { action } => write!(f, "privilege switch failed: {action}"),
             Error::UnknownUser { name } => write!(f, "unknown user `{name}`"),
             Error::BadSecret { message } => write!(f, "bad secret: {message}"),
+            Error::Random { what, source } => write!(f, "no OS randomness for {what}: {source}"),
             Error::Clock { message } => write!(f, "clock: {message}"),
             Error::StoreContract { store } => {
                 write!(f, "{store}: the store did not run the change")
@@ -207,10 +335,38 @@ impl fmt::Display for Error {
     }
 }
 
+/// `file:line:column: message` as compilers print it, the line and column
+/// left out when unknown (0).
+fn write_parse(
+    f: &mut fmt::Formatter<'_>,
+    path: &Path,
+    line_column: [usize; 2],
+    message: &str,
+) -> fmt::Result {
+    write!(f, "{}", path.display())?;
+    for n in line_column.into_iter().take_while(|&n| n > 0) {
+        write!(f, ":{n}")?;
+    }
+    write!(f, ": {message}")
+}
+
+/// `file:line: key `x`: ` before a message about a value, the line left
+/// out when unknown; just `x: ` for a value that came from no file (the
+/// digits of an `otpauth` URI).
+fn write_where(f: &mut fmt::Formatter<'_>, source: &Origin, key: &str) -> fmt::Result {
+    match (source.name.is_empty(), key.is_empty()) {
+        (true, true) => Ok(()),
+        (true, false) => write!(f, "{key}: "),
+        (false, true) => write!(f, "{source}: "),
+        (false, false) => write!(f, "{source}: key `{key}`: "),
+    }
+}
+
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Error::Io { source, .. } => Some(source),
+            Error::Random { source, .. } => Some(source),
             _ => None,
         }
     }
@@ -226,5 +382,66 @@ mod tests {
         assert_eq!(line_col(text, 0), (1, 1));
         assert_eq!(line_col(text, 6), (2, 1));
         assert_eq!(line_col(text, 11), (2, 6));
+    }
+
+    #[test]
+    fn keys_are_found_on_their_line_through_tables_and_dotted_keys() {
+        let text = "\
+# a comment with x = 1
+template = \"\"\"
+remember_days = not this one
+\"\"\"
+remember_days = 400
+policy.require = \"all\"
+
+[channels.email]
+timeout = 0
+[channels.sms]
+";
+        assert_eq!(line_of_key(text, "remember_days"), 5);
+        assert_eq!(line_of_key(text, "policy.require"), 6);
+        assert_eq!(line_of_key(text, "channels.email.timeout"), 9);
+        // A key left out: the table that should hold it.
+        assert_eq!(line_of_key(text, "channels.sms.command"), 10);
+        assert_eq!(line_of_key(text, "max_attempts"), 0);
+        assert_eq!(line_of_key("not = [toml", "not"), 0);
+    }
+
+    #[test]
+    fn out_of_range_names_file_line_and_key_or_just_what() {
+        let e = Error::check_range("/etc/otpgate/config.toml", "remember_days", 400u64, 0..=365)
+            .unwrap_err()
+            .with_line_from("\n\nremember_days = 400\n");
+        assert!(
+            matches!(&e, Error::OutOfRange { source, key, value: 400, min: 0, max: 365 }
+                if source.line == 3 && key == "remember_days"),
+            "{e:?}"
+        );
+        assert_eq!(
+            e.to_string(),
+            "/etc/otpgate/config.toml:3: key `remember_days`: 400 is outside 0..=365"
+        );
+        let bare = Error::check_range("", "digits", 10u8, 6..=8).unwrap_err();
+        assert_eq!(bare.to_string(), "digits: 10 is outside 6..=8");
+        assert!(Error::check_range("", "digits", 6u8, 6..=8).is_ok());
+    }
+
+    #[test]
+    fn invalid_without_a_line_or_key_leaves_them_out() {
+        let e = Error::Invalid {
+            source: "module arguments".into(),
+            key: String::new(),
+            message: "odd".into(),
+        };
+        assert_eq!(e.to_string(), "module arguments: odd");
+        let e = Error::Invalid {
+            source: Origin::at("f.toml", 7),
+            key: "issuer".into(),
+            message: "must not contain `:`".into(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "f.toml:7: key `issuer`: must not contain `:`"
+        );
     }
 }

@@ -87,8 +87,9 @@ impl Secret {
     /// A fresh secret of `len` bytes from the operating system's CSPRNG.
     pub fn generate(len: usize) -> Result<Self> {
         let mut bytes = Zeroizing::new(vec![0u8; len]);
-        getrandom::fill(&mut bytes).map_err(|e| Error::BadSecret {
-            message: format!("no randomness from the operating system: {e}"),
+        getrandom::fill(&mut bytes).map_err(|source| Error::Random {
+            what: "a secret",
+            source,
         })?;
         Secret::from_bytes(bytes.to_vec())
     }
@@ -207,26 +208,20 @@ fn base32_decode(text: &str) -> Result<Zeroizing<Vec<u8>>> {
     Ok(out)
 }
 
-/// Validates the code length: RFC 4226 allows 6 to 8 digits.
+/// Code lengths RFC 4226 allows.
+pub const DIGITS: std::ops::RangeInclusive<u64> = 6..=8;
+
+/// TOTP periods accepted, in seconds.
+pub const PERIOD: std::ops::RangeInclusive<u64> = 1..=3600;
+
+/// Validates the code length ([`DIGITS`]).
 pub fn check_digits(digits: u8) -> Result<()> {
-    if (6..=8).contains(&digits) {
-        Ok(())
-    } else {
-        Err(Error::BadSecret {
-            message: format!("{digits} digits; 6 to 8 are accepted"),
-        })
-    }
+    Error::check_range("", "digits", digits, DIGITS)
 }
 
-/// Validates a TOTP period in seconds.
+/// Validates a TOTP period in seconds ([`PERIOD`]).
 pub fn check_period(period: u64) -> Result<()> {
-    if (1..=3600).contains(&period) {
-        Ok(())
-    } else {
-        Err(Error::BadSecret {
-            message: format!("period of {period} s; 1 to 3600 s are accepted"),
-        })
-    }
+    Error::check_range("", "period", period, PERIOD)
 }
 
 /// A code generator for one secret. Checking never panics: digits and

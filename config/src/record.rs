@@ -384,7 +384,7 @@ impl UserRecord {
     pub fn from_toml(path: &Path, text: &str) -> Result<Self> {
         let record: UserRecord =
             toml::from_str(text).map_err(|e| Error::from_toml(path, text, &e))?;
-        record.validate(path)?;
+        record.validate(path).map_err(|e| e.with_line_from(text))?;
         Ok(record)
     }
 
@@ -399,7 +399,7 @@ impl UserRecord {
     /// Checks what serde cannot: the version, one method, sane parameters.
     pub fn validate(&self, path: &Path) -> Result<()> {
         let invalid = |key: &str, message: String| Error::Invalid {
-            source: path.display().to_string(),
+            source: path.into(),
             key: key.to_string(),
             message,
         };
@@ -455,16 +455,16 @@ impl UserRecord {
             ));
         }
         if let Some(t) = &self.totp {
-            otp::check_digits(t.digits).map_err(|e| invalid("totp.digits", e.to_string()))?;
-            otp::check_period(t.period).map_err(|e| invalid("totp.period", e.to_string()))?;
-            if t.window.is_some_and(|w| w > 10) {
-                return Err(invalid("totp.window", "at most 10 steps".into()));
+            Error::check_range(path, "totp.digits", t.digits, otp::DIGITS)?;
+            Error::check_range(path, "totp.period", t.period, otp::PERIOD)?;
+            if let Some(window) = t.window {
+                Error::check_range(path, "totp.window", window, 0..=10)?;
             }
         }
         if let Some(h) = &self.hotp {
-            otp::check_digits(h.digits).map_err(|e| invalid("hotp.digits", e.to_string()))?;
-            if h.lookahead.is_some_and(|l| l > 1000) {
-                return Err(invalid("hotp.lookahead", "at most 1000".into()));
+            Error::check_range(path, "hotp.digits", h.digits, otp::DIGITS)?;
+            if let Some(lookahead) = h.lookahead {
+                Error::check_range(path, "hotp.lookahead", lookahead, 0..=1000)?;
             }
         }
         for entry in &self.backup.codes {
@@ -1008,8 +1008,16 @@ mod tests {
         assert!(UserRecord::from_toml(p, none).is_err());
 
         let digits = "version = 1\n[totp]\nsecret = \"GEZDGNBVGY3TQOJQ\"\ndigits = 10\n";
-        let msg = UserRecord::from_toml(p, digits).unwrap_err().to_string();
-        assert!(msg.contains("totp.digits"), "{msg}");
+        let err = UserRecord::from_toml(p, digits).unwrap_err();
+        assert!(
+            matches!(&err, Error::OutOfRange { source, key, value: 10, min: 6, max: 8 }
+                if source.line == 4 && key == "totp.digits"),
+            "{err:?}"
+        );
+        assert_eq!(
+            err.to_string(),
+            "/home/a/.config/otpgate/user.toml:4: key `totp.digits`: 10 is outside 6..=8"
+        );
 
         let backup = "version = 1\n[totp]\nsecret = \"GEZDGNBVGY3TQOJQ\"\n[backup]\ncodes = [\"12345678\"]\n";
         assert!(

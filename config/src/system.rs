@@ -158,7 +158,9 @@ impl SystemConfig {
     pub fn from_toml(path: &Path, text: &str) -> Result<Self> {
         let config: SystemConfig =
             toml::from_str(text).map_err(|e| Error::from_toml(path, text, &e))?;
-        config.validate(&path.display().to_string())?;
+        config
+            .validate(&path.display().to_string())
+            .map_err(|e| e.with_line_from(text))?;
         Ok(config)
     }
 
@@ -193,10 +195,12 @@ impl SystemConfig {
         Ok(config)
     }
 
-    /// Range and syntax checks serde cannot express.
+    /// Range and syntax checks serde cannot express. `source` names the
+    /// file (or `module arguments`) in messages; [`SystemConfig::from_toml`]
+    /// adds the line of the key.
     pub fn validate(&self, source: &str) -> Result<()> {
         let invalid = |key: &str, message: &str| Error::Invalid {
-            source: source.to_string(),
+            source: source.into(),
             key: key.to_string(),
             message: message.to_string(),
         };
@@ -224,20 +228,18 @@ impl SystemConfig {
             ("backup_codes", self.backup_codes.into(), 0, 100),
         ];
         for (key, value, lo, hi) in ranges {
-            if !(lo..=hi).contains(&value) {
-                return Err(invalid(key, &format!("{value} is outside {lo}..={hi}")));
-            }
+            Error::check_range(source, key, value, lo..=hi)?;
         }
-        if !(6..=16).contains(&self.backup_code_digits) {
-            return Err(invalid("backup_code_digits", "must be 6 to 16"));
-        }
+        Error::check_range(
+            source,
+            "backup_code_digits",
+            self.backup_code_digits,
+            6..=16,
+        )?;
         if self.issuer.contains(':') {
             return Err(invalid("issuer", "must not contain `:`"));
         }
-        self.channels
-            .validate()
-            .map_err(|(key, message)| invalid(&key, &message))?;
-        Ok(())
+        self.channels.validate(source)
     }
 
     /// The parsed `trusted_networks` (validated at load time).
@@ -575,6 +577,59 @@ exempt_groups = ["robots"]
             let msg = SystemConfig::from_toml(p(), text).unwrap_err().to_string();
             assert!(msg.contains(key), "{text}: {msg}");
         }
+    }
+
+    #[test]
+    fn bad_values_name_the_line_of_their_key() {
+        let text = "issuer = \"x\"\n\nremember_days = 400\n";
+        let err = SystemConfig::from_toml(p(), text).unwrap_err();
+        assert!(
+            matches!(&err, Error::OutOfRange { source, key, value: 400, min: 0, max: 365 }
+                if source.line == 3 && key == "remember_days"),
+            "{err:?}"
+        );
+        assert_eq!(
+            err.to_string(),
+            "/etc/otpgate/config.toml:3: key `remember_days`: 400 is outside 0..=365"
+        );
+
+        let text = "max_attempts = 3\nissuer = \"a:b\"\n";
+        let err = SystemConfig::from_toml(p(), text).unwrap_err();
+        assert!(
+            matches!(&err, Error::Invalid { source, key, .. } if source.line == 2 && key == "issuer"),
+            "{err:?}"
+        );
+
+        let text = "[channels]\nverification_time = 600\n[channels.email]\ntimeout = 0\n";
+        let err = SystemConfig::from_toml(p(), text).unwrap_err();
+        assert!(
+            err.to_string().starts_with(
+                "/etc/otpgate/config.toml:4: key `channels.email.timeout`: 0 is outside"
+            ),
+            "{err}"
+        );
+        // A required key left out points at its table.
+        let text = "max_attempts = 3\n[channels.sms]\n";
+        let err = SystemConfig::from_toml(p(), text).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("/etc/otpgate/config.toml:2: key `channels.sms.command`:"),
+            "{err}"
+        );
+
+        // Module arguments have no lines.
+        let err = SystemConfig::default()
+            .with_overrides(&["remember_days=400"])
+            .unwrap_err();
+        assert!(
+            matches!(&err, Error::OutOfRange { source, .. }
+                if source.line == 0 && source.name == "module arguments"),
+            "{err:?}"
+        );
+        assert_eq!(
+            err.to_string(),
+            "module arguments: key `remember_days`: 400 is outside 0..=365"
+        );
     }
 
     #[test]
