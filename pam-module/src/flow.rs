@@ -245,7 +245,8 @@ pub fn authenticate_with(
 fn run(login: &mut Login<'_>, args: &Args, sender: &dyn Sender) -> Code {
     // 1. Config, then arguments; anything wrong denies.
     if !args.errors.is_empty() {
-        let reason = format!("bad module arguments: {}", args.errors.join("; "));
+        let errors: Vec<String> = args.errors.iter().map(ToString::to_string).collect();
+        let reason = format!("bad module arguments: {}", errors.join("; "));
         return login.decide(Code::ServiceErr, None, &reason);
     }
     #[cfg(debug_assertions)]
