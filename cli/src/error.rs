@@ -83,5 +83,11 @@ impl From<otpgate_config::Error> for CliError {
     }
 }
 
+impl From<crate::time::ClockBeforeEpoch> for CliError {
+    fn from(e: crate::time::ClockBeforeEpoch) -> Self {
+        CliError::Failed(e.to_string())
+    }
+}
+
 /// Result alias for commands.
 pub type Result<T> = std::result::Result<T, CliError>;

@@ -2,17 +2,30 @@
 //! local time (TZ, else /etc/localtime, read by jiff without `unsafe` in
 //! this crate), or in UTC, labelled so, when no zone can be found.
 
+use std::fmt;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::error::{CliError, Result};
+/// The system clock reads a time before 1970. Its own type, not a
+/// `CliError`, so that this module needs nothing of `error` (which formats
+/// times with this one); `error` converts it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClockBeforeEpoch;
+
+impl fmt::Display for ClockBeforeEpoch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("the system clock is before 1970")
+    }
+}
+
+impl std::error::Error for ClockBeforeEpoch {}
 
 /// Seconds since the epoch, now. Called once per command; everything below
 /// takes the time as a parameter, as the library does.
-pub fn now() -> Result<u64> {
+pub fn now() -> Result<u64, ClockBeforeEpoch> {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
-        .map_err(|_| CliError::Failed("the system clock is before 1970".into()))
+        .map_err(|_| ClockBeforeEpoch)
 }
 
 /// `YYYY-MM-DD HH:MM:SS ZONE` in the system's time zone (`CET`, `+0530`
