@@ -17,13 +17,10 @@ use crate::output;
 const CONFIRM_TRIES: u32 = 3;
 
 fn settings(ctx: &Context, kind: Kind) -> Result<Settings<'_>> {
-    ctx.config.channels.get(kind).ok_or_else(|| {
-        CliError::Failed(format!(
-            "codes by {} are not configured on this system ([channels.{}] in the config)",
-            kind.display(),
-            kind.as_str()
-        ))
-    })
+    ctx.config
+        .channels
+        .get(kind)
+        .ok_or(CliError::NotConfigured { kind })
 }
 
 #[derive(Serialize)]
@@ -43,7 +40,7 @@ pub fn enroll(ctx: &mut Context, channel: &EnrollChannel) -> Result<()> {
         Kind::Email => channel::normalize_email(&args.destination),
         Kind::Sms => channel::normalize_number(&args.destination),
     }
-    .map_err(CliError::Failed)?;
+    .map_err(CliError::BadDestination)?;
     if args.no_confirm {
         ctx.require_root("--no-confirm")?;
     }
@@ -116,24 +113,11 @@ fn confirm_destination(ctx: &mut Context, kind: Kind, to: &str) -> Result<()> {
             .send_confirmation(kind, to, now, recipient, &CommandSender::default())?;
     let pending = match sent {
         Confirmation::Pending(pending) => pending,
-        Confirmation::Failed(why) => {
-            return Err(CliError::Failed(format!(
-                "the code could not be sent by {}: {why}; nothing was saved",
-                kind.display()
-            )));
-        }
+        Confirmation::Failed(why) => return Err(CliError::SendFailed { kind, why }),
         Confirmation::Limited { next, .. } => {
-            return Err(CliError::Failed(format!(
-                "too many codes were sent by {}; try again after {}",
-                kind.display(),
-                crate::time::format_local(next)
-            )));
+            return Err(CliError::SendLimited { kind, until: next });
         }
-        Confirmation::NotConfigured => {
-            return Err(settings(ctx, kind)
-                .err()
-                .unwrap_or_else(|| ctx.not_enrolled()));
-        }
+        Confirmation::NotConfigured => return Err(CliError::NotConfigured { kind }),
     };
     eprintln!("{}", texts::code_sent(kind, to, pending.minutes));
     for left in (0..CONFIRM_TRIES).rev() {
@@ -170,10 +154,10 @@ pub fn disable_method(ctx: &mut Context, method: MethodArg, force: bool) -> Resu
         MethodArg::Sms => "codes by SMS",
     };
     if !present {
-        return Err(CliError::Failed(format!(
-            "{} has no {name} to remove",
-            ctx.account.name
-        )));
+        return Err(CliError::NothingToRemove {
+            user: ctx.account.name.clone(),
+            what: name,
+        });
     }
     ctx.confirm_current_code(force)?;
     let removed_all = ctx.store.update(|slot| {

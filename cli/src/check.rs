@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use otpgate_config::SystemConfig;
+use otpgate_config::args::{self, ArgError, Args};
 use otpgate_config::system::{DEFAULT_PATH, LocalConsole, Require};
 use serde::Serialize;
 
@@ -19,17 +20,6 @@ use crate::output;
 
 /// The module's file name.
 const MODULE: &str = "pam_otpgate.so";
-/// Module arguments without a value (pam-module/src/args.rs).
-const FLAGS: &[&str] = &[
-    "nullok",
-    "echo_verification_code",
-    "debug",
-    "use_first_pass",
-    "try_first_pass",
-    "forward_pass",
-];
-/// `debug_panic_for_tests`: a debug-build test hook; release builds deny.
-const TEST_HOOK: &str = "debug_panic_for_tests";
 /// Modules that ask for (or check) a password.
 const PASSWORD_MODULES: &[&str] = &[
     "pam_unix.so",
@@ -448,80 +438,91 @@ fn check_config(path: &Path, required: bool, report: &mut Report) -> Option<Syst
     }
 }
 
-/// Checks the arguments of one module line; returns the effective config.
+/// Checks the arguments of one module line with the module's own parser;
+/// returns the effective config.
 fn check_arguments(
     line: &PamLine,
     base: Option<&SystemConfig>,
     report: &mut Report,
 ) -> Option<SystemConfig> {
-    let mut overrides = Vec::new();
-    let mut config_path: Option<PathBuf> = None;
+    let args = parse_arguments(line, report);
+    let loaded;
+    let config = if args.config_required {
+        loaded = load_argument_config(line, &args.config, report);
+        loaded.as_ref()?
+    } else {
+        base?
+    };
+    apply_overrides(line, config, &args.overrides, report)
+}
+
+/// Parses the words of `line` as the module does, reporting each wrong one
+/// in order. The panic hook of debug builds is reported whatever this
+/// command's build, since a release module denies it.
+fn parse_arguments(line: &PamLine, report: &mut Report) -> Args {
+    let mut args = Args::default();
     for arg in &line.args {
-        match arg.split_once('=') {
-            None if FLAGS.contains(&arg.as_str()) => {
-                if arg == "nullok" {
-                    overrides.push("policy.require=enrolled".to_string());
-                } else if arg == "echo_verification_code" || arg == "debug" {
-                    overrides.push(format!("{arg}=true"));
-                }
-            }
-            None if arg == TEST_HOOK => report.add(
+        if args::is_debug_panic_arg(arg) {
+            report.add(
                 Severity::Error,
                 line.at(),
                 format!(
                     "`{arg}` is a test hook of debug builds: a release module denies every login"
                 ),
-            ),
-            Some((TEST_HOOK, _)) => report.add(
-                Severity::Error,
-                line.at(),
-                format!(
-                    "`{arg}` is a test hook of debug builds: a release module denies every login"
-                ),
-            ),
-            None => report.add(
-                Severity::Error,
-                line.at(),
-                format!(
-                    "unknown argument `{arg}`: the module denies every login on this line \
-                     (flags: {}; or KEY=VALUE with a config key)",
-                    FLAGS.join(", ")
-                ),
-            ),
-            Some(("config", path)) | Some(("syslog_socket", path)) if !path.starts_with('/') => {
-                report.add(
-                    Severity::Error,
-                    line.at(),
-                    format!("`{arg}`: the path must be absolute; the module denies every login"),
-                )
-            }
-            Some(("config", path)) => config_path = Some(PathBuf::from(path)),
-            Some(("syslog_socket", _)) => {}
-            Some(_) => overrides.push(arg.clone()),
+            );
+            continue;
+        }
+        args.add(arg);
+        for e in std::mem::take(&mut args.errors) {
+            report.add(Severity::Error, line.at(), argument_error(&e));
         }
     }
-    let loaded;
-    let config = match &config_path {
-        Some(path) => {
-            let mut sub = Report::default();
-            loaded = check_config(path, true, &mut sub);
-            for mut f in sub.findings {
-                f.message = format!(
-                    "config={} ({}:{}): {}",
-                    path.display(),
-                    line.file.display(),
-                    line.line,
-                    f.message
-                );
-                report.findings.push(f);
-            }
-            loaded.as_ref()?
+    args
+}
+
+/// What `check` says about an argument the module refuses.
+fn argument_error(e: &ArgError) -> String {
+    match e {
+        ArgError::Unknown(arg) => format!(
+            "unknown argument `{arg}`: the module denies every login on this line \
+             (flags: {}; or KEY=VALUE with a config key)",
+            args::flag_names().collect::<Vec<_>>().join(", ")
+        ),
+        ArgError::RelativePath { arg, .. } => {
+            format!("`{arg}`: the path must be absolute; the module denies every login")
         }
-        None => base?,
-    };
+        other => format!("{other}: the module denies every login on this line"),
+    }
+}
+
+/// Loads the config a `config=` argument names; its findings are prefixed
+/// with the argument and the line.
+fn load_argument_config(line: &PamLine, path: &Path, report: &mut Report) -> Option<SystemConfig> {
+    let mut sub = Report::default();
+    let loaded = check_config(path, true, &mut sub);
+    for mut f in sub.findings {
+        f.message = format!(
+            "config={} ({}:{}): {}",
+            path.display(),
+            line.file.display(),
+            line.line,
+            f.message
+        );
+        report.findings.push(f);
+    }
+    loaded
+}
+
+/// `config` with the line's overrides; `None` when one is wrong.
+fn apply_overrides(
+    line: &PamLine,
+    config: &SystemConfig,
+    overrides: &[String],
+    report: &mut Report,
+) -> Option<SystemConfig> {
     // Each override alone, so that every bad one is named.
     let mut bad = false;
-    for o in &overrides {
+    for o in overrides {
         if let Err(e) = config.with_overrides(std::slice::from_ref(o)) {
             bad = true;
             report.add(
@@ -534,7 +535,7 @@ fn check_arguments(
     if bad {
         return None;
     }
-    config.with_overrides(&overrides).ok()
+    config.with_overrides(overrides).ok()
 }
 
 /// Plain words for what the policy does to users without an enrollment.
@@ -631,7 +632,17 @@ fn inspect(config_path: &Path, config_required: bool, args: &CheckArgs) -> (Repo
         check_channels(config, &mut report);
     }
 
-    let dir = &args.pam_dir;
+    let found = find_services(&args.pam_dir, &mut report);
+    for service in &found {
+        check_service(service, config.as_ref(), &mut report);
+    }
+    check_sshd(args, &found, &mut report);
+    (report, found)
+}
+
+/// The services in `dir` whose auth stack loads the module; an error when
+/// there is none.
+fn find_services(dir: &Path, report: &mut Report) -> Vec<Service> {
     let names = match services(dir) {
         Ok(n) => n,
         Err(e) => {
@@ -643,39 +654,10 @@ fn inspect(config_path: &Path, config_required: bool, args: &CheckArgs) -> (Repo
             Vec::new()
         }
     };
-    let mut found = Vec::new();
-    for name in &names {
-        let file = dir.join(name);
-        let mut sub = Report::default();
-        let all = expand(dir, &file, None, 0, &mut sub);
-        if !all.iter().any(PamLine::is_otpgate) {
-            continue;
-        }
-        report.findings.extend(sub.findings);
-        for line in all.iter().filter(|l| l.is_otpgate() && l.kind != "auth") {
-            report.add(
-                Severity::Warning,
-                line.at(),
-                format!(
-                    "{MODULE} on a `{}` line does nothing useful: it only authenticates (use `auth`)",
-                    line.kind
-                ),
-            );
-        }
-        let stack: Vec<PamLine> = all.into_iter().filter(|l| l.kind == "auth").collect();
-        let Some(pos) = stack.iter().position(PamLine::is_otpgate) else {
-            continue;
-        };
-        let otpgate = stack[pos].clone();
-        let password_before = stack[..pos].iter().find(|l| l.asks_password()).cloned();
-        let password_after = stack[pos + 1..].iter().find(|l| l.asks_password()).cloned();
-        found.push(Service {
-            name: name.clone(),
-            otpgate,
-            password_before,
-            password_after,
-        });
-    }
+    let found: Vec<Service> = names
+        .iter()
+        .filter_map(|name| service(dir, name, report))
+        .collect();
     if found.is_empty() {
         report.add(
             Severity::Error,
@@ -686,12 +668,36 @@ fn inspect(config_path: &Path, config_required: bool, args: &CheckArgs) -> (Repo
             ),
         );
     }
+    found
+}
 
-    for service in &found {
-        check_service(service, config.as_ref(), &mut report);
+/// Service `name` when its auth stack loads the module. Findings of files
+/// that do not load it are dropped: they are none of this command's business.
+fn service(dir: &Path, name: &str, report: &mut Report) -> Option<Service> {
+    let mut sub = Report::default();
+    let all = expand(dir, &dir.join(name), None, 0, &mut sub);
+    if !all.iter().any(PamLine::is_otpgate) {
+        return None;
     }
-    check_sshd(args, &found, &mut report);
-    (report, found)
+    report.findings.extend(sub.findings);
+    for line in all.iter().filter(|l| l.is_otpgate() && l.kind != "auth") {
+        report.add(
+            Severity::Warning,
+            line.at(),
+            format!(
+                "{MODULE} on a `{}` line does nothing useful: it only authenticates (use `auth`)",
+                line.kind
+            ),
+        );
+    }
+    let stack: Vec<PamLine> = all.into_iter().filter(|l| l.kind == "auth").collect();
+    let pos = stack.iter().position(PamLine::is_otpgate)?;
+    Some(Service {
+        name: name.to_string(),
+        otpgate: stack[pos].clone(),
+        password_before: stack[..pos].iter().find(|l| l.asks_password()).cloned(),
+        password_after: stack[pos + 1..].iter().find(|l| l.asks_password()).cloned(),
+    })
 }
 
 /// Each configured channel: its command must be an executable file and its
@@ -813,6 +819,38 @@ fn check_service(service: &Service, config: Option<&SystemConfig>, report: &mut 
 
 fn check_sshd(args: &CheckArgs, found: &[Service], report: &mut Report) {
     let path = &args.sshd_config;
+    let Some(sshd) = read_sshd(path, report) else {
+        return;
+    };
+    let Some(service) = found.iter().find(|s| s.name == "sshd") else {
+        report_no_sshd_service(args, found, report);
+        return;
+    };
+    let use_pam = check_use_pam(&sshd, path, report);
+    let kbd = check_kbd_interactive(&sshd, report);
+    for (key, p, l) in &sshd.in_match {
+        report.add(
+            Severity::Note,
+            Some((p, *l)),
+            format!("a Match block sets {key}: some connections follow other rules than these"),
+        );
+    }
+    if !(use_pam && kbd) {
+        report
+            .at_login
+            .push("SSH: no code is asked (see the errors).".into());
+        return;
+    }
+    let lists = method_lists(&sshd);
+    if lists.is_empty() {
+        check_without_methods(&sshd, path, service, report);
+    } else {
+        check_methods(&sshd, path, service, &lists, report);
+    }
+}
+
+/// `sshd_config` and its includes; `None` (noted) when it cannot be read.
+fn read_sshd(path: &Path, report: &mut Report) -> Option<Sshd> {
     let mut sshd = Sshd::default();
     let base = path.parent().unwrap_or(Path::new("/etc/ssh")).to_path_buf();
     if let Err(e) = parse_sshd(path, &base, false, 0, &mut sshd, report) {
@@ -821,59 +859,68 @@ fn check_sshd(args: &CheckArgs, found: &[Service], report: &mut Report) {
             Some((path, 0)),
             format!("not read ({e}): SSH is not checked"),
         );
-        return;
+        return None;
     }
-    let Some(service) = found.iter().find(|s| s.name == "sshd") else {
-        report.at_login.push(format!(
-            "SSH: {} does not load {MODULE}: SSH logins are not asked for a code.",
-            args.pam_dir.join("sshd").display()
-        ));
-        if !found.is_empty() {
-            report.add(
-                Severity::Note,
-                Some((path, 0)),
-                format!("the sshd PAM service does not load {MODULE}: SSH logins ask for no code"),
-            );
-        }
-        return;
-    };
-    let at = |entry: Option<&(String, PathBuf, usize)>| -> Option<(PathBuf, usize)> {
-        entry.map(|(_, p, l)| (p.clone(), *l))
-    };
-    let mut fatal = false;
-    if !sshd.yes("usepam", false) {
-        let where_ = at(sshd.get("usepam"));
+    Some(sshd)
+}
+
+fn report_no_sshd_service(args: &CheckArgs, found: &[Service], report: &mut Report) {
+    report.at_login.push(format!(
+        "SSH: {} does not load {MODULE}: SSH logins are not asked for a code.",
+        args.pam_dir.join("sshd").display()
+    ));
+    if !found.is_empty() {
         report.add(
-            Severity::Error,
-            where_.as_ref().map(|(p, l)| (p.as_path(), *l)).or(Some((path, 0))),
-            "UsePAM is not yes: sshd never runs the PAM stack, so SSH logins are never asked for a code",
+            Severity::Note,
+            Some((&args.sshd_config, 0)),
+            format!("the sshd PAM service does not load {MODULE}: SSH logins ask for no code"),
         );
-        fatal = true;
     }
+}
+
+/// Where a setting was read, or the top of `sshd_config` when it was not set.
+fn place<'a>(entry: Option<&'a (String, PathBuf, usize)>, path: &'a Path) -> (&'a Path, usize) {
+    entry.map_or((path, 0), |(_, p, l)| (p.as_path(), *l))
+}
+
+/// True when `UsePAM` is yes; an error otherwise.
+fn check_use_pam(sshd: &Sshd, path: &Path, report: &mut Report) -> bool {
+    if sshd.yes("usepam", false) {
+        return true;
+    }
+    report.add(
+        Severity::Error,
+        Some(place(sshd.get("usepam"), path)),
+        "UsePAM is not yes: sshd never runs the PAM stack, so SSH logins are never asked for a code",
+    );
+    false
+}
+
+/// True unless keyboard-interactive authentication is switched off (it is
+/// on by default); an error when it is.
+fn check_kbd_interactive(sshd: &Sshd, report: &mut Report) -> bool {
     let kbd = sshd
         .get("kbdinteractiveauthentication")
         .or(sshd.get("challengeresponseauthentication"));
-    let kbd_yes = kbd.is_none_or(|(v, _, _)| v.eq_ignore_ascii_case("yes"));
-    if !kbd_yes {
-        let (_, p, l) = kbd.unwrap();
-        report.add(
-            Severity::Error,
-            Some((p, *l)),
-            "KbdInteractiveAuthentication (or ChallengeResponseAuthentication) is no: sshd cannot \
-             show the code prompt, so the code is never asked and enrolled users cannot log in \
-             with a password; set it to yes",
-        );
-        fatal = true;
+    match kbd {
+        Some((v, p, l)) if !v.eq_ignore_ascii_case("yes") => {
+            report.add(
+                Severity::Error,
+                Some((p, *l)),
+                "KbdInteractiveAuthentication (or ChallengeResponseAuthentication) is no: sshd cannot \
+                 show the code prompt, so the code is never asked and enrolled users cannot log in \
+                 with a password; set it to yes",
+            );
+            false
+        }
+        _ => true,
     }
-    for (key, p, l) in &sshd.in_match {
-        report.add(
-            Severity::Note,
-            Some((p, *l)),
-            format!("a Match block sets {key}: some connections follow other rules than these"),
-        );
-    }
-    let methods = sshd.get("authenticationmethods");
-    let lists: Vec<Vec<String>> = methods
+}
+
+/// The lists of `AuthenticationMethods` (method names without their
+/// `:submethod`); empty when it is not set or `any`.
+fn method_lists(sshd: &Sshd) -> Vec<Vec<String>> {
+    sshd.get("authenticationmethods")
         .filter(|(v, _, _)| !v.eq_ignore_ascii_case("any"))
         .map(|(v, _, _)| {
             v.split_whitespace()
@@ -884,56 +931,63 @@ fn check_sshd(args: &CheckArgs, found: &[Service], report: &mut Report) {
                 })
                 .collect()
         })
-        .unwrap_or_default();
-    let kbd_in = |l: &Vec<String>| l.iter().any(|m| m == "keyboard-interactive");
-    if fatal {
-        report
-            .at_login
-            .push("SSH: no code is asked (see the errors).".into());
-        return;
+        .unwrap_or_default()
+}
+
+fn has_kbd(list: &[String]) -> bool {
+    list.iter().any(|m| m == "keyboard-interactive")
+}
+
+/// No `AuthenticationMethods`: sshd accepts any single method.
+fn check_without_methods(sshd: &Sshd, path: &Path, service: &Service, report: &mut Report) {
+    let pubkey = sshd.yes("pubkeyauthentication", true);
+    let password = sshd.yes("passwordauthentication", true);
+    if pubkey {
+        report.add(
+            Severity::Warning,
+            Some((path, 0)),
+            "AuthenticationMethods is not set: a login with a key alone skips PAM's auth stack \
+             and is never asked for a code; set `AuthenticationMethods publickey,keyboard-interactive` \
+             (key and code) or `keyboard-interactive`",
+        );
     }
-    if lists.is_empty() {
-        let pubkey = sshd.yes("pubkeyauthentication", true);
-        let password = sshd.yes("passwordauthentication", true);
+    if password {
+        report.add(
+            Severity::Note,
+            Some((path, 0)),
+            "PasswordAuthentication is yes: sshd's own password method also runs the PAM \
+             stack but shows only one prompt, so enrolled users fail it and fall back to \
+             keyboard-interactive; `PasswordAuthentication no` is cleaner",
+        );
+    }
+    report.at_login.push(format!(
+        "SSH: keyboard-interactive logins go through {}{}",
+        service.name,
         if pubkey {
-            report.add(
-                Severity::Warning,
-                Some((path, 0)),
-                "AuthenticationMethods is not set: a login with a key alone skips PAM's auth stack \
-                 and is never asked for a code; set `AuthenticationMethods publickey,keyboard-interactive` \
-                 (key and code) or `keyboard-interactive`",
-            );
+            "; key logins are not asked for a code."
+        } else {
+            "."
         }
-        if password {
-            report.add(
-                Severity::Note,
-                Some((path, 0)),
-                "PasswordAuthentication is yes: sshd's own password method also runs the PAM \
-                 stack but shows only one prompt, so enrolled users fail it and fall back to \
-                 keyboard-interactive; `PasswordAuthentication no` is cleaner",
-            );
-        }
-        report.at_login.push(format!(
-            "SSH: keyboard-interactive logins go through {}{}",
-            service.name,
-            if pubkey {
-                "; key logins are not asked for a code."
-            } else {
-                "."
-            }
-        ));
-        return;
-    }
-    let (mp, ml) = at(methods).unwrap_or((path.clone(), 0));
+    ));
+}
+
+/// `AuthenticationMethods` set: every list must hold keyboard-interactive.
+fn check_methods(
+    sshd: &Sshd,
+    path: &Path,
+    service: &Service,
+    lists: &[Vec<String>],
+    report: &mut Report,
+) {
     let without: Vec<String> = lists
         .iter()
-        .filter(|l| !kbd_in(l))
+        .filter(|l| !has_kbd(l))
         .map(|l| l.join(","))
         .collect();
     if !without.is_empty() {
         report.add(
             Severity::Error,
-            Some((&mp, ml)),
+            Some(place(sshd.get("authenticationmethods"), path)),
             format!(
                 "AuthenticationMethods allows {} without keyboard-interactive: those logins are never asked for a code",
                 without.join(" and ")
@@ -942,30 +996,10 @@ fn check_sshd(args: &CheckArgs, found: &[Service], report: &mut Report) {
     }
     let key_then_code = lists
         .iter()
-        .filter(|l| kbd_in(l))
+        .filter(|l| has_kbd(l))
         .all(|l| l.iter().any(|m| m == "publickey"));
     if key_then_code {
-        if let Some(p) = service
-            .password_before
-            .as_ref()
-            .or(service.password_after.as_ref())
-        {
-            report.add(
-                Severity::Warning,
-                Some((&p.file, p.line)),
-                format!(
-                    "AuthenticationMethods {} asks for a key first, yet the sshd stack still asks \
-                     for the password ({}, e.g. through `@include common-auth`): comment that out \
-                     for key + code",
-                    lists
-                        .iter()
-                        .map(|l| l.join(","))
-                        .collect::<Vec<_>>()
-                        .join(" "),
-                    p.module_name()
-                ),
-            );
-        }
+        check_key_then_code(service, lists, report);
         report
             .at_login
             .push("SSH: a key, then keyboard-interactive (the sshd PAM stack).".into());
@@ -974,6 +1008,33 @@ fn check_sshd(args: &CheckArgs, found: &[Service], report: &mut Report) {
             .at_login
             .push("SSH: keyboard-interactive through the sshd PAM stack.".into());
     }
+}
+
+/// Key, then code: a password module left in the sshd stack asks for a
+/// password as well.
+fn check_key_then_code(service: &Service, lists: &[Vec<String>], report: &mut Report) {
+    let Some(p) = service
+        .password_before
+        .as_ref()
+        .or(service.password_after.as_ref())
+    else {
+        return;
+    };
+    report.add(
+        Severity::Warning,
+        Some((&p.file, p.line)),
+        format!(
+            "AuthenticationMethods {} asks for a key first, yet the sshd stack still asks \
+             for the password ({}, e.g. through `@include common-auth`): comment that out \
+             for key + code",
+            lists
+                .iter()
+                .map(|l| l.join(","))
+                .collect::<Vec<_>>()
+                .join(" "),
+            p.module_name()
+        ),
+    );
 }
 
 pub fn run(config: Option<&Path>, json: bool, args: &CheckArgs) -> Result<()> {

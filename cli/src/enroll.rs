@@ -42,55 +42,18 @@ pub fn run(ctx: &mut Context, args: &EnrollArgs) -> Result<()> {
         crate::password::confirm(ctx)?;
     }
 
-    let secret = match args.secret.as_deref() {
-        None => Secret::generate(otp::DEFAULT_SECRET_BYTES)?,
-        Some("-") => {
-            let line = ctx
-                .input
-                .secret_line("Secret (base32): ")?
-                .ok_or(CliError::NoSecretGiven)?;
-            Secret::from_base32(line.trim())?
-        }
-        Some(text) => Secret::from_base32(text)?,
-    };
+    let secret = new_secret(ctx, args)?;
     let algorithm = Algorithm::from(args.algorithm);
     let host = hostname();
-    let issuer = match &args.issuer {
-        Some(i) => i.clone(),
-        None if !ctx.config.issuer.is_empty() => ctx.config.issuer.clone(),
-        None => host.clone(),
-    };
-    if issuer.contains(':') {
-        return Err(CliError::BadIssuer { issuer });
-    }
-    let label = args
-        .label
-        .clone()
-        .unwrap_or_else(|| format!("{}@{host}", ctx.account.name));
+    let uri = enrollment_uri(ctx, args, &secret, &host)?;
     let mut record = if args.hotp {
         UserRecord::new_hotp(secret.clone(), algorithm, args.digits, 0)
     } else {
         UserRecord::new_totp(secret.clone(), algorithm, args.digits, args.period)
     };
     record.validate(std::path::Path::new(&ctx.store.describe()))?;
-    let uri = otp::otpauth_uri(
-        &secret,
-        &UriParams {
-            issuer: &issuer,
-            account: &label,
-            algorithm,
-            digits: args.digits,
-            period: (!args.hotp).then_some(args.period),
-            counter: args.hotp.then_some(0),
-        },
-    );
 
-    if let Some(path) = &args.qr_svg {
-        output::write_new_file(path, qr::svg(&uri)?.as_bytes())?;
-    }
-    if let Some(path) = &args.qr_png {
-        output::write_new_file(path, &qr::png(&uri)?)?;
-    }
+    write_qr_files(args, &uri)?;
     if !ctx.json {
         show_secret(&secret, &uri, args)?;
     }
@@ -101,21 +64,7 @@ pub fn run(ctx: &mut Context, args: &EnrollArgs) -> Result<()> {
 
     let digits = ctx.config.backup_code_digits;
     let codes = record.new_backup_codes(ctx.config.backup_codes as usize, digits)?;
-    let codes_text = Zeroizing::new(
-        codes
-            .iter()
-            .map(|c| format!("{}\n", c.as_str()))
-            .collect::<String>(),
-    );
-    if let Some(path) = &args.backup_codes_file {
-        let heading = format!(
-            "otpgate backup codes for {} on {host}; each works once\n",
-            ctx.account.name
-        );
-        let mut content = Zeroizing::new(heading.into_bytes());
-        content.extend_from_slice(codes_text.as_bytes());
-        output::write_new_file(path, &content)?;
-    }
+    write_backup_codes_file(ctx, args, &host, &codes)?;
 
     let saved = save(ctx, existing.is_some(), record);
     if let Err(e) = saved {
@@ -134,36 +83,122 @@ pub fn run(ctx: &mut Context, args: &EnrollArgs) -> Result<()> {
         };
         output::print_json(&json)?;
     } else {
-        let mut out = std::io::stdout().lock();
-        let _ = writeln!(
-            out,
-            "\nEnrolled {} ({}); saved to {}.",
-            ctx.account.name,
-            if args.hotp { "HOTP" } else { "TOTP" },
-            ctx.store.describe()
-        );
-        if codes.is_empty() {
-            let _ = writeln!(out, "No backup codes (the config sets backup_codes = 0).");
-        } else {
-            let _ = writeln!(
-                out,
-                "\nBackup codes: each works once, when the app is not at hand. Keep them \
-                 somewhere safe; they are not shown again.\n"
-            );
-            for pair in codes.chunks(2) {
-                let line: Vec<&str> = pair.iter().map(|c| c.as_str()).collect();
-                let _ = writeln!(out, "    {}", line.join("    "));
-            }
-        }
-        if let Some(path) = &args.backup_codes_file {
-            let _ = writeln!(
-                out,
-                "\nThe backup codes were also written to {}.",
-                path.display()
-            );
-        }
+        print_enrolled(ctx, args, &codes);
     }
     Ok(())
+}
+
+/// The new secret: random, or the one given (`-`: read from standard input).
+fn new_secret(ctx: &mut Context, args: &EnrollArgs) -> Result<Secret> {
+    Ok(match args.secret.as_deref() {
+        None => Secret::generate(otp::DEFAULT_SECRET_BYTES)?,
+        Some("-") => {
+            let line = ctx
+                .input
+                .secret_line("Secret (base32): ")?
+                .ok_or(CliError::NoSecretGiven)?;
+            Secret::from_base32(line.trim())?
+        }
+        Some(text) => Secret::from_base32(text)?,
+    })
+}
+
+/// The `otpauth://` URI the app reads: issuer from the arguments, the
+/// config or the host name; label `user@host` unless given.
+fn enrollment_uri(
+    ctx: &Context,
+    args: &EnrollArgs,
+    secret: &Secret,
+    host: &str,
+) -> Result<Zeroizing<String>> {
+    let issuer = match &args.issuer {
+        Some(i) => i.clone(),
+        None if !ctx.config.issuer.is_empty() => ctx.config.issuer.clone(),
+        None => host.to_string(),
+    };
+    if issuer.contains(':') {
+        return Err(CliError::BadIssuer { issuer });
+    }
+    let label = args
+        .label
+        .clone()
+        .unwrap_or_else(|| format!("{}@{host}", ctx.account.name));
+    Ok(otp::otpauth_uri(
+        secret,
+        &UriParams {
+            issuer: &issuer,
+            account: &label,
+            algorithm: Algorithm::from(args.algorithm),
+            digits: args.digits,
+            period: (!args.hotp).then_some(args.period),
+            counter: args.hotp.then_some(0),
+        },
+    ))
+}
+
+/// `--qr-svg` and `--qr-png`.
+fn write_qr_files(args: &EnrollArgs, uri: &str) -> Result<()> {
+    if let Some(path) = &args.qr_svg {
+        output::write_new_file(path, qr::svg(uri)?.as_bytes())?;
+    }
+    if let Some(path) = &args.qr_png {
+        output::write_new_file(path, &qr::png(uri)?)?;
+    }
+    Ok(())
+}
+
+/// `--backup-codes-file`: a heading, then one code per line.
+fn write_backup_codes_file(
+    ctx: &Context,
+    args: &EnrollArgs,
+    host: &str,
+    codes: &[Zeroizing<String>],
+) -> Result<()> {
+    let Some(path) = &args.backup_codes_file else {
+        return Ok(());
+    };
+    let heading = format!(
+        "otpgate backup codes for {} on {host}; each works once\n",
+        ctx.account.name
+    );
+    let mut content = Zeroizing::new(heading.into_bytes());
+    for c in codes {
+        content.extend_from_slice(c.as_bytes());
+        content.push(b'\n');
+    }
+    output::write_new_file(path, &content)
+}
+
+/// The text after a saved enrollment: where it went and the backup codes.
+fn print_enrolled(ctx: &Context, args: &EnrollArgs, codes: &[Zeroizing<String>]) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(
+        out,
+        "\nEnrolled {} ({}); saved to {}.",
+        ctx.account.name,
+        if args.hotp { "HOTP" } else { "TOTP" },
+        ctx.store.describe()
+    );
+    if codes.is_empty() {
+        let _ = writeln!(out, "No backup codes (the config sets backup_codes = 0).");
+    } else {
+        let _ = writeln!(
+            out,
+            "\nBackup codes: each works once, when the app is not at hand. Keep them \
+             somewhere safe; they are not shown again.\n"
+        );
+        for pair in codes.chunks(2) {
+            let line: Vec<&str> = pair.iter().map(|c| c.as_str()).collect();
+            let _ = writeln!(out, "    {}", line.join("    "));
+        }
+    }
+    if let Some(path) = &args.backup_codes_file {
+        let _ = writeln!(
+            out,
+            "\nThe backup codes were also written to {}.",
+            path.display()
+        );
+    }
 }
 
 /// Prints the QR code, the grouped secret and the URI.

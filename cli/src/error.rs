@@ -13,10 +13,6 @@ use otpgate_config::error::Origin;
 pub enum CliError {
     /// The library failed: config, user file, I/O, lock, clock, randomness.
     Library(otpgate_config::Error),
-    /// A failure with exit status 1 described by its text. Only
-    /// `channels.rs` builds it, until its rewrite (issue #11) moves to the
-    /// channel variants below; nothing new should use it.
-    Failed(String),
     /// A code was wrong, already used, or not given.
     CodeRefused(String),
     /// The user has no enrollment.
@@ -74,21 +70,16 @@ pub enum CliError {
     /// The QR code could not be made (the URI is too long for one).
     Qr(qrcode::types::QrError),
     /// Codes by this channel are not configured on this system.
-    #[expect(dead_code, reason = "for channels.rs, being rewritten (issue #11)")]
     NotConfigured { kind: Kind },
     /// An email address or phone number that does not normalize; the
     /// message says why.
-    #[expect(dead_code, reason = "for channels.rs, being rewritten (issue #11)")]
     BadDestination(String),
     /// `disable --method` named a method the user does not have; `what`
     /// names it ("the authenticator app", "codes by email").
-    #[expect(dead_code, reason = "for channels.rs, being rewritten (issue #11)")]
     NothingToRemove { user: String, what: &'static str },
     /// The send-rate limit of the channel is reached until this unix time.
-    #[expect(dead_code, reason = "for channels.rs, being rewritten (issue #11)")]
     SendLimited { kind: Kind, until: u64 },
     /// The channel's command failed to send the code (`why`: its outcome).
-    #[expect(dead_code, reason = "for channels.rs, being rewritten (issue #11)")]
     SendFailed { kind: Kind, why: String },
 }
 
@@ -112,7 +103,6 @@ impl CliError {
             CliError::CheckFailed(_) => 8,
             // Listed, not `_`: a new variant must choose its status.
             CliError::Library(_)
-            | CliError::Failed(_)
             | CliError::EnrollmentRaced { .. }
             | CliError::NotTrusted { .. }
             | CliError::NoSecretGiven
@@ -141,10 +131,9 @@ impl fmt::Display for CliError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             CliError::Library(e) => write!(f, "{e}"),
-            CliError::Failed(m)
-            | CliError::CodeRefused(m)
-            | CliError::NotPermitted(m)
-            | CliError::BadDestination(m) => f.write_str(m),
+            CliError::CodeRefused(m) | CliError::NotPermitted(m) | CliError::BadDestination(m) => {
+                f.write_str(m)
+            }
             CliError::NotEnrolled { user } => {
                 write!(f, "{user} is not enrolled; run `otpgate enroll` first")
             }

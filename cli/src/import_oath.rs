@@ -83,14 +83,17 @@ fn parse_local_time(text: &str) -> Option<u64> {
     u64::try_from(zoned.timestamp().as_second()).ok()
 }
 
-/// Finds `user`'s line in usersfile `text` and turns it into a record.
-/// `now` stands in for a missing TIME. Messages name the file and line,
-/// never a secret.
-pub fn parse_oath(path: &Path, text: &str, user: &str, now: u64) -> Result<OathLine> {
-    let bad = |line: usize, message: &str| CliError::BadImport {
+/// `path:line: message`, for a line of the usersfile.
+fn bad_line(path: &Path, line: usize, message: &str) -> CliError {
+    CliError::BadImport {
         file: Origin::at(path.display().to_string(), line),
         message: message.to_string(),
-    };
+    }
+}
+
+/// The first line of `user` with a known token type (1-based number and
+/// words), and the numbers of the user's other such lines.
+fn find_user_line<'a>(text: &'a str, user: &str) -> (Option<(usize, Vec<&'a str>)>, Vec<String>) {
     let mut found: Option<(usize, Vec<&str>)> = None;
     let mut others = Vec::new();
     for (i, line) in text.lines().enumerate() {
@@ -108,22 +111,32 @@ pub fn parse_oath(path: &Path, text: &str, user: &str, now: u64) -> Result<OathL
             others.push((i + 1).to_string());
         }
     }
-    let Some((n, words)) = found else {
-        return Err(CliError::UserNotInFile {
-            path: path.to_path_buf(),
-            user: user.to_string(),
-        });
-    };
-    let (digits, period) = parse_type(words[0]).ok_or_else(|| bad(n, "unknown token type"))?;
-    let mut notes = Vec::new();
-    if !others.is_empty() {
-        notes.push(format!(
-            "{user} has more tokens (lines {}); only line {n} was imported",
-            others.join(", ")
-        ));
-    }
+    (found, others)
+}
+
+/// The fields of one usersfile line.
+struct OathFields<'a> {
+    digits: u8,
+    /// `None` for HOTP.
+    period: Option<u64>,
+    secret: Secret,
+    counter: u64,
+    last_otp: Option<&'a str>,
+    time: Option<u64>,
+}
+
+/// Reads the fields of line `n` (its `words`); the password field only
+/// adds a note.
+fn parse_fields<'a>(
+    path: &Path,
+    n: usize,
+    words: &[&'a str],
+    notes: &mut Vec<String>,
+) -> Result<OathFields<'a>> {
+    let bad = |message: &str| bad_line(path, n, message);
+    let (digits, period) = parse_type(words[0]).ok_or_else(|| bad("unknown token type"))?;
     match words.get(2) {
-        None => return Err(bad(n, "no password field (`-` for none)")),
+        None => return Err(bad("no password field (`-` for none)")),
         Some(&"-") | Some(&"+") => {}
         Some(_) => notes.push(
             "the line's static password is not carried over: otpgate leaves passwords to \
@@ -131,65 +144,104 @@ pub fn parse_oath(path: &Path, text: &str, user: &str, now: u64) -> Result<OathL
                 .into(),
         ),
     }
-    let hex = words.get(3).ok_or_else(|| bad(n, "no secret"))?;
-    let bytes = hex_decode(hex).ok_or_else(|| bad(n, "the secret is not hexadecimal"))?;
-    let secret = Secret::from_bytes(bytes.to_vec()).map_err(|e| bad(n, &e.to_string()))?;
+    let hex = words.get(3).ok_or_else(|| bad("no secret"))?;
+    let bytes = hex_decode(hex).ok_or_else(|| bad("the secret is not hexadecimal"))?;
+    let secret = Secret::from_bytes(bytes.to_vec()).map_err(|e| bad(&e.to_string()))?;
     let counter: u64 = match words.get(4) {
         None => 0,
-        Some(w) => w
-            .parse()
-            .map_err(|_| bad(n, "the counter is not a number"))?,
+        Some(w) => w.parse().map_err(|_| bad("the counter is not a number"))?,
     };
-    let last_otp = words.get(5).filter(|w| !w.is_empty());
+    let last_otp = words.get(5).copied().filter(|w| !w.is_empty());
     if let Some(otp) = last_otp
         && (otp.len() != usize::from(digits) || !otp.bytes().all(|b| b.is_ascii_digit()))
     {
-        return Err(bad(n, "the last OTP field is not a code"));
+        return Err(bad("the last OTP field is not a code"));
     }
     let time = match words.get(6) {
         None => None,
         Some(w) => Some(
             parse_local_time(w)
-                .ok_or_else(|| bad(n, "the time field is not like 2024-01-02T03:04:05L"))?,
+                .ok_or_else(|| bad("the time field is not like 2024-01-02T03:04:05L"))?,
         ),
     };
-    let algorithm = Algorithm::SHA1;
-    let record = match period {
-        None => {
-            // The counter was used when a last OTP is recorded.
-            let next = if last_otp.is_some() {
-                counter.saturating_add(1)
-            } else {
-                counter
-            };
-            UserRecord::new_hotp(secret, algorithm, digits, next)
-        }
-        Some(period) => {
-            let mut record = UserRecord::new_totp(secret.clone(), algorithm, digits, period);
-            if let Some(otp) = last_otp {
-                let around = otp::time_step(time.unwrap_or(now), period);
-                let generator = Generator::totp(&secret, algorithm, digits, period)?;
-                let steps = generator.matching_steps(
-                    otp,
-                    around.saturating_sub(LAST_OTP_SEARCH_STEPS),
-                    around.saturating_add(LAST_OTP_SEARCH_STEPS),
-                );
-                match steps.into_iter().max() {
-                    Some(step) => record.state.last_step = step,
-                    None => {
-                        // Unknown step: refuse everything up to now.
-                        record.state.last_step = otp::time_step(now, period);
-                        notes.push(
-                            "the last OTP does not match the secret near its time; codes up \
-                             to now are treated as used"
-                                .into(),
-                        );
-                    }
-                }
-            }
-            record
-        }
+    Ok(OathFields {
+        digits,
+        period,
+        secret,
+        counter,
+        last_otp,
+        time,
+    })
+}
+
+/// The record the fields describe.
+fn record_of(fields: OathFields<'_>, now: u64, notes: &mut Vec<String>) -> Result<UserRecord> {
+    let Some(period) = fields.period else {
+        // The counter was used when a last OTP is recorded.
+        let next = if fields.last_otp.is_some() {
+            fields.counter.saturating_add(1)
+        } else {
+            fields.counter
+        };
+        return Ok(UserRecord::new_hotp(
+            fields.secret,
+            Algorithm::SHA1,
+            fields.digits,
+            next,
+        ));
     };
+    let OathFields {
+        digits,
+        secret,
+        last_otp,
+        time,
+        ..
+    } = fields;
+    let mut record = UserRecord::new_totp(secret.clone(), Algorithm::SHA1, digits, period);
+    if let Some(otp) = last_otp {
+        let around = otp::time_step(time.unwrap_or(now), period);
+        let generator = Generator::totp(&secret, Algorithm::SHA1, digits, period)?;
+        let steps = generator.matching_steps(
+            otp,
+            around.saturating_sub(LAST_OTP_SEARCH_STEPS),
+            around.saturating_add(LAST_OTP_SEARCH_STEPS),
+        );
+        match steps.into_iter().max() {
+            Some(step) => record.state.last_step = step,
+            None => {
+                // Unknown step: refuse everything up to now.
+                record.state.last_step = otp::time_step(now, period);
+                notes.push(
+                    "the last OTP does not match the secret near its time; codes up \
+                     to now are treated as used"
+                        .into(),
+                );
+            }
+        }
+    }
+    Ok(record)
+}
+
+/// Finds `user`'s line in usersfile `text` and turns it into a record.
+/// `now` stands in for a missing TIME. Messages name the file and line,
+/// never a secret.
+pub fn parse_oath(path: &Path, text: &str, user: &str, now: u64) -> Result<OathLine> {
+    let (found, others) = find_user_line(text, user);
+    let Some((n, words)) = found else {
+        return Err(CliError::UserNotInFile {
+            path: path.to_path_buf(),
+            user: user.to_string(),
+        });
+    };
+    let mut notes = Vec::new();
+    if !others.is_empty() {
+        notes.push(format!(
+            "{user} has more tokens (lines {}); only line {n} was imported",
+            others.join(", ")
+        ));
+    }
+    let fields = parse_fields(path, n, &words, &mut notes)?;
+    let record = record_of(fields, now, &mut notes)?;
     record.validate(path)?;
     Ok(OathLine {
         record,

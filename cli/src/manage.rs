@@ -3,10 +3,11 @@
 
 use std::io::Write;
 
-use otpgate_config::Method;
 use otpgate_config::StoreExt;
 use otpgate_config::channel::Kind;
+use otpgate_config::otp::Algorithm;
 use otpgate_config::system::Requirement;
+use otpgate_config::{Method, UserRecord};
 use serde::Serialize;
 use zeroize::Zeroizing;
 
@@ -67,98 +68,155 @@ struct StatusJson<'a> {
     trusted_hosts: Option<Vec<HostJson<'a>>>,
 }
 
+impl<'a> StatusJson<'a> {
+    /// The one place the JSON is assembled; `enrolled` is `None` for a user
+    /// without an enrollment (then only the first four fields are written).
+    fn new(
+        user: &'a str,
+        file: String,
+        requirement: &'static str,
+        enrolled: Option<Enrolled<'a>>,
+    ) -> Self {
+        let app = enrolled.as_ref().and_then(|e| e.app);
+        let is_enrolled = enrolled.is_some();
+        let (methods, email, sms, codes_left, failures, locked, hosts) = match enrolled {
+            Some(e) => (
+                Some(e.methods),
+                e.email,
+                e.sms,
+                Some(e.codes_left),
+                Some(e.failures),
+                Some(e.locked),
+                Some(e.hosts),
+            ),
+            None => (None, None, None, None, None, None, None),
+        };
+        StatusJson {
+            user,
+            file,
+            enrolled: is_enrolled,
+            requirement,
+            methods,
+            email,
+            sms,
+            method: app.map(|a| a.kind),
+            algorithm: app.map(|a| a.algorithm.as_str()),
+            digits: app.map(|a| a.digits),
+            period: app.and_then(|a| a.period),
+            counter: app.and_then(|a| a.counter),
+            backup_codes_left: codes_left,
+            failures,
+            locked_until: locked,
+            trusted_hosts: hosts,
+        }
+    }
+}
+
+/// The authenticator app of an enrollment.
+#[derive(Clone, Copy)]
+struct App {
+    /// `totp` or `hotp`.
+    kind: &'static str,
+    algorithm: Algorithm,
+    digits: u8,
+    /// TOTP only.
+    period: Option<u64>,
+    /// HOTP only: the next counter.
+    counter: Option<u64>,
+}
+
+/// What `status` shows of an enrollment.
+struct Enrolled<'a> {
+    app: Option<App>,
+    methods: Vec<&'static str>,
+    email: Option<&'a str>,
+    sms: Option<&'a str>,
+    codes_left: usize,
+    failures: u32,
+    locked: Option<u64>,
+    /// Those not yet expired.
+    hosts: Vec<HostJson<'a>>,
+}
+
+impl<'a> Enrolled<'a> {
+    fn of(r: &'a UserRecord, now: u64) -> Self {
+        let app = match (&r.totp, &r.hotp) {
+            (Some(t), _) => Some(App {
+                kind: "totp",
+                algorithm: t.algorithm,
+                digits: t.digits,
+                period: Some(t.period),
+                counter: None,
+            }),
+            (None, Some(h)) => Some(App {
+                kind: "hotp",
+                algorithm: h.algorithm,
+                digits: h.digits,
+                period: None,
+                counter: Some(h.counter),
+            }),
+            (None, None) => None,
+        };
+        let mut methods: Vec<&'static str> = app.iter().map(|a| a.kind).collect();
+        if r.email.is_some() {
+            methods.push("email");
+        }
+        if r.sms.is_some() {
+            methods.push("sms");
+        }
+        if !r.backup.codes.is_empty() {
+            methods.push("backup");
+        }
+        let hosts = r
+            .trusted_hosts
+            .iter()
+            .filter(|h| h.until > now)
+            .map(|h| HostJson {
+                host: &h.host,
+                until: h.until,
+            })
+            .collect();
+        Enrolled {
+            app,
+            methods,
+            email: r.destination(Kind::Email),
+            sms: r.destination(Kind::Sms),
+            codes_left: r.backup.codes.len(),
+            failures: r.state.failures,
+            locked: r.locked_until(now),
+            hosts,
+        }
+    }
+}
+
 pub fn status(ctx: &Context) -> Result<()> {
     let record = ctx.store.read()?;
     let requirement = requirement_name(ctx.config.requirement(&ctx.account));
     let file = ctx.store.describe();
-    let Some(r) = record else {
-        if ctx.json {
-            return output::print_json(&StatusJson {
-                user: &ctx.account.name,
-                file,
-                enrolled: false,
-                requirement,
-                methods: None,
-                email: None,
-                sms: None,
-                method: None,
-                algorithm: None,
-                digits: None,
-                period: None,
-                counter: None,
-                backup_codes_left: None,
-                failures: None,
-                locked_until: None,
-                trusted_hosts: None,
-            });
-        }
-        println!("user:         {}", ctx.account.name);
-        println!("file:         {file}");
-        println!("enrolled:     no (run `otpgate enroll`)");
-        println!("policy:       {}", requirement_text(requirement));
-        return Ok(());
-    };
-    let app = match (&r.totp, &r.hotp) {
-        (Some(t), _) => Some(("totp", t.algorithm, t.digits, Some(t.period), None)),
-        (None, Some(h)) => Some(("hotp", h.algorithm, h.digits, None, Some(h.counter))),
-        (None, None) => None,
-    };
-    let mut methods: Vec<&'static str> = app.iter().map(|a| a.0).collect();
-    if r.email.is_some() {
-        methods.push("email");
-    }
-    if r.sms.is_some() {
-        methods.push("sms");
-    }
-    if !r.backup.codes.is_empty() {
-        methods.push("backup");
-    }
-    let email = r.destination(Kind::Email);
-    let sms = r.destination(Kind::Sms);
-    let hosts: Vec<HostJson> = r
-        .trusted_hosts
-        .iter()
-        .filter(|h| h.until > ctx.now)
-        .map(|h| HostJson {
-            host: &h.host,
-            until: h.until,
-        })
-        .collect();
-    let locked = r.locked_until(ctx.now);
+    let enrolled = record.as_ref().map(|r| Enrolled::of(r, ctx.now));
     if ctx.json {
-        return output::print_json(&StatusJson {
-            user: &ctx.account.name,
+        return output::print_json(&StatusJson::new(
+            &ctx.account.name,
             file,
-            enrolled: true,
             requirement,
-            methods: Some(methods),
-            email,
-            sms,
-            method: app.map(|a| a.0),
-            algorithm: app.map(|a| a.1.as_str()),
-            digits: app.map(|a| a.2),
-            period: app.and_then(|a| a.3),
-            counter: app.and_then(|a| a.4),
-            backup_codes_left: Some(r.backup.codes.len()),
-            failures: Some(r.state.failures),
-            locked_until: Some(locked),
-            trusted_hosts: Some(hosts),
-        });
+            enrolled,
+        ));
     }
-    let detail = match app {
-        Some((_, algorithm, digits, Some(p), _)) => {
-            format!("TOTP, {}, {digits} digits, {p} s", algorithm.as_str())
-        }
-        Some((_, algorithm, digits, None, c)) => format!(
-            "HOTP, {}, {digits} digits, next counter {}",
-            algorithm.as_str(),
-            c.unwrap_or_default()
-        ),
-        None => "no authenticator app".into(),
-    };
     println!("user:         {}", ctx.account.name);
     println!("file:         {file}");
-    println!("enrolled:     yes ({detail})");
+    match &enrolled {
+        None => {
+            println!("enrolled:     no (run `otpgate enroll`)");
+            println!("policy:       {}", requirement_text(requirement));
+        }
+        Some(e) => print_enrolled(ctx, requirement, e),
+    }
+    Ok(())
+}
+
+/// The text of `status` after the user and file lines, for an enrollment.
+fn print_enrolled(ctx: &Context, requirement: &str, e: &Enrolled<'_>) {
+    println!("enrolled:     yes ({})", app_detail(e.app));
     let configured = |kind: Kind| {
         if ctx.config.channels.get(kind).is_some() {
             ""
@@ -166,33 +224,55 @@ pub fn status(ctx: &Context) -> Result<()> {
             " (not configured on this system: no codes are sent)"
         }
     };
-    println!("methods:      {}", methods.join(", "));
-    if let Some(a) = email {
+    println!("methods:      {}", e.methods.join(", "));
+    if let Some(a) = e.email {
         println!("email:        {a}{}", configured(Kind::Email));
     }
-    if let Some(n) = sms {
+    if let Some(n) = e.sms {
         println!("sms:          {n}{}", configured(Kind::Sms));
     }
     println!("policy:       {}", requirement_text(requirement));
-    println!("backup codes: {} left", r.backup.codes.len());
-    match locked {
+    println!("backup codes: {} left", e.codes_left);
+    match e.locked {
         Some(until) => println!("locked out:   until {}", format_local(until)),
-        None if r.state.failures > 0 => println!(
+        None if e.failures > 0 => println!(
             "locked out:   no ({} wrong code{} since the last good one)",
-            r.state.failures,
-            if r.state.failures == 1 { "" } else { "s" }
+            e.failures,
+            if e.failures == 1 { "" } else { "s" }
         ),
         None => println!("locked out:   no"),
     }
-    if hosts.is_empty() {
+    if e.hosts.is_empty() {
         println!("trusted hosts: none");
     } else {
         println!("trusted hosts:");
-        for h in &hosts {
+        for h in &e.hosts {
             println!("    {}  until {}", h.host, format_local(h.until));
         }
     }
-    Ok(())
+}
+
+/// The app in words: `TOTP, SHA1, 6 digits, 30 s`.
+fn app_detail(app: Option<App>) -> String {
+    match app {
+        Some(App {
+            algorithm,
+            digits,
+            period: Some(p),
+            ..
+        }) => format!("TOTP, {}, {digits} digits, {p} s", algorithm.as_str()),
+        Some(App {
+            algorithm,
+            digits,
+            counter,
+            ..
+        }) => format!(
+            "HOTP, {}, {digits} digits, next counter {}",
+            algorithm.as_str(),
+            counter.unwrap_or_default()
+        ),
+        None => "no authenticator app".into(),
+    }
 }
 
 fn requirement_text(r: &str) -> &'static str {

@@ -273,6 +273,23 @@ fn unknown_and_invalid_module_arguments_are_errors() {
     let r = s.check(&[]);
     assert_eq!(r.code, 8, "{r}");
     has(&r, "config=/nonexistent/otpgate.toml");
+
+    // Relative paths, refused by the module's parser as by the module.
+    s.service(
+        "sshd",
+        "@include common-auth\nauth required MODULE syslog_socket=log.sock config=c.toml forward_pass\n",
+    );
+    let r = s.check(&[]);
+    assert_eq!(r.code, 8, "{r}");
+    has(
+        &r,
+        &format!("{at}`syslog_socket=log.sock`: the path must be absolute"),
+    );
+    has(
+        &r,
+        &format!("{at}`config=c.toml`: the path must be absolute"),
+    );
+    assert!(r.stderr.contains("check found 2 problems"), "{r}");
 }
 
 #[test]

@@ -1,6 +1,6 @@
 //! The hand-written pages `cli/doc/pam_otpgate.8` and
 //! `cli/doc/otpgate.toml.5` document every module argument (the table in
-//! pam-module/src/args.rs) and every config key with its default
+//! config/src/args.rs) and every config key with its default
 //! (`SystemConfig::default()`); `otpgate man --dir` writes otpgate.1 and a
 //! page per subcommand.
 
@@ -18,9 +18,9 @@ fn doc(name: &str) -> String {
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
-/// The arguments in the doc table of pam-module/src/args.rs.
+/// The arguments in the doc table of config/src/args.rs.
 fn module_arguments() -> Vec<String> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../pam-module/src/args.rs");
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../config/src/args.rs");
     let text = std::fs::read_to_string(&path).unwrap();
     let args: Vec<String> = text
         .lines()

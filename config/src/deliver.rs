@@ -19,8 +19,8 @@
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::os::unix::process::CommandExt;
-use std::process::{Command, Stdio};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use nix::sys::memfd::{MFdFlags, memfd_create};
@@ -153,28 +153,9 @@ fn run(message: &Message, prepare: &dyn Fn(&mut Command)) -> Result<Duration, St
         .process_group(0)
         .stdout(Stdio::null());
     if nix::unistd::geteuid().is_root() {
-        let account = Account::lookup(&message.run_as)
-            .map_err(|e| format!("run_as user `{}`: {e}", message.run_as))?;
-        if account.uid == 0 {
-            return Err(format!(
-                "run_as user `{}` has uid 0; refusing to run the command as root",
-                message.run_as
-            ));
-        }
-        // std drops the supplementary groups when a root parent sets a uid.
-        cmd.uid(account.uid).gid(account.gid);
+        run_as(&mut cmd, &message.run_as)?;
     }
-    let mut stdin = memory_file("otpgate-message")?;
-    stdin
-        .write_all(&message.stdin)
-        .and_then(|()| stdin.seek(SeekFrom::Start(0)).map(|_| ()))
-        .map_err(|e| format!("preparing the message: {e}"))?;
-    let mut stderr = memory_file("otpgate-stderr")?;
-    let stderr_child = stderr
-        .try_clone()
-        .map_err(|e| format!("preparing stderr: {e}"))?;
-    cmd.stdin(Stdio::from(stdin))
-        .stderr(Stdio::from(stderr_child));
+    let mut stderr = attach_stdio(&mut cmd, message)?;
     prepare(&mut cmd);
 
     let start = Instant::now();
@@ -183,11 +164,61 @@ fn run(message: &Message, prepare: &dyn Fn(&mut Command)) -> Result<Duration, St
         .map_err(|e| format!("cannot run {program}: {e}"))?;
     // The child's copies are its own now; ours go with `cmd`.
     drop(cmd);
-    let deadline = start + message.timeout;
+    let status = wait(
+        &mut child,
+        program,
+        start + message.timeout,
+        message.timeout,
+    )?;
+    let elapsed = start.elapsed();
+    if status.success() {
+        return Ok(elapsed);
+    }
+    Err(failure(program, status, &mut stderr))
+}
+
+/// Makes `cmd` run as user `name` (never root).
+fn run_as(cmd: &mut Command, name: &str) -> Result<(), String> {
+    let account = Account::lookup(name).map_err(|e| format!("run_as user `{name}`: {e}"))?;
+    if account.uid == 0 {
+        return Err(format!(
+            "run_as user `{name}` has uid 0; refusing to run the command as root"
+        ));
+    }
+    // std drops the supplementary groups when a root parent sets a uid.
+    cmd.uid(account.uid).gid(account.gid);
+    Ok(())
+}
+
+/// Gives `cmd` the message on standard input and a memory file as standard
+/// error; returns that file, to read after the command is done.
+fn attach_stdio(cmd: &mut Command, message: &Message) -> Result<File, String> {
+    let mut stdin = memory_file("otpgate-message")?;
+    stdin
+        .write_all(&message.stdin)
+        .and_then(|()| stdin.seek(SeekFrom::Start(0)).map(|_| ()))
+        .map_err(|e| format!("preparing the message: {e}"))?;
+    let stderr = memory_file("otpgate-stderr")?;
+    let stderr_child = stderr
+        .try_clone()
+        .map_err(|e| format!("preparing stderr: {e}"))?;
+    cmd.stdin(Stdio::from(stdin))
+        .stderr(Stdio::from(stderr_child));
+    Ok(stderr)
+}
+
+/// Waits for `child` until `deadline`; then kills its process group and
+/// reaps it.
+fn wait(
+    child: &mut Child,
+    program: &str,
+    deadline: Instant,
+    timeout: Duration,
+) -> Result<ExitStatus, String> {
     let mut pause = Duration::from_millis(1);
-    let status = loop {
+    loop {
         match child.try_wait() {
-            Ok(Some(status)) => break status,
+            Ok(Some(status)) => return Ok(status),
             Ok(None) => {}
             // Reaped by someone else (a SIGCHLD handler of the host
             // process): the outcome is unknown.
@@ -201,36 +232,34 @@ fn run(message: &Message, prepare: &dyn Fn(&mut Command)) -> Result<Duration, St
             let _ = child.wait();
             return Err(format!(
                 "{program} timed out after {} s and was killed",
-                message.timeout.as_secs()
+                timeout.as_secs()
             ));
         }
         std::thread::sleep(pause.min(deadline - now));
         pause = (pause * 2).min(Duration::from_millis(20));
-    };
-    let elapsed = start.elapsed();
-    if status.success() {
-        return Ok(elapsed);
     }
-    let why = match (
-        status.code(),
-        std::os::unix::process::ExitStatusExt::signal(&status),
-    ) {
+}
+
+/// Why the command failed: its exit status and the first line of its
+/// standard error.
+fn failure(program: &str, status: ExitStatus, stderr: &mut File) -> String {
+    let why = match (status.code(), status.signal()) {
         (Some(code), _) => format!("exited with status {code}"),
         (None, Some(sig)) => format!("killed by signal {sig}"),
         _ => "failed".to_string(),
     };
     let mut text = String::new();
     let _ = stderr.seek(SeekFrom::Start(0));
-    let _ = (&mut stderr).take(STDERR_KEPT).read_to_string(&mut text);
+    let _ = stderr.take(STDERR_KEPT).read_to_string(&mut text);
     let first = text
         .lines()
         .map(str::trim)
         .find(|l| !l.is_empty())
         .unwrap_or_default();
     if first.is_empty() {
-        Err(format!("{program} {why}"))
+        format!("{program} {why}")
     } else {
-        Err(format!("{program} {why}: {first}"))
+        format!("{program} {why}: {first}")
     }
 }
 

@@ -21,95 +21,141 @@ pub struct GaFile {
     pub notes: Vec<String>,
 }
 
-/// Parses the text of a google-authenticator file. `path` is for messages.
-pub fn parse_google_authenticator(path: &Path, text: &str) -> Result<GaFile> {
-    let bad = |line: usize, message: &str| Error::Parse {
+/// A parse error at `line` of `path`.
+fn bad(path: &Path, line: usize, message: &str) -> Error {
+    Error::Parse {
         path: path.to_path_buf(),
         line,
         column: 0,
         message: message.to_string(),
-    };
-    let mut lines = text.lines().enumerate().map(|(i, l)| (i + 1, l.trim_end()));
-    let (_, first) = lines.next().ok_or_else(|| bad(1, "empty file"))?;
-    let secret = Secret::from_base32(first).map_err(|e| bad(1, &e.to_string()))?;
-    let mut hotp_counter = None;
-    let mut window_size: Option<u32> = None;
-    let mut step = 30u64;
-    let mut digits = 6u8;
-    let mut algorithm = Algorithm::SHA1;
-    let mut last_step = 0u64;
-    let mut codes = Vec::new();
-    let mut notes = Vec::new();
-    let number = |line: usize, word: Option<&str>, what: &str| -> Result<u64> {
-        word.and_then(|w| w.parse().ok())
-            .ok_or_else(|| bad(line, &format!("{what} needs a number")))
-    };
-    for (n, line) in lines {
-        if let Some(option) = line.strip_prefix("\" ") {
-            let mut words = option.split_whitespace();
-            match words.next().unwrap_or("") {
-                "TOTP_AUTH" => {}
-                "HOTP_COUNTER" => hotp_counter = Some(number(n, words.next(), "HOTP_COUNTER")?),
-                "WINDOW_SIZE" => {
-                    let w = number(n, words.next(), "WINDOW_SIZE")?;
-                    window_size = Some(u32::try_from(w).unwrap_or(u32::MAX));
-                }
-                "STEP_SIZE" => step = number(n, words.next(), "STEP_SIZE")?,
-                "DIGITS" | "HMAC_DIGITS" => {
-                    let d = number(n, words.next(), "DIGITS")?;
-                    digits = u8::try_from(d).map_err(|_| bad(n, "DIGITS is out of range"))?;
-                }
-                "ALGORITHM" | "HMAC_ALGORITHM" => {
-                    let name = words.next().unwrap_or("");
-                    algorithm = name.parse().map_err(|e: Error| bad(n, &e.to_string()))?;
-                }
-                "DISALLOW_REUSE" => {
-                    // The time steps already used; keep the latest.
-                    last_step = words
-                        .filter_map(|w| w.parse::<u64>().ok())
-                        .fold(last_step, u64::max);
-                }
-                "RATE_LIMIT" => notes.push(
-                    "RATE_LIMIT is not carried over: otpgate locks an account after \
-                     `lockout_after` wrong codes (system config) instead"
-                        .into(),
-                ),
-                other => notes.push(format!("option `{other}` is not known and was ignored")),
-            }
-        } else if !line.is_empty() && line.bytes().all(|b| b.is_ascii_digit()) {
-            if !(6..=16).contains(&line.len()) {
-                return Err(bad(n, "a scratch code must have 6 to 16 digits"));
-            }
-            codes.push(backup::hash(line)?);
-        } else if !line.is_empty() {
-            return Err(bad(n, "neither an option (`\" NAME`) nor a scratch code"));
+    }
+}
+
+/// The option lines of a google-authenticator file.
+struct GaOptions {
+    hotp_counter: Option<u64>,
+    window_size: Option<u32>,
+    step: u64,
+    digits: u8,
+    algorithm: Algorithm,
+    /// The latest time step of `DISALLOW_REUSE`.
+    last_step: u64,
+}
+
+impl Default for GaOptions {
+    fn default() -> Self {
+        GaOptions {
+            hotp_counter: None,
+            window_size: None,
+            step: 30,
+            digits: 6,
+            algorithm: Algorithm::SHA1,
+            last_step: 0,
         }
     }
-    let mut record = match hotp_counter {
-        Some(counter) => {
+}
+
+impl GaOptions {
+    /// Reads option line `n` (the text after `" `); options otpgate does
+    /// not carry over add a note.
+    fn read(&mut self, path: &Path, n: usize, option: &str, notes: &mut Vec<String>) -> Result<()> {
+        let bad = |message: &str| bad(path, n, message);
+        let number = |word: Option<&str>, what: &str| -> Result<u64> {
+            word.and_then(|w| w.parse().ok())
+                .ok_or_else(|| bad(&format!("{what} needs a number")))
+        };
+        let mut words = option.split_whitespace();
+        match words.next().unwrap_or("") {
+            "TOTP_AUTH" => {}
+            "HOTP_COUNTER" => self.hotp_counter = Some(number(words.next(), "HOTP_COUNTER")?),
+            "WINDOW_SIZE" => {
+                let w = number(words.next(), "WINDOW_SIZE")?;
+                self.window_size = Some(u32::try_from(w).unwrap_or(u32::MAX));
+            }
+            "STEP_SIZE" => self.step = number(words.next(), "STEP_SIZE")?,
+            "DIGITS" | "HMAC_DIGITS" => {
+                let d = number(words.next(), "DIGITS")?;
+                self.digits = u8::try_from(d).map_err(|_| bad("DIGITS is out of range"))?;
+            }
+            "ALGORITHM" | "HMAC_ALGORITHM" => {
+                let name = words.next().unwrap_or("");
+                self.algorithm = name.parse().map_err(|e: Error| bad(&e.to_string()))?;
+            }
+            "DISALLOW_REUSE" => {
+                // The time steps already used; keep the latest.
+                self.last_step = words
+                    .filter_map(|w| w.parse::<u64>().ok())
+                    .fold(self.last_step, u64::max);
+            }
+            "RATE_LIMIT" => notes.push(
+                "RATE_LIMIT is not carried over: otpgate locks an account after \
+                 `lockout_after` wrong codes (system config) instead"
+                    .into(),
+            ),
+            other => notes.push(format!("option `{other}` is not known and was ignored")),
+        }
+        Ok(())
+    }
+
+    /// The record these options describe for `secret`.
+    fn record(self, secret: Secret, notes: &mut Vec<String>) -> UserRecord {
+        let GaOptions {
+            hotp_counter,
+            window_size,
+            step,
+            digits,
+            algorithm,
+            last_step,
+        } = self;
+        if let Some(counter) = hotp_counter {
             let mut r = UserRecord::new_hotp(secret, algorithm, digits, counter);
             if let (Some(h), Some(w)) = (r.hotp.as_mut(), window_size) {
                 // google-authenticator checks `w` counters from the current one.
                 h.lookahead = Some(w.saturating_sub(1).min(1000));
             }
-            r
+            return r;
         }
-        None => {
-            let mut r = UserRecord::new_totp(secret, algorithm, digits, step);
-            if let (Some(t), Some(w)) = (r.totp.as_mut(), window_size) {
-                // `w` codes valid at once: (w - 1) / 2 either side.
-                let either_side = w.saturating_sub(1) / 2;
-                if either_side > 10 {
-                    notes.push(format!(
-                        "WINDOW_SIZE {w} is wider than otpgate allows; using 10 steps either side"
-                    ));
-                }
-                t.window = Some(either_side.min(10));
+        let mut r = UserRecord::new_totp(secret, algorithm, digits, step);
+        if let (Some(t), Some(w)) = (r.totp.as_mut(), window_size) {
+            // `w` codes valid at once: (w - 1) / 2 either side.
+            let either_side = w.saturating_sub(1) / 2;
+            if either_side > 10 {
+                notes.push(format!(
+                    "WINDOW_SIZE {w} is wider than otpgate allows; using 10 steps either side"
+                ));
             }
-            r.state.last_step = last_step;
-            r
+            t.window = Some(either_side.min(10));
         }
-    };
+        r.state.last_step = last_step;
+        r
+    }
+}
+
+/// Parses the text of a google-authenticator file. `path` is for messages.
+pub fn parse_google_authenticator(path: &Path, text: &str) -> Result<GaFile> {
+    let mut lines = text.lines().enumerate().map(|(i, l)| (i + 1, l.trim_end()));
+    let (_, first) = lines.next().ok_or_else(|| bad(path, 1, "empty file"))?;
+    let secret = Secret::from_base32(first).map_err(|e| bad(path, 1, &e.to_string()))?;
+    let mut options = GaOptions::default();
+    let mut codes = Vec::new();
+    let mut notes = Vec::new();
+    for (n, line) in lines {
+        if let Some(option) = line.strip_prefix("\" ") {
+            options.read(path, n, option, &mut notes)?;
+        } else if !line.is_empty() && line.bytes().all(|b| b.is_ascii_digit()) {
+            if !(6..=16).contains(&line.len()) {
+                return Err(bad(path, n, "a scratch code must have 6 to 16 digits"));
+            }
+            codes.push(backup::hash(line)?);
+        } else if !line.is_empty() {
+            return Err(bad(
+                path,
+                n,
+                "neither an option (`\" NAME`) nor a scratch code",
+            ));
+        }
+    }
+    let mut record = options.record(secret, &mut notes);
     record.backup.codes = codes;
     record.validate(path)?;
     Ok(GaFile { record, notes })

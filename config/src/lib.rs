@@ -3,6 +3,8 @@
 //!
 //! - [`system`]: the system policy (`/etc/otpgate/config.toml`) and
 //!   module-argument overrides;
+//! - [`args`]: the module's arguments (a pam.d line's words), parsed for
+//!   the module and for `otpgate check`;
 //! - [`record`]: the per-user file, code verification, lockout, remembered
 //!   hosts;
 //! - [`store`]: reading it without following symlinks and updating it
@@ -18,6 +20,7 @@
 
 pub mod account;
 pub mod answer;
+pub mod args;
 pub mod backup;
 pub mod channel;
 pub mod deliver;

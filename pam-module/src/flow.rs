@@ -246,7 +246,8 @@ fn run(login: &mut Login<'_>, args: &Args, env: &Env<'_>) -> Result<Code, Code> 
 /// Step 1: the arguments, the clock, the config; anything wrong denies.
 fn load(login: &mut Login<'_>, args: &Args) -> Result<(SystemConfig, u64), Code> {
     if !args.errors.is_empty() {
-        let reason = Reason::BadArguments(args.errors.join("; "));
+        let errors: Vec<String> = args.errors.iter().map(ToString::to_string).collect();
+        let reason = Reason::BadArguments(errors.join("; "));
         return Err(login.decide(Code::ServiceErr, None, reason));
     }
     #[cfg(debug_assertions)]

@@ -3,7 +3,7 @@
 //! - [`flow`]: the login flow of `pam_sm_authenticate`, behind the small
 //!   [`flow::Handle`] and [`flow::Clock`] traits so a scripted fake drives it
 //!   in tests;
-//! - [`args`]: module arguments;
+//! - [`args`]: module arguments (parsed by `otpgate_config::args`);
 //! - [`log`]: one syslog line per decision, written to `/dev/log` without
 //!   glibc's `syslog()`; [`reason`]: the reasons those lines give;
 //! - `ffi`: the `pam_sm_*` entry points and the real PAM handle, the only
