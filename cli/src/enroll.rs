@@ -3,10 +3,10 @@
 
 use std::io::Write;
 
-use otpgate_config::StoreExt;
 use otpgate_config::otp::{self, Algorithm, Generator, Secret, UriParams};
 use otpgate_config::record::Verdict;
 use otpgate_config::{Answer, UserRecord};
+use otpgate_config::{StoreExt, texts};
 use serde::Serialize;
 use zeroize::Zeroizing;
 
@@ -252,12 +252,10 @@ fn confirm_new_code(
             Some(answer) if !args.hotp => clock_hint(secret, args, answer, ctx.now)?,
             _ => None,
         };
-        let hint = hint.unwrap_or_else(|| "That code is wrong.".into());
-        if attempt < CONFIRM_TRIES {
-            eprintln!("{hint} Try again.");
-        } else {
+        if let Some(hint) = hint {
             eprintln!("{hint}");
         }
+        eprintln!("{}", texts::wrong_code(CONFIRM_TRIES - attempt));
     }
     Err(CliError::CodeRefused(format!(
         "{CONFIRM_TRIES} wrong codes; nothing was saved, run `otpgate enroll` again"
