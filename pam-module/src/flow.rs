@@ -1,4 +1,4 @@
-//! The login flow of `pam_sm_authenticate` (DESIGN.md, steps 1 to 9),
+//! The login flow of `pam_sm_authenticate` (docs/ARCHITECTURE.md, §2, steps 1 to 9),
 //! written against small traits so a scripted fake drives it in tests.
 //!
 //! Fail closed: every path that is not a proven success or a deliberate
