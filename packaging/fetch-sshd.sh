@@ -3,7 +3,8 @@
 # downloading and unpacking it into CACHE_DIR on first use. The package is
 # never installed (that would start a system service): `apt-get download`
 # fetches the .deb and `dpkg -x` unpacks it. The tests and the demo run the
-# binary through a symlink whose name is the PAM service (DESIGN.md).
+# binary through a symlink whose name is the PAM service
+# (docs/ARCHITECTURE.md, §7).
 #
 #   ./packaging/fetch-sshd.sh CACHE_DIR     -> CACHE_DIR/root/usr/sbin/sshd
 set -euo pipefail

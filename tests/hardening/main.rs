@@ -1,7 +1,7 @@
-//! The hardening suite (issue #6): the security rules of DESIGN.md turned
-//! into figures a reviewer can rerun. Each scenario is a named test that
-//! prints its figures as `FIGURE <name>: <text>` lines; the README's
-//! "Security figures" lists them.
+//! The hardening suite (issue #6): the security rules of
+//! docs/ARCHITECTURE.md (§6) turned into figures a reviewer can rerun. Each
+//! scenario is a named test that prints its figures as `FIGURE <name>:
+//! <text>` lines; the README's "Security figures" lists them.
 //!
 //! This file is its own test harness (`harness = false`): scenarios run one
 //! after another (each one starts many processes itself, and the machine

@@ -1,5 +1,5 @@
 //! A real OpenSSH server on a loopback port, driven by the real OpenSSH
-//! client (DESIGN.md, "Testing against the real thing").
+//! client (docs/ARCHITECTURE.md, §7, "A real sshd").
 //!
 //! `sshd` comes from Debian's `openssh-server`, downloaded and unpacked
 //! (never installed) into `<target>/openssh-server` by

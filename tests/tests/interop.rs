@@ -99,8 +99,8 @@ fn pamtester(h: &Harness, service: &str, rhost: &str, stdin: &str) -> (bool, Str
     (out.status.success(), printed(&out))
 }
 
-/// A harness with the DESIGN.md recipe: pam_matrix (password from a file)
-/// `requisite`, then our module.
+/// A harness as in docs/ARCHITECTURE.md, §7 (pamtester + pam_wrapper):
+/// pam_matrix (password from a file) `requisite`, then our module.
 fn matrix_harness(config: &str) -> Option<Harness> {
     require_tool("pamtester", "pamtester")?;
     let wrapper = std::path::Path::new(PAM_WRAPPER_MODULES).join("pam_matrix.so");
