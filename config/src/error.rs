@@ -290,15 +290,7 @@ impl fmt::Display for Error {
                 path,
                 owner,
                 expected,
-            } => {
-                let expected: Vec<String> = expected.iter().map(|u| format!("uid {u}")).collect();
-                let expected = expected.join(" or ");
-                write!(
-                    f,
-                    "{}: owned by uid {owner}, expected {expected}",
-                    path.display()
-                )
-            }
+            } => write_owner(f, path, *owner, expected),
             Error::BadMode { path, mode } => write!(
                 f,
                 "{}: mode {:04o} gives group or others access; run `chmod go-rwx` on it",
@@ -333,6 +325,22 @@ impl fmt::Display for Error {
             }
         }
     }
+}
+
+/// `PATH: owned by uid 1000, expected uid 0 or uid 1001`.
+fn write_owner(
+    f: &mut fmt::Formatter<'_>,
+    path: &Path,
+    owner: u32,
+    expected: &[u32],
+) -> fmt::Result {
+    let expected: Vec<String> = expected.iter().map(|u| format!("uid {u}")).collect();
+    let expected = expected.join(" or ");
+    write!(
+        f,
+        "{}: owned by uid {owner}, expected {expected}",
+        path.display()
+    )
 }
 
 /// `file:line:column: message` as compilers print it, the line and column
