@@ -31,6 +31,19 @@ struct HostJson<'a> {
     until: u64,
 }
 
+/// The hosts of `record` still trusted at `now`.
+fn trusted_now(record: &UserRecord, now: u64) -> Vec<HostJson<'_>> {
+    record
+        .trusted_hosts
+        .iter()
+        .filter(|h| h.until > now)
+        .map(|h| HostJson {
+            host: &h.host,
+            until: h.until,
+        })
+        .collect()
+}
+
 #[derive(Serialize)]
 struct StatusJson<'a> {
     user: &'a str,
@@ -167,15 +180,7 @@ impl<'a> Enrolled<'a> {
         if !r.backup.codes.is_empty() {
             methods.push("backup");
         }
-        let hosts = r
-            .trusted_hosts
-            .iter()
-            .filter(|h| h.until > now)
-            .map(|h| HostJson {
-                host: &h.host,
-                until: h.until,
-            })
-            .collect();
+        let hosts = trusted_now(r, now);
         Enrolled {
             app,
             methods,
@@ -388,15 +393,7 @@ pub fn trusted(ctx: &Context, command: &TrustedCommand) -> Result<()> {
     match command {
         TrustedCommand::List => {
             let record = ctx.enrolled()?;
-            let hosts: Vec<HostJson> = record
-                .trusted_hosts
-                .iter()
-                .filter(|h| h.until > now)
-                .map(|h| HostJson {
-                    host: &h.host,
-                    until: h.until,
-                })
-                .collect();
+            let hosts = trusted_now(&record, now);
             if ctx.json {
                 #[derive(Serialize)]
                 struct ListJson<'a> {

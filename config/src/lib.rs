@@ -7,8 +7,13 @@
 //!   the module and for `otpgate check`;
 //! - [`record`]: the per-user file, code verification, lockout, remembered
 //!   hosts;
-//! - [`store`]: reading it without following symlinks and updating it
-//!   atomically under a lock, with the user's file-system identity;
+//! - [`store`]: the store seam ([`Store`]: read a user's record, change it
+//!   in one transaction) and its backends: the user file (read without
+//!   following symlinks, updated atomically under a lock, with the user's
+//!   file-system identity) and a memory store for tests;
+//! - [`verification`]: the one service that checks an answer and sends a
+//!   code, for the module and the CLI alike; [`texts`]: every message a
+//!   user reads about it;
 //! - [`secure_open`]: the one checked open for every file read or written
 //!   with privilege (no symlinks followed; type, owner, mode and size
 //!   checked);
