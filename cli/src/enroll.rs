@@ -241,7 +241,7 @@ fn confirm_new_code(
 ) -> Result<()> {
     eprintln!("To confirm, enter a code from the app.");
     for attempt in 1..=CONFIRM_TRIES {
-        let answer = ctx.input.code("Verification code: ")?;
+        let answer = ctx.input.code(texts::PROMPT)?;
         if let Some(answer) = &answer {
             let verdict = record.verify(answer, ctx.now, ctx.config.verify_policy())?;
             if matches!(verdict, Verdict::Accepted(_)) {

@@ -301,7 +301,7 @@ pub fn verify(ctx: &mut Context, args: &VerifyArgs) -> Result<()> {
     if let Some(until) = record.locked_until(ctx.now) {
         return Err(CliError::LockedOut { until, now: false });
     }
-    let answer = ctx.input.code("Verification code: ")?;
+    let answer = ctx.input.code(otpgate_config::texts::PROMPT)?;
     let method = match ctx.check_code(answer.as_ref(), args.consume)? {
         Check::Accepted(method) => method,
         Check::Wrong => return Err(CliError::CodeRefused("wrong code".into())),
