@@ -124,6 +124,8 @@ struct Setup {
     config: PathBuf,
     backend: MemoryBackend,
     store: Arc<MemoryStore>,
+    /// The log's reasons of the last run.
+    last: RefCell<Vec<Reason>>,
 }
 
 impl Setup {
@@ -139,6 +141,7 @@ impl Setup {
             config: path,
             backend,
             store,
+            last: RefCell::default(),
         }
     }
 
@@ -200,7 +203,17 @@ impl Setup {
         let mut log = Memory::default();
         let code = guarded(&mut log, |log| authenticate(h, log, args, silent, &env));
         let lines = log.lines.into_iter().map(|(_, l)| l).collect();
+        self.last.replace(log.reasons.clone());
         ((code, lines), log.reasons)
+    }
+
+    /// The last reason the log gave in the last run.
+    fn last_reason(&self) -> Reason {
+        self.last
+            .borrow()
+            .last()
+            .cloned()
+            .expect("a decision was logged")
     }
 
     /// The reasons the log gave, with the code.
@@ -354,6 +367,13 @@ fn lockout_tells_until_when_and_refuses_even_a_right_code() {
         &format!("error: Too many wrong codes. Account locked until {hhmm}")
     );
     assert!(log[0].contains("locked out until"), "{log:?}");
+    assert_eq!(
+        s.last_reason(),
+        Reason::RefusedAndLocked {
+            why: Refusal::Wrong,
+            until
+        }
+    );
     // The next login is refused without a prompt, right code or not.
     let mut h = fake(None, &[]);
     let (rc, _) = s.run_at(Some(NOW + 60), &mut h, &s.args(&[]));
@@ -383,6 +403,7 @@ fn no_file_is_ignored_when_optional_and_denied_with_a_hint_when_required() {
         assert_eq!(rc, Code::AuthErr, "{policy}");
         assert_eq!(h.transcript, [format!("error: {ENROLL_HINT}")]);
         assert!(log[0].contains("2FA is required"), "{log:?}");
+        assert_eq!(s.last_reason(), Reason::NotEnrolledButRequired);
     }
     // Exemption beats requirement.
     let mut h = fake(None, &[]);
@@ -524,6 +545,8 @@ fn an_answer_after_prompt_timeout_is_refused_and_not_burned() {
     let (rc, log) = s.run(&mut h, &s.args(&[]));
     assert_eq!(rc, Code::AuthErr);
     assert!(log[0].contains("prompt_timeout"), "{log:?}");
+    let limit = 60;
+    assert_eq!(s.last_reason(), Reason::AnsweredLate { waited: 61, limit });
     assert_eq!(s.record().state.last_step, 0, "code not used up");
 }
 
@@ -572,6 +595,7 @@ fn a_clock_before_1970_denies() {
     let (rc, log) = s.run_at(None, &mut fake(None, &[]), &s.args(&[]));
     assert_eq!(rc, Code::SystemErr);
     assert!(log[0].contains("clock"), "{log:?}");
+    assert_eq!(s.last_reason(), Reason::ClockBeforeEpoch);
 }
 
 #[test]
@@ -583,6 +607,7 @@ fn a_panic_becomes_system_err_and_is_logged() {
     let (rc, log) = s.run(&mut h, &s.args(&[]));
     assert_eq!(rc, Code::SystemErr);
     assert!(log[0].contains("panic"), "{log:?}");
+    assert!(matches!(s.last_reason(), Reason::Panic(what) if what == "scripted panic"));
 }
 
 #[test]
@@ -715,6 +740,7 @@ fn a_sent_code_is_refused_after_its_lifetime() {
         h.transcript
     );
     assert!(log.last().unwrap().contains("sent code expired"), "{log:?}");
+    assert_eq!(s.last_reason(), Reason::Refused(Refusal::Expired));
     assert_eq!(s.record().state.failures, 1, "counts as a wrong code");
 }
 
@@ -757,6 +783,7 @@ fn wrong_codes_after_a_send_count_toward_the_lockout() {
     let (rc, log) = s.run(&mut h, &s.args(&[]));
     assert_eq!(rc, Code::AuthErr);
     assert!(log.last().unwrap().contains("locked out until"), "{log:?}");
+    assert!(matches!(s.last_reason(), Reason::RefusedAndLocked { .. }));
     assert!(s.record().locked_until(NOW).is_some());
 }
 
@@ -818,6 +845,7 @@ fn a_user_with_only_an_unconfigured_channel_is_denied_with_a_reason() {
     let (rc, log) = s.run(&mut h, &s.args(&[]));
     assert_eq!(rc, Code::AuthErr);
     assert!(log[0].contains("no usable method"), "{log:?}");
+    assert_eq!(s.last_reason(), Reason::NoUsableMethod);
 }
 
 #[test]
