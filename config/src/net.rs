@@ -4,13 +4,21 @@
 //! would let whoever controls DNS skip the second factor, and would make a
 //! login wait on a resolver.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 
 use ipnet::{IpNet, Ipv4Net};
 
 /// A parsed `trusted_networks` list.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Networks(Vec<IpNet>);
+pub struct Networks(Vec<Network>);
+
+/// One entry: a network, and for link-local IPv6 the interface (zone) it
+/// is on: `fe80::/64%eth0`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Network {
+    net: IpNet,
+    zone: Option<String>,
+}
 
 impl Networks {
     /// Parses CIDR entries; a bare address means a single host. Returns
@@ -23,12 +31,16 @@ impl Networks {
             .map(Networks)
     }
 
-    /// True when `rhost` is a literal IP inside one of the networks.
+    /// True when `rhost` is an address literal in canonical form (see
+    /// [`parse_rhost`]) inside one of the networks, on the same interface
+    /// for link-local IPv6.
     pub fn contains(&self, rhost: &str) -> bool {
-        match parse_rhost(rhost) {
-            Some(ip) => self.0.iter().any(|net| net.contains(&ip)),
-            None => false,
-        }
+        let Some(host) = parse_rhost(rhost) else {
+            return false;
+        };
+        self.0
+            .iter()
+            .any(|n| n.net.contains(&host.ip) && n.zone.as_deref() == host.zone)
     }
 
     /// Number of networks.
@@ -42,13 +54,27 @@ impl Networks {
     }
 }
 
-fn parse_net(text: &str) -> Option<IpNet> {
+fn parse_net(text: &str) -> Option<Network> {
     let text = text.trim();
+    let (text, zone) = match text.split_once('%') {
+        Some((net, zone)) => (net, Some(zone)),
+        None => (text, None),
+    };
     let net = match text.parse::<IpNet>() {
         Ok(net) => net,
         Err(_) => IpNet::from(text.parse::<IpAddr>().ok()?),
     };
-    Some(canonical_net(net))
+    let net = canonical_net(net);
+    // A zone names an interface, which only link-local addresses need.
+    if let Some(zone) = zone
+        && !(is_link_local_net(&net) && valid_zone(zone))
+    {
+        return None;
+    }
+    Some(Network {
+        net,
+        zone: zone.map(str::to_string),
+    })
 }
 
 /// `::ffff:10.0.0.0/104` is the IPv4 network 10.0.0.0/8 written in IPv6.
@@ -63,16 +89,60 @@ fn canonical_net(net: IpNet) -> IpNet {
     net.trunc()
 }
 
-/// An rhost as sshd and login give it: a literal address, perhaps in
-/// brackets or with an IPv6 zone; IPv4-mapped IPv6 becomes IPv4.
-pub fn parse_rhost(rhost: &str) -> Option<IpAddr> {
-    let text = rhost.trim();
-    let text = text
-        .strip_prefix('[')
-        .and_then(|t| t.strip_suffix(']'))
-        .unwrap_or(text);
-    let text = text.split('%').next().unwrap_or(text);
-    text.parse::<IpAddr>().ok().map(|ip| ip.to_canonical())
+/// An rhost that is an address: the IP (IPv4-mapped IPv6 as IPv4) and, for
+/// link-local IPv6, its zone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rhost<'a> {
+    pub ip: IpAddr,
+    pub zone: Option<&'a str>,
+}
+
+/// `PAM_RHOST` as an address, when it is one written the way sshd writes
+/// it: the canonical text of the address (`10.0.0.1`, `2001:db8::1`,
+/// `::ffff:10.0.0.1`), with a zone (`%eth0`) only on link-local IPv6.
+/// Anything else (brackets, spaces, a zone on another address, a
+/// non-canonical spelling like `::ffff:a00:1` or `010.0.0.1`) is a host
+/// name, which never matches: a name that merely looks like an address
+/// must not skip the second factor.
+pub fn parse_rhost(rhost: &str) -> Option<Rhost<'_>> {
+    let (text, zone) = match rhost.split_once('%') {
+        Some((addr, zone)) => (addr, Some(zone)),
+        None => (rhost, None),
+    };
+    let ip = text.parse::<IpAddr>().ok()?;
+    if ip.to_string() != text {
+        return None;
+    }
+    if let Some(zone) = zone {
+        let IpAddr::V6(v6) = ip else { return None };
+        if !(is_link_local(&v6) && valid_zone(zone)) {
+            return None;
+        }
+    }
+    Some(Rhost {
+        ip: ip.to_canonical(),
+        zone,
+    })
+}
+
+/// `fe80::/10`.
+fn is_link_local(ip: &Ipv6Addr) -> bool {
+    ip.segments()[0] & 0xffc0 == 0xfe80
+}
+
+fn is_link_local_net(net: &IpNet) -> bool {
+    match net {
+        IpNet::V6(v6) => v6.prefix_len() >= 10 && is_link_local(&v6.network()),
+        IpNet::V4(_) => false,
+    }
+}
+
+/// An interface name as the kernel allows one (`IFNAMSIZ`), or a number.
+fn valid_zone(zone: &str) -> bool {
+    (1..16).contains(&zone.len())
+        && zone
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-@".contains(&b))
 }
 
 #[cfg(test)]
@@ -119,12 +189,7 @@ mod tests {
     fn ipv6_networks() {
         let n = nets(&["2001:db8::/32"]);
         assert!(n.contains("2001:db8:ffff::1"));
-        assert!(n.contains("[2001:db8::1]"));
         assert!(!n.contains("fe80::1%eth0"));
-        assert!(
-            nets(&["fe80::/10"]).contains("fe80::1%eth0"),
-            "zone index ignored"
-        );
         assert!(!n.contains("2001:db9::1"));
     }
 
@@ -161,6 +226,42 @@ mod tests {
         );
         assert_eq!(Networks::parse(&["example.com"]), Err("example.com".into()));
         assert!(Networks::parse::<&str>(&[]).unwrap().is_empty());
+    }
+
+    #[test]
+    fn only_canonical_literals_are_addresses() {
+        let n = nets(&["10.0.0.0/8", "2001:db8::/32"]);
+        for rhost in [
+            "10.0.0.1%evil.example.com",
+            "[10.0.0.1]",
+            " 10.0.0.1 ",
+            "10.0.0.1 ",
+            "::ffff:a00:1",
+            "[2001:db8::1]",
+            "2001:DB8::1",
+            "2001:db8:0::1",
+            "2001:db8::1%eth0",
+            "10.0.0.1%",
+        ] {
+            assert!(!n.contains(rhost), "{rhost:?} must not match");
+        }
+        for rhost in ["10.0.0.1", "::ffff:10.0.0.1", "2001:db8::1"] {
+            assert!(n.contains(rhost), "{rhost:?} must match");
+        }
+    }
+
+    #[test]
+    fn link_local_addresses_match_only_on_the_interface_named() {
+        let n = nets(&["fe80::/64%eth0"]);
+        assert!(n.contains("fe80::1%eth0"));
+        assert!(!n.contains("fe80::1%eth1"), "another interface");
+        assert!(!n.contains("fe80::1"), "no interface");
+        assert!(!nets(&["fe80::/64"]).contains("fe80::1%eth0"));
+        assert_eq!(
+            Networks::parse(&["10.0.0.0/8%eth0"]),
+            Err("10.0.0.0/8%eth0".into())
+        );
+        assert_eq!(Networks::parse(&["fe80::/64%"]), Err("fe80::/64%".into()));
     }
 
     #[test]

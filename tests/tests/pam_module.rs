@@ -246,6 +246,36 @@ fn an_rhost_outside_the_trusted_networks_is_prompted() {
     assert_eq!(run.prompts(), [PROMPT]);
 }
 
+/// Attack (issue #12, item 5): with `10.0.0.0/8` trusted, PAM_RHOST values
+/// that only look like a trusted address skipped the code. Each is now a
+/// host name: the login is asked for a code, and a wrong one is refused.
+#[test]
+fn rhosts_that_only_look_like_a_trusted_address_are_asked_for_a_code() {
+    let h = need!(harness(
+        "trusted_networks = [\"10.0.0.0/8\", \"fe80::/64%eth0\"]\nmax_attempts = 1\nlockout_after = 0",
+        ""
+    ));
+    h.enroll();
+    for rhost in [
+        "10.0.0.1%evil.example.com",
+        "[10.0.0.1]",
+        " 10.0.0.1 ",
+        "::ffff:a00:1",
+        "010.0.0.1",
+        "fe80::1%eth1",
+        "fe80::1",
+    ] {
+        let run = h.login().rhost(rhost).answer("000000").run();
+        run.assert("PAM_AUTH_ERR");
+        assert_eq!(run.prompts(), [PROMPT], "{rhost:?}");
+    }
+    for rhost in ["10.0.0.1", "::ffff:10.0.0.1", "fe80::1%eth0"] {
+        let run = h.login().rhost(rhost).run();
+        run.assert("PAM_SUCCESS");
+        assert!(run.prompts().is_empty(), "{rhost:?}: {run:?}");
+    }
+}
+
 #[test]
 fn a_remembered_host_is_not_prompted_until_the_trust_expires_and_other_hosts_are() {
     let h = need!(harness("remember_days = 3", ""));
