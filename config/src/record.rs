@@ -581,12 +581,20 @@ impl UserRecord {
         let Some(h) = &mut self.hotp else {
             return Ok(false);
         };
+        // The counter must move past every accepted code. At u64::MAX it
+        // cannot, and the code of the last counter would work forever:
+        // that counter is never accepted (the token is worn out; enroll
+        // anew).
+        if h.counter == u64::MAX {
+            return Ok(false);
+        }
         let generator = Generator::hotp(&h.secret, h.algorithm, h.digits)?;
         let ahead = u64::from(h.lookahead.unwrap_or(policy.hotp_lookahead));
-        let steps = generator.matching_steps(code, h.counter, h.counter.saturating_add(ahead));
+        let last = h.counter.saturating_add(ahead).min(u64::MAX - 1);
+        let steps = generator.matching_steps(code, h.counter, last);
         match steps.first() {
             Some(&counter) => {
-                h.counter = counter.saturating_add(1);
+                h.counter = counter + 1;
                 Ok(true)
             }
             None => Ok(false),

@@ -185,6 +185,34 @@ fn hotp_counter_advances_and_resyncs_within_the_look_ahead() {
     assert_eq!(counter(&h), 19);
 }
 
+/// Attack (issue #12, item 6): an HOTP counter at its maximum stopped
+/// advancing, and the code of the last counter then worked at every login.
+/// The last counter is now never accepted; the one before it works once.
+#[test]
+fn an_hotp_counter_at_its_maximum_accepts_no_code_forever() {
+    let h = need!(harness(
+        "max_attempts = 1\nhotp_lookahead = 3\nlockout_after = 0",
+        ""
+    ));
+    let secret = new_secret();
+    let record = otpgate_config::UserRecord::new_hotp(
+        otpgate_config::otp::Secret::from_base32(&secret).unwrap(),
+        Algorithm::SHA1,
+        6,
+        u64::MAX - 1,
+    );
+    h.write_record("root", &record);
+    let before_last = hotp(&secret, u64::MAX - 1);
+    let last = hotp(&secret, u64::MAX);
+    h.login().answer(&before_last).run().assert("PAM_SUCCESS");
+    assert_eq!(h.record("root").hotp.unwrap().counter, u64::MAX);
+    for _ in 0..3 {
+        h.login().answer(&last).run().assert("PAM_AUTH_ERR");
+        h.login().answer(&before_last).run().assert("PAM_AUTH_ERR");
+    }
+    assert_eq!(h.record("root").hotp.unwrap().counter, u64::MAX);
+}
+
 #[test]
 fn a_backup_code_succeeds_once_and_the_remaining_count_drops_by_one() {
     let h = need!(harness("max_attempts = 1", ""));
