@@ -411,6 +411,15 @@ impl UserFile {
     /// Writes `record` to a temp file, syncs it and renames it over the file.
     fn replace_at(&self, dir: &OwnedFd, record: &UserRecord, old: Option<&FileStat>) -> Result<()> {
         let text = Zeroizing::new(record.to_toml());
+        // Never write what the next read refuses: that would lock the
+        // user out (and the old file stays as it was).
+        if text.len() as u64 > MAX_USER_FILE_BYTES {
+            return Err(Error::TooLarge {
+                path: self.path.clone(),
+                size: text.len() as u64,
+                limit: MAX_USER_FILE_BYTES,
+            });
+        }
         let temp = format!(
             "{}{}-{:08x}",
             self.temp_prefix(),

@@ -377,3 +377,36 @@ fn a_file_changed_between_read_and_update_is_read_again() {
     fs::write(f.path(), record.to_toml()).unwrap();
     assert_eq!(f.read().unwrap().unwrap().state.failures, 12345);
 }
+
+/// Issue #12, item 6: a change that would write more than a read accepts
+/// is refused before anything is written, so the user is not locked out by
+/// a file the next login cannot read.
+#[test]
+fn a_record_too_large_to_read_back_is_never_written() {
+    let dir = private_dir();
+    let f = enrolled(dir.path());
+    let before = fs::read(f.path()).unwrap();
+    let mut big = totp_record();
+    big.new_backup_codes(2000, 8).unwrap();
+    assert!(big.to_toml().len() as u64 > otpgate_config::store::MAX_USER_FILE_BYTES);
+    let err = f
+        .update(|r| {
+            *r = Some(big.clone());
+            Ok(())
+        })
+        .unwrap_err();
+    assert!(matches!(err, Error::TooLarge { .. }), "{err}");
+    assert_eq!(fs::read(f.path()).unwrap(), before, "the file is unchanged");
+    assert_eq!(f.read().unwrap(), Some(totp_record()));
+    let temps = fs::read_dir(dir.path())
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .contains(".tmp-")
+        })
+        .count();
+    assert_eq!(temps, 0, "no temp file left");
+}
