@@ -424,7 +424,10 @@ struct Service {
 /// Reads the system config; `None` when it is broken (reported).
 fn check_config(path: &Path, required: bool, report: &mut Report) -> Option<SystemConfig> {
     match SystemConfig::load(path, required) {
-        Ok(config) => Some(config),
+        Ok(config) => {
+            check_groups(&config, report);
+            Some(config)
+        }
         Err(e) => {
             // Parse, range and value errors carry the file and line.
             let message = e.to_string();
@@ -435,6 +438,30 @@ fn check_config(path: &Path, required: bool, report: &mut Report) -> Option<Syst
             );
             None
         }
+    }
+}
+
+/// Policy groups that do not resolve: a required one then requires a
+/// second factor of everyone (the module cannot tell a typo from a
+/// directory service that is down), an exempt one exempts nobody.
+fn check_groups(config: &SystemConfig, report: &mut Report) {
+    let p = &config.policy;
+    let missing = |g: &&String| !matches!(nix::unistd::Group::from_name(g), Ok(Some(_)));
+    for group in p.require_groups.iter().filter(missing) {
+        report.add(
+            Severity::Warning,
+            None,
+            format!(
+                "policy.require_groups: group `{group}` is not found; the module then requires a second factor of every user (fails closed)"
+            ),
+        );
+    }
+    for group in p.exempt_groups.iter().filter(missing) {
+        report.add(
+            Severity::Warning,
+            None,
+            format!("policy.exempt_groups: group `{group}` is not found; it exempts nobody"),
+        );
     }
 }
 

@@ -321,7 +321,7 @@ fn the_policy_is_summarised_in_plain_words() {
         GOOD_SSHD,
         GOOD_SSHD_CONFIG,
         "trusted_networks = [\"10.0.0.0/8\"]\nlocal_console = \"skip\"\n\
-         [policy]\nrequire = \"all\"\nexempt_groups = [\"robots\"]\n",
+         [policy]\nrequire = \"all\"\nexempt_groups = [\"daemon\"]\n",
     );
     let r = s.check(&[]);
     r.ok();
@@ -329,7 +329,7 @@ fn the_policy_is_summarised_in_plain_words() {
         &r,
         "users who have not enrolled are denied (policy.require = \"all\")",
     );
-    has(&r, "members of robots never get asked for a code");
+    has(&r, "members of daemon never get asked for a code");
     has(&r, "logins from 10.0.0.0/8 skip the code");
     has(&r, "the console) skip the code");
     // nullok on the line wins over the config for that service.
@@ -352,4 +352,23 @@ fn a_missing_sshd_config_is_a_note_not_a_failure() {
     let r = s.check(&[]);
     r.ok();
     has(&r, "SSH is not checked");
+}
+
+#[test]
+fn policy_groups_that_are_not_found_are_warnings() {
+    let s = Setup::new(
+        GOOD_SSHD,
+        GOOD_SSHD_CONFIG,
+        "[policy]\nrequire_groups = [\"otpgate-no-such-group\"]\nexempt_groups = [\"otpgate-no-such-robots\"]\n",
+    );
+    let r = s.check(&[]);
+    assert_eq!(r.code, 8, "{r}");
+    has(
+        &r,
+        "group `otpgate-no-such-group` is not found; the module then requires a second factor of every user",
+    );
+    has(
+        &r,
+        "group `otpgate-no-such-robots` is not found; it exempts nobody",
+    );
 }

@@ -92,10 +92,12 @@ impl Account {
         if !self.names.is_empty() {
             return Some(self.names.iter().any(|n| n == group));
         }
+        // A group that is not found is unknown, not "no member": with a
+        // directory service down, NSS says "not found" for its groups, and
+        // a required group must then still be required (fail closed).
         let gid = match Group::from_name(group) {
             Ok(Some(g)) => g.gid.as_raw(),
-            Ok(None) => return Some(false),
-            Err(_) => return None,
+            Ok(None) | Err(_) => return None,
         };
         self.gids().map(|gids| gids.contains(&gid))
     }

@@ -420,6 +420,30 @@ fn no_user_file_is_denied_with_the_enroll_hint_when_policy_requires_it_for_all()
     assert!(decision(&h).contains("outcome=deny"));
 }
 
+/// Attack (issue #12, item 6): with the directory service that holds a
+/// `require_groups` group down, NSS reports the group as not found, and an
+/// unenrolled member logged in with the password alone. A group that is not
+/// found now counts as possibly required: denied, told to enroll.
+#[test]
+fn a_required_group_that_cannot_be_found_still_requires_a_second_factor() {
+    let h = need!(harness(
+        "[policy]\nrequire_groups = [\"otpgate-no-such-group\"]",
+        ""
+    ));
+    let run = h.login().run();
+    run.assert("PAM_AUTH_ERR");
+    assert_eq!(
+        run.messages(),
+        ["2FA is required for this account: run `otpgate enroll`"]
+    );
+    // An exempt group that cannot be found exempts nobody.
+    let h = need!(harness(
+        "[policy]\nrequire = \"all\"\nexempt_groups = [\"otpgate-no-such-group\"]",
+        ""
+    ));
+    h.login().run().assert("PAM_AUTH_ERR");
+}
+
 #[test]
 fn no_user_file_is_denied_when_a_group_of_the_user_requires_it() {
     let h = need!(harness("[policy]\nrequire_groups = [\"root\"]", ""));
