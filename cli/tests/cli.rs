@@ -8,6 +8,7 @@ use std::os::unix::fs::symlink;
 use std::process::Command;
 
 use common::*;
+use otpgate_test_support::{is_root, need, require, require_tool};
 
 #[test]
 fn help_lists_every_command_and_the_exit_statuses() {
@@ -373,11 +374,8 @@ fn reenrolling_needs_a_current_code_or_force_as_root() {
 
 #[test]
 fn only_root_acts_on_other_users_and_unlocks_or_resets() {
-    if !require(is_root(), "needs root to drop to uid 65534")
-        || !require(have("setpriv"), "setpriv is not installed (util-linux)")
-    {
-        return;
-    }
+    need!(require(is_root(), "needs root to drop to uid 65534"));
+    need!(require_tool("setpriv", "util-linux"));
     let as_nobody = |args: &[&str]| {
         let mut cmd = Command::new("setpriv");
         cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups", BIN])

@@ -9,6 +9,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use common::*;
+use otpgate_test_support::TEST_USER;
 
 fn owner_and_mode(path: &Path) -> (u32, u32) {
     let meta =

@@ -10,17 +10,13 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use common::*;
+use otpgate_test_support::require_tool;
 
 /// Runs `google-authenticator ARGS -s FILE` and hands the file to nobody
 /// (the import reads it with the user's identity). Returns the file and
 /// its lines.
 fn ga_file(env: &Env, args: &[&str]) -> Option<(PathBuf, Vec<String>)> {
-    if !require(
-        have("google-authenticator"),
-        "google-authenticator is not installed (Debian libpam-google-authenticator)",
-    ) {
-        return None;
-    }
+    require_tool("google-authenticator", "libpam-google-authenticator")?;
     let dir = env.path("home");
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::set_permissions(env.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();

@@ -10,6 +10,7 @@ use std::path::PathBuf;
 
 use common::*;
 use otpgate_config::SystemConfig;
+use otpgate_test_support::{need, require_tool};
 
 fn doc(name: &str) -> String {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -129,9 +130,7 @@ fn the_config_page_documents_every_channel_key() {
 
 #[test]
 fn the_pages_render_without_warnings() {
-    if !require(have("groff"), "groff is not installed (Debian groff-base)") {
-        return;
-    }
+    need!(require_tool("groff", "groff-base"));
     for name in ["pam_otpgate.8", "otpgate.toml.5"] {
         let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
             .join("doc")

@@ -7,14 +7,13 @@
 mod common;
 
 use common::*;
+use otpgate_test_support::require_tool;
 
 /// Runs `otpgate enroll` under expect; `answers` says what to type at each
 /// "Verification code:" prompt: a literal code, or `RIGHT` for oathtool's
 /// code of the secret shown on screen. Returns the terminal transcript.
 fn enroll_in_a_terminal(env: &Env, answers: &[&str], extra: &[&str]) -> Option<(i32, String)> {
-    if !require(have("expect"), "expect is not installed (Debian expect)") {
-        return None;
-    }
+    require_tool("expect", "expect")?;
     let transcript = env.path("transcript.txt");
     let _ = std::fs::remove_file(&transcript);
     // Each answer is sent the instant the prompt shows: echo is off

@@ -41,6 +41,9 @@ pub mod system;
 pub mod texts;
 pub mod verification;
 
+#[cfg(test)]
+mod testing;
+
 pub use account::Account;
 pub use answer::Answer;
 pub use error::{Error, Result};

@@ -656,17 +656,10 @@ mod tests {
         hotp_lookahead: 10,
     };
 
-    fn secret() -> Secret {
-        Secret::from_bytes(b"12345678901234567890".to_vec()).unwrap()
-    }
-
-    fn totp_record() -> UserRecord {
-        UserRecord::new_totp(secret(), Algorithm::SHA1, 6, 30)
-    }
+    use crate::testing::{secret, totp_record};
 
     fn code_at(now: u64) -> Answer {
-        let g = Generator::totp(&secret(), Algorithm::SHA1, 6, 30).unwrap();
-        Answer::parse(g.code_at_step(now / 30).as_bytes()).unwrap()
+        Answer::parse(&crate::testing::code_at(now)).unwrap()
     }
 
     const NOW: u64 = 1_700_000_010;

@@ -2,14 +2,12 @@
 //! must agree with ours for random secrets, every algorithm, digit count
 //! and period, and what it prints must verify through a user record.
 
-mod common;
-
 use std::process::Command;
 
-use common::skip_or_fail;
 use otpgate_config::otp::{Algorithm, Generator, Secret, time_step};
 use otpgate_config::record::VerifyPolicy;
 use otpgate_config::{Answer, UserRecord, Verdict};
+use otpgate_test_support::{need, require_tool};
 
 fn oathtool(args: &[&str]) -> Option<String> {
     let out = Command::new("oathtool").args(args).output().ok()?;
@@ -21,14 +19,6 @@ fn oathtool(args: &[&str]) -> Option<String> {
     Some(String::from_utf8(out.stdout).unwrap().trim().to_string())
 }
 
-fn have_oathtool() -> bool {
-    if Command::new("oathtool").arg("--version").output().is_ok() {
-        return true;
-    }
-    skip_or_fail("oathtool is not installed (Debian package `oathtool`)");
-    false
-}
-
 /// A reproducible spread of times: 1970 to 2100.
 fn times(seed: u64) -> impl Iterator<Item = u64> {
     (0..5u64)
@@ -37,9 +27,7 @@ fn times(seed: u64) -> impl Iterator<Item = u64> {
 
 #[test]
 fn totp_codes_agree_with_oathtool_for_random_secrets() {
-    if !have_oathtool() {
-        return;
-    }
+    need!(require_tool("oathtool", "oathtool"));
     let algorithms = [
         (Algorithm::SHA1, "sha1", 20),
         (Algorithm::SHA256, "sha256", 32),
@@ -80,9 +68,7 @@ fn totp_codes_agree_with_oathtool_for_random_secrets() {
 
 #[test]
 fn hotp_codes_agree_with_oathtool() {
-    if !have_oathtool() {
-        return;
-    }
+    need!(require_tool("oathtool", "oathtool"));
     for _ in 0..5 {
         let secret = Secret::generate(20).unwrap();
         let g = Generator::hotp(&secret, Algorithm::SHA1, 6).unwrap();
@@ -96,9 +82,7 @@ fn hotp_codes_agree_with_oathtool() {
 
 #[test]
 fn an_oathtool_code_logs_in_once_through_a_user_record() {
-    if !have_oathtool() {
-        return;
-    }
+    need!(require_tool("oathtool", "oathtool"));
     let secret = Secret::generate(20).unwrap();
     let b32 = secret.to_base32().to_string();
     let mut record = UserRecord::new_totp(secret, Algorithm::SHA1, 6, 30);

@@ -5,15 +5,13 @@
 //!
 //! The test user is uid/gid 65534 (nobody): no account is created.
 
-mod common;
-
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
 
-use common::*;
 use nix::unistd::{Gid, Uid, chown};
 use otpgate_config::{Account, Error, Store, StoreExt, UserFile};
+use otpgate_test_support::{is_root, require, totp_record};
 
 const NOBODY: u32 = 65534;
 
@@ -23,10 +21,7 @@ fn nobody(home: &Path) -> Account {
 
 /// A traversable base with a home owned by nobody inside.
 fn setup() -> Option<(tempfile::TempDir, PathBuf)> {
-    if !is_root() {
-        skip_or_fail("privilege-switch tests need root");
-        return None;
-    }
+    require(is_root(), "privilege-switch tests need root")?;
     let base = tempfile::tempdir().unwrap();
     fs::set_permissions(base.path(), fs::Permissions::from_mode(0o755)).unwrap();
     let home = base.path().join("home");

@@ -15,6 +15,7 @@ use std::time::Instant;
 use common::*;
 use otpgate_config::record::{LockoutPolicy, VerifyPolicy};
 use otpgate_config::{Answer, Store, StoreExt, UserFile, Verdict};
+use otpgate_test_support::totp_record;
 
 const PROCESSES: usize = 100;
 const UPDATES_PER_PROCESS: usize = 20;

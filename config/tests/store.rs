@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use common::*;
 use otpgate_config::record::{LockoutPolicy, VerifyPolicy};
 use otpgate_config::{Answer, Error, Store, StoreExt, UserFile, Verdict};
+use otpgate_test_support::{is_root, totp_record};
 
 const NO_LOCKOUT: LockoutPolicy = LockoutPolicy {
     after: 0,

@@ -17,7 +17,7 @@ const ARG: &str = "debug_panic_for_tests";
 fn enrolled(config: &str) -> Option<(Harness, String)> {
     let h = Harness::new(config)?;
     let s = new_secret();
-    h.write_record("root", &totp_record(&s, Algorithm::SHA1, 6));
+    h.write_record("root", &totp_record_with(&s, Algorithm::SHA1, 6));
     secret(&s);
     Some((h, s))
 }

@@ -31,7 +31,7 @@ pub fn kill_9_during_updates_leaves_the_old_or_the_new_file() {
     let h = need!(Harness::new("max_attempts = 1"));
     h.otp_service("");
     let secret_b32 = new_secret();
-    let mut record = totp_record(&secret_b32, Algorithm::SHA1, 6);
+    let mut record = totp_record_with(&secret_b32, Algorithm::SHA1, 6);
     let codes = record.new_backup_codes(10, 8).expect("codes");
     secret(&secret_b32);
     codes.iter().for_each(|c| secret(c.as_str()));

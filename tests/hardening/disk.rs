@@ -62,7 +62,7 @@ fn enroll_in(h: &Harness, dir: &Path, config: &str) -> (String, Vec<String>) {
     ));
     h.otp_service("");
     let s = new_secret();
-    let mut record = totp_record(&s, Algorithm::SHA1, 6);
+    let mut record = totp_record_with(&s, Algorithm::SHA1, 6);
     let codes: Vec<String> = record
         .new_backup_codes(10, 8)
         .expect("codes")

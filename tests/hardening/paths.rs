@@ -5,7 +5,8 @@
 //! the user's file-system identity and opens with `O_NOFOLLOW`.
 //!
 //! Runs as root against the real system user `otpgate-test` (created with
-//! useradd when missing; see `otpgate_tests::test_user`).
+//! useradd when missing; see `otpgate_test_support::test_user`), its home
+//! emptied for each scenario.
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt, lchown, symlink};
 use std::os::unix::process::CommandExt;
@@ -88,6 +89,8 @@ struct Setup {
 impl Setup {
     fn new() -> Option<Setup> {
         let user = test_user()?;
+        // Scenarios plant links there; none may see an earlier one's.
+        user.empty_home();
         let h = Harness::new("")?;
         h.write_config_raw("max_attempts = 1\nlockout_after = 0\n");
         h.otp_service("");
@@ -103,7 +106,7 @@ impl Setup {
         secret(&root_secret);
         write_private(
             &rootland.join("otpgate/user.toml"),
-            totp_record(&root_secret, Algorithm::SHA1, 6)
+            totp_record_with(&root_secret, Algorithm::SHA1, 6)
                 .to_toml()
                 .as_bytes(),
         );
@@ -137,7 +140,9 @@ impl Setup {
         let file = dir.join("user.toml");
         write_private(
             &file,
-            totp_record(&s, Algorithm::SHA1, 6).to_toml().as_bytes(),
+            totp_record_with(&s, Algorithm::SHA1, 6)
+                .to_toml()
+                .as_bytes(),
         );
         self.give(&file);
         self.secret = s;

@@ -25,7 +25,7 @@ fn harness(config: &str) -> Option<Harness> {
 /// secret and the codes go to the suite's list of things never to log.
 fn enroll(h: &Harness, backups: usize) -> (String, Vec<String>) {
     let secret_b32 = new_secret();
-    let mut record = totp_record(&secret_b32, Algorithm::SHA1, 6);
+    let mut record = totp_record_with(&secret_b32, Algorithm::SHA1, 6);
     let codes: Vec<String> = if backups > 0 {
         record
             .new_backup_codes(backups, 8)

@@ -25,65 +25,16 @@ use otpgate_config::otp::{Algorithm, Secret};
 pub mod channels;
 pub mod sshd;
 
+// The helpers every suite shares, one `use otpgate_tests::*` away.
+pub use otpgate_test_support::{
+    FakeClock, SystemUser, TEST_USER, need, require, require_root, require_tool, test_user,
+    totp_record_with,
+};
+
 /// The PAM service our tests write for the module alone.
 pub const SERVICE: &str = "otp-test";
 /// pam_wrapper's test modules on Debian.
 pub const PAM_WRAPPER_MODULES: &str = "/usr/lib/x86_64-linux-gnu/pam_wrapper";
-
-/// Returns out of the test (after a SKIP line) when `$e` is `None`.
-#[macro_export]
-macro_rules! need {
-    ($e:expr) => {
-        match $e {
-            Some(v) => v,
-            None => return,
-        }
-    };
-}
-
-/// `Some(())` when `ok`; otherwise prints `SKIP: why` and returns `None`,
-/// or panics when `CI=true` (CI must run every test).
-pub fn require(ok: bool, why: &str) -> Option<()> {
-    if ok {
-        return Some(());
-    }
-    assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
-        "CI=true and a test cannot run: {why}"
-    );
-    eprintln!("SKIP: {why}");
-    None
-}
-
-/// True when `program` runs (found on PATH).
-pub fn have(program: &str) -> bool {
-    Command::new(program)
-        .arg("--version")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok()
-}
-
-/// `Some(())` when `program` (from Debian `package`) is installed.
-pub fn require_tool(program: &str, package: &str) -> Option<()> {
-    require(
-        have(program),
-        &format!("`{program}` not found (Debian package {package})"),
-    )
-}
-
-/// `Some(())` when running as root.
-pub fn require_root() -> Option<()> {
-    let uid = std::fs::metadata("/proc/self")
-        .map(|m| std::os::unix::fs::MetadataExt::uid(&m))
-        .unwrap_or(u32::MAX);
-    require(
-        uid == 0,
-        "needs root (the test user is root; hostile-file tests chown)",
-    )
-}
 
 /// The C driver built by build.rs.
 pub fn driver() -> Option<PathBuf> {
@@ -198,16 +149,6 @@ pub fn totp_with(secret: &str, algorithm: &str, digits: u8, at: u64) -> String {
 /// The HOTP code of `secret` (base32) for `counter`, by oathtool.
 pub fn hotp(secret: &str, counter: u64) -> String {
     oathtool(&["--hotp", "-b", "-c", &counter.to_string(), secret])
-}
-
-/// A TOTP record for `secret` (base32).
-pub fn totp_record(secret: &str, algorithm: Algorithm, digits: u8) -> UserRecord {
-    UserRecord::new_totp(
-        Secret::from_base32(secret).expect("secret"),
-        algorithm,
-        digits,
-        30,
-    )
 }
 
 /// One answer for the driver's script.
@@ -476,7 +417,7 @@ impl Harness {
     /// Enrolls root with a fresh SHA-1, 6-digit TOTP secret; returns it.
     pub fn enroll(&self) -> String {
         let secret = new_secret();
-        self.write_record("root", &totp_record(&secret, Algorithm::SHA1, 6));
+        self.write_record("root", &totp_record_with(&secret, Algorithm::SHA1, 6));
         secret
     }
 
@@ -539,65 +480,6 @@ impl Harness {
         out.sort();
         out
     }
-}
-
-/// The one real system user the tests may create (DEVELOPERS rule).
-pub const TEST_USER: &str = "otpgate-test";
-
-/// A real, unprivileged account for tests that must not rely on
-/// nss_wrapper (hostile paths as root against a real user's home).
-#[derive(Debug, Clone)]
-pub struct SystemUser {
-    pub name: String,
-    pub uid: u32,
-    pub gid: u32,
-    pub home: PathBuf,
-}
-
-/// The system user [`TEST_USER`], created with `useradd` when missing
-/// (home `/home/otpgate-test`, no login shell, no password). Its home is
-/// emptied and recreated (0700, the user's) on every call. `None` (after
-/// SKIP) when not root.
-pub fn test_user() -> Option<SystemUser> {
-    require_root()?;
-    let lookup = || otpgate_config::Account::lookup(TEST_USER).ok();
-    if lookup().is_none() {
-        let status = Command::new("useradd")
-            .args([
-                "--system",
-                "--user-group",
-                "--no-create-home",
-                "--home-dir",
-                &format!("/home/{TEST_USER}"),
-                "--shell",
-                "/usr/sbin/nologin",
-                "--comment",
-                "otpgate test user",
-                TEST_USER,
-            ])
-            .status();
-        require(
-            matches!(status, Ok(s) if s.success()),
-            &format!("useradd {TEST_USER} failed: {status:?}"),
-        )?;
-    }
-    let account = lookup().expect("the test user exists after useradd");
-    let home = account.home.clone();
-    assert!(
-        home.starts_with("/home") || home.starts_with(std::env::temp_dir()),
-        "{TEST_USER}'s home {} is not under /home or the temp dir: refusing to touch it",
-        home.display()
-    );
-    let _ = std::fs::remove_dir_all(&home);
-    std::fs::create_dir_all(&home).expect("mkdir home");
-    std::fs::set_permissions(&home, std::fs::Permissions::from_mode(0o700)).expect("chmod");
-    std::os::unix::fs::chown(&home, Some(account.uid), Some(account.gid)).expect("chown home");
-    Some(SystemUser {
-        name: TEST_USER.into(),
-        uid: account.uid,
-        gid: account.gid,
-        home,
-    })
 }
 
 /// Writes `bytes` to `path` with mode 0600.

@@ -39,7 +39,7 @@ fn enroll(user: &FakeUser, file: &Path) -> String {
     let secret = new_secret();
     write_private(
         file,
-        totp_record(&secret, Algorithm::SHA1, 6)
+        totp_record_with(&secret, Algorithm::SHA1, 6)
             .to_toml()
             .as_bytes(),
     );
@@ -83,7 +83,7 @@ fn a_home_user_file_linked_to_a_root_file_is_refused() {
     let secret = new_secret();
     write_private(
         &target,
-        totp_record(&secret, Algorithm::SHA1, 6)
+        totp_record_with(&secret, Algorithm::SHA1, 6)
             .to_toml()
             .as_bytes(),
     );

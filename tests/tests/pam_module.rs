@@ -123,7 +123,7 @@ fn a_code_three_steps_old_fails() {
 fn sha256_eight_digit_secret_succeeds() {
     let h = need!(harness("", ""));
     let secret = new_secret();
-    h.write_record("root", &totp_record(&secret, Algorithm::SHA256, 8));
+    h.write_record("root", &totp_record_with(&secret, Algorithm::SHA256, 8));
     let code = totp_with(&secret, "sha256", 8, now());
     assert_eq!(code.len(), 8);
     h.login().answer(&code).run().assert("PAM_SUCCESS");
@@ -217,7 +217,7 @@ fn an_hotp_counter_at_its_maximum_accepts_no_code_forever() {
 fn a_backup_code_succeeds_once_and_the_remaining_count_drops_by_one() {
     let h = need!(harness("max_attempts = 1", ""));
     let secret = new_secret();
-    let mut record = totp_record(&secret, Algorithm::SHA1, 6);
+    let mut record = totp_record_with(&secret, Algorithm::SHA1, 6);
     let codes = record.new_backup_codes(10, 8).unwrap();
     h.write_record("root", &record);
 
@@ -491,7 +491,7 @@ fn hostile(make: impl FnOnce(&Harness, &std::path::Path), reason: &str) {
 }
 
 fn valid_file_text() -> String {
-    totp_record(&new_secret(), Algorithm::SHA1, 6).to_toml()
+    totp_record_with(&new_secret(), Algorithm::SHA1, 6).to_toml()
 }
 
 #[test]
@@ -791,7 +791,7 @@ fn setcred_succeeds_and_the_other_entry_points_are_ignored() {
 #[test]
 fn a_backup_code_raced_by_many_logins_works_exactly_once() {
     let h = need!(harness("max_attempts = 1\nlockout_after = 0", ""));
-    let mut record = totp_record(&new_secret(), Algorithm::SHA1, 6);
+    let mut record = totp_record_with(&new_secret(), Algorithm::SHA1, 6);
     let codes = record.new_backup_codes(5, 8).unwrap();
     h.write_record("root", &record);
     let code = codes[2].to_string();

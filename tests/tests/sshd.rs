@@ -402,6 +402,8 @@ fn su_login_to_the_test_user_asks_password_then_code() {
     let h = need!(Harness::new(""));
     need!(require_sshd_tools());
     let user = need!(test_user());
+    // The login runs in the home: no leftover of another suite in it.
+    user.empty_home();
     // `su -l` (PAM service "su-l"): a login shell's clean environment, so
     // the user's shell does not inherit pam_wrapper's LD_PRELOAD (which,
     // as the user, could not read our pam.d and would abort).
@@ -419,7 +421,7 @@ fn su_login_to_the_test_user_asks_password_then_code() {
     let secret = new_secret();
     h.write_record(
         &user.name,
-        &totp_record(&secret, otpgate_config::otp::Algorithm::SHA1, 6),
+        &totp_record_with(&secret, otpgate_config::otp::Algorithm::SHA1, 6),
     );
     let su = |answers: String| {
         h.run_wrapped(

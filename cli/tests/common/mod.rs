@@ -8,49 +8,14 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use otpgate_test_support::{SystemUser, TEST_USER, is_root, require, require_tool, test_user};
+
 pub const BIN: &str = env!("CARGO_BIN_EXE_otpgate");
-/// An RFC 6238 test secret (the ASCII of "12345678901234567890").
-pub const SECRET: &str = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ";
+/// The RFC 6238 test secret, base32 (the ASCII of "12345678901234567890").
+pub const SECRET: &str = otpgate_test_support::TEST_SECRET_BASE32;
 /// An existing account every Debian system has; its files go to the
 /// temporary central storage, never its home.
 pub const USER: &str = "nobody";
-
-/// Skips (returns false after printing SKIP) when a requirement is not
-/// met, or fails when CI=true.
-pub fn require(ok: bool, why: &str) -> bool {
-    if ok {
-        return true;
-    }
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("CI=true but {why}");
-    }
-    println!("SKIP: {why}");
-    false
-}
-
-pub fn is_root() -> bool {
-    nix_uid() == 0
-}
-
-fn nix_uid() -> u32 {
-    // /proc/self/status "Uid:" line, to avoid a dependency for one number.
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .and_then(|l| l.split_whitespace().nth(1).map(str::to_string))
-        })
-        .and_then(|u| u.parse().ok())
-        .unwrap_or(u32::MAX)
-}
-
-pub fn have(program: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {program} >/dev/null")])
-        .status()
-        .is_ok_and(|s| s.success())
-}
 
 /// A temporary system: a config (with `extra` lines) and its store.
 pub struct Env {
@@ -63,15 +28,11 @@ impl Env {
     /// `None` (after SKIP) unless root and oathtool are there: central
     /// storage needs a root-owned directory.
     pub fn new(extra: &str) -> Option<Env> {
-        if !require(
+        require(
             is_root(),
             "the CLI tests need root (central storage is root's)",
-        ) || !require(
-            have("oathtool"),
-            "oathtool is not installed (Debian oathtool)",
-        ) {
-            return None;
-        }
+        )?;
+        require_tool("oathtool", "oathtool")?;
         let dir = tempfile::tempdir().unwrap();
         let store = dir.path().join("store");
         std::fs::create_dir(&store).unwrap();
@@ -287,86 +248,19 @@ pub fn decode_modules(modules: &[Vec<bool>], set_is_dark: bool) -> Option<String
     grids.first()?.decode().ok().map(|(_, text)| text)
 }
 
-/// The one real system user tests may create (same account as the
-/// workspace's end-to-end tests): unprivileged, no password, no shell.
-pub const TEST_USER: &str = "otpgate-test";
-
-/// A real unprivileged account to run the CLI as.
-pub struct TestUser {
-    pub name: String,
-    pub uid: u32,
-    pub gid: u32,
-    pub home: PathBuf,
-}
-
-/// [`TEST_USER`], created with `useradd` when missing; its home exists,
-/// is the user's and has mode 0700. `None` after SKIP when not root.
-pub fn test_user() -> Option<TestUser> {
-    if !require(
-        is_root(),
-        "running the CLI as a real unprivileged user needs root",
-    ) {
-        return None;
-    }
-    let lookup = || otpgate_config::Account::lookup(TEST_USER).ok();
-    if lookup().is_none() {
-        let status = Command::new("useradd")
-            .args([
-                "--system",
-                "--user-group",
-                "--no-create-home",
-                "--home-dir",
-                &format!("/home/{TEST_USER}"),
-                "--shell",
-                "/usr/sbin/nologin",
-                "--comment",
-                "otpgate test user",
-                TEST_USER,
-            ])
-            .status();
-        // Another test may have created it meanwhile.
-        if lookup().is_none() && !require(false, &format!("useradd {TEST_USER}: {status:?}")) {
-            return None;
-        }
-    }
-    let account = lookup().expect("the test user exists");
-    let home = account.home.clone();
-    assert!(
-        home.starts_with("/home/") || home.starts_with(std::env::temp_dir()),
-        "{TEST_USER}'s home {} is neither under /home nor the temp dir",
-        home.display()
-    );
-    if std::fs::symlink_metadata(&home).is_err() {
-        std::fs::create_dir_all(&home).unwrap();
-    }
-    std::os::unix::fs::chown(&home, Some(account.uid), Some(account.gid)).unwrap();
-    std::fs::set_permissions(&home, std::fs::Permissions::from_mode(0o700)).unwrap();
-    Some(TestUser {
-        name: TEST_USER.into(),
-        uid: account.uid,
-        gid: account.gid,
-        home,
-    })
-}
-
 /// A temporary config readable by every user (root's, 0644, in a 0755
 /// directory), for commands run as [`TEST_USER`].
 pub struct HomeEnv {
     pub dir: tempfile::TempDir,
     pub config: PathBuf,
-    pub user: TestUser,
+    pub user: SystemUser,
 }
 
 impl HomeEnv {
     /// `user_file` is the template to use (`None`: the default
     /// `~/.config/otpgate/user.toml`); `extra` more config lines.
     pub fn new(user_file: Option<&str>, extra: &str) -> Option<HomeEnv> {
-        if !require(
-            have("oathtool"),
-            "oathtool is not installed (Debian oathtool)",
-        ) {
-            return None;
-        }
+        require_tool("oathtool", "oathtool")?;
         let user = test_user()?;
         let dir = tempfile::tempdir().unwrap();
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -430,6 +324,6 @@ pub fn pam_matrix() -> Option<PathBuf> {
     require(
         module.exists() && wrapper.exists(),
         "pam_wrapper is not installed (Debian libpam-wrapper)",
-    )
-    .then_some(module)
+    )?;
+    Some(module)
 }

@@ -5,26 +5,10 @@ use std::cell::RefCell;
 use std::path::Path;
 
 use super::*;
-use crate::otp::{Algorithm, Generator, Secret};
 use crate::store::MemoryStore;
+use crate::testing::{code_at, totp_record};
 
 const NOW: u64 = 1_700_000_010;
-const SECRET: &[u8] = b"12345678901234567890";
-
-fn totp() -> UserRecord {
-    UserRecord::new_totp(
-        Secret::from_bytes(SECRET.to_vec()).unwrap(),
-        Algorithm::SHA1,
-        6,
-        30,
-    )
-}
-
-fn code_at(now: u64) -> Vec<u8> {
-    let secret = Secret::from_bytes(SECRET.to_vec()).unwrap();
-    let g = Generator::totp(&secret, Algorithm::SHA1, 6, 30).unwrap();
-    g.code_at_step(now / 30).as_bytes().to_vec()
-}
 
 fn config(text: &str) -> SystemConfig {
     SystemConfig::from_toml(Path::new("test.toml"), text).unwrap()
@@ -33,7 +17,7 @@ fn config(text: &str) -> SystemConfig {
 const EMAIL: &str = "[channels.email]\ncommand = [\"/bin/true\"]\nrun_as = \"nobody\"\nfrom = \"otp@example.org\"\nmax_sends_per_hour = 2\n";
 
 fn with_email() -> UserRecord {
-    let mut r = totp();
+    let mut r = totp_record();
     r.set_destination(Kind::Email, Some("alice@example.org".into()));
     r
 }
@@ -69,7 +53,7 @@ const WHO: Recipient<'static> = Recipient {
 #[test]
 fn a_right_code_is_accepted_once_even_when_the_transaction_runs_twice() {
     let c = config("");
-    let store = MemoryStore::with("alice", totp()).retrying();
+    let store = MemoryStore::with("alice", totp_record()).retrying();
     let v = Verifier::new(&c, &store);
     let code = code_at(NOW);
     let first = v.check(&[&code], NOW, BackupUse::Consume).unwrap();
@@ -99,7 +83,7 @@ fn a_right_code_is_accepted_once_even_when_the_transaction_runs_twice() {
 #[test]
 fn wrong_answers_count_once_each_and_lock_at_the_limit() {
     let c = config("lockout_after = 3\n");
-    let store = MemoryStore::with("alice", totp()).retrying();
+    let store = MemoryStore::with("alice", totp_record()).retrying();
     let v = Verifier::new(&c, &store);
     for _ in 0..2 {
         let refused = v.check(&[b"000000"], NOW, BackupUse::Consume).unwrap();
@@ -128,7 +112,7 @@ fn wrong_answers_count_once_each_and_lock_at_the_limit() {
 #[test]
 fn a_backup_code_is_used_up_at_a_login_and_kept_by_a_plain_verify() {
     let c = config("");
-    let mut record = totp();
+    let mut record = totp_record();
     let codes = record.new_backup_codes(2, 8).unwrap();
     let store = MemoryStore::with("alice", record).retrying();
     let v = Verifier::new(&c, &store);
@@ -157,7 +141,7 @@ fn a_backup_code_is_used_up_at_a_login_and_kept_by_a_plain_verify() {
 #[test]
 fn the_second_candidate_can_match_and_is_named() {
     let c = config("");
-    let store = MemoryStore::with("alice", totp());
+    let store = MemoryStore::with("alice", totp_record());
     let v = Verifier::new(&c, &store);
     let code = code_at(NOW);
     let got = v.check(&[b"12", &code], NOW, BackupUse::Consume).unwrap();

@@ -1,11 +1,12 @@
-//! Helpers shared by the integration tests.
+//! Helpers of this crate's integration tests; the ones every suite shares
+//! (SKIP rules, test records) are in `otpgate-test-support`.
 #![allow(dead_code)]
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use otpgate_config::otp::{Algorithm, Secret};
-use otpgate_config::{Account, StoreExt, UserFile, UserRecord};
+use otpgate_config::{Account, StoreExt, UserFile};
+use otpgate_test_support::totp_record;
 
 /// The account running the tests, as the owner of files they create.
 pub fn me() -> Account {
@@ -27,14 +28,6 @@ pub fn home_file(dir: &Path) -> UserFile {
     UserFile::new(dir.join("user.toml"), &me(), true).unwrap()
 }
 
-pub fn secret() -> Secret {
-    Secret::from_base32("JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP").unwrap()
-}
-
-pub fn totp_record() -> UserRecord {
-    UserRecord::new_totp(secret(), Algorithm::SHA1, 6, 30)
-}
-
 /// Writes a valid record through the store and returns the file.
 pub fn enrolled(dir: &Path) -> UserFile {
     let f = home_file(dir);
@@ -44,19 +37,6 @@ pub fn enrolled(dir: &Path) -> UserFile {
     })
     .unwrap();
     f
-}
-
-pub fn is_root() -> bool {
-    nix::unistd::geteuid().is_root()
-}
-
-/// In CI a missing prerequisite fails the test; elsewhere it is skipped
-/// with a message saying why.
-pub fn skip_or_fail(why: &str) {
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("CI=true but {why}");
-    }
-    eprintln!("SKIP: {why}");
 }
 
 pub fn path_in(dir: &Path, name: &str) -> PathBuf {

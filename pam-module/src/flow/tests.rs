@@ -4,7 +4,7 @@
 //! store under the real module is tested in `tests/` and the hardening
 //! suite.
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
@@ -13,32 +13,28 @@ use std::sync::Arc;
 
 use otpgate_config::channel::Kind;
 use otpgate_config::deliver::{Message, Outcome};
-use otpgate_config::otp::{Algorithm, Generator, Secret as OtpSecret};
 use otpgate_config::store::{MemoryBackend, MemoryStore};
 
 use otpgate_config::verification::Refusal;
+use otpgate_test_support::{FakeClock, code_at, totp_record};
 
 use super::*;
 use crate::log::Memory;
 use crate::reason::Reason;
 
 const NOW: u64 = 1_700_000_010;
-const SECRET: &[u8] = b"12345678901234567890";
 
-struct FakeClock {
-    now: Option<u64>,
-    mono: Rc<Cell<Duration>>,
-}
-
+/// The flow reads the support crate's fake clock (its inherent methods of
+/// the same names, so no recursion).
 impl Clock for FakeClock {
     fn unix_now(&self) -> Option<u64> {
-        self.now
+        FakeClock::unix_now(self)
     }
     fn monotonic(&self) -> Duration {
-        self.mono.get()
+        FakeClock::monotonic(self)
     }
     fn local_hhmm(&self, unix: u64) -> String {
-        format!("{:02}:{:02}", unix / 3600 % 24, unix / 60 % 60)
+        FakeClock::local_hhmm(self, unix)
     }
 }
 
@@ -52,7 +48,8 @@ struct Fake {
     set_authtok: Option<Vec<u8>>,
     answers: VecDeque<Vec<u8>>,
     transcript: Vec<String>,
-    mono: Rc<Cell<Duration>>,
+    /// The clock of the run: each prompt moves its monotonic reading.
+    clock: Rc<FakeClock>,
     /// How long each prompt takes to answer.
     think: Duration,
     panic_on_prompt: bool,
@@ -99,7 +96,7 @@ impl Handle for Fake {
     fn prompt(&mut self, text: &str, echo: bool) -> Result<Option<Secret>, Code> {
         assert!(!self.panic_on_prompt, "scripted panic");
         self.transcript.push(format!("prompt(echo={echo}): {text}"));
-        self.mono.set(self.mono.get() + self.think);
+        self.clock.advance_monotonic(self.think);
         match self.answers.pop_front() {
             // `<sent>`: the code of the last message sent.
             Some(a) if a == b"<sent>" => {
@@ -187,16 +184,14 @@ impl Setup {
         fail: bool,
         silent: bool,
     ) -> ((Code, Vec<String>), Vec<Reason>) {
-        let clock = FakeClock {
-            now,
-            mono: h.mono.clone(),
-        };
+        let clock = h.clock.clone();
+        clock.set_unix_now(now);
         let sender = FakeSender {
             sent: h.sent.clone(),
             fail,
         };
         let env = Env {
-            clock: &clock,
+            clock: &*clock,
             sender: &sender,
             stores: &self.backend,
         };
@@ -221,21 +216,6 @@ impl Setup {
         let ((code, _), reasons) = self.run_logged(Some(NOW), h, args, false, false);
         (code, reasons)
     }
-}
-
-fn totp_record() -> UserRecord {
-    UserRecord::new_totp(
-        OtpSecret::from_bytes(SECRET.to_vec()).unwrap(),
-        Algorithm::SHA1,
-        6,
-        30,
-    )
-}
-
-fn code_at(now: u64) -> Vec<u8> {
-    let secret = OtpSecret::from_bytes(SECRET.to_vec()).unwrap();
-    let g = Generator::totp(&secret, Algorithm::SHA1, 6, 30).unwrap();
-    g.code_at_step(now / 30).as_bytes().to_vec()
 }
 
 fn fake(rhost: Option<&str>, answers: &[&[u8]]) -> Fake {

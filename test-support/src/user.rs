@@ -1,0 +1,98 @@
+//! The one real system user tests may create.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::process::Command;
+
+use crate::{is_root, require};
+
+/// The one real system user tests may create (the CLI tests and the
+/// end-to-end tests share it): unprivileged, no password, no login shell.
+pub const TEST_USER: &str = "otpgate-test";
+
+/// A real, unprivileged account, for tests that cannot fake one (the CLI
+/// run as a user; hostile paths as root against a real user's home).
+#[derive(Debug, Clone)]
+pub struct SystemUser {
+    pub name: String,
+    pub uid: u32,
+    pub gid: u32,
+    pub home: PathBuf,
+}
+
+/// [`TEST_USER`], created with `useradd` when missing (a system account
+/// with its own group, home `/home/otpgate-test`, shell nologin). Its home
+/// exists, is the user's and has mode 0700; its contents are kept, because
+/// tests in parallel threads share it (each in a directory of its own), and
+/// a test running alone empties it with [`SystemUser::empty_home`]. `None`
+/// (after SKIP) when not root or when `useradd` fails.
+pub fn test_user() -> Option<SystemUser> {
+    require(
+        is_root(),
+        "the real test user (otpgate-test) needs root: useradd, chown of its home",
+    )?;
+    let lookup = || otpgate_config::Account::lookup(TEST_USER).ok();
+    if lookup().is_none() {
+        let status = Command::new("useradd")
+            .args([
+                "--system",
+                "--user-group",
+                "--no-create-home",
+                "--home-dir",
+                &format!("/home/{TEST_USER}"),
+                "--shell",
+                "/usr/sbin/nologin",
+                "--comment",
+                "otpgate test user",
+                TEST_USER,
+            ])
+            .status();
+        // Another test (a thread, or another test binary) may have created
+        // it meanwhile: this useradd then fails, and the lookup finds it.
+        if lookup().is_none() {
+            require(false, &format!("useradd {TEST_USER} failed: {status:?}"))?;
+        }
+    }
+    let account = lookup().expect("the test user exists after useradd");
+    let user = SystemUser {
+        name: TEST_USER.into(),
+        uid: account.uid,
+        gid: account.gid,
+        home: account.home,
+    };
+    user.assert_home_is_ours();
+    if std::fs::symlink_metadata(&user.home).is_err() {
+        std::fs::create_dir_all(&user.home).expect("mkdir home");
+    }
+    user.own_home();
+    Some(user)
+}
+
+impl SystemUser {
+    /// Removes everything in the home and recreates it (0700, the user's),
+    /// so that no leftover of an earlier test counts: for tests that plant
+    /// files there and run one at a time.
+    pub fn empty_home(&self) {
+        self.assert_home_is_ours();
+        let _ = std::fs::remove_dir_all(&self.home);
+        std::fs::create_dir_all(&self.home).expect("mkdir home");
+        self.own_home();
+    }
+
+    /// Refuses to touch a home outside `/home` or the temp dir: an account
+    /// of that name made by someone else is not ours to change.
+    fn assert_home_is_ours(&self) {
+        assert!(
+            self.home.starts_with("/home/") || self.home.starts_with(std::env::temp_dir()),
+            "{}'s home {} is neither under /home nor the temp dir: refusing to touch it",
+            self.name,
+            self.home.display()
+        );
+    }
+
+    fn own_home(&self) {
+        std::os::unix::fs::chown(&self.home, Some(self.uid), Some(self.gid)).expect("chown home");
+        std::fs::set_permissions(&self.home, std::fs::Permissions::from_mode(0o700))
+            .expect("chmod home");
+    }
+}
