@@ -32,7 +32,14 @@ pub fn test_user() -> Option<SystemUser> {
         "the real test user (otpgate-test) needs root: useradd, chown of its home",
     )?;
     let lookup = || otpgate_config::Account::lookup(TEST_USER).ok();
-    if lookup().is_none() {
+    // One creator at a time, across threads and test binaries: parallel
+    // useradds on a fresh machine were seen to leave a uid behind that
+    // /etc/passwd no longer names.
+    let guard = std::fs::File::create(std::env::temp_dir().join("otpgate-test-user.lock"))
+        .and_then(|f| f.lock().map(|()| f))
+        .expect("the test user's creation lock");
+    let created = lookup().is_none();
+    if created {
         let status = Command::new("useradd")
             .args([
                 "--system",
@@ -61,10 +68,16 @@ pub fn test_user() -> Option<SystemUser> {
         home: account.home,
     };
     user.assert_home_is_ours();
+    if created {
+        // A home left by an earlier otpgate-test holds files of a uid that
+        // is no longer this user's: start from an empty one.
+        let _ = std::fs::remove_dir_all(&user.home);
+    }
     if std::fs::symlink_metadata(&user.home).is_err() {
         std::fs::create_dir_all(&user.home).expect("mkdir home");
     }
     user.own_home();
+    drop(guard);
     Some(user)
 }
 
