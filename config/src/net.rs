@@ -4,6 +4,7 @@
 //! would let whoever controls DNS skip the second factor, and would make a
 //! login wait on a resolver.
 
+use std::fmt;
 use std::net::{IpAddr, Ipv6Addr};
 
 use ipnet::{IpNet, Ipv4Net};
@@ -123,6 +124,24 @@ pub fn parse_rhost(rhost: &str) -> Option<Rhost<'_>> {
         ip: ip.to_canonical(),
         zone,
     })
+}
+
+/// The address as sshd writes it, with its zone: `10.0.0.1`, `fe80::1%eth0`
+/// (an IPv4-mapped IPv6 address is its IPv4 address).
+impl fmt::Display for Rhost<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.zone {
+            Some(zone) => write!(f, "{}%{zone}", self.ip),
+            None => write!(f, "{}", self.ip),
+        }
+    }
+}
+
+/// The one spelling of an rhost that is an address (see [`parse_rhost`]);
+/// `None` for a host name. Remembered hosts and per-source failure counts
+/// are keyed by it, so `::ffff:10.0.0.1` and `10.0.0.1` are one source.
+pub fn canonical_rhost(rhost: &str) -> Option<String> {
+    parse_rhost(rhost).map(|r| r.to_string())
 }
 
 /// `fe80::/10`.
@@ -262,6 +281,31 @@ mod tests {
             Err("10.0.0.0/8%eth0".into())
         );
         assert_eq!(Networks::parse(&["fe80::/64%"]), Err("fe80::/64%".into()));
+    }
+
+    #[test]
+    fn canonical_rhosts_are_one_spelling_per_address() {
+        assert_eq!(
+            canonical_rhost("::ffff:10.0.0.1").as_deref(),
+            Some("10.0.0.1")
+        );
+        assert_eq!(
+            canonical_rhost("fe80::1%eth0").as_deref(),
+            Some("fe80::1%eth0")
+        );
+        assert_eq!(
+            canonical_rhost("2001:db8::1").as_deref(),
+            Some("2001:db8::1")
+        );
+        for name in [
+            "host.example",
+            "[10.0.0.1]",
+            " 10.0.0.1",
+            "::ffff:a00:1",
+            "",
+        ] {
+            assert_eq!(canonical_rhost(name), None, "{name:?}");
+        }
     }
 
     #[test]

@@ -15,8 +15,10 @@
 //! last_step = 58966342
 //! failures = 0
 //! locked_until = 0
-//! [[trusted_host]]
+//! [[trusted_host]]             # logins from an address to one service
 //! host = "203.0.113.7"
+//! service = "sshd"
+//! since = 1766620800
 //! until = 1767225600
 //! [email]                     # codes by email (needs [channels.email])
 //! address = "alice@example.org"
@@ -29,6 +31,11 @@
 //! [[send]]                    # sends in the last hour (rate limit)
 //! channel = "email"
 //! at = 1767225000
+//! [[source_failure]]          # forward_pass: wrong answers per source
+//! source = "198.51.100.4"
+//! failures = 2
+//! locked_until = 0
+//! last = 1767225000
 //! ```
 
 use std::path::Path;
@@ -39,7 +46,12 @@ use crate::answer::Answer;
 use crate::backup;
 use crate::channel::{self, Kind};
 use crate::error::{Error, Result};
+use crate::net;
 use crate::otp::{self, Algorithm, Generator, Secret};
+
+mod sources;
+
+pub use sources::{MAX_SOURCES, SourceFailures, source_key};
 
 /// The only file version this build reads and writes.
 pub const VERSION: u32 = 1;
@@ -75,6 +87,14 @@ pub struct UserRecord {
     /// When codes were sent, for the per-hour limit (older ones pruned).
     #[serde(default, rename = "send", skip_serializing_if = "Vec::is_empty")]
     pub sends: Vec<Send>,
+    /// Wrong answers counted per source address (`forward_pass`), so that
+    /// guesses without a proven password lock only their own source.
+    #[serde(
+        default,
+        rename = "source_failure",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub source_failures: Vec<SourceFailures>,
 }
 
 /// `[email]`: where email codes go.
@@ -169,11 +189,20 @@ pub struct State {
     pub locked_until: u64,
 }
 
-/// A host the user chose to trust after a successful code.
+/// Logins from one address to one PAM service that the user chose to let
+/// skip the code, after a code from their app.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TrustedHost {
+    /// The canonical address ([`net::canonical_rhost`]).
     pub host: String,
+    /// The PAM service the trust is for. Empty in files written before
+    /// trust was bound to a service: such an entry is never honoured.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub service: String,
+    /// Unix time the trust was granted (0 in older files).
+    #[serde(default)]
+    pub since: u64,
     /// Unix time at which the trust ends.
     pub until: u64,
 }
@@ -280,6 +309,7 @@ impl UserRecord {
             sms: None,
             sent_codes: Vec::new(),
             sends: Vec::new(),
+            source_failures: Vec::new(),
         }
     }
 
@@ -454,6 +484,12 @@ impl UserRecord {
                 format!("more than {MAX_SENT} entries"),
             ));
         }
+        if self.source_failures.len() > MAX_SOURCES {
+            return Err(invalid(
+                "source_failure",
+                format!("more than {MAX_SOURCES} entries"),
+            ));
+        }
         if let Some(t) = &self.totp {
             Error::check_range(path, "totp.digits", t.digits, otp::DIGITS)?;
             Error::check_range(path, "totp.period", t.period, otp::PERIOD)?;
@@ -601,22 +637,48 @@ impl UserRecord {
         }
     }
 
-    /// True when `host` was trusted by the user and the trust has not expired.
-    pub fn is_trusted_host(&self, host: &str, now: u64) -> bool {
-        !host.is_empty()
-            && self
-                .trusted_hosts
-                .iter()
-                .any(|h| h.host == host && h.until > now)
+    /// True when the user trusted logins from `rhost` (an address literal,
+    /// compared in its canonical form) to `service`, and the trust has not
+    /// expired. A host name, an empty service and an entry without a
+    /// service never match.
+    pub fn is_trusted_host(&self, rhost: &str, service: &str, now: u64) -> bool {
+        let Some(address) = net::canonical_rhost(rhost) else {
+            return false;
+        };
+        self.honoured_trusted_hosts(now)
+            .any(|h| h.host == address && h.service == service)
     }
 
-    /// Trusts `host` until `until`, dropping expired entries and keeping at
-    /// most [`MAX_TRUSTED_HOSTS`].
-    pub fn trust_host(&mut self, host: &str, until: u64, now: u64) {
-        self.trusted_hosts.retain(|h| h.host != host);
+    /// The trusts that still let a login skip the code at `now`.
+    pub fn honoured_trusted_hosts(&self, now: u64) -> impl Iterator<Item = &TrustedHost> {
+        self.trusted_hosts
+            .iter()
+            .filter(move |h| h.until > now && !h.service.is_empty())
+    }
+
+    /// Trusts logins from `rhost` to `service` from `now` until `until`,
+    /// dropping entries that no longer count and keeping at most
+    /// [`MAX_TRUSTED_HOSTS`]. Returns the canonical address trusted; `None`
+    /// (nothing changed) when `rhost` is not an address literal or there is
+    /// no service: a name could be anyone's tomorrow.
+    pub fn trust_host(
+        &mut self,
+        rhost: &str,
+        service: &str,
+        until: u64,
+        now: u64,
+    ) -> Option<String> {
+        let host = net::canonical_rhost(rhost)?;
+        if service.is_empty() {
+            return None;
+        }
+        self.trusted_hosts
+            .retain(|h| !(h.host == host && h.service == service));
         self.prune_trusted_hosts(now);
         self.trusted_hosts.push(TrustedHost {
-            host: host.to_string(),
+            host: host.clone(),
+            service: service.to_string(),
+            since: now,
             until,
         });
         if self.trusted_hosts.len() > MAX_TRUSTED_HOSTS {
@@ -624,11 +686,14 @@ impl UserRecord {
                 .sort_by_key(|h| std::cmp::Reverse(h.until));
             self.trusted_hosts.truncate(MAX_TRUSTED_HOSTS);
         }
+        Some(host)
     }
 
-    /// Drops trusts that have expired at `now`.
+    /// Drops trusts that have expired at `now`, and entries without a
+    /// service (never honoured).
     pub fn prune_trusted_hosts(&mut self, now: u64) {
-        self.trusted_hosts.retain(|h| h.until > now);
+        self.trusted_hosts
+            .retain(|h| h.until > now && !h.service.is_empty());
     }
 
     /// Replaces the backup codes with fresh ones; returns them in clear,
@@ -863,29 +928,72 @@ mod tests {
     #[test]
     fn trusted_hosts_expire_and_are_per_host() {
         let mut r = totp_record();
-        r.trust_host("203.0.113.7", NOW + 100, NOW);
-        assert!(r.is_trusted_host("203.0.113.7", NOW));
-        assert!(r.is_trusted_host("203.0.113.7", NOW + 99));
-        assert!(!r.is_trusted_host("203.0.113.7", NOW + 100));
-        assert!(!r.is_trusted_host("203.0.113.8", NOW));
-        assert!(!r.is_trusted_host("", NOW));
+        r.trust_host("203.0.113.7", "sshd", NOW + 100, NOW);
+        assert!(r.is_trusted_host("203.0.113.7", "sshd", NOW));
+        assert!(r.is_trusted_host("203.0.113.7", "sshd", NOW + 99));
+        assert!(!r.is_trusted_host("203.0.113.7", "sshd", NOW + 100));
+        assert!(!r.is_trusted_host("203.0.113.8", "sshd", NOW));
+        assert!(!r.is_trusted_host("", "sshd", NOW));
         // Re-trusting replaces, pruning drops expired entries.
-        r.trust_host("203.0.113.7", NOW + 500, NOW);
-        r.trust_host("198.51.100.1", NOW + 10, NOW);
+        r.trust_host("203.0.113.7", "sshd", NOW + 500, NOW);
+        r.trust_host("198.51.100.1", "sshd", NOW + 10, NOW);
         assert_eq!(r.trusted_hosts.len(), 2);
         r.prune_trusted_hosts(NOW + 20);
         assert_eq!(r.trusted_hosts.len(), 1);
     }
 
     #[test]
+    fn a_trust_is_bound_to_its_service_and_the_canonical_address() {
+        let mut r = totp_record();
+        let got = r.trust_host("::ffff:203.0.113.7", "sshd", NOW + 100, NOW);
+        assert_eq!(got.as_deref(), Some("203.0.113.7"));
+        assert_eq!(r.trusted_hosts[0].since, NOW);
+        assert!(r.is_trusted_host("203.0.113.7", "sshd", NOW));
+        assert!(r.is_trusted_host("::ffff:203.0.113.7", "sshd", NOW));
+        assert!(
+            !r.is_trusted_host("203.0.113.7", "su", NOW),
+            "another service"
+        );
+        assert!(!r.is_trusted_host("203.0.113.7", "", NOW));
+        for name in ["host.example", "[203.0.113.7]", " 203.0.113.7"] {
+            assert!(!r.is_trusted_host(name, "sshd", NOW), "{name:?}");
+            assert_eq!(r.trust_host(name, "sshd", NOW + 100, NOW), None, "{name:?}");
+        }
+        assert_eq!(r.trust_host("203.0.113.7", "", NOW + 100, NOW), None);
+        assert_eq!(r.trusted_hosts.len(), 1);
+    }
+
+    #[test]
+    fn an_entry_without_a_service_is_not_honoured_and_pruned() {
+        let p = Path::new("u.toml");
+        let mut r = totp_record();
+        r.trusted_hosts.push(TrustedHost {
+            host: "203.0.113.7".into(),
+            service: String::new(),
+            since: 0,
+            until: NOW + 100,
+        });
+        let text = r.to_toml();
+        assert!(!text.contains("service"), "{text}");
+        let mut back = UserRecord::from_toml(p, &text).unwrap();
+        assert!(!back.is_trusted_host("203.0.113.7", "sshd", NOW));
+        assert_eq!(back.honoured_trusted_hosts(NOW).count(), 0);
+        back.prune_trusted_hosts(NOW);
+        assert!(back.trusted_hosts.is_empty());
+    }
+
+    #[test]
     fn trusted_hosts_are_capped() {
         let mut r = totp_record();
         for i in 0..100u64 {
-            r.trust_host(&format!("10.0.0.{i}"), NOW + 1000 + i, NOW);
+            r.trust_host(&format!("10.0.0.{i}"), "sshd", NOW + 1000 + i, NOW);
         }
         assert_eq!(r.trusted_hosts.len(), MAX_TRUSTED_HOSTS);
-        assert!(r.is_trusted_host("10.0.0.99", NOW), "newest kept");
-        assert!(!r.is_trusted_host("10.0.0.0", NOW), "oldest dropped");
+        assert!(r.is_trusted_host("10.0.0.99", "sshd", NOW), "newest kept");
+        assert!(
+            !r.is_trusted_host("10.0.0.0", "sshd", NOW),
+            "oldest dropped"
+        );
     }
 
     #[test]
@@ -894,7 +1002,7 @@ mod tests {
         r.new_backup_codes(3, 8).unwrap();
         r.state.last_step = 42;
         r.state.failures = 2;
-        r.trust_host("192.0.2.1", NOW + 60, NOW);
+        r.trust_host("192.0.2.1", "sshd", NOW + 60, NOW);
         let text = r.to_toml();
         assert!(text.contains("version = 1"));
         assert!(text.contains("[[trusted_host]]"));

@@ -112,14 +112,21 @@ pub fn days(n: u32) -> String {
     }
 }
 
-/// After a good code from a remote host, with `remember_days` set.
-pub fn trust_question(days_: u32) -> String {
-    format!("Trust this host for {}? [y/N] ", days(days_))
+/// After a good app code from a remote address, with `remember_days` set:
+/// says exactly what would be trusted.
+pub fn trust_question(address: &str, days_: u32) -> String {
+    format!(
+        "Skip the code for logins from {address} for {}? [y/N] ",
+        days(days_)
+    )
 }
 
-/// The host was remembered.
-pub fn trusted_for(days_: u32) -> String {
-    format!("This host is trusted for {}.", days(days_))
+/// The address was remembered, for this service only.
+pub fn trusted_for(address: &str, service: &str, days_: u32) -> String {
+    format!(
+        "Logins from {address} to {service} skip the code for {}.",
+        days(days_)
+    )
 }
 
 #[cfg(test)]

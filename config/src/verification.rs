@@ -225,6 +225,9 @@ pub struct Verifier<'a> {
     /// Runs inside every transaction, with the lock held (the module's
     /// debug-build panic injection).
     inside: Option<&'a dyn Fn()>,
+    /// Set when wrong answers count against their source rather than the
+    /// account (`forward_pass`; `record::source_key`).
+    source: Option<&'a str>,
 }
 
 impl<'a> Verifier<'a> {
@@ -233,6 +236,30 @@ impl<'a> Verifier<'a> {
             config,
             store,
             inside: None,
+            source: None,
+        }
+    }
+
+    /// Counts wrong answers against `source` only, and refuses a locked
+    /// source: for answers that come with an unproven password
+    /// (`forward_pass`), which must not lock the account for everyone.
+    pub fn per_source(mut self, source: &'a str) -> Self {
+        self.source = Some(source);
+        self
+    }
+
+    /// The lock that refuses this check, the account's or the source's.
+    fn locked(&self, record: &UserRecord, now: u64) -> Option<u64> {
+        let source = self.source.and_then(|s| record.source_locked_until(s, now));
+        record.locked_until(now).or(source)
+    }
+
+    /// Counts a wrong answer where this verifier counts them.
+    fn count_failure(&self, record: &mut UserRecord, now: u64) -> Option<u64> {
+        let policy = self.config.lockout_policy();
+        match self.source {
+            Some(source) => record.record_source_failure(source, now, policy),
+            None => record.record_failure(now, policy),
         }
     }
 
@@ -258,7 +285,7 @@ impl<'a> Verifier<'a> {
             let Some(record) = slot.as_mut() else {
                 return Ok(Checked::NotEnrolled);
             };
-            if let Some(until) = record.locked_until(now) {
+            if let Some(until) = self.locked(record, now) {
                 return Ok(Checked::Locked(until));
             }
             self.check_record(record, candidates, now, backup)
@@ -285,6 +312,9 @@ impl<'a> Verifier<'a> {
                         *record = before;
                     }
                     record.record_success();
+                    if let Some(source) = self.source {
+                        record.clear_source(source);
+                    }
                     record.prune_sent(now);
                     let backups_left = record.backup.codes.len();
                     return Ok(Checked::Accepted {
@@ -304,7 +334,7 @@ impl<'a> Verifier<'a> {
             (false, true) => Refusal::Expired,
             (false, false) => Refusal::Wrong,
         };
-        let locked_until = record.record_failure(now, self.config.lockout_policy());
+        let locked_until = self.count_failure(record, now);
         Ok(Checked::Refused { why, locked_until })
     }
 

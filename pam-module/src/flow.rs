@@ -11,6 +11,7 @@
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::Duration;
 
+use otpgate_config::record::source_key;
 use otpgate_config::store::Backend;
 use otpgate_config::system::{LocalConsole, Requirement};
 use otpgate_config::texts;
@@ -194,6 +195,11 @@ impl Login<'_> {
         self.rhost.as_deref().filter(|r| !r.is_empty())
     }
 
+    /// `PAM_SERVICE`, empty when unset (then nothing is remembered).
+    fn service_name(&self) -> &str {
+        self.service.as_deref().unwrap_or_default()
+    }
+
     /// `HH:MM` of `unix`, for messages.
     fn hhmm(&self, unix: u64) -> String {
         self.clock.local_hhmm(unix)
@@ -228,19 +234,42 @@ pub fn authenticate(
 /// Steps 1 to 9; `Err` carries a decision already logged.
 fn run(login: &mut Login<'_>, args: &Args, env: &Env<'_>) -> Result<Code, Code> {
     let (config, now) = load(login, args)?;
-    let account = account(login)?;
+    let account = account(login, args)?;
     skip_for_network(login, &config)?;
     let requirement = config.requirement(&account);
     if requirement == Requirement::Exempt {
+        forward_whole(login, args)?;
         return Err(login.decide(Code::Success, Some("exempt"), Reason::Exempt));
     }
     let store = open_store(login, env, &config, &account)?;
-    let record = read_record(login, store.as_ref(), requirement)?;
-    skip_for_record(login, &record, now)?;
+    let record = read_record(login, args, store.as_ref(), requirement)?;
+    // With forward_pass, wrong answers count against their source only.
+    let source = args.forward_pass.then(|| source_key(login.remote()));
+    skip_for_record(login, args, &record, source.as_deref(), now)?;
     let menu = menu(args, &config, &record);
-    usable(login, &record, &menu)?;
-    let mut ask = ask::Ask::new(&config, args, store.as_ref(), &record, now, menu, env);
+    usable(login, args, &record, &menu)?;
+    let mut ask = ask::Ask::new(&config, args, store.as_ref(), &record, now, menu, env)
+        .counting_by(source.as_deref());
     Ok(ask.run(login))
+}
+
+/// With `forward_pass`, a login decided without a code still gets the one
+/// prompt every login gets, and the whole answer goes on as the password
+/// (`PAM_AUTHTOK`) for the next module: the prompts then do not tell
+/// whether the user exists, is enrolled, exempt or locked (issue #12,
+/// item 3). Without `forward_pass`, nothing.
+fn forward_whole(login: &mut Login<'_>, args: &Args) -> Result<(), Code> {
+    if !args.forward_pass {
+        return Ok(());
+    }
+    let answer = match login.h.prompt(FORWARD_PROMPT, false) {
+        Ok(answer) => answer.unwrap_or_default(),
+        Err(code) => return Err(login.decide(code, None, Reason::ConversationFailed)),
+    };
+    login
+        .h
+        .set_authtok(&answer)
+        .map_err(|code| login.decide(code, None, Reason::SetAuthTok))
 }
 
 /// Step 1: the arguments, the clock, the config; anything wrong denies.
@@ -268,16 +297,20 @@ fn load(login: &mut Login<'_>, args: &Args) -> Result<(SystemConfig, u64), Code>
 }
 
 /// Step 2: the account.
-fn account(login: &mut Login<'_>) -> Result<Account, Code> {
+fn account(login: &mut Login<'_>, args: &Args) -> Result<Account, Code> {
     let user = login
         .h
         .user()
         .map_err(|code| login.decide(code, None, Reason::NoUserName))?;
     login.user = Some(user.clone());
-    Account::lookup(&user).map_err(|e| match e {
-        Error::UnknownUser { .. } => login.decide(Code::UserUnknown, None, Reason::UnknownUser),
-        e => login.decide(Code::SystemErr, None, Reason::UserLookup(e.to_string())),
-    })
+    match Account::lookup(&user) {
+        Ok(account) => Ok(account),
+        Err(Error::UnknownUser { .. }) => {
+            forward_whole(login, args)?;
+            Err(login.decide(Code::UserUnknown, None, Reason::UnknownUser))
+        }
+        Err(e) => Err(login.decide(Code::SystemErr, None, Reason::UserLookup(e.to_string()))),
+    }
 }
 
 /// Step 3: admin-trusted networks and the local console pass.
@@ -313,16 +346,21 @@ fn open_store(
 /// Step 4b: the user's record; none is a pass or a denial by policy.
 fn read_record(
     login: &mut Login<'_>,
+    args: &Args,
     store: &dyn Store,
     requirement: Requirement,
 ) -> Result<UserRecord, Code> {
     match store.read() {
         Ok(Some(record)) => Ok(record),
         Ok(None) if requirement == Requirement::Required => {
+            forward_whole(login, args)?;
             login.error(ENROLL_HINT);
             Err(login.decide(Code::AuthErr, None, Reason::NotEnrolledButRequired))
         }
-        Ok(None) => Err(login.decide(Code::Ignore, None, Reason::NotEnrolled)),
+        Ok(None) => {
+            forward_whole(login, args)?;
+            Err(login.decide(Code::Ignore, None, Reason::NotEnrolled))
+        }
         Err(e) => {
             login.error(texts::CANNOT_READ);
             Err(login.decide(Code::SystemErr, None, Reason::Store(e.to_string())))
@@ -330,23 +368,47 @@ fn read_record(
     }
 }
 
-/// Steps 5 and 6: a host the user chose to trust passes; a locked account
-/// is refused before any prompt.
-fn skip_for_record(login: &mut Login<'_>, record: &UserRecord, now: u64) -> Result<(), Code> {
+/// Steps 5 and 6: a locked account (or, with `forward_pass`, a locked
+/// `source`) is refused before any code is looked at, even from a
+/// remembered host; then an address the user chose to trust for this
+/// service passes.
+fn skip_for_record(
+    login: &mut Login<'_>,
+    args: &Args,
+    record: &UserRecord,
+    source: Option<&str>,
+    now: u64,
+) -> Result<(), Code> {
+    let source_lock = source.and_then(|s| record.source_locked_until(s, now));
+    let lock = match (record.locked_until(now), source_lock) {
+        (Some(until), _) => Some((
+            until,
+            Reason::LockedOut {
+                seconds_left: until - now,
+            },
+        )),
+        (None, Some(until)) => Some((
+            until,
+            Reason::SourceLockedOut {
+                seconds_left: until - now,
+            },
+        )),
+        (None, None) => None,
+    };
+    if let Some((until, reason)) = lock {
+        forward_whole(login, args)?;
+        let text = texts::locked_until(&login.hhmm(until));
+        login.error(&text);
+        return Err(login.decide(Code::AuthErr, None, reason));
+    }
     if let Some(rhost) = login.remote()
-        && record.is_trusted_host(rhost, now)
+        && record.is_trusted_host(rhost, login.service_name(), now)
     {
         return Err(login.decide(
             Code::Success,
             Some("remembered-host"),
             Reason::RememberedHost,
         ));
-    }
-    if let Some(until) = record.locked_until(now) {
-        let text = texts::locked_until(&login.hhmm(until));
-        login.error(&text);
-        let seconds_left = until - now;
-        return Err(login.decide(Code::AuthErr, None, Reason::LockedOut { seconds_left }));
     }
     Ok(())
 }
@@ -361,12 +423,18 @@ fn menu(args: &Args, config: &SystemConfig, record: &UserRecord) -> Menu {
 }
 
 /// Step 7 needs a way to get a code: an app, backup codes, a channel.
-fn usable(login: &mut Login<'_>, record: &UserRecord, menu: &Menu) -> Result<(), Code> {
+fn usable(
+    login: &mut Login<'_>,
+    args: &Args,
+    record: &UserRecord,
+    menu: &Menu,
+) -> Result<(), Code> {
     if menu.is_empty()
         && !record.has_app()
         && record.backup.codes.is_empty()
         && record.sent_codes.is_empty()
     {
+        forward_whole(login, args)?;
         login.error(texts::NO_METHOD);
         return Err(login.decide(Code::AuthErr, None, Reason::NoUsableMethod));
     }

@@ -29,6 +29,11 @@ pub enum Reason {
     LockedOut {
         seconds_left: u64,
     },
+    /// `forward_pass`: wrong answers from this source locked it (the
+    /// account is not locked).
+    SourceLockedOut {
+        seconds_left: u64,
+    },
     /// Enrolled, but only through channels this system lacks.
     NoUsableMethod,
     /// `use_first_pass` and no `PAM_AUTHTOK`.
@@ -64,6 +69,12 @@ pub enum Reason {
     },
     SendFailed(String),
     CouldNotRemember(String),
+    /// The user chose to skip the code for logins from `host` (canonical)
+    /// to this service for `days`.
+    HostTrusted {
+        host: String,
+        days: u32,
+    },
     Panic(String),
 }
 
@@ -86,6 +97,10 @@ impl fmt::Display for Reason {
             Reason::LockedOut { seconds_left } => {
                 write!(f, "locked out for {seconds_left} more seconds")
             }
+            Reason::SourceLockedOut { seconds_left } => write!(
+                f,
+                "this source locked out for {seconds_left} more seconds (forward_pass)"
+            ),
             Reason::NoUsableMethod => {
                 f.write_str("no usable method: the user's channels are not configured ([channels])")
             }
@@ -117,6 +132,9 @@ impl fmt::Display for Reason {
             }
             Reason::SendFailed(why) => f.write_str(why),
             Reason::CouldNotRemember(e) => write!(f, "could not remember host: {e}"),
+            Reason::HostTrusted { host, days } => {
+                write!(f, "user trusted logins from {host} for {days} days")
+            }
             Reason::Panic(what) => write!(f, "internal error (panic): {what}"),
         }
     }

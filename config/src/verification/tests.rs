@@ -110,6 +110,58 @@ fn wrong_answers_count_once_each_and_lock_at_the_limit() {
 }
 
 #[test]
+fn per_source_answers_lock_their_source_and_never_the_account() {
+    let c = config("lockout_after = 3\n");
+    let store = MemoryStore::with("alice", totp_record()).retrying();
+    let attacker = Verifier::new(&c, &store).per_source("198.51.100.4");
+    for _ in 0..2 {
+        let refused = attacker.check(&[b"000000"], NOW, BackupUse::Consume);
+        assert!(matches!(
+            refused.unwrap(),
+            Checked::Refused {
+                locked_until: None,
+                ..
+            }
+        ));
+    }
+    let Checked::Refused {
+        locked_until: Some(until),
+        ..
+    } = attacker
+        .check(&[b"000000"], NOW, BackupUse::Consume)
+        .unwrap()
+    else {
+        panic!("the third wrong answer locks the source");
+    };
+    assert_eq!(
+        attacker
+            .check(&[&code_at(NOW)], NOW, BackupUse::Consume)
+            .unwrap(),
+        Checked::Locked(until)
+    );
+    let record = store.snapshot().unwrap();
+    assert_eq!((record.state.failures, record.locked_until(NOW)), (0, None));
+    // The user, from elsewhere, gets in, and the code is used up there.
+    let user = Verifier::new(&c, &store).per_source("203.0.113.9");
+    assert!(matches!(
+        user.check(&[&code_at(NOW)], NOW, BackupUse::Consume)
+            .unwrap(),
+        Checked::Accepted { .. }
+    ));
+    // A locked account holds for every source.
+    store.put(Some({
+        let mut r = store.snapshot().unwrap();
+        r.state.locked_until = NOW + 60;
+        r
+    }));
+    assert_eq!(
+        user.check(&[&code_at(NOW + 30)], NOW, BackupUse::Consume)
+            .unwrap(),
+        Checked::Locked(NOW + 60)
+    );
+}
+
+#[test]
 fn a_backup_code_is_used_up_at_a_login_and_kept_by_a_plain_verify() {
     let c = config("");
     let mut record = totp_record();

@@ -9,7 +9,7 @@ use otpgate_config::record::Method;
 use otpgate_config::verification::{
     BackupUse, Checked, Menu, Offer, Recipient, Refusal, SendOutcome, Verifier,
 };
-use otpgate_config::{Answer, Store, StoreExt, SystemConfig, UserRecord, channel, texts};
+use otpgate_config::{Answer, Store, StoreExt, SystemConfig, UserRecord, channel, net, texts};
 use zeroize::Zeroizing;
 
 use super::{Code, Env, FORWARD_PROMPT, Login, PROMPT, Secret};
@@ -53,6 +53,8 @@ pub(super) struct Ask<'a> {
     prompts_left: u32,
     first_pass: bool,
     start: Option<Duration>,
+    /// With `forward_pass`, the source wrong answers count against.
+    source: Option<&'a str>,
 }
 
 #[cfg(debug_assertions)]
@@ -81,7 +83,14 @@ impl<'a> Ask<'a> {
             prompts_left: config.max_attempts,
             first_pass: args.use_first_pass || args.try_first_pass,
             start: None,
+            source: None,
         }
+    }
+
+    /// Counts wrong answers against `source` instead of the account.
+    pub(super) fn counting_by(mut self, source: Option<&'a str>) -> Self {
+        self.source = source;
+        self
     }
 
     pub(super) fn run(&mut self, login: &mut Login<'_>) -> Code {
@@ -92,6 +101,10 @@ impl<'a> Ask<'a> {
         let verifier = Verifier::new(self.config, self.store).with_hook(&hook);
         #[cfg(not(debug_assertions))]
         let verifier = Verifier::new(self.config, self.store);
+        let verifier = match self.source {
+            Some(source) => verifier.per_source(source),
+            None => verifier,
+        };
         loop {
             let (raw, source) = match self.next_answer(login, &verifier) {
                 Next::Answer(raw, source) => (raw, source),
@@ -312,7 +325,7 @@ impl<'a> Ask<'a> {
         if method == Method::Backup {
             login.info(&texts::backup_used(backups_left));
         }
-        self.offer_remember(login, now);
+        self.offer_remember(login, method, now);
         login.decide(Code::Success, Some(method.as_str()), Reason::Accepted)
     }
 
@@ -387,25 +400,44 @@ impl<'a> Ask<'a> {
         }
     }
 
-    /// Step 8: "Trust this host for N days?" after a good code from a remote
-    /// host. A failure here is logged; the login stands.
-    fn offer_remember(&self, login: &mut Login<'_>, now: u64) {
+    /// Step 8: "Skip the code for logins from ADDRESS for N days?", only
+    /// after a code from the app (a backup code may be a leaked printout, a
+    /// sent code proves only a mailbox or phone number), from a remote
+    /// address literal, on a named service, and not with `forward_pass`
+    /// (the password is not proven yet). A failure here is logged; the
+    /// login stands.
+    fn offer_remember(&self, login: &mut Login<'_>, method: Method, now: u64) {
         let days = self.config.remember_days;
-        let Some(rhost) = login.remote().map(str::to_string) else {
+        let from_app = matches!(method, Method::Totp | Method::Hotp);
+        if days == 0 || !from_app || self.args.forward_pass {
+            return;
+        }
+        let Some(address) = login.remote().and_then(net::canonical_rhost) else {
             return;
         };
-        if days == 0 || !said_yes(login, &texts::trust_question(days)) {
+        let service = login.service_name().to_string();
+        if service.is_empty() || !said_yes(login, &texts::trust_question(&address, days)) {
             return;
         }
         let until = now.saturating_add(u64::from(days) * 86_400);
         let result = self.store.update(|slot| {
-            if let Some(record) = slot.as_mut() {
-                record.trust_host(&rhost, until, now);
-            }
-            Ok(())
+            Ok(slot
+                .as_mut()
+                .and_then(|record| record.trust_host(&address, &service, until, now)))
         });
         match result {
-            Ok(()) => login.info(&texts::trusted_for(days)),
+            Ok(Some(host)) => {
+                login.info(&texts::trusted_for(&host, &service, days));
+                let reason = Reason::HostTrusted { host, days };
+                login.log_line(
+                    Severity::Info,
+                    Some(method.as_str()),
+                    "trust-granted",
+                    &reason,
+                );
+            }
+            // The record was removed meanwhile: nothing to remember.
+            Ok(None) => {}
             Err(e) => {
                 let reason = Reason::CouldNotRemember(e.to_string());
                 login.log_line(Severity::Warning, None, "error", &reason);

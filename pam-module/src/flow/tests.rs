@@ -44,6 +44,8 @@ impl Clock for FakeClock {
 struct Fake {
     user: Option<String>,
     rhost: Option<String>,
+    /// `PAM_SERVICE`; `otp-test` when unset.
+    service: Option<String>,
     authtok: Option<Vec<u8>>,
     set_authtok: Option<Vec<u8>>,
     answers: VecDeque<Vec<u8>>,
@@ -81,7 +83,7 @@ impl Handle for Fake {
         self.rhost.clone()
     }
     fn service(&self) -> Option<String> {
-        Some("otp-test".into())
+        self.service.clone().or_else(|| Some("otp-test".into()))
     }
     fn tty(&self) -> Option<String> {
         Some("ssh".into())
@@ -443,8 +445,8 @@ fn a_remembered_host_skips_the_prompt_until_it_expires() {
         h.transcript,
         [
             "prompt(echo=false): Verification code: ",
-            "prompt(echo=true): Trust this host for 7 days? [y/N] ",
-            "info: This host is trusted for 7 days.",
+            "prompt(echo=true): Skip the code for logins from 203.0.113.7 for 7 days? [y/N] ",
+            "info: Logins from 203.0.113.7 to otp-test skip the code for 7 days.",
         ]
     );
     // Next login from there: no prompt.
@@ -466,6 +468,121 @@ fn a_remembered_host_skips_the_prompt_until_it_expires() {
     let mut h = fake(host, &[&code_at(later), b""]);
     assert_eq!(s.run_at(Some(later), &mut h, &s.args(&[])).0, Code::Success);
     assert_eq!(h.transcript[0], "prompt(echo=false): Verification code: ");
+}
+
+/// Trusts 203.0.113.7 for root on `otp-test` after an app code.
+fn trust_203(s: &Setup) {
+    let mut h = fake(Some("203.0.113.7"), &[&code_at(NOW), b"y"]);
+    let (rc, log) = s.run(&mut h, &s.args(&[]));
+    assert_eq!(rc, Code::Success);
+    assert!(
+        log[0].contains("outcome=trust-granted")
+            && log[0].contains("user=root")
+            && log[0].contains("service=otp-test")
+            && log[0].contains("user trusted logins from 203.0.113.7 for 7 days"),
+        "{log:?}"
+    );
+}
+
+#[test]
+fn trust_is_offered_only_after_an_app_code() {
+    let s = Setup::new("remember_days = 7\nmax_attempts = 1");
+    let mut r = totp_record();
+    let codes = r.new_backup_codes(2, 8).unwrap();
+    s.enroll(&r);
+    let mut h = fake(Some("203.0.113.7"), &[codes[0].as_bytes()]);
+    assert_eq!(s.run(&mut h, &s.args(&[])).0, Code::Success);
+    assert_eq!(h.transcript.len(), 2, "{:?}", h.transcript);
+    assert!(s.record().trusted_hosts.is_empty());
+    // A host name is never offered either: it is not an address.
+    let mut h = fake(Some("host.example"), &[&code_at(NOW)]);
+    assert_eq!(s.run(&mut h, &s.args(&[])).0, Code::Success);
+    assert_eq!(h.transcript.len(), 1, "{:?}", h.transcript);
+}
+
+#[test]
+fn a_locked_account_is_refused_even_from_a_remembered_host() {
+    let s = Setup::new("remember_days = 7");
+    s.enroll(&totp_record());
+    trust_203(&s);
+    let mut r = s.record();
+    r.state.locked_until = NOW + 600;
+    s.enroll(&r);
+    let mut h = fake(Some("203.0.113.7"), &[]);
+    let (rc, reasons) = s.reasons(&mut h, &s.args(&[]));
+    assert_eq!(rc, Code::AuthErr);
+    assert_eq!(reasons, [Reason::LockedOut { seconds_left: 600 }]);
+}
+
+#[test]
+fn a_remembered_host_is_bound_to_its_service_and_canonical_address() {
+    let s = Setup::new("remember_days = 7");
+    s.enroll(&totp_record());
+    trust_203(&s);
+    let mut h = fake(Some("::ffff:203.0.113.7"), &[]);
+    assert_eq!(s.run(&mut h, &s.args(&[])).0, Code::Success, "same address");
+    let mut h = fake(Some("203.0.113.7"), &[&code_at(NOW + 30), b"n"]);
+    h.service = Some("su".into());
+    assert_eq!(s.run(&mut h, &s.args(&[])).0, Code::Success);
+    assert_eq!(h.transcript[0], "prompt(echo=false): Verification code: ");
+}
+
+#[test]
+fn forward_pass_asks_everyone_the_same_and_forwards_the_whole_answer() {
+    let s = Setup::new("");
+    let forward = s.args(&["forward_pass"]);
+    let expect = ["prompt(echo=false): Password & verification code: "];
+    // Unknown user.
+    let mut h = fake(None, &[b"hunter2"]);
+    h.user = Some("no-such-user-otpgate".into());
+    assert_eq!(s.run(&mut h, &forward).0, Code::UserUnknown);
+    assert_eq!(h.transcript, expect);
+    assert_eq!(h.set_authtok.as_deref(), Some(&b"hunter2"[..]));
+    // Not enrolled: the next module decides on the whole answer.
+    s.store.put(None);
+    let mut h = fake(None, &[b"hunter2 123456"]);
+    assert_eq!(s.run(&mut h, &forward).0, Code::Ignore);
+    assert_eq!(h.transcript, expect);
+    assert_eq!(h.set_authtok.as_deref(), Some(&b"hunter2 123456"[..]));
+    // Enrolled.
+    s.enroll(&totp_record());
+    let mut answer = b"hunter2".to_vec();
+    answer.extend(code_at(NOW));
+    let mut h = fake(None, &[&answer]);
+    assert_eq!(s.run(&mut h, &forward).0, Code::Success);
+    assert_eq!(h.transcript, expect);
+    // Locked: asked the same, then refused.
+    let mut r = s.record();
+    r.state.locked_until = NOW + 60;
+    s.enroll(&r);
+    let mut h = fake(None, &[b"hunter2"]);
+    assert_eq!(s.run(&mut h, &forward).0, Code::AuthErr);
+    assert_eq!(h.transcript[0], expect[0]);
+}
+
+#[test]
+fn forward_pass_wrong_answers_lock_their_source_not_the_account() {
+    let s = Setup::new("lockout_after = 3\nmax_attempts = 3\nremember_days = 7");
+    s.enroll(&totp_record());
+    let forward = s.args(&["forward_pass"]);
+    let mut h = fake(Some("198.51.100.4"), &[b"x000000", b"x000001", b"x000002"]);
+    assert_eq!(s.run(&mut h, &forward).0, Code::AuthErr);
+    let r = s.record();
+    assert_eq!((r.state.failures, r.locked_until(NOW)), (0, None));
+    let mut h = fake(Some("198.51.100.4"), &[b"x"]);
+    let (rc, reasons) = s.reasons(&mut h, &forward);
+    assert_eq!(rc, Code::AuthErr);
+    assert!(
+        matches!(reasons[..], [Reason::SourceLockedOut { .. }]),
+        "{reasons:?}"
+    );
+    // The user from elsewhere: in, and no trust offered before the
+    // password is proven.
+    let mut answer = b"pw".to_vec();
+    answer.extend(code_at(NOW));
+    let mut h = fake(Some("203.0.113.9"), &[&answer]);
+    assert_eq!(s.run(&mut h, &forward).0, Code::Success);
+    assert_eq!(h.transcript.len(), 1, "{:?}", h.transcript);
 }
 
 #[test]
@@ -626,8 +743,8 @@ fn one_remembered_day_is_said_in_the_singular() {
     assert_eq!(
         h.transcript[1..],
         [
-            "prompt(echo=true): Trust this host for 1 day? [y/N] ",
-            "info: This host is trusted for 1 day.",
+            "prompt(echo=true): Skip the code for logins from 203.0.113.7 for 1 day? [y/N] ",
+            "info: Logins from 203.0.113.7 to otp-test skip the code for 1 day.",
         ]
     );
 }
