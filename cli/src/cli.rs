@@ -276,7 +276,8 @@ pub struct ForceArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum TrustedCommand {
-    /// List trusted hosts and when the trust ends.
+    /// List trusted hosts: the address, the service it skips the code for,
+    /// since and until when.
     List,
     /// Stop trusting HOST.
     Remove {

@@ -25,20 +25,41 @@ fn requirement_name(r: Requirement) -> &'static str {
     }
 }
 
+/// A trust: logins from `host` to `service` skip the code from `since`
+/// until `until` (Unix times).
 #[derive(Serialize)]
 struct HostJson<'a> {
     host: &'a str,
+    service: &'a str,
+    since: u64,
     until: u64,
 }
 
-/// The hosts of `record` still trusted at `now`.
+impl HostJson<'_> {
+    /// `203.0.113.7  service sshd  since <local time>  until <local time>`.
+    fn line(&self) -> String {
+        let since = match self.since {
+            0 => "unknown".to_string(),
+            t => format_local(t),
+        };
+        format!(
+            "{}  service {}  since {since}  until {}",
+            self.host,
+            self.service,
+            format_local(self.until)
+        )
+    }
+}
+
+/// The trusts of `record` still honoured at `now` (entries without a
+/// service, from older files, are not: `record.rs` `is_trusted_host`).
 fn trusted_now(record: &UserRecord, now: u64) -> Vec<HostJson<'_>> {
     record
-        .trusted_hosts
-        .iter()
-        .filter(|h| h.until > now)
+        .honoured_trusted_hosts(now)
         .map(|h| HostJson {
             host: &h.host,
+            service: &h.service,
+            since: h.since,
             until: h.until,
         })
         .collect()
@@ -252,7 +273,7 @@ fn print_enrolled(ctx: &Context, requirement: &str, e: &Enrolled<'_>) {
     } else {
         println!("trusted hosts:");
         for h in &e.hosts {
-            println!("    {}  until {}", h.host, format_local(h.until));
+            println!("    {}", h.line());
         }
     }
 }
@@ -407,7 +428,7 @@ pub fn trusted(ctx: &Context, command: &TrustedCommand) -> Result<()> {
                 println!("No trusted hosts.");
             }
             for h in &hosts {
-                println!("{}  until {}", h.host, format_local(h.until));
+                println!("{}", h.line());
             }
             Ok(())
         }

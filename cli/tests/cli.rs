@@ -506,24 +506,35 @@ fn trusted_hosts_are_listed_removed_and_cleared() {
     let file = env.user_file(USER);
     let mut text = std::fs::read_to_string(&file).unwrap();
     let later = now() + 86_400;
-    for (host, until) in [
-        ("203.0.113.7", later),
-        ("198.51.100.1", later),
-        ("192.0.2.9", 1000),
+    let since = now() - 60;
+    for (host, service, until) in [
+        ("203.0.113.7", "sshd", later),
+        ("198.51.100.1", "su", later),
+        ("192.0.2.9", "sshd", 1000),
     ] {
         text.push_str(&format!(
-            "\n[[trusted_host]]\nhost = \"{host}\"\nuntil = {until}\n"
+            "\n[[trusted_host]]\nhost = \"{host}\"\nservice = \"{service}\"\nsince = {since}\nuntil = {until}\n"
         ));
     }
+    // Written before trusts were bound to a service: not honoured, not listed.
+    text.push_str(&format!(
+        "\n[[trusted_host]]\nhost = \"192.0.2.10\"\nuntil = {later}\n"
+    ));
     std::fs::write(&file, text).unwrap();
     let r = env.user(&["trusted", "list", "--json"], "");
     r.ok();
     let hosts = r.json()["trusted_hosts"].as_array().unwrap().clone();
-    assert_eq!(hosts.len(), 2, "expired host hidden\n{r}");
+    assert_eq!(hosts.len(), 2, "expired and service-less hosts hidden\n{r}");
     assert_eq!(hosts[0]["host"], "203.0.113.7");
+    assert_eq!(hosts[0]["service"], "sshd");
+    assert_eq!(hosts[0]["since"], since);
     assert_eq!(hosts[0]["until"], later);
     let r = env.user(&["trusted", "list"], "");
-    assert!(r.stdout.contains("198.51.100.1  until 20"), "{r}");
+    assert!(
+        r.stdout.contains("198.51.100.1  service su  since 20"),
+        "{r}"
+    );
+    assert!(!r.stdout.contains("192.0.2.10"), "{r}");
     // Shown in local time, with the zone named.
     let mut cmd = Command::new(BIN);
     cmd.env("TZ", "Asia/Kolkata").args([
@@ -542,8 +553,7 @@ fn trusted_hosts_are_listed_removed_and_cleared() {
         .unwrap();
     let local = String::from_utf8(local.stdout).unwrap();
     assert!(
-        r.stdout
-            .contains(&format!("198.51.100.1  until {}", local.trim())),
+        r.stdout.contains(&format!("  until {}", local.trim())),
         "{r}"
     );
     env.user(&["trusted", "remove", "203.0.113.7"], "").ok();
