@@ -152,7 +152,7 @@ if ((self_test)); then
 printf '%s\n' "\$1" >>"$T/prompts"
 case "\$1" in
   *'Verification code'*) oathtool --totp -b "$secret" ;;
-  *'Trust this host'*) echo n ;;
+  *'Skip the code for logins from'*) echo n ;;
   *Password*) echo "$password" ;;
   *) exit 1 ;;
 esac
@@ -187,7 +187,7 @@ $(say "A real sshd with otpgate listens on 127.0.0.1:$port (pid $sshd_pid).")
 
    Password:          $password
    Verification code: the 6 digits from the app (or one backup code above)
-   Trust this host?   y skips the code for a day (remember_days = 1 here)
+   Skip the code ...? y skips the code from this address, for this service, for a day (remember_days = 1 here)
 
 Try a wrong code, a reused code, a backup code twice. The module's service
 file is $T/pam.d/sshd-otpgate-demo; the user file is

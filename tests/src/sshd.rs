@@ -380,7 +380,7 @@ impl SshLogin<'_> {
         self.codes.push(c.into());
         self
     }
-    /// The answer to `Trust this host ...?`.
+    /// The answer to `Skip the code for logins from ADDRESS for N days?`.
     pub fn trust(mut self, answer: &str) -> Self {
         self.trust = Some(answer.into());
         self
@@ -436,7 +436,7 @@ case "$1" in
               exec cat "$p" ;;
     esac
     exec cat "$f" ;;
-  *'Trust this host'*) [ -e "$d/trust" ] && exec cat "$d/trust" ;;
+  *'Skip the code for logins from'*) [ -e "$d/trust" ] && exec cat "$d/trust" ;;
   *[Pp]assword*) [ -e "$d/password" ] && exec cat "$d/password" ;;
 esac
 exit 1

@@ -9,6 +9,8 @@ use otpgate_config::otp::Algorithm;
 use otpgate_tests::*;
 
 const PROMPT: &str = "Verification code: ";
+const FORWARD_PROMPT: &str = "Password & verification code: ";
+const TRUST_7: &str = "Skip the code for logins from 203.0.113.7 for 7 days? [y/N] ";
 
 fn harness(config: &str, extra_args: &str) -> Option<Harness> {
     let h = Harness::new(config)?;
@@ -318,7 +320,10 @@ fn a_remembered_host_is_not_prompted_until_the_trust_expires_and_other_hosts_are
     run.assert("PAM_SUCCESS");
     assert_eq!(
         run.prompts(),
-        [PROMPT, "Trust this host for 3 days? [y/N] "]
+        [
+            PROMPT,
+            "Skip the code for logins from 203.0.113.7 for 3 days? [y/N] "
+        ]
     );
     assert_eq!(h.record("root").trusted_hosts.len(), 1);
     h.log();
@@ -349,6 +354,113 @@ fn a_remembered_host_is_not_prompted_until_the_trust_expires_and_other_hosts_are
         .answer("000000")
         .run();
     assert_eq!(run.prompts()[0], PROMPT);
+}
+
+/// Trusts 203.0.113.7 for root on `service` with an app code and `y`.
+fn trust_203(h: &Harness, secret: &str, service: &str) {
+    let run = h
+        .login()
+        .service(service)
+        .rhost("203.0.113.7")
+        .answer(totp_at(secret, now()))
+        .answer("y")
+        .run();
+    run.assert("PAM_SUCCESS");
+    assert_eq!(run.prompts(), [PROMPT, TRUST_7]);
+    assert_eq!(h.record("root").trusted_hosts.len(), 1);
+}
+
+/// Attack (issue #12, item 4): trust was granted after a backup code (a
+/// printout anyone may have read), and the address then skipped the code.
+/// Now only an app code offers trust: the next login there is asked.
+#[test]
+fn a_backup_code_is_not_offered_trust_and_the_next_login_from_there_is_asked() {
+    let h = need!(harness("remember_days = 7\nmax_attempts = 1", ""));
+    let mut record = totp_record_with(&new_secret(), Algorithm::SHA1, 6);
+    let codes = record.new_backup_codes(3, 8).unwrap();
+    h.write_record("root", &record);
+    let run = h
+        .login()
+        .rhost("203.0.113.7")
+        .answer(codes[0].as_str())
+        .answer("y")
+        .run();
+    run.assert("PAM_SUCCESS");
+    assert_eq!(
+        run.prompts(),
+        [PROMPT],
+        "no trust offered after a backup code"
+    );
+    assert!(h.record("root").trusted_hosts.is_empty());
+    let run = h.login().rhost("203.0.113.7").run();
+    assert_ne!(run.result, "PAM_SUCCESS", "{run:?}");
+    assert_eq!(run.prompts(), [PROMPT]);
+}
+
+/// Attack (issue #12, item 4): while the account was locked, a remembered
+/// address still got in without a code. The lockout now comes first.
+#[test]
+fn a_locked_account_is_denied_even_from_a_remembered_address() {
+    let h = need!(harness("remember_days = 7", ""));
+    let secret = h.enroll();
+    trust_203(&h, &secret, SERVICE);
+    let mut record = h.record("root");
+    record.state.locked_until = now() + 900;
+    h.write_record("root", &record);
+    h.log();
+    let run = h.login().rhost("203.0.113.7").run();
+    run.assert("PAM_AUTH_ERR");
+    assert!(run.prompts().is_empty(), "{run:?}");
+    assert!(
+        run.messages()[0].starts_with("Account locked until "),
+        "{run:?}"
+    );
+    assert!(decision(&h).contains("locked out"));
+}
+
+/// Attack (issue #12, item 4): an address remembered at one service skipped
+/// the code on every other (sshd's trust let su in). A trust now names its
+/// service: the same address on another service is asked for a code.
+#[test]
+fn an_address_remembered_for_one_service_is_asked_on_another() {
+    let h = need!(harness("remember_days = 7", ""));
+    let secret = h.enroll();
+    h.service("otp-other", &[h.module_line("required", "")]);
+    trust_203(&h, &secret, SERVICE);
+    let run = h.login().service("otp-other").rhost("203.0.113.7").run();
+    assert_ne!(run.result, "PAM_SUCCESS", "{run:?}");
+    assert_eq!(run.prompts(), [PROMPT]);
+    // The service it was granted for still skips, also when sshd writes the
+    // same address as IPv4-mapped IPv6.
+    h.log();
+    let run = h.login().rhost("::ffff:203.0.113.7").run();
+    run.assert("PAM_SUCCESS");
+    assert!(run.prompts().is_empty());
+    assert!(decision(&h).contains("method=remembered-host"));
+}
+
+/// Issue #12, item 4: granting a trust is a decision of its own, logged
+/// with the user, the service, the address and the days.
+#[test]
+fn granting_trust_is_logged_with_user_service_address_and_days() {
+    let h = need!(harness("remember_days = 7", ""));
+    let secret = h.enroll();
+    trust_203(&h, &secret, SERVICE);
+    let log = h.log();
+    let granted: Vec<&String> = log
+        .iter()
+        .filter(|l| l.contains("outcome=trust-granted"))
+        .collect();
+    assert_eq!(granted.len(), 1, "{log:#?}");
+    for want in [
+        "user=root",
+        "service=otp-test",
+        "rhost=203.0.113.7",
+        "method=totp",
+        "user trusted logins from 203.0.113.7 for 7 days",
+    ] {
+        assert!(granted[0].contains(want), "{want} not in {}", granted[0]);
+    }
 }
 
 // --- Lockout ----------------------------------------------------------------
@@ -676,6 +788,117 @@ fn forward_pass_asks_once_and_passes_the_password_on_in_pam_authtok() {
     run.assert("PAM_SUCCESS");
     assert_eq!(run.prompts(), ["Password & verification code: "]);
     assert_eq!(run.env("PAM_AUTHTOK"), Some("s3cret 42"));
+}
+
+/// A `forward_pass` stack: our module, then a password check that takes
+/// `PAM_AUTHTOK` as pam_unix's `use_first_pass`/`try_first_pass` do
+/// (pam_exec `expose_authtok`, a script comparing it with `password`; it
+/// asks `Password: ` itself when nothing was forwarded). pam_matrix cannot
+/// stand there: it always asks for the password again.
+fn forward_harness(config: &str, password: &str) -> Option<Harness> {
+    let h = Harness::new(config)?;
+    let script = h.path("check-password");
+    let text = format!("#!/bin/sh\nread -r pw\n[ \"$pw\" = '{password}' ]\n");
+    std::fs::write(&script, text).expect("script");
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+    h.service(
+        "forward",
+        &[
+            h.module_line("required", "forward_pass"),
+            format!(
+                "auth required pam_exec.so expose_authtok quiet {}",
+                script.display()
+            ),
+        ],
+    );
+    Some(h)
+}
+
+/// Attack (issue #12, item 3): with `forward_pass` the code is checked
+/// before any password, so 4 connections x 3 wrong answers from anyone who
+/// knew the user name locked the real user out. Such failures now lock
+/// only their source: the user from another address gets in.
+#[test]
+fn forward_pass_wrong_answers_from_one_address_do_not_lock_out_the_user_elsewhere() {
+    let h = need!(forward_harness("", "pw"));
+    let secret = h.enroll();
+    for _ in 0..4 {
+        let run = h
+            .login()
+            .service("forward")
+            .rhost("198.51.100.4")
+            .answer("guess000000")
+            .answer("guess000001")
+            .answer("guess000002")
+            .run();
+        assert_ne!(run.result, "PAM_SUCCESS", "{run:?}");
+    }
+    let record = h.record("root");
+    assert_eq!(record.state.locked_until, 0, "the account is not locked");
+    avoid_step_edge();
+    let right = format!("pw{}", totp_at(&secret, now()));
+    // The guessing address is locked (the code is not even looked at)...
+    let run = h
+        .login()
+        .service("forward")
+        .rhost("198.51.100.4")
+        .answer(&right)
+        .run();
+    assert_ne!(run.result, "PAM_SUCCESS", "{run:?}");
+    // ... the user, from elsewhere, is not.
+    let run = h
+        .login()
+        .service("forward")
+        .rhost("203.0.113.9")
+        .answer(&right)
+        .run();
+    run.assert("PAM_SUCCESS");
+    assert_eq!(run.prompts(), [FORWARD_PROMPT]);
+}
+
+/// Attack (issue #12, item 3): with `forward_pass` the prompts told who
+/// exists and who is enrolled (enrolled: ours; not enrolled: the next
+/// module's `Password:`; unknown: none). Now everyone gets the same one.
+#[test]
+fn forward_pass_asks_enrolled_not_enrolled_and_unknown_users_the_same() {
+    let h = need!(forward_harness("", "pw"));
+    let secret = h.enroll();
+    let enrolled = h
+        .login()
+        .service("forward")
+        .answer(format!("pw{}", totp_at(&secret, now())))
+        .run();
+    enrolled.assert("PAM_SUCCESS");
+    let unknown = h
+        .login()
+        .service("forward")
+        .user("otpgate-no-such-user")
+        .answer("pw")
+        .run();
+    assert_ne!(unknown.result, "PAM_SUCCESS", "{unknown:?}");
+    std::fs::remove_file(h.user_file("root")).unwrap();
+    let not_enrolled = h.login().service("forward").answer("nope").run();
+    assert_ne!(not_enrolled.result, "PAM_SUCCESS", "{not_enrolled:?}");
+    for run in [&enrolled, &unknown, &not_enrolled] {
+        assert_eq!(run.prompts(), [FORWARD_PROMPT], "{run:?}");
+    }
+}
+
+/// Issue #12, item 3: a user who is not enrolled answers the uniform prompt
+/// with the password alone, which goes on whole to the next module.
+#[test]
+fn forward_pass_a_user_not_enrolled_logs_in_with_the_password_alone() {
+    let h = need!(forward_harness("", "correct horse 42"));
+    let run = h
+        .login()
+        .service("forward")
+        .answer("correct horse 42")
+        .run();
+    run.assert("PAM_SUCCESS");
+    assert_eq!(run.prompts(), [FORWARD_PROMPT]);
+    assert!(decision(&h).contains("outcome=ignore"));
+    let run = h.login().service("forward").answer("correct horse").run();
+    assert_ne!(run.result, "PAM_SUCCESS", "{run:?}");
 }
 
 // --- Hostile answers --------------------------------------------------------

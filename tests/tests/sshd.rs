@@ -228,15 +228,21 @@ fn ssh_remembered_host_after_answering_y_skips_the_code() {
         .run();
     first.assert_logged_in();
     assert!(
-        first.prompted("Trust this host for 7 days? [y/N]"),
+        first.prompted("Skip the code for logins from 127.0.0.1 for 7 days? [y/N]"),
         "{first:#?}"
     );
+    // Bound to the address and to sshd's service.
     let hosts = h.record("root").trusted_hosts;
-    assert!(hosts.iter().any(|t| t.host == "127.0.0.1"), "{hosts:#?}");
+    assert!(
+        hosts
+            .iter()
+            .any(|t| t.host == "127.0.0.1" && !t.service.is_empty()),
+        "{hosts:#?}"
+    );
     let second = sshd.ssh("root").run();
     second.assert_logged_in();
     assert!(!second.prompted(CODE_PROMPT), "{second:#?}");
-    assert!(!second.prompted("Trust this host"), "{second:#?}");
+    assert!(!second.prompted("Skip the code"), "{second:#?}");
 }
 
 #[test]
