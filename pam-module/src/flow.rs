@@ -257,9 +257,11 @@ fn run(login: &mut Login<'_>, args: &Args, env: &Env<'_>) -> Result<Code, Code> 
 /// prompt every login gets, and the whole answer goes on as the password
 /// (`PAM_AUTHTOK`) for the next module: the prompts then do not tell
 /// whether the user exists, is enrolled, exempt or locked (issue #12,
-/// item 3). Without `forward_pass`, nothing.
+/// item 3). Without `forward_pass`, nothing; nor when an earlier module's
+/// `PAM_AUTHTOK` is the answer already (`use_first_pass` never prompts).
 fn forward_whole(login: &mut Login<'_>, args: &Args) -> Result<(), Code> {
-    if !args.forward_pass {
+    let given = args.use_first_pass || (args.try_first_pass && login.h.authtok().is_some());
+    if !args.forward_pass || given {
         return Ok(());
     }
     let answer = match login.h.prompt(FORWARD_PROMPT, false) {

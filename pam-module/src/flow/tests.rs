@@ -558,6 +558,14 @@ fn forward_pass_asks_everyone_the_same_and_forwards_the_whole_answer() {
     let mut h = fake(None, &[b"hunter2"]);
     assert_eq!(s.run(&mut h, &forward).0, Code::AuthErr);
     assert_eq!(h.transcript[0], expect[0]);
+    // With use_first_pass the earlier module's token is the answer: no
+    // prompt, and it is left as it was.
+    s.store.put(None);
+    let mut h = fake(None, &[]);
+    h.authtok = Some(b"hunter2".to_vec());
+    let args = s.args(&["forward_pass", "use_first_pass"]);
+    assert_eq!(s.run(&mut h, &args).0, Code::Ignore);
+    assert!(h.transcript.is_empty() && h.set_authtok.is_none());
 }
 
 #[test]
