@@ -64,6 +64,16 @@ fn is_number(s: &str) -> bool {
     !s.is_empty() && s.len() <= 4 && s.bytes().all(|b| b.is_ascii_digit())
 }
 
+/// Who may own a config file that is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfigOwner {
+    /// Root only: the config decides checks a user must not switch off.
+    Root,
+    /// Root or the effective user: tests and read-only checks run without
+    /// root.
+    RootOrCaller,
+}
+
 /// Who must have a second factor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -181,7 +191,14 @@ impl SystemConfig {
     /// the second factor off. A symbolic link at `path` is refused, not
     /// followed.
     pub fn load(path: &Path, required: bool) -> Result<Self> {
-        match read_config_text(path) {
+        SystemConfig::load_owned_by(path, required, ConfigOwner::RootOrCaller)
+    }
+
+    /// [`SystemConfig::load`] with a choice of owners. The CLI's account
+    /// commands take [`ConfigOwner::Root`]: a non-root user's own file
+    /// could turn checks off (`enroll_password_check = false`).
+    pub fn load_owned_by(path: &Path, required: bool, owner: ConfigOwner) -> Result<Self> {
+        match read_config_text(path, owner) {
             Ok(text) => SystemConfig::from_toml(path, &text),
             Err(e) if e.is_not_found() && !required => Ok(SystemConfig::default()),
             Err(e) => Err(e),
@@ -335,10 +352,14 @@ impl SystemConfig {
 /// Reads the config without following a symlink at its name: owned by
 /// root (or by the calling user, for tests and unprivileged checks), not
 /// writable by group or others, and small.
-fn read_config_text(path: &Path) -> Result<Zeroizing<String>> {
+fn read_config_text(path: &Path, owner: ConfigOwner) -> Result<Zeroizing<String>> {
     let me = nix::unistd::geteuid().as_raw();
+    let owners = match owner {
+        ConfigOwner::RootOrCaller if me != 0 => vec![0, me],
+        _ => vec![0],
+    };
     let rules = Rules {
-        owners: Some(if me == 0 { vec![0] } else { vec![0, me] }),
+        owners: Some(owners),
         forbidden_mode: 0o022,
         max_size: MAX_CONFIG_BYTES,
     };
