@@ -598,7 +598,7 @@ fn policy_words(config: &SystemConfig, line: &PamLine) -> Vec<String> {
         ));
     }
     if config.local_console == LocalConsole::Skip {
-        out.push("logins without a remote host (the console) skip the code".into());
+        out.push("logins without a remote host on a console, serial line or local display (the console) skip the code".into());
     }
     if config.remember_days > 0 {
         out.push(format!(

@@ -39,7 +39,8 @@ This command enrolls a user and manages their enrollment.",
 )]
 pub struct Cli {
     /// System config file (like the module's config=PATH). Without it,
-    /// /etc/otpgate/config.toml is read when it exists.
+    /// /etc/otpgate/config.toml is read when it exists. Account commands
+    /// use only a file owned by root (a user's own could turn checks off).
     #[arg(long, global = true, value_name = "PATH")]
     pub config: Option<PathBuf>,
 

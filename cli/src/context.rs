@@ -3,9 +3,11 @@
 
 use std::path::Path;
 
-use otpgate_config::system::DEFAULT_PATH;
+use otpgate_config::system::{ConfigOwner, DEFAULT_PATH};
 use otpgate_config::verification::{BackupUse, Checked, Refusal, Verifier};
-use otpgate_config::{Account, Answer, Method, Store, SystemConfig, UserRecord, store};
+use otpgate_config::{
+    Account, Answer, Error, Method, Store, SystemConfig, UserRecord, store, texts,
+};
 
 use crate::error::{CliError, Result};
 use crate::input::Input;
@@ -36,6 +38,22 @@ pub enum Check {
     NotEnrolled,
 }
 
+/// The system config, from a file root owns whoever runs the command: a
+/// user's own file could switch off checks meant for them (the password
+/// before a first enrollment, the send limit...).
+fn load_config(path: Option<&Path>) -> Result<SystemConfig> {
+    let (path, required) = match path {
+        Some(path) => (path, true),
+        None => (Path::new(DEFAULT_PATH), false),
+    };
+    SystemConfig::load_owned_by(path, required, ConfigOwner::Root).map_err(|e| match e {
+        Error::WrongOwner { .. } => {
+            CliError::NotPermitted(texts::config_not_root(&path.display().to_string()))
+        }
+        e => e.into(),
+    })
+}
+
 impl Context {
     /// Resolves `--user` (refusing other users unless root) before reading
     /// anything, then loads the config.
@@ -54,10 +72,7 @@ impl Context {
                 account
             }
         };
-        let config = match config {
-            Some(path) => SystemConfig::load(path, true)?,
-            None => SystemConfig::load(Path::new(DEFAULT_PATH), false)?,
-        };
+        let config = load_config(config)?;
         let store = store::open(&config, &account)?;
         Ok(Context {
             config,

@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 
 use common::*;
@@ -139,6 +139,45 @@ fn a_first_enrollment_needs_the_users_password_through_pam() {
     let _ = std::fs::remove_dir_all(env.user.home.join(&dir));
 }
 
+/// Attack (issue #12, item 6): the user wrote a config of their own with
+/// `enroll_password_check = false` and passed it with `--config`: the first
+/// enrollment skipped the password. A config root does not own is refused
+/// for a non-root user; the password is asked as the system config says.
+#[test]
+fn a_users_own_config_cannot_switch_off_the_password_check() {
+    let dir = unique_name("ownconfig");
+    let Some(env) = HomeEnv::new(Some(&format!("%h/{dir}/user.toml")), "") else {
+        return;
+    };
+    let Some(pam_env) = pam_service(&env) else {
+        return;
+    };
+    let pam_env: Vec<(&str, &str)> = pam_env
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let own = env.user.home.join(format!("{dir}.toml"));
+    std::fs::write(
+        &own,
+        format!("user_file = \"%h/{dir}/user.toml\"\nenroll_password_check = false\n"),
+    )
+    .unwrap();
+    std::os::unix::fs::chown(&own, Some(env.user.uid), Some(env.user.gid)).unwrap();
+    std::fs::set_permissions(&own, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let file = env.user.home.join(&dir).join("user.toml");
+    let enroll = ["enroll", "--secret", SECRET, "--no-confirm"];
+    let r = env.run_as_user_with(&own, &enroll, "", &pam_env);
+    r.fails(5, "not owned by root");
+    assert!(!file.exists(), "enrolled through the user's own config");
+    // Root's config asks for the password.
+    env.run_as_user(&enroll, "wrong\nno\nno\n", &pam_env)
+        .fails(3, "not confirmed");
+    assert!(!file.exists());
+    let _ = std::fs::remove_file(&own);
+    let _ = std::fs::remove_dir_all(env.user.home.join(&dir));
+}
+
+/// An administrator's (root-owned) config may switch the check off.
 #[test]
 fn the_password_check_can_be_switched_off() {
     let dir = unique_name("nocheck");

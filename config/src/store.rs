@@ -19,8 +19,9 @@ use std::fs::File;
 use std::io::Write;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, mpsc};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg, OFlag, renameat};
@@ -513,35 +514,83 @@ impl Store for UserFile {
     }
 }
 
+/// Set while this process has a lock-waiter thread: one at most.
+static WAITER_RUNNING: AtomicBool = AtomicBool::new(false);
+/// How often a wait without the waiter thread tries the lock again.
+const LOCK_POLL: Duration = Duration::from_millis(20);
+
 /// Waits for a lock another login holds. A blocking `flock` wakes the
 /// moment the lock frees (polling with sleeps would leave waiters asleep
 /// while it is free, and starve some under contention: p99 of 0.7 s with 64
 /// concurrent logins). Linux has no timed `flock`, so a helper thread blocks
 /// on a duplicate descriptor (the same open file description: the lock it
 /// takes is ours) while we wait at most [`LOCK_TIMEOUT`]. After a timeout
-/// the thread takes and drops the lock whenever it frees.
+/// the thread takes and drops the lock whenever it frees, and a blocked
+/// `flock` cannot be cancelled: a lock held forever would keep it forever.
+/// So a process has at most one such thread; a wait that finds it taken
+/// (another wait, or one that timed out) polls instead.
 fn wait_for_lock(file: File, lock_path: PathBuf) -> Result<Flock<File>> {
+    if WAITER_RUNNING
+        .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+        .is_err()
+    {
+        return poll_for_lock(file, lock_path);
+    }
+    let wait = match spawn_waiter(&file, &lock_path) {
+        Ok(wait) => wait,
+        Err(e) => {
+            WAITER_RUNNING.store(false, Ordering::Release);
+            return Err(e);
+        }
+    };
+    match wait.recv_timeout(LOCK_TIMEOUT) {
+        Ok(Ok(())) => Flock::lock(file, FlockArg::LockExclusiveNonblock)
+            .map_err(|(_, e)| Error::errno(&lock_path, "lock", e)),
+        Ok(Err(e)) => Err(Error::io(&lock_path, "lock", e)),
+        Err(_) => Err(lock_timeout(lock_path)),
+    }
+}
+
+/// Starts the one waiter thread; it clears [`WAITER_RUNNING`] when its
+/// `flock` returns, however late.
+fn spawn_waiter(file: &File, lock_path: &Path) -> Result<mpsc::Receiver<std::io::Result<()>>> {
     let waiter = file
         .try_clone()
-        .map_err(|e| Error::io(&lock_path, "duplicate lock descriptor", e))?;
+        .map_err(|e| Error::io(lock_path, "duplicate lock descriptor", e))?;
     let (done, wait) = mpsc::channel();
     std::thread::Builder::new()
         .name("otpgate-lock".into())
         .spawn(move || {
             // std's `File::lock` is a blocking flock(LOCK_EX), retried on
             // EINTR; dropping `waiter` closes only its descriptor, so the
-            // lock stays with `file`.
-            let _ = done.send(waiter.lock());
+            // lock stays with `file` (or frees, if `file` is gone).
+            let taken = waiter.lock();
+            drop(waiter);
+            WAITER_RUNNING.store(false, Ordering::Release);
+            let _ = done.send(taken);
         })
-        .map_err(|e| Error::io(&lock_path, "start lock waiter", e))?;
-    match wait.recv_timeout(LOCK_TIMEOUT) {
-        Ok(Ok(())) => Flock::lock(file, FlockArg::LockExclusiveNonblock)
-            .map_err(|(_, e)| Error::errno(&lock_path, "lock", e)),
-        Ok(Err(e)) => Err(Error::io(&lock_path, "lock", e)),
-        Err(_) => Err(Error::LockTimeout {
-            path: lock_path,
-            seconds: LOCK_TIMEOUT.as_secs(),
-        }),
+        .map_err(|e| Error::io(lock_path, "start lock waiter", e))?;
+    Ok(wait)
+}
+
+/// Tries the lock every [`LOCK_POLL`] until [`LOCK_TIMEOUT`].
+fn poll_for_lock(mut file: File, lock_path: PathBuf) -> Result<Flock<File>> {
+    let until = Instant::now() + LOCK_TIMEOUT;
+    loop {
+        std::thread::sleep(LOCK_POLL);
+        match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+            Ok(lock) => return Ok(lock),
+            Err((back, Errno::EWOULDBLOCK | Errno::EINTR)) if Instant::now() < until => file = back,
+            Err((_, Errno::EWOULDBLOCK | Errno::EINTR)) => return Err(lock_timeout(lock_path)),
+            Err((_, e)) => return Err(Error::errno(&lock_path, "lock", e)),
+        }
+    }
+}
+
+fn lock_timeout(path: PathBuf) -> Error {
+    Error::LockTimeout {
+        path,
+        seconds: LOCK_TIMEOUT.as_secs(),
     }
 }
 

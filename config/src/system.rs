@@ -28,8 +28,50 @@ pub enum LocalConsole {
     /// Ask for a code as for remote logins.
     #[default]
     Require,
-    /// Skip the second factor (logged).
+    /// Skip the second factor (logged) when the login is on a local
+    /// terminal: see [`is_local_terminal`].
     Skip,
+}
+
+/// Whether `PAM_TTY` names a terminal only someone at the machine can
+/// use: a virtual console (`tty1`, `/dev/tty1`), `/dev/console`, a serial
+/// line (`ttyS0`) or a local X display (`:0`, `:1.0`). A pseudo-terminal
+/// (`pts/3`) is never local: `su` or `sudo` inside an SSH session and every
+/// terminal emulator use one, so "no PAM_RHOST" alone proves nothing.
+pub fn is_local_terminal(tty: &str) -> bool {
+    let name = tty.strip_prefix("/dev/").unwrap_or(tty);
+    if name == "console" {
+        return true;
+    }
+    if let Some(display) = name.strip_prefix(':') {
+        return is_display_number(display);
+    }
+    let line = name
+        .strip_prefix("ttyS")
+        .or_else(|| name.strip_prefix("tty"));
+    line.is_some_and(is_number)
+}
+
+/// `0` or `1.0`: a display and an optional screen.
+fn is_display_number(s: &str) -> bool {
+    match s.split_once('.') {
+        Some((display, screen)) => is_number(display) && is_number(screen),
+        None => is_number(s),
+    }
+}
+
+fn is_number(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 4 && s.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// Who may own a config file that is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfigOwner {
+    /// Root only: the config decides checks a user must not switch off.
+    Root,
+    /// Root or the effective user: tests and read-only checks run without
+    /// root.
+    RootOrCaller,
 }
 
 /// Who must have a second factor.
@@ -73,7 +115,9 @@ pub struct SystemConfig {
     pub user_file: String,
     /// CIDR list whose `PAM_RHOST` skips the second factor.
     pub trusted_networks: Vec<String>,
-    /// Logins with no `PAM_RHOST`: "require" or "skip".
+    /// Logins with no `PAM_RHOST` on a local terminal (a virtual
+    /// console, `/dev/console`, a serial line, a local X display): "require"
+    /// or "skip". A pseudo-terminal is never local.
     pub local_console: LocalConsole,
     /// Days a user may choose to trust a host for; 0 = never offered.
     pub remember_days: u32,
@@ -147,7 +191,14 @@ impl SystemConfig {
     /// the second factor off. A symbolic link at `path` is refused, not
     /// followed.
     pub fn load(path: &Path, required: bool) -> Result<Self> {
-        match read_config_text(path) {
+        SystemConfig::load_owned_by(path, required, ConfigOwner::RootOrCaller)
+    }
+
+    /// [`SystemConfig::load`] with a choice of owners. The CLI's account
+    /// commands take [`ConfigOwner::Root`]: a non-root user's own file
+    /// could turn checks off (`enroll_password_check = false`).
+    pub fn load_owned_by(path: &Path, required: bool, owner: ConfigOwner) -> Result<Self> {
+        match read_config_text(path, owner) {
             Ok(text) => SystemConfig::from_toml(path, &text),
             Err(e) if e.is_not_found() && !required => Ok(SystemConfig::default()),
             Err(e) => Err(e),
@@ -301,10 +352,14 @@ impl SystemConfig {
 /// Reads the config without following a symlink at its name: owned by
 /// root (or by the calling user, for tests and unprivileged checks), not
 /// writable by group or others, and small.
-fn read_config_text(path: &Path) -> Result<Zeroizing<String>> {
+fn read_config_text(path: &Path, owner: ConfigOwner) -> Result<Zeroizing<String>> {
     let me = nix::unistd::geteuid().as_raw();
+    let owners = match owner {
+        ConfigOwner::RootOrCaller if me != 0 => vec![0, me],
+        _ => vec![0],
+    };
     let rules = Rules {
-        owners: Some(if me == 0 { vec![0] } else { vec![0, me] }),
+        owners: Some(owners),
         forbidden_mode: 0o022,
         max_size: MAX_CONFIG_BYTES,
     };
@@ -435,6 +490,38 @@ pub fn expand_template(template: &str, account: &Account) -> Result<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_consoles_serial_lines_and_local_displays_are_local_terminals() {
+        for tty in [
+            "tty1",
+            "/dev/tty12",
+            "/dev/console",
+            "console",
+            "ttyS0",
+            ":0",
+            ":1.0",
+        ] {
+            assert!(is_local_terminal(tty), "{tty}");
+        }
+        for tty in [
+            "",
+            "pts/3",
+            "/dev/pts/3",
+            "/dev/tty",
+            "tty",
+            "ssh",
+            "ttyX1",
+            "host:0",
+            ":",
+            ":0.",
+            "/dev/../dev/pts/1",
+            "ttyS",
+            "tty1 ",
+        ] {
+            assert!(!is_local_terminal(tty), "{tty}");
+        }
+    }
 
     fn p() -> &'static Path {
         Path::new("/etc/otpgate/config.toml")

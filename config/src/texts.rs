@@ -28,6 +28,14 @@ pub const TOO_LATE_PROMPT: &str = "Too late: the code was not entered in time.";
 /// The whole verification took longer than `channels.verification_time`.
 pub const TOO_LATE_TOTAL: &str = "Too late: the verification took too long.";
 
+/// A non-root user's `--config` that root does not own.
+pub fn config_not_root(path: &str) -> String {
+    format!(
+        "--config {path}: not owned by root; a config of your own could switch checks off, \
+         so only root's config files are used"
+    )
+}
+
 /// The prompt `base` with the menu of channels that can send a code:
 /// `Verification code (Enter: send a code by email): `, or with several
 /// `Verification code (Enter: send by email, 2: send by SMS): `.

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use otpgate_config::record::source_key;
 use otpgate_config::store::Backend;
-use otpgate_config::system::{LocalConsole, Requirement};
+use otpgate_config::system::{LocalConsole, Requirement, is_local_terminal};
 use otpgate_config::texts;
 use otpgate_config::verification::{Menu, Sender};
 use otpgate_config::{Account, Error, Store, SystemConfig, UserRecord};
@@ -200,6 +200,11 @@ impl Login<'_> {
         self.service.as_deref().unwrap_or_default()
     }
 
+    /// `PAM_TTY` is a console, serial line or local display (never a pts).
+    fn on_local_terminal(&self) -> bool {
+        self.tty.as_deref().is_some_and(is_local_terminal)
+    }
+
     /// `HH:MM` of `unix`, for messages.
     fn hhmm(&self, unix: u64) -> String {
         self.clock.local_hhmm(unix)
@@ -323,7 +328,7 @@ fn skip_for_network(login: &mut Login<'_>, config: &SystemConfig) -> Result<(), 
             Some("trusted-network"),
             Reason::TrustedNetwork,
         )),
-        None if config.local_console == LocalConsole::Skip => {
+        None if config.local_console == LocalConsole::Skip && login.on_local_terminal() => {
             Err(login.decide(Code::Success, Some("local-console"), Reason::LocalConsole))
         }
         _ => Ok(()),

@@ -88,7 +88,9 @@ impl fmt::Display for Reason {
             Reason::UnknownUser => f.write_str("unknown user"),
             Reason::UserLookup(e) => write!(f, "user lookup: {e}"),
             Reason::TrustedNetwork => f.write_str("rhost is in trusted_networks"),
-            Reason::LocalConsole => f.write_str("no rhost and local_console = skip"),
+            Reason::LocalConsole => {
+                f.write_str("no rhost, local terminal and local_console = skip")
+            }
             Reason::Exempt => f.write_str("member of an exempt group"),
             Reason::Store(e) => write!(f, "user file: {e}"),
             Reason::NotEnrolled => f.write_str("not enrolled"),

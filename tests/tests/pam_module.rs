@@ -276,6 +276,46 @@ fn an_rhost_outside_the_trusted_networks_is_prompted() {
     assert_eq!(run.prompts(), [PROMPT]);
 }
 
+/// `pamtester` (real libpam under pam_wrapper) with no PAM_RHOST and the
+/// given PAM_TTY, typing `stdin`.
+fn pamtester_on_tty(h: &Harness, tty: &str, stdin: &str) -> (bool, String) {
+    let tty = format!("tty={tty}");
+    let out = h.run_wrapped(
+        std::process::Command::new("pamtester").args([
+            "-v",
+            "-I",
+            &tty,
+            SERVICE,
+            "root",
+            "authenticate",
+        ]),
+        stdin,
+    );
+    (out.status.success(), printed(&out))
+}
+
+/// Attack (issue #12, item 6): `local_console = "skip"` skipped the code for
+/// every login without PAM_RHOST, e.g. `su` or `sudo` inside an SSH session
+/// (a pseudo-terminal). Only a console, serial line or local display skips.
+#[test]
+fn local_console_skip_asks_a_pseudo_terminal_and_skips_a_virtual_console() {
+    need!(require_tool("pamtester", "pamtester"));
+    let h = need!(harness("local_console = \"skip\"\nmax_attempts = 1", ""));
+    h.enroll();
+    for tty in ["/dev/pts/3", "pts/0"] {
+        let (ok, out) = pamtester_on_tty(&h, tty, "000000\n");
+        assert!(!ok, "{tty}: {out}");
+        assert!(out.contains(PROMPT), "{tty} was not asked: {out}");
+        assert!(decision(&h).contains("outcome=deny"));
+    }
+    for tty in ["tty1", "/dev/tty1", ":0"] {
+        let (ok, out) = pamtester_on_tty(&h, tty, "");
+        assert!(ok, "{tty}: {out}");
+        assert!(!out.contains(PROMPT), "{tty}: {out}");
+        assert!(decision(&h).contains("method=local-console"));
+    }
+}
+
 /// Attack (issue #12, item 5): with `10.0.0.0/8` trusted, PAM_RHOST values
 /// that only look like a trusted address skipped the code. Each is now a
 /// host name: the login is asked for a code, and a wrong one is refused.

@@ -284,8 +284,19 @@ impl HomeEnv {
     /// `otpgate --config CONFIG ARGS` as [`TEST_USER`] (uid, gid, no
     /// supplementary groups, HOME), with `env` added.
     pub fn run_as_user(&self, args: &[&str], stdin: &str, env: &[(&str, &str)]) -> Run {
+        self.run_as_user_with(&self.config, args, stdin, env)
+    }
+
+    /// [`HomeEnv::run_as_user`] with another `--config`.
+    pub fn run_as_user_with(
+        &self,
+        config: &Path,
+        args: &[&str],
+        stdin: &str,
+        env: &[(&str, &str)],
+    ) -> Run {
         let mut cmd = Command::new(BIN);
-        cmd.arg("--config").arg(&self.config).args(args);
+        cmd.arg("--config").arg(config).args(args);
         std::os::unix::process::CommandExt::uid(&mut cmd, self.user.uid);
         std::os::unix::process::CommandExt::gid(&mut cmd, self.user.gid);
         cmd.env("HOME", &self.user.home)

@@ -46,6 +46,8 @@ struct Fake {
     rhost: Option<String>,
     /// `PAM_SERVICE`; `otp-test` when unset.
     service: Option<String>,
+    /// `PAM_TTY`; `None` reads as "ssh" (what sshd sets).
+    tty: Option<String>,
     authtok: Option<Vec<u8>>,
     set_authtok: Option<Vec<u8>>,
     answers: VecDeque<Vec<u8>>,
@@ -86,7 +88,7 @@ impl Handle for Fake {
         self.service.clone().or_else(|| Some("otp-test".into()))
     }
     fn tty(&self) -> Option<String> {
-        Some("ssh".into())
+        Some(self.tty.clone().unwrap_or_else(|| "ssh".into()))
     }
     fn authtok(&self) -> Option<Secret> {
         self.authtok.clone().map(Zeroizing::new)
@@ -421,14 +423,30 @@ fn local_console_follows_the_config() {
     let s = Setup::new("local_console = \"skip\"");
     s.enroll(&totp_record());
     let mut h = fake(None, &[]);
+    h.tty = Some("tty1".into());
     let (rc, log) = s.run(&mut h, &s.args(&[]));
     assert_eq!(rc, Code::Success);
     assert!(log[0].contains("method=local-console"), "{log:?}");
-    // An empty PAM_RHOST is a local login too; a remote one is asked.
-    assert_eq!(
-        s.run(&mut fake(Some(""), &[]), &s.args(&[])).0,
-        Code::Success
-    );
+    // An empty PAM_RHOST on a console is local too; a remote one is asked.
+    let mut h = fake(Some(""), &[]);
+    h.tty = Some("/dev/tty2".into());
+    assert_eq!(s.run(&mut h, &s.args(&[])).0, Code::Success);
+    // No rhost but a pseudo-terminal (su in an SSH session) or sshd's "ssh": asked.
+    for tty in ["/dev/pts/3", "pts/0", "ssh"] {
+        let mut h = fake(None, &[b"000000"]);
+        h.tty = Some(tty.into());
+        assert_eq!(
+            s.run(&mut h, &s.args(&["max_attempts=1"])).0,
+            Code::AuthErr,
+            "{tty}"
+        );
+        assert_eq!(
+            h.transcript.len(),
+            2,
+            "{tty} was not asked: {:?}",
+            h.transcript
+        );
+    }
     let mut h = fake(Some("192.0.2.1"), &[&code_at(NOW)]);
     assert_eq!(s.run(&mut h, &s.args(&[])).0, Code::Success);
     assert_eq!(h.transcript.len(), 1);
