@@ -48,6 +48,17 @@ if [[ ! -e "$destdir/etc/pam.d/otpgate" ]]; then
     install -D -m 0644 "$release/assets/pam.d/otpgate" "$destdir/etc/pam.d/otpgate"
 fi
 
+# The system user the email/SMS command runs as (run_as's default). Only
+# on the running system: a --destdir install is for someone else's root.
+send_user=otpgate-send
+if [[ -z "$destdir" ]] && ! getent passwd "$send_user" >/dev/null; then
+    useradd --system --no-create-home --home-dir /nonexistent \
+        --shell /usr/sbin/nologin --comment "otpgate code sender" "$send_user"
+    echo "Created the system user $send_user (the email/SMS command runs as it)."
+elif [[ -n "$destdir" ]]; then
+    echo "Not creating the system user $send_user (--destdir): create it where this is installed."
+fi
+
 cat <<MSG
 Installed:
   $destdir$pam_dir/pam_otpgate.so

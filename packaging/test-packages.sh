@@ -99,6 +99,10 @@ check "Architecture is amd64, Section admin" \
     bash -c '[[ "$1" == *"Architecture: amd64"* && "$1" == *"Section: admin"* ]]' _ "$control"
 check "postinst runs pam-auth-update --package on configure only, never under DPKG_ROOT" \
     bash -c 'grep -q "pam-auth-update --package$" "$1" && grep -q "\"\$1\" = \"configure\"" "$1" && grep -q DPKG_ROOT "$1"' _ "$work/DEBIAN/postinst"
+check "postinst creates the otpgate-send system user (adduser --system, nologin) unless it exists, never under DPKG_ROOT" \
+    bash -c 'grep -q "getent passwd otpgate-send" "$1" && grep -Eq "adduser --system .*--shell /usr/sbin/nologin" "$1" && grep -q "otpgate-send$" "$1" && grep -q "\"\$1\" = \"configure\" \] && \[ -z \"\${DPKG_ROOT:-}\" \]" "$1"' _ "$work/DEBIAN/postinst"
+check "Depends names adduser (postinst runs it)" \
+    bash -c '[[ "$1" == *"Depends: "*adduser* ]]' _ "$control"
 check "prerm removes the profile from common-auth before the module goes" \
     grep -q "pam-auth-update --package --remove otpgate" "$work/DEBIAN/prerm"
 check "maintainer scripts are valid sh" sh -n "$work/DEBIAN/postinst"
@@ -170,6 +174,8 @@ if make --no-print-directory install PREFIX=/usr DESTDIR="$dest" >"$work/install
         bad "make install's files and modes (- expected, + found):"
         sed 's/^/     /' "$work/install-diff"
     fi
+    check "make install into a DESTDIR leaves the system's users alone (says so)" \
+        grep -q "Not creating the system user otpgate-send (--destdir)" "$work/install.log"
     check "make install's module is in a security/ directory where pam_unix.so lives" \
         test -e "${installed_pam%/pam_otpgate.so}/pam_unix.so"
 else
@@ -206,6 +212,8 @@ if [[ -f "$rpm" ]] && command -v rpm >/dev/null; then
     fi
     check "the .rpm's config files are /etc/otpgate/config.toml and /etc/pam.d/otpgate" \
         test "$(rpm -qp --configfiles "$rpm" 2>/dev/null | sort | tr '\n' ' ')" = "/etc/otpgate/config.toml /etc/pam.d/otpgate "
+    check "the .rpm's pre-install scriptlet creates the otpgate-send system user (useradd -r, nologin)" \
+        bash -c 'rpm -qp --scripts "$1" 2>/dev/null | grep -q "getent passwd otpgate-send >/dev/null || useradd -r .*-s /sbin/nologin .*otpgate-send$"' _ "$rpm"
     check "the .rpm's /etc/pam.d/otpgate is packaging/rpm/pam.d-otpgate (system-auth, Fedora/RHEL)" \
         test "$(rpm -qp --dump "$rpm" 2>/dev/null | awk '$1 == "/etc/pam.d/otpgate" { print $4 }')" = \
         "$(sha256sum packaging/rpm/pam.d-otpgate | cut -d' ' -f1)"

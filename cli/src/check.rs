@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 use otpgate_config::SystemConfig;
 use otpgate_config::args::{self, ArgError, Args};
+use otpgate_config::channel::DEFAULT_RUN_AS;
 use otpgate_config::system::{DEFAULT_PATH, LocalConsole, Require};
 use serde::Serialize;
 
@@ -759,23 +760,75 @@ fn check_channels(config: &SystemConfig, report: &mut Report) {
                     s.run_as
                 ),
             ),
-            Ok(_) => report.at_login.push(format!(
-                "Codes by {} are sent with {} as {}.",
-                s.kind.display(),
-                s.command.join(" "),
-                s.run_as
-            )),
+            Ok(a) => {
+                let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+                for why in run_as_shared(s.run_as, a.uid, &passwd) {
+                    report.add(
+                        Severity::Warning,
+                        None,
+                        format!(
+                            "{name}: run_as user {} {why}: other processes of that uid could \
+                             reach the command and its message; use a dedicated system user \
+                             (the default, {DEFAULT_RUN_AS})",
+                            s.run_as
+                        ),
+                    );
+                }
+                report.at_login.push(format!(
+                    "Codes by {} are sent with {} as {}.",
+                    s.kind.display(),
+                    s.command.join(" "),
+                    s.run_as
+                ))
+            }
             Err(e) => report.add(
                 Severity::Error,
                 None,
                 format!(
-                    "{name}: run_as user {}: {e} — no code can be sent by {}",
+                    "{name}: run_as user {}: {e} — no code can be sent by {}; create it \
+                     (`useradd --system --no-create-home --shell /usr/sbin/nologin {}`, as the \
+                     packages do for {DEFAULT_RUN_AS})",
                     s.run_as,
-                    s.kind.display()
+                    s.kind.display(),
+                    s.run_as
                 ),
             ),
         }
     }
+}
+
+/// Why the `run_as` user `name` (uid `uid`) is shared with other
+/// processes, from `passwd` (the `/etc/passwd` text; users only a directory
+/// service knows are not seen): `nobody`/65534, a login shell, or a uid that
+/// several entries have.
+fn run_as_shared(name: &str, uid: u32, passwd: &str) -> Vec<String> {
+    let mut why = Vec::new();
+    if name == "nobody" || uid == 65534 {
+        why.push("is nobody (uid 65534), which many services share".to_string());
+    }
+    let entries: Vec<Vec<&str>> = passwd
+        .lines()
+        .map(|l| l.split(':').collect::<Vec<&str>>())
+        .filter(|f| f.len() >= 7 && f[2].parse() == Ok(uid))
+        .collect();
+    if let Some(e) = entries.iter().find(|f| f[0] == name) {
+        let shell = e[6].trim();
+        let no_login = ["nologin", "false"]
+            .iter()
+            .any(|n| shell.rsplit('/').next() == Some(n));
+        if !no_login {
+            let shell = if shell.is_empty() { "/bin/sh" } else { shell };
+            why.push(format!("has a login shell ({shell})"));
+        }
+    }
+    if entries.len() > 1 {
+        let names: Vec<&str> = entries.iter().map(|f| f[0]).collect();
+        why.push(format!(
+            "shares uid {uid} with other accounts ({})",
+            names.join(", ")
+        ));
+    }
+    why
 }
 
 fn check_service(service: &Service, config: Option<&SystemConfig>, report: &mut Report) {
@@ -1118,4 +1171,34 @@ pub fn run(config: Option<&Path>, json: bool, args: &CheckArgs) -> Result<()> {
         return Err(CliError::CheckFailed(problems));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::run_as_shared;
+
+    const PASSWD: &str = "root:x:0:0:root:/root:/bin/bash\n\
+        nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n\
+        otpgate-send:x:990:990::/nonexistent:/usr/sbin/nologin\n\
+        mailer:x:991:991::/home/mailer:/bin/bash\n\
+        twin-a:x:992:992::/:/usr/sbin/nologin\n\
+        twin-b:x:992:992::/:/bin/false\n";
+
+    #[test]
+    fn a_dedicated_system_user_is_not_shared() {
+        assert!(run_as_shared("otpgate-send", 990, PASSWD).is_empty());
+    }
+
+    #[test]
+    fn nobody_a_login_shell_and_a_shared_uid_are_named() {
+        let nobody = run_as_shared("nobody", 65534, PASSWD);
+        assert!(nobody[0].contains("nobody (uid 65534)"), "{nobody:?}");
+        let shell = run_as_shared("mailer", 991, PASSWD);
+        assert_eq!(shell, ["has a login shell (/bin/bash)"]);
+        let twin = run_as_shared("twin-a", 992, PASSWD);
+        assert_eq!(
+            twin,
+            ["shares uid 992 with other accounts (twin-a, twin-b)"]
+        );
+    }
 }

@@ -6,7 +6,7 @@
 //! verification_time = 600
 //! [channels.email]
 //! command = ["/usr/sbin/sendmail", "-t", "-i"]
-//! run_as = "nobody"
+//! run_as = "otpgate-send"
 //! [channels.sms]
 //! command = ["/usr/local/bin/send-sms", "{to}"]
 //! ```
@@ -53,6 +53,11 @@ impl Kind {
 pub const TEMPLATE_PLACEHOLDERS: [&str; 5] = ["code", "user", "host", "service", "minutes"];
 /// Placeholders a command argument may use.
 pub const COMMAND_PLACEHOLDERS: [&str; 1] = ["to"];
+/// The default `run_as`: a system user of its own that the packages create
+/// (no login shell, no other process): the command's processes and its
+/// message are then reachable by no other local account, which a shared
+/// uid like `nobody` cannot promise.
+pub const DEFAULT_RUN_AS: &str = "otpgate-send";
 /// The search path the command gets; everything else in its environment is
 /// cleared.
 pub const COMMAND_PATH: &str = "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin";
@@ -102,7 +107,7 @@ impl Default for EmailChannel {
     fn default() -> Self {
         EmailChannel {
             command: vec!["/usr/sbin/sendmail".into(), "-t".into(), "-i".into()],
-            run_as: "nobody".into(),
+            run_as: DEFAULT_RUN_AS.into(),
             from: String::new(),
             subject: "Verification code for {host}".into(),
             template: "Your verification code for {user} on {host} ({service}) is {code}.\n\
@@ -135,7 +140,7 @@ impl Default for SmsChannel {
     fn default() -> Self {
         SmsChannel {
             command: Vec::new(),
-            run_as: "nobody".into(),
+            run_as: DEFAULT_RUN_AS.into(),
             template: "{code} is your {host} login code ({minutes} min).".into(),
             code_digits: 6,
             code_lifetime: 10,

@@ -6,12 +6,17 @@
 //! `setfsuid`/`setfsgid` change only the identity used for file access, only
 //! for the calling thread, and can always be switched back by root, which
 //! makes them the right tool inside a PAM module (unlike `seteuid`, they do
-//! not let the user signal or ptrace the process).
+//! not let the user signal or ptrace the process). The supplementary
+//! groups are switched for the calling thread only, with the raw system
+//! call ([`crate::sys`]): glibc's `setgroups` changes them in every thread
+//! of the process, which would lend a user's groups to sshd's or a PAM
+//! application's other threads while one of them reads that user's file.
 
-use nix::unistd::{Gid, Uid, geteuid, getgroups, setfsgid, setfsuid, setgroups};
+use nix::unistd::{Gid, Uid, geteuid, getgroups, setfsgid, setfsuid};
 
 use crate::account::Account;
 use crate::error::{Error, Result};
+use crate::sys::set_thread_groups;
 
 /// Whose file-system identity to take.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,9 +87,8 @@ impl Switched {
             groups,
             done: false,
         };
-        let target: Vec<Gid> = id.groups.iter().map(|&g| Gid::from_raw(g)).collect();
         // From here on, `saved` restores whatever was changed if we bail out.
-        setgroups(&target).map_err(|e| Error::Privilege {
+        set_thread_groups(&id.groups).map_err(|e| Error::Privilege {
             action: format!("setgroups for uid {}: {e}", id.uid),
         })?;
         setfsgid(Gid::from_raw(id.gid));
@@ -100,7 +104,8 @@ impl Switched {
     fn restore(&self) -> Result<()> {
         setfsuid(self.uid);
         setfsgid(self.gid);
-        setgroups(&self.groups).map_err(|e| Error::Privilege {
+        let groups: Vec<u32> = self.groups.iter().map(|g| g.as_raw()).collect();
+        set_thread_groups(&groups).map_err(|e| Error::Privilege {
             action: format!("restoring groups: {e}"),
         })?;
         if current_fsuid() != self.uid || current_fsgid() != self.gid {
@@ -140,5 +145,51 @@ mod tests {
         };
         assert_eq!(with_identity(Some(&id), || Ok(8)).unwrap(), 8);
         assert_eq!((current_fsuid(), current_fsgid()), before);
+    }
+
+    /// The `Groups:` line of `/proc/thread-self/status`: the calling
+    /// thread's own supplementary groups, as the kernel sees them.
+    fn thread_groups() -> String {
+        let status = std::fs::read_to_string("/proc/thread-self/status").unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("Groups:"))
+            .unwrap()
+            .trim()
+            .to_string()
+    }
+
+    /// Issue #12, item 6: while one thread has a user's identity, another
+    /// thread keeps its own groups. With glibc's `setgroups` (the code before
+    /// this fix), thread B saw the user's groups (`4242 4243`) here.
+    #[test]
+    fn switching_groups_in_one_thread_leaves_the_other_threads_alone() {
+        use std::sync::mpsc;
+        if otpgate_test_support::require_root().is_none() {
+            return;
+        }
+        let id = FsIdentity {
+            uid: 4242,
+            gid: 4242,
+            groups: vec![4242, 4243],
+        };
+        let (to_b, b_rx) = mpsc::channel::<()>();
+        let (to_a, a_rx) = mpsc::channel::<String>();
+        let b = std::thread::spawn(move || {
+            let before = thread_groups();
+            b_rx.recv().unwrap();
+            to_a.send(thread_groups()).unwrap();
+            before
+        });
+        let (inside, seen_by_b) = with_identity(Some(&id), || {
+            let inside = thread_groups();
+            to_b.send(()).unwrap();
+            Ok((inside, a_rx.recv().unwrap()))
+        })
+        .unwrap();
+        let before_b = b.join().unwrap();
+        assert_eq!(inside, "4242 4243", "thread A did not switch");
+        assert_eq!(seen_by_b, before_b, "thread B got thread A's groups");
+        assert_ne!(before_b, inside);
     }
 }

@@ -11,8 +11,37 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-/// `nobody`, the channel commands' `run_as` in these tests.
+/// `nobody`, the channel commands' `run_as` in most of these tests.
 pub const NOBODY: u32 = 65534;
+
+/// The default `run_as` user, [`otpgate_config::channel::DEFAULT_RUN_AS`],
+/// created (a system user, no home, nologin) when missing, as the packages
+/// do; never deleted (another test or the package may own it). The account, or
+/// `None` (after SKIP) when not root or `useradd` fails.
+pub fn send_user() -> Option<otpgate_config::Account> {
+    use otpgate_config::channel::DEFAULT_RUN_AS;
+    crate::require(
+        otpgate_test_support::is_root(),
+        "creating the otpgate-send user needs root",
+    )?;
+    let lookup = || otpgate_config::Account::lookup(DEFAULT_RUN_AS).ok();
+    // One creator at a time across threads and test binaries.
+    let _guard = std::fs::File::create(std::env::temp_dir().join("otpgate-send-user.lock"))
+        .and_then(|f| f.lock().map(|()| f))
+        .expect("the send user's creation lock");
+    if lookup().is_none() {
+        let status = Command::new("useradd")
+            .args(["--system", "--user-group", "--no-create-home"])
+            .args(["--home-dir", "/nonexistent", "--shell", "/usr/sbin/nologin"])
+            .arg(DEFAULT_RUN_AS)
+            .status();
+        crate::require(
+            lookup().is_some(),
+            &format!("useradd {DEFAULT_RUN_AS} failed: {status:?}"),
+        )?;
+    }
+    lookup()
+}
 
 /// A directory (0755) with `out/` owned by nobody: scripts and configs for
 /// the channel commands, and the messages they write.
@@ -37,6 +66,12 @@ impl Outbox {
         std::fs::create_dir(&out).unwrap();
         std::os::unix::fs::chown(&out, Some(NOBODY), Some(NOBODY)).unwrap();
         Outbox { dir }
+    }
+
+    /// Gives `out/` to `uid`:`gid` (the channel command's user, when not
+    /// nobody).
+    pub fn out_for(&self, uid: u32, gid: u32) {
+        std::os::unix::fs::chown(self.path("out"), Some(uid), Some(gid)).unwrap();
     }
 
     pub fn path(&self, rel: &str) -> PathBuf {

@@ -312,6 +312,8 @@ fn wrong_codes_after_a_send_count_toward_the_lockout() {
 
 #[test]
 fn a_hanging_command_is_killed_at_the_timeout_and_the_login_denied_in_time() {
+    // The default run_as.
+    need!(send_user());
     let outbox = Outbox::new();
     let hang = outbox.script("hang", "sleep 60");
     let h = need!(Harness::new(&format!(
@@ -426,5 +428,165 @@ fn a_config_with_an_unknown_placeholder_denies_the_login() {
         log.iter()
             .any(|l| l.contains("channels.sms.template") && l.contains("{password}")),
         "{log:#?}"
+    );
+}
+
+// --- the command's isolation (issue #12, item 2) -----------------------------
+
+/// The hostile command: reads its message, records whether `/dev/tty`
+/// opens, escapes the process group three ways (setsid; a double fork with
+/// setpgid; a plain background child) with processes that would sleep on,
+/// and waits for the spy before it exits 0.
+const HOSTILE: &str = r#"cat > OUT/message
+( exec 3</dev/tty ) 2>/dev/null && echo tty-open > OUT/tty || echo no-tty > OUT/tty
+setsid sleep 60 </dev/null & echo $! >> OUT/pids
+perl -e 'exit if fork; setpgrp(0, 0); print "$$\n"; exec qw(sleep 60)' >> OUT/pids
+sleep 60 & echo $! >> OUT/pids
+echo $$ > OUT/pid.tmp; mv OUT/pid.tmp OUT/pid
+i=0; while [ ! -e OUT/spied ] && [ $i -lt 60 ]; do sleep 0.05; i=$((i+1)); done
+exit 0"#;
+
+/// The pids listed in `file` that still exist.
+fn alive(file: &std::path::Path) -> Vec<String> {
+    std::fs::read_to_string(file)
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter(|pid| std::path::Path::new(&format!("/proc/{pid}")).exists())
+        .map(String::from)
+        .collect()
+}
+
+/// Issue #12, item 2, through the real module in a login that has a
+/// controlling terminal (`script` gives the driver one, as su/sudo -i have):
+/// the SMS command (run_as otpgate-send) cannot open `/dev/tty`, nothing it
+/// started survives the login, and another process of otpgate-send cannot
+/// re-read the message from the command's `/proc/<pid>/fd/0`. Before the
+/// fix: `tty-open`, all three escapees still running after the login, and
+/// the spy read the whole message, code included, from the memfd.
+#[test]
+fn the_send_command_gets_no_terminal_leaves_no_survivor_and_its_message_cannot_be_reread() {
+    need!(require_tool("script", "bsdutils"));
+    need!(require_tool("perl", "perl"));
+    let sender = need!(send_user());
+    let outbox = Outbox::new();
+    outbox.out_for(sender.uid, sender.gid);
+    let out = outbox.path("out");
+    let o = out.display().to_string();
+    let hostile = outbox.script("hostile", &HOSTILE.replace("OUT", &o));
+    let h = need!(Harness::new(&format!(
+        "max_attempts = 1\n[channels.sms]\ncommand = [\"{}\", \"{{to}}\"]\n\
+         run_as = \"otpgate-send\"\ntimeout = 10\n",
+        hostile.display()
+    )));
+    h.otp_service("");
+    h.write_record("root", &sms_record());
+
+    // Another process of otpgate-send, not started by the login.
+    let spy = format!(
+        "while [ ! -e {o}/pid ]; do sleep 0.02; done; \
+         timeout 2 cat /proc/$(cat {o}/pid)/fd/0 > {o}/seen 2> {o}/err; touch {o}/spied"
+    );
+    let mut spy = {
+        use std::os::unix::process::CommandExt;
+        Command::new("/bin/sh")
+            .args(["-c", &spy])
+            .uid(sender.uid)
+            .gid(sender.gid)
+            .spawn()
+            .expect("spy")
+    };
+    let driver = format!(
+        "{} -c {} -o authenticate -a '' -a 000000 {SERVICE} root",
+        h.driver.display(),
+        h.path("pam.d").display()
+    );
+    let login = Command::new("script")
+        .args(["-qec", &driver, "/dev/null"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("script");
+    let said = String::from_utf8_lossy(&login.stdout);
+    assert!(said.contains("PAM_AUTH_ERR"), "{said}");
+    let _ = spy.wait();
+
+    // Every fact first, and the leftovers killed, so that a failure shows
+    // them all and leaves nothing running.
+    let message = std::fs::read_to_string(out.join("message")).unwrap_or_default();
+    let tty = std::fs::read_to_string(out.join("tty")).unwrap_or_default();
+    let pids = out.join("pids");
+    let listed = std::fs::read_to_string(&pids).unwrap_or_default();
+    let mut left = alive(&pids);
+    left.extend(alive(&out.join("pid")));
+    for pid in &left {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid.parse().unwrap()),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+    let seen = std::fs::read_to_string(out.join("seen")).unwrap_or_default();
+    let err = std::fs::read_to_string(out.join("err")).unwrap_or_default();
+    let facts = format!("tty: {tty}survivors: {left:?}\nspy read: {seen:?} ({err})");
+    assert!(
+        message.contains("is your"),
+        "the command did not run: {message}"
+    );
+    assert_eq!(listed.lines().count(), 3, "{listed}");
+    assert_eq!(
+        tty.trim(),
+        "no-tty",
+        "the command opened the login's terminal; {facts}"
+    );
+    assert!(left.is_empty(), "survived the login; {facts}");
+    assert!(
+        !seen.contains("is your"),
+        "another otpgate-send process re-read the message; {facts}"
+    );
+    let log = h.log();
+    assert!(
+        log.iter().any(|l| l.contains("method=sms outcome=sent")),
+        "{log:#?}"
+    );
+}
+
+#[test]
+fn a_missing_run_as_user_fails_the_send_with_a_log_line_saying_how_to_create_it() {
+    let outbox = Outbox::new();
+    let h = need!(Harness::new(&format!(
+        "max_attempts = 1\n[channels.sms]\ncommand = [\"{}\"]\nrun_as = \"otpgate-no-such-sender\"\n",
+        outbox.sms_command().display()
+    )));
+    h.otp_service("");
+    h.write_record("root", &sms_record());
+    let run = h.login().answer("").answer("123456").run();
+    run.assert("PAM_AUTH_ERR");
+    assert!(outbox.messages().is_empty());
+    let log = h.log();
+    assert!(
+        log.iter().any(|l| l.contains("outcome=send-failed")
+            && l.contains("run_as user `otpgate-no-such-sender` does not exist")
+            && l.contains("useradd --system")),
+        "{log:#?}"
+    );
+}
+
+#[test]
+fn check_warns_when_run_as_is_a_shared_user() {
+    let h = need!(Harness::new(
+        "[channels.sms]\ncommand = [\"/bin/true\"]\nrun_as = \"nobody\"\n"
+    ));
+    h.otp_service("");
+    let out = Command::new(otpgate_cli())
+        .arg("--config")
+        .arg(h.config_path())
+        .args(["check", "--pam-dir"])
+        .arg(h.path("pam.d"))
+        .args(["--sshd-config", "/nonexistent"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("warning: [channels.sms]: run_as user nobody is nobody (uid 65534)")
+            && text.contains("use a dedicated system user (the default, otpgate-send)"),
+        "{text}"
     );
 }
