@@ -129,6 +129,9 @@ pub struct UserFile {
     owners: Vec<u32>,
     /// Acceptable owners of its directory.
     dir_owners: Vec<u32>,
+    /// The home the file lies under (in-home files only): every directory
+    /// from it down to the file's is checked, as sshd's StrictModes does.
+    home: Option<PathBuf>,
     /// Taken for every file operation when running as root.
     identity: Option<FsIdentity>,
     /// fsync the directory after a rename (see `fsync_directory`).
@@ -170,6 +173,7 @@ impl Clone for UserFile {
             name: self.name.clone(),
             owners: self.owners.clone(),
             dir_owners: self.dir_owners.clone(),
+            home: self.home.clone(),
             identity: self.identity.clone(),
             sync_directory: self.sync_directory,
             parsed: Mutex::new(None),
@@ -214,11 +218,13 @@ impl UserFile {
         } else {
             (dedup(vec![account.uid, 0]), vec![0])
         };
+        let home = (in_home && dir.starts_with(&account.home)).then(|| account.home.clone());
         Ok(UserFile {
             dir,
             name,
             owners,
             dir_owners,
+            home,
             // Only a root process switches identity (see `with_identity`);
             // skipping it otherwise also skips reading the group database.
             identity: (in_home && nix::unistd::geteuid().is_root() && account.uid != 0)
@@ -296,31 +302,79 @@ impl UserFile {
             .map_err(|e| Error::io(&self.dir, "create directory", e))
     }
 
+    /// Opens the file's directory. Under a home, the home and every
+    /// directory below it are opened one by one without following a
+    /// symlink, and each is checked: whoever else can write `~` or
+    /// `~/.config` can swap everything under it. `None`: some directory on
+    /// the way does not exist.
     fn open_dir(&self) -> Result<Option<OwnedFd>> {
-        let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
-        let fd = match nix::fcntl::open(&self.dir, flags, Mode::empty()) {
+        let Some(home) = &self.home else {
+            return self.open_checked(None, &self.dir, &self.dir);
+        };
+        // The home's own path comes from the passwd entry (root's word): it
+        // may lie behind a symlink such as /home -> /srv/home.
+        let Some(mut fd) = self.open_checked(None, home, home)? else {
+            return Ok(None);
+        };
+        let mut path = home.clone();
+        let below = self.dir.strip_prefix(home).unwrap_or(Path::new(""));
+        for part in below.components() {
+            let std::path::Component::Normal(name) = part else {
+                return Err(Error::Symlink {
+                    path: self.dir.clone(),
+                });
+            };
+            path.push(name);
+            match self.open_checked(Some(&fd), Path::new(name), &path)? {
+                Some(next) => fd = next,
+                None => return Ok(None),
+            }
+        }
+        Ok(Some(fd))
+    }
+
+    /// Opens directory `name` (relative to `at`, or absolute), refusing a
+    /// symlink where `at` is given, and checks its owner and mode; `path`
+    /// names it in errors.
+    fn open_checked(
+        &self,
+        at: Option<&OwnedFd>,
+        name: &Path,
+        path: &Path,
+    ) -> Result<Option<OwnedFd>> {
+        let mut flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
+        // The last directory never through a symlink; the home's own path
+        // (opened with `at` = None under a home) may be.
+        if at.is_some() || self.home.is_none() {
+            flags |= OFlag::O_NOFOLLOW;
+        }
+        let opened = match at {
+            Some(dir) => nix::fcntl::openat(dir.as_fd(), name, flags, Mode::empty()),
+            None => nix::fcntl::open(name, flags, Mode::empty()),
+        };
+        let fd = match opened {
             Ok(fd) => fd,
             Err(Errno::ENOENT) => return Ok(None),
             Err(Errno::ELOOP | Errno::ENOTDIR) => {
                 return Err(Error::Symlink {
-                    path: self.dir.clone(),
+                    path: path.to_path_buf(),
                 });
             }
-            Err(e) => return Err(Error::errno(&self.dir, "open directory", e)),
+            Err(e) => return Err(Error::errno(path, "open directory", e)),
         };
-        let st = fstat(&fd).map_err(|e| Error::errno(&self.dir, "stat directory", e))?;
+        let st = fstat(&fd).map_err(|e| Error::errno(path, "stat directory", e))?;
         if !self.dir_owners.contains(&st.st_uid) {
             return Err(Error::WrongOwner {
-                path: self.dir.clone(),
+                path: path.to_path_buf(),
                 owner: st.st_uid,
                 expected: self.dir_owners.clone(),
             });
         }
         // Like sshd's StrictModes: whoever else can write the directory can
-        // swap the file.
+        // swap what is in it.
         if st.st_mode & 0o022 != 0 {
             return Err(Error::BadMode {
-                path: self.dir.clone(),
+                path: path.to_path_buf(),
                 mode: st.st_mode,
             });
         }

@@ -148,3 +148,64 @@ fn an_unknown_user_is_pam_user_unknown() {
     let log = h.log();
     assert!(log.iter().any(|l| l.contains("unknown user")), "{log:?}");
 }
+
+/// Whoever can write `~` or `~/.config` can swap `~/.config/otpgate` for a
+/// directory holding a file with a secret of their choosing: such a file is
+/// never read (before, only `~/.config/otpgate` itself was checked).
+#[test]
+fn a_home_or_config_directory_others_can_write_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let (h, user, file) = need!(setup("", ""));
+    let secret = enroll(&user, &file);
+    for dir in [user.home.clone(), user.home.join(".config")] {
+        let mode = std::fs::metadata(&dir).expect("stat").permissions().mode();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode | 0o020))
+            .expect("chmod g+w");
+        let run = h
+            .login()
+            .user("otpuser")
+            .answer(totp_at(&secret, now()))
+            .run();
+        assert_ne!(run.result, "PAM_SUCCESS", "{}", dir.display());
+        assert!(run.prompts().is_empty(), "{:?}", run.prompts());
+        let log = h.log();
+        let shown = format!("{}: mode", dir.display());
+        assert!(
+            log.iter()
+                .any(|l| l.contains("outcome=error") && l.contains(&shown)),
+            "{log:?}"
+        );
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode & !0o022))
+            .expect("chmod back");
+    }
+    // Put right, the same code's successor logs in.
+    h.login()
+        .user("otpuser")
+        .answer(totp_at(&secret, now() + 30))
+        .run()
+        .assert("PAM_SUCCESS");
+}
+
+/// A symlinked `~/.config` is not followed: it could lead into a directory
+/// the user does not control.
+#[test]
+fn a_symlinked_config_directory_under_the_home_is_refused() {
+    let (h, user, file) = need!(setup("", ""));
+    let secret = enroll(&user, &file);
+    let real = user.home.join("dotfiles");
+    std::fs::rename(user.home.join(".config"), &real).expect("move .config");
+    std::os::unix::fs::symlink(&real, user.home.join(".config")).expect("symlink");
+    let run = h
+        .login()
+        .user("otpuser")
+        .answer(totp_at(&secret, now()))
+        .run();
+    assert_ne!(run.result, "PAM_SUCCESS");
+    assert!(
+        h.log()
+            .iter()
+            .any(|l| l.contains(".config: is a symbolic link")),
+        "{:?}",
+        h.log()
+    );
+}
