@@ -5,7 +5,7 @@ use std::io::Write;
 
 use otpgate_config::otp::{self, Algorithm, Generator, Secret, UriParams};
 use otpgate_config::record::Verdict;
-use otpgate_config::{Answer, UserRecord};
+use otpgate_config::{Account, Answer, UserRecord};
 use otpgate_config::{StoreExt, texts};
 use serde::Serialize;
 use zeroize::Zeroizing;
@@ -53,7 +53,7 @@ pub fn run(ctx: &mut Context, args: &EnrollArgs) -> Result<()> {
     };
     record.validate(std::path::Path::new(&ctx.store.describe()))?;
 
-    write_qr_files(args, &uri)?;
+    write_qr_files(args, &uri, &ctx.account)?;
     if !ctx.json {
         show_secret(&secret, &uri, args)?;
     }
@@ -69,7 +69,7 @@ pub fn run(ctx: &mut Context, args: &EnrollArgs) -> Result<()> {
     let saved = save(ctx, existing.is_some(), record);
     if let Err(e) = saved {
         if let Some(path) = &args.backup_codes_file {
-            let _ = std::fs::remove_file(path);
+            output::remove_written(path, &ctx.account);
         }
         return Err(e);
     }
@@ -137,12 +137,12 @@ fn enrollment_uri(
 }
 
 /// `--qr-svg` and `--qr-png`.
-fn write_qr_files(args: &EnrollArgs, uri: &str) -> Result<()> {
+fn write_qr_files(args: &EnrollArgs, uri: &str, owner: &Account) -> Result<()> {
     if let Some(path) = &args.qr_svg {
-        output::write_new_file(path, qr::svg(uri)?.as_bytes())?;
+        output::write_new_file(path, qr::svg(uri)?.as_bytes(), owner)?;
     }
     if let Some(path) = &args.qr_png {
-        output::write_new_file(path, &qr::png(uri)?)?;
+        output::write_new_file(path, &qr::png(uri)?, owner)?;
     }
     Ok(())
 }
@@ -166,7 +166,7 @@ fn write_backup_codes_file(
         content.extend_from_slice(c.as_bytes());
         content.push(b'\n');
     }
-    output::write_new_file(path, &content)
+    output::write_new_file(path, &content, &ctx.account)
 }
 
 /// The text after a saved enrollment: where it went and the backup codes.

@@ -386,7 +386,7 @@ pub fn backup_codes(ctx: &mut Context, args: &BackupCodesArgs) -> Result<()> {
             text.push('\n');
         }
         // Saved already: a failure here still shows the codes below.
-        if let Err(e) = output::write_new_file(path, text.as_bytes()) {
+        if let Err(e) = output::write_new_file(path, text.as_bytes(), &ctx.account) {
             eprintln!("otpgate: {e}");
         }
     }

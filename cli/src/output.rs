@@ -4,6 +4,8 @@
 use std::io::Write;
 use std::path::Path;
 
+use otpgate_config::Account;
+use otpgate_config::identity::{FsIdentity, with_identity};
 use otpgate_config::secure_open::{self, Access, Location, Rules};
 use serde::Serialize;
 use zeroize::Zeroizing;
@@ -21,18 +23,34 @@ pub fn print_json<T: Serialize>(value: &T) -> Result<()> {
 }
 
 /// Creates `path` (which must not exist, not even as a symlink) with mode
-/// 0600 through the library's checked open and writes `bytes` to it.
-pub fn write_new_file(path: &Path, bytes: &[u8]) -> Result<()> {
+/// 0600 through the library's checked open and writes `bytes` to it. The
+/// file is created with `owner`'s file-system identity: root acting for a
+/// user (`--user`) writes only where that user could, and the file is
+/// theirs — a path the user chose (a symlinked directory into `/root`, say)
+/// cannot make root leave a file holding their secret somewhere else.
+pub fn write_new_file(path: &Path, bytes: &[u8], owner: &Account) -> Result<()> {
+    let id = FsIdentity::of(owner);
     let rules = Rules::any_regular_file();
-    let mut file = secure_open::open(Location::path(path), Access::CreateNew, &rules)?.into_file();
+    let mut file = with_identity(Some(&id), || {
+        secure_open::open(Location::path(path), Access::CreateNew, &rules).map(|o| o.into_file())
+    })?;
     file.write_all(bytes)
         .and_then(|()| file.sync_all())
         .map_err(|e| {
-            let _ = std::fs::remove_file(path);
+            remove_written(path, owner);
             CliError::Output {
                 path: path.to_path_buf(),
                 action: "write",
                 source: e,
             }
         })
+}
+
+/// Removes a file [`write_new_file`] made for `owner`, with their identity
+/// (a failed enrollment takes its backup-codes file back).
+pub fn remove_written(path: &Path, owner: &Account) {
+    let _ = with_identity(Some(&FsIdentity::of(owner)), || {
+        let _ = std::fs::remove_file(path);
+        Ok(())
+    });
 }

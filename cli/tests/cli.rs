@@ -127,7 +127,7 @@ fn provisioning_prints_json_and_saves_a_0600_file() {
 #[test]
 fn enroll_with_a_right_code_saves_and_writes_the_backup_codes_file() {
     let Some(env) = Env::new("") else { return };
-    let codes_file = env.path("codes.txt");
+    let codes_file = env.user_dir().join("codes.txt");
     let r = env.user(
         &[
             "enroll",
@@ -274,7 +274,7 @@ fn qr_pictures_and_new_backup_codes_never_go_through_a_symlink() {
 #[test]
 fn qr_pictures_are_written_as_new_0600_files() {
     let Some(env) = Env::new("") else { return };
-    let (svg, png) = (env.path("qr.svg"), env.path("qr.png"));
+    let (svg, png) = (env.user_dir().join("qr.svg"), env.user_dir().join("qr.png"));
     let r = env.user(
         &[
             "enroll",

@@ -195,3 +195,65 @@ fn the_password_check_can_be_switched_off() {
     assert!(!r.stderr.contains("password"), "{r}");
     let _ = std::fs::remove_dir_all(env.user.home.join(&dir));
 }
+
+/// Root enrolling a user (`--user`) writes the backup codes and QR files
+/// the user's way: a symlinked directory the user planted cannot make root
+/// leave files holding their secret in a directory only root may write;
+/// a plain path in the home gets a file the user owns.
+#[test]
+fn root_writing_a_users_files_cannot_be_pointed_into_a_root_directory() {
+    use std::os::unix::fs::PermissionsExt;
+    let name = unique_name("root-output");
+    let Some(env) = HomeEnv::new(Some(&format!("~/{name}/user.toml")), "") else {
+        return;
+    };
+    let work = env.user.home.join(&name);
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir(&work).unwrap();
+    std::os::unix::fs::chown(&work, Some(env.user.uid), Some(env.user.gid)).unwrap();
+    std::fs::set_permissions(&work, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let root_only = env.dir.path().join("root-only");
+    std::fs::create_dir(&root_only).unwrap();
+    std::fs::set_permissions(&root_only, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let link = work.join("out");
+    std::os::unix::fs::symlink(&root_only, &link).unwrap();
+    std::os::unix::fs::lchown(&link, Some(env.user.uid), Some(env.user.gid)).unwrap();
+
+    for flag in ["--backup-codes-file", "--qr-svg"] {
+        let target = link.join("secret-file");
+        let r = env.run_as_root(
+            &[
+                "enroll",
+                "--secret",
+                SECRET,
+                "--no-confirm",
+                flag,
+                target.to_str().unwrap(),
+            ],
+            "",
+        );
+        assert_ne!(r.code, 0, "{flag}: {}", r.stderr);
+        assert_eq!(
+            std::fs::read_dir(&root_only).unwrap().count(),
+            0,
+            "{flag}: a file was written into the root-only directory"
+        );
+        assert!(!work.join("user.toml").exists(), "{flag}: enrolled anyway");
+    }
+
+    let plain = work.join("codes.txt");
+    env.run_as_root(
+        &[
+            "enroll",
+            "--secret",
+            SECRET,
+            "--no-confirm",
+            "--backup-codes-file",
+            plain.to_str().unwrap(),
+        ],
+        "",
+    )
+    .ok();
+    assert_eq!(owner_and_mode(&plain), (env.user.uid, 0o600));
+    let _ = std::fs::remove_dir_all(&work);
+}

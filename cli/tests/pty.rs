@@ -62,7 +62,7 @@ exit $status
 #[test]
 fn enroll_in_a_terminal_shows_a_qr_code_of_the_uri_and_saves_after_the_right_code() {
     let Some(env) = Env::new("") else { return };
-    let codes_file = env.path("codes.txt");
+    let codes_file = env.user_dir().join("codes.txt");
     let Some((code, screen)) = enroll_in_a_terminal(
         &env,
         &["000000", "RIGHT"],

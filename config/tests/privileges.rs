@@ -94,11 +94,10 @@ fn a_home_link_into_a_root_only_directory_reaches_nothing() {
     symlink(&secret_dir, home.join(".config")).unwrap();
     let before = listing(&secret_dir.join("otpgate"));
     let f = UserFile::new(home.join(".config/otpgate/user.toml"), &nobody(&home), true).unwrap();
+    // A symlinked ~/.config is refused outright now (every directory below
+    // the home is opened without following one).
     let err = f.read().unwrap_err();
-    assert!(
-        matches!(&err, Error::Io { source, .. } if source.kind() == std::io::ErrorKind::PermissionDenied),
-        "{err}"
-    );
+    assert!(matches!(&err, Error::Symlink { .. }), "{err}");
     assert!(
         f.update(|r| {
             *r = Some(totp_record());
@@ -156,7 +155,8 @@ fn a_home_directory_swapped_for_a_link_to_a_root_directory_is_refused() {
     let before = listing(&etc.join("otpgate"));
     let err = f.read().unwrap_err();
     assert!(
-        matches!(&err, Error::WrongOwner { owner: 0, .. })
+        matches!(&err, Error::Symlink { .. })
+            || matches!(&err, Error::WrongOwner { owner: 0, .. })
             || matches!(&err, Error::Io { source, .. } if source.kind() == std::io::ErrorKind::PermissionDenied),
         "{err}"
     );
@@ -167,7 +167,9 @@ fn a_home_directory_swapped_for_a_link_to_a_root_directory_is_refused() {
     .unwrap();
     assert!(matches!(
         f.read(),
-        Err(Error::WrongOwner { owner: 0, .. }) | Err(Error::BadMode { .. })
+        Err(Error::Symlink { .. })
+            | Err(Error::WrongOwner { owner: 0, .. })
+            | Err(Error::BadMode { .. })
     ));
     assert!(f.update(|_| Ok(())).is_err());
     assert_eq!(listing(&etc.join("otpgate")), before);

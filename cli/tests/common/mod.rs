@@ -63,6 +63,20 @@ impl Env {
     }
 
     /// `otpgate --user nobody ARGS` with `stdin`.
+    /// A directory `nobody` owns, for the files root writes for it
+    /// (`--backup-codes-file`, `--qr-*` are created as the target user).
+    pub fn user_dir(&self) -> PathBuf {
+        let out = self.dir.path().join("out");
+        if !out.exists() {
+            std::fs::set_permissions(self.dir.path(), std::fs::Permissions::from_mode(0o711))
+                .unwrap();
+            std::fs::create_dir(&out).unwrap();
+            let nobody = otpgate_config::Account::lookup(USER).unwrap();
+            std::os::unix::fs::chown(&out, Some(nobody.uid), Some(nobody.gid)).unwrap();
+        }
+        out
+    }
+
     pub fn user(&self, args: &[&str], stdin: &str) -> Run {
         let mut all = vec!["--user", USER];
         all.extend_from_slice(args);
