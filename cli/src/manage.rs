@@ -7,7 +7,7 @@ use otpgate_config::StoreExt;
 use otpgate_config::channel::Kind;
 use otpgate_config::otp::Algorithm;
 use otpgate_config::system::Requirement;
-use otpgate_config::{Method, UserRecord};
+use otpgate_config::{Error, Method, UserRecord};
 use serde::Serialize;
 use zeroize::Zeroizing;
 
@@ -537,15 +537,30 @@ pub fn unlock(ctx: &Context) -> Result<()> {
     }
 }
 
+/// Removes the enrollment; when the record cannot be reached (a home not
+/// mounted), what root knows of it is forgotten, so the user is no longer
+/// denied as "unavailable".
 pub fn reset(ctx: &Context) -> Result<()> {
     ctx.require_root("reset")?;
-    remove_enrollment(ctx)?;
     let warning = after_removal_warning(ctx).unwrap_or_default();
-    report(
-        ctx,
-        &format!(
-            "The enrollment of {} is removed; they can run `otpgate enroll` again.{warning}",
-            ctx.account.name
+    match remove_enrollment(ctx) {
+        Ok(()) => report(
+            ctx,
+            &format!(
+                "The enrollment of {} is removed; they can run `otpgate enroll` again.{warning}",
+                ctx.account.name
+            ),
         ),
-    )
+        Err(CliError::Library(Error::Unavailable { store, .. })) => {
+            ctx.store.forget()?;
+            report(
+                ctx,
+                &format!(
+                    "{} is no longer recorded as enrolled; their file {store} could not be reached and is left as it is (if it comes back, their next login enrolls them again).{warning}",
+                    ctx.account.name
+                ),
+            )
+        }
+        Err(e) => Err(e),
+    }
 }

@@ -47,11 +47,17 @@ fn a_user_enrolls_into_the_default_file_in_their_home_and_root_manages_it() {
     // The user checks a code; root reads the same file with --user.
     env.run_as_user(&["verify"], &format!("{}\n", code(SECRET, 0)), &[])
         .ok();
+    // The user's own CLI cannot write root's record of who is enrolled.
+    let entry = env.enrolled_dir().join(TEST_USER);
+    assert!(!entry.exists(), "written by a process that is not root");
     let s = env.run_as_root(&["status", "--json"], "");
     s.ok();
     let s = s.json();
     assert_eq!(s["enrolled"], true);
     assert_eq!(s["file"], file.display().to_string());
+    // Root's first read records the user; its reset forgets them.
+    assert_eq!(owner_and_mode(&entry), (0, 0o600));
+    assert_eq!(owner_and_mode(&env.enrolled_dir()), (0, 0o711));
     // Root's writes keep the file the user's.
     env.run_as_root(&["unlock"], "").ok();
     assert_eq!(owner_and_mode(&file), (env.user.uid, 0o600));
@@ -62,6 +68,10 @@ fn a_user_enrolls_into_the_default_file_in_their_home_and_root_manages_it() {
 
     env.run_as_root(&["reset"], "").ok();
     assert!(!file.exists());
+    assert!(
+        !entry.exists(),
+        "reset leaves the user recorded as enrolled"
+    );
     env.run_as_user(&["status", "--json"], "", &[]).ok();
     let _ = std::fs::remove_dir_all(config_dir.join("otpgate"));
 }

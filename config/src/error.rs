@@ -84,6 +84,14 @@ pub enum Error {
     /// A store backend returned success without running the change (a bug
     /// in the backend; the login is denied).
     StoreContract { store: String },
+    /// The user is recorded as enrolled (`entry`, root's) but their
+    /// record cannot be found at `store`: a home not mounted, a config
+    /// directory moved away. Denied, never read as "not enrolled".
+    Unavailable {
+        user: String,
+        store: String,
+        entry: PathBuf,
+    },
 }
 
 /// Result alias for this crate.
@@ -323,6 +331,11 @@ impl fmt::Display for Error {
             Error::StoreContract { store } => {
                 write!(f, "{store}: the store did not run the change")
             }
+            Error::Unavailable { user, store, entry } => write!(
+                f,
+                "{user} is enrolled ({}) but {store} cannot be found (home not mounted, or a directory moved?); `otpgate reset --user {user}` clears the enrollment",
+                entry.display()
+            ),
         }
     }
 }

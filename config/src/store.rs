@@ -24,8 +24,8 @@ use std::sync::{Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
-use nix::fcntl::{Flock, FlockArg, OFlag, renameat};
-use nix::sys::stat::{FileStat, Mode, fstat};
+use nix::fcntl::{AtFlags, Flock, FlockArg, OFlag, renameat};
+use nix::sys::stat::{FileStat, Mode, SFlag, fstat, fstatat};
 use nix::unistd::{Gid, Uid, UnlinkatFlags, fchown, fsync, unlinkat};
 use zeroize::Zeroizing;
 
@@ -37,7 +37,9 @@ use crate::secure_open::{self, Access, Location, Rules};
 use crate::system::SystemConfig;
 
 mod memory;
+pub mod registry;
 pub use memory::{MemoryBackend, MemoryStore};
+use registry::Registry;
 
 /// Largest user file read; real ones are under 2 KiB.
 pub const MAX_USER_FILE_BYTES: u64 = 64 * 1024;
@@ -62,6 +64,14 @@ pub trait Store: Send + Sync {
 
     /// Where the record is, for messages (a path, a socket, a database).
     fn describe(&self) -> String;
+
+    /// Forgets that the user was enrolled, even when their record cannot
+    /// be reached (`otpgate reset --user` for a home that is gone); `true`
+    /// when there was something to forget. Stores that cannot lose a
+    /// record without deciding to have nothing to forget.
+    fn forget(&self) -> Result<bool> {
+        Ok(false)
+    }
 }
 
 /// [`Store::transact`] with a result: what the last run of `change`
@@ -95,6 +105,9 @@ impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
     }
     fn describe(&self) -> String {
         (**self).describe()
+    }
+    fn forget(&self) -> Result<bool> {
+        (**self).forget()
     }
 }
 
@@ -136,6 +149,8 @@ pub struct UserFile {
     identity: Option<FsIdentity>,
     /// fsync the directory after a rename (see `fsync_directory`).
     sync_directory: bool,
+    /// Root's record of who is enrolled (in-home files; see `registry`).
+    registry: Option<Registry>,
     /// The last record parsed, with the identity of the file it came from:
     /// a login reads the file before the prompt and again under the lock,
     /// and the second parse is skipped when the file is the same one.
@@ -176,6 +191,7 @@ impl Clone for UserFile {
             home: self.home.clone(),
             identity: self.identity.clone(),
             sync_directory: self.sync_directory,
+            registry: self.registry.clone(),
             parsed: Mutex::new(None),
         }
     }
@@ -187,6 +203,7 @@ impl UserFile {
         let path = config.user_file_path(account)?;
         let mut file = UserFile::new(path, account, config.user_file_in_home())?;
         file.sync_directory = config.fsync_directory;
+        file.registry = config.registry(account)?;
         Ok(file)
     }
 
@@ -230,6 +247,7 @@ impl UserFile {
             identity: (in_home && nix::unistd::geteuid().is_root() && account.uid != 0)
                 .then(|| FsIdentity::of(account)),
             sync_directory: true,
+            registry: None,
             parsed: Mutex::new(None),
             path,
         })
@@ -246,11 +264,12 @@ impl UserFile {
     fn change_without_directory(
         &self,
         change: &mut dyn FnMut(&mut Option<UserRecord>) -> Result<()>,
-    ) -> Result<()> {
+    ) -> Result<Seen> {
+        let seen = self.missing(None)?;
         let mut record = None;
         change(&mut record)?;
         if record.is_none() {
-            return Ok(());
+            return Ok(seen);
         }
         self.create_dir()?;
         let Some(dir) = self.open_dir()? else {
@@ -268,22 +287,112 @@ impl UserFile {
         &self,
         dir: &OwnedFd,
         change: &mut dyn FnMut(&mut Option<UserRecord>) -> Result<()>,
-    ) -> Result<()> {
+    ) -> Result<Seen> {
         let _lock = self.lock(dir)?;
         self.remove_stale_temps(dir);
         let (original, owner) = match self.read_at(dir)? {
             Some((record, stat)) => (Some(record), Some(stat)),
             None => (None, None),
         };
+        // Before `change` sees "no record": an enrolled user's missing file
+        // is an error, not a blank page to write on.
+        let before = match original {
+            Some(_) => Seen::Present,
+            None => self.missing(Some(dir))?,
+        };
         let mut record = original.clone();
         change(&mut record)?;
-        if record != original {
-            match &record {
-                Some(r) => self.replace_at(dir, r, owner.as_ref())?,
-                None => self.remove_at(dir)?,
+        if record == original {
+            return Ok(before);
+        }
+        match &record {
+            Some(r) => {
+                self.replace_at(dir, r, owner.as_ref())?;
+                if before == Seen::Disabled {
+                    self.remove_marker(dir)?;
+                }
+                Ok(Seen::Present)
+            }
+            None => {
+                // The marker first: a crash between the two leaves the
+                // file, which wins over the marker.
+                self.write_marker(dir)?;
+                self.remove_at(dir)?;
+                Ok(Seen::Removed)
             }
         }
+    }
+
+    /// What a missing record means (the caller found no file; `dir` is its
+    /// directory when that exists): the user disabled it (marker), it was
+    /// never there, or, with a registry entry and no marker, it is
+    /// unavailable ([`Error::Unavailable`]).
+    fn missing(&self, dir: Option<&OwnedFd>) -> Result<Seen> {
+        let Some(registry) = &self.registry else {
+            return Ok(Seen::Absent);
+        };
+        if let Some(dir) = dir
+            && self.has_marker(dir)?
+        {
+            return Ok(Seen::Disabled);
+        }
+        if registry.contains()? {
+            return Err(Error::Unavailable {
+                user: registry.user().to_string(),
+                store: self.describe(),
+                entry: registry.entry_path(),
+            });
+        }
+        Ok(Seen::Absent)
+    }
+
+    /// Brings the registry in line with what was seen, as root (outside
+    /// the user's identity): a record means enrolled; a record removed, or
+    /// the user's "disabled" marker, means not.
+    fn note(&self, seen: Seen) -> Result<()> {
+        let Some(registry) = &self.registry else {
+            return Ok(());
+        };
+        match seen {
+            Seen::Present => registry.add(),
+            Seen::Removed | Seen::Disabled => registry.remove().map(|_| ()),
+            Seen::Absent => Ok(()),
+        }
+    }
+
+    fn marker_name(&self) -> String {
+        format!("{}.disabled", self.name)
+    }
+
+    fn has_marker(&self, dir: &OwnedFd) -> Result<bool> {
+        let name = self.marker_name();
+        match fstatat(dir, name.as_str(), AtFlags::AT_SYMLINK_NOFOLLOW) {
+            Ok(st) => Ok(SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFREG),
+            Err(Errno::ENOENT) => Ok(false),
+            Err(e) => Err(Error::errno(self.dir.join(name), "stat", e)),
+        }
+    }
+
+    /// Leaves `<name>.disabled` where the file was: the user turned
+    /// otpgate off, so the next login as root takes them off the registry
+    /// (a process that is not root cannot).
+    fn write_marker(&self, dir: &OwnedFd) -> Result<()> {
+        if self.registry.is_none() {
+            return Ok(());
+        }
+        let name = self.marker_name();
+        let path = self.dir.join(&name);
+        let at = Location::in_dir(dir.as_fd(), &name, &path);
+        secure_open::open(at, Access::ReadWriteOrCreate, &Rules::any_regular_file())?;
         Ok(())
+    }
+
+    fn remove_marker(&self, dir: &OwnedFd) -> Result<()> {
+        let name = self.marker_name();
+        match unlinkat(dir, name.as_str(), UnlinkatFlags::NoRemoveDir) {
+            Ok(()) | Err(Errno::ENOENT) => self.sync_dir(dir),
+            Err(e) => Err(Error::errno(self.dir.join(name), "remove", e)),
+        }
     }
 
     /// Creates the file's directory (and missing parents) with mode 0700,
@@ -541,31 +650,59 @@ impl UserFile {
 
 impl Store for UserFile {
     /// Reads the file without locking (a rename makes every read see a
-    /// whole file). `Ok(None)` when it or its directory does not exist.
+    /// whole file). `Ok(None)` when it or its directory does not exist and
+    /// the user is not recorded as enrolled.
     fn read(&self) -> Result<Option<UserRecord>> {
-        with_identity(self.identity.as_ref(), || {
+        let (record, seen) = with_identity(self.identity.as_ref(), || {
             let Some(dir) = self.open_dir()? else {
-                return Ok(None);
+                return Ok((None, self.missing(None)?));
             };
-            self.read_at(&dir).map(|r| r.map(|(record, _)| record))
-        })
+            match self.read_at(&dir)? {
+                Some((record, _)) => Ok((Some(record), Seen::Present)),
+                None => Ok((None, self.missing(Some(&dir))?)),
+            }
+        })?;
+        self.note(seen)?;
+        Ok(record)
     }
 
     /// Locks, re-reads, changes, and writes a temp file renamed over the
-    /// file (or removes it), all with the owner's file-system identity.
+    /// file (or removes it), all with the owner's file-system identity;
+    /// then, as root, records in the registry what became of it.
     fn transact(
         &self,
         change: &mut dyn FnMut(&mut Option<UserRecord>) -> Result<()>,
     ) -> Result<()> {
-        with_identity(self.identity.as_ref(), || match self.open_dir()? {
+        let seen = with_identity(self.identity.as_ref(), || match self.open_dir()? {
             Some(dir) => self.change_at(&dir, change),
             None => self.change_without_directory(change),
-        })
+        })?;
+        self.note(seen)
     }
 
     fn describe(&self) -> String {
         self.path.display().to_string()
     }
+
+    fn forget(&self) -> Result<bool> {
+        match &self.registry {
+            Some(registry) => registry.remove(),
+            None => Ok(false),
+        }
+    }
+}
+
+/// What a read or a change found of the user's file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Seen {
+    /// There is a record (it may have just been written).
+    Present,
+    /// This change removed it (and left the "disabled" marker).
+    Removed,
+    /// No file, and the user's "disabled" marker.
+    Disabled,
+    /// No file, and no sign there ever was one.
+    Absent,
 }
 
 /// Set while this process has a lock-waiter thread: one at most.

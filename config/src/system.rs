@@ -15,6 +15,7 @@ use crate::error::{Error, Result};
 use crate::net::Networks;
 use crate::record::{LockoutPolicy, VerifyPolicy};
 use crate::secure_open::{self, Location, Rules};
+use crate::store::registry::Registry;
 
 /// Where the system config lives unless `config=PATH` says otherwise.
 pub const DEFAULT_PATH: &str = "/etc/otpgate/config.toml";
@@ -113,6 +114,11 @@ pub enum Requirement {
 pub struct SystemConfig {
     /// Where each user's file is: `~` or `%h` = home, `%u` = user name.
     pub user_file: String,
+    /// Root's record of who is enrolled, for user files in homes: a user
+    /// recorded here whose file cannot be found (a home not mounted, a
+    /// `~/.config` moved away) is denied, not taken for "not enrolled".
+    /// Empty: no record (a missing file is "not enrolled").
+    pub enrolled_dir: String,
     /// CIDR list whose `PAM_RHOST` skips the second factor.
     pub trusted_networks: Vec<String>,
     /// Logins with no `PAM_RHOST` on a local terminal (a virtual
@@ -160,6 +166,7 @@ impl Default for SystemConfig {
     fn default() -> Self {
         SystemConfig {
             user_file: "~/.config/otpgate/user.toml".into(),
+            enrolled_dir: crate::store::registry::DEFAULT_DIR.into(),
             trusted_networks: Vec::new(),
             local_console: LocalConsole::Require,
             remember_days: 0,
@@ -256,6 +263,12 @@ impl SystemConfig {
             message: message.to_string(),
         };
         check_template(&self.user_file).map_err(|m| invalid("user_file", &m))?;
+        if !self.enrolled_dir.is_empty() && !self.enrolled_dir.starts_with('/') {
+            return Err(invalid(
+                "enrolled_dir",
+                "must be an absolute path (or empty: no record of who is enrolled)",
+            ));
+        }
         Networks::parse(&self.trusted_networks).map_err(|bad| {
             invalid(
                 "trusted_networks",
@@ -341,6 +354,16 @@ impl SystemConfig {
     /// user's, and is read and written with the user's identity).
     pub fn user_file_in_home(&self) -> bool {
         self.user_file.starts_with('~') || self.user_file.contains("%h")
+    }
+
+    /// Root's record of who is enrolled, for `account`: `None` when the
+    /// user file is not in the home (central storage is root's already)
+    /// or `enrolled_dir` is empty.
+    pub fn registry(&self, account: &Account) -> Result<Option<Registry>> {
+        if !self.user_file_in_home() || self.enrolled_dir.is_empty() {
+            return Ok(None);
+        }
+        Registry::new(Path::new(&self.enrolled_dir), &account.name).map(Some)
     }
 
     /// The user file's path for `account`.

@@ -19,6 +19,9 @@ pub const ENROLL_HINT: &str = "2FA is required for this account: run `otpgate en
 pub const NO_CODE_GIVEN: &str = "No verification code was given.";
 /// The user's record cannot be read.
 pub const CANNOT_READ: &str = "Cannot read your 2FA settings; ask an administrator.";
+/// The user is enrolled but their record cannot be found (a home not
+/// mounted, a directory moved away).
+pub const SETTINGS_UNAVAILABLE: &str = "Your 2FA settings are unavailable; ask your administrator.";
 /// The user's record cannot be written (a used code could not be recorded).
 pub const CANNOT_UPDATE: &str = "Cannot update your 2FA settings; ask an administrator.";
 /// Enrolled, but every method needs a channel this system does not have.

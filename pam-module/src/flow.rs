@@ -368,6 +368,15 @@ fn read_record(
             forward_whole(login, args)?;
             Err(login.decide(Code::Ignore, None, Reason::NotEnrolled))
         }
+        Err(e @ Error::Unavailable { .. }) => {
+            forward_whole(login, args)?;
+            login.error(texts::SETTINGS_UNAVAILABLE);
+            Err(login.decide(
+                Code::AuthErr,
+                None,
+                Reason::SettingsUnavailable(e.to_string()),
+            ))
+        }
         Err(e) => {
             login.error(texts::CANNOT_READ);
             Err(login.decide(Code::SystemErr, None, Reason::Store(e.to_string())))

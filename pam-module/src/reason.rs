@@ -25,6 +25,8 @@ pub enum Reason {
     Store(String),
     NotEnrolled,
     NotEnrolledButRequired,
+    /// Enrolled (root's registry says so) but the record is not there.
+    SettingsUnavailable(String),
     RememberedHost,
     LockedOut {
         seconds_left: u64,
@@ -95,6 +97,7 @@ impl fmt::Display for Reason {
             Reason::Store(e) => write!(f, "user file: {e}"),
             Reason::NotEnrolled => f.write_str("not enrolled"),
             Reason::NotEnrolledButRequired => f.write_str("not enrolled and 2FA is required"),
+            Reason::SettingsUnavailable(e) => write!(f, "settings unavailable: {e}"),
             Reason::RememberedHost => f.write_str("rhost remembered by the user"),
             Reason::LockedOut { seconds_left } => {
                 write!(f, "locked out for {seconds_left} more seconds")

@@ -329,6 +329,12 @@ impl Harness {
         })
     }
 
+    /// The environment every driver run gets (nss_wrapper once there is a
+    /// fake user), for other programs that must see the same users.
+    pub fn driver_env(&self) -> &[(String, String)] {
+        &self.driver_env
+    }
+
     /// Replaces the system config with exactly `text` (mode 0600).
     pub fn write_config_raw(&self, text: &str) {
         write_private(&self.config_path(), text.as_bytes());
@@ -373,13 +379,21 @@ impl Harness {
         write_private(&self.config_path(), text.as_bytes());
     }
 
-    /// Our module's arguments: `config=`, `syslog_socket=` and `extra`.
+    /// Our module's arguments: `config=`, `syslog_socket=`, an
+    /// `enrolled_dir=` of this harness's own (no test writes the system's)
+    /// and `extra`.
     pub fn module_args(&self, extra: &str) -> String {
         format!(
-            "config={} syslog_socket={} {extra}",
+            "config={} syslog_socket={} enrolled_dir={} {extra}",
             self.config_path().display(),
-            self.path("log.sock").display()
+            self.path("log.sock").display(),
+            self.enrolled_dir().display()
         )
+    }
+
+    /// Root's record of who is enrolled, for this harness's logins.
+    pub fn enrolled_dir(&self) -> PathBuf {
+        self.path("enrolled")
     }
 
     /// `auth <control> pam_otpgate.so <args> <extra>`.
@@ -438,6 +452,7 @@ impl Harness {
             tty: None,
             answers: Vec::new(),
             env: Vec::new(),
+            wrapper: Vec::new(),
         }
     }
 
@@ -497,9 +512,17 @@ pub struct Login<'a> {
     tty: Option<String>,
     answers: Vec<Answer>,
     env: Vec<(String, String)>,
+    /// A command the driver runs under (its argv, the driver's appended).
+    wrapper: Vec<String>,
 }
 
 impl Login<'_> {
+    /// Runs the driver under `wrapper` (e.g. `unshare -m ...`), which must
+    /// end by exec'ing the arguments it is given after its own.
+    pub fn inside(mut self, wrapper: &[String]) -> Self {
+        self.wrapper = wrapper.to_vec();
+        self
+    }
     pub fn service(mut self, name: &str) -> Self {
         self.service = name.into();
         self
@@ -534,7 +557,14 @@ impl Login<'_> {
 
     /// Runs one PAM operation (`authenticate`, `setcred`, `acct_mgmt`...).
     pub fn run_op(self, op: &str) -> Run {
-        let mut cmd = Command::new(&self.h.driver);
+        let mut cmd = match self.wrapper.split_first() {
+            Some((program, args)) => {
+                let mut cmd = Command::new(program);
+                cmd.args(args).arg(&self.h.driver);
+                cmd
+            }
+            None => Command::new(&self.h.driver),
+        };
         cmd.arg("-c").arg(self.h.path("pam.d")).args(["-o", op]);
         if let Some(r) = &self.rhost {
             cmd.args(["-r", r]);

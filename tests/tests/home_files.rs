@@ -3,8 +3,10 @@
 //! through nss_wrapper (no real account is touched).
 #![forbid(unsafe_code)]
 
-use std::os::unix::fs::MetadataExt;
+use std::io::Write;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 
 use otpgate_config::otp::Algorithm;
 use otpgate_tests::*;
@@ -154,7 +156,6 @@ fn an_unknown_user_is_pam_user_unknown() {
 /// never read (before, only `~/.config/otpgate` itself was checked).
 #[test]
 fn a_home_or_config_directory_others_can_write_is_refused() {
-    use std::os::unix::fs::PermissionsExt;
     let (h, user, file) = need!(setup("", ""));
     let secret = enroll(&user, &file);
     for dir in [user.home.clone(), user.home.join(".config")] {
@@ -208,4 +209,267 @@ fn a_symlinked_config_directory_under_the_home_is_refused() {
         "{:?}",
         h.log()
     );
+}
+
+// --- Root's record of who is enrolled (issue #12, item 1) -----------------
+
+/// The service the hostile review used: a password module that succeeds
+/// (the password was right) and ours. Not enrolled → PAM_IGNORE → the
+/// password alone logs in; that must never happen to an enrolled user.
+fn password_then_code(h: &Harness) -> &'static str {
+    h.service(
+        "password-then-code",
+        &[
+            "auth required pam_permit.so".into(),
+            h.module_line("required", ""),
+        ],
+    );
+    "password-then-code"
+}
+
+/// Runs the driver in a mount namespace of its own where `home` is an
+/// empty directory (an ecryptfs / systemd-homed / pam_mount / autofs home
+/// before it is mounted). Nothing is left mounted: the namespace goes with
+/// the process.
+fn with_empty_home(h: &Harness, user: &FakeUser) -> Option<Vec<String>> {
+    need_unshare()?;
+    let empty = h.path("empty-home");
+    std::fs::create_dir_all(&empty).expect("mkdir");
+    std::os::unix::fs::chown(&empty, Some(user.uid), Some(user.uid)).expect("chown");
+    let script = r#"mount --bind "$0" "$1" && shift && exec "$@""#;
+    Some(
+        [
+            "unshare",
+            "-m",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            script,
+            &empty.display().to_string(),
+            &user.home.display().to_string(),
+        ]
+        .map(String::from)
+        .to_vec(),
+    )
+}
+
+fn need_unshare() -> Option<()> {
+    require_tool("unshare", "util-linux")?;
+    require_tool("mount", "mount")
+}
+
+/// Logs in once with a code, as root: that is when root records the user.
+fn first_login(h: &Harness, service: &str, secret: &str) {
+    h.login()
+        .service(service)
+        .user("otpuser")
+        .answer(totp_at(secret, now()))
+        .run()
+        .assert("PAM_SUCCESS");
+    assert!(
+        h.enrolled_dir().join("otpuser").is_file(),
+        "a login as root records the user in {}",
+        h.enrolled_dir().display()
+    );
+}
+
+#[track_caller]
+fn assert_unavailable(h: &Harness, run: &Run) {
+    run.assert("PAM_AUTH_ERR");
+    assert!(run.prompts().is_empty(), "{:?}", run.prompts());
+    assert!(
+        run.messages()
+            .contains(&"Your 2FA settings are unavailable; ask your administrator."),
+        "{run:#?}"
+    );
+    let log = h.log();
+    assert!(
+        log.iter().any(|l| l.contains("outcome=deny")
+            && l.contains("reason=\"settings unavailable: otpuser is enrolled")),
+        "{log:?}"
+    );
+}
+
+#[test]
+fn an_enrolled_user_whose_home_is_an_empty_mount_is_denied_not_ignored() {
+    let (h, user, file) = need!(setup("", ""));
+    let service = password_then_code(&h);
+    let secret = enroll(&user, &file);
+    first_login(&h, service, &secret);
+    let wrapper = need!(with_empty_home(&h, &user));
+    // Before: "not enrolled", PAM_IGNORE, and the password alone got in.
+    let run = h
+        .login()
+        .service(service)
+        .user("otpuser")
+        .inside(&wrapper)
+        .run();
+    assert_unavailable(&h, &run);
+    // With the home back, the next code logs in.
+    h.login()
+        .service(service)
+        .user("otpuser")
+        .answer(totp_at(&secret, now() + 30))
+        .run()
+        .assert("PAM_SUCCESS");
+}
+
+#[test]
+fn an_enrolled_user_whose_config_directory_was_moved_away_is_denied() {
+    let (h, user, file) = need!(setup("", ""));
+    let service = password_then_code(&h);
+    let secret = enroll(&user, &file);
+    first_login(&h, service, &secret);
+    std::fs::rename(user.home.join(".config"), user.home.join("config.away")).expect("mv");
+    let run = h.login().service(service).user("otpuser").run();
+    assert_unavailable(&h, &run);
+    // The same with only the file gone (`rm ~/.config/otpgate/user.toml`).
+    std::fs::rename(user.home.join("config.away"), user.home.join(".config")).expect("mv");
+    std::fs::remove_file(&file).expect("rm");
+    let run = h.login().service(service).user("otpuser").run();
+    assert_unavailable(&h, &run);
+}
+
+#[test]
+fn a_never_enrolled_user_is_still_ignored_with_or_without_a_home() {
+    let (h, user, _file) = need!(setup("", ""));
+    let service = password_then_code(&h);
+    let run = h.login().service(service).user("otpuser").run();
+    run.assert("PAM_SUCCESS");
+    assert!(
+        h.log()
+            .iter()
+            .any(|l| l.contains("reason=\"not enrolled\""))
+    );
+    let wrapper = need!(with_empty_home(&h, &user));
+    let run = h
+        .login()
+        .service(service)
+        .user("otpuser")
+        .inside(&wrapper)
+        .run();
+    run.assert("PAM_SUCCESS");
+    assert!(
+        h.log()
+            .iter()
+            .any(|l| l.contains("reason=\"not enrolled\""))
+    );
+    assert!(!h.enrolled_dir().join("otpuser").exists());
+}
+
+/// A config the CLI reads as the fake user (root's, 0644) with this
+/// harness's registry.
+fn cli_config(h: &Harness) -> PathBuf {
+    let path = h.path("cli.toml");
+    std::fs::write(
+        &path,
+        format!("enrolled_dir = \"{}\"\n", h.enrolled_dir().display()),
+    )
+    .expect("write cli config");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    path
+}
+
+/// `otpgate --config CLI ARGS`, as `as_user` (or root), seeing the fake
+/// users, under `wrapper` when given.
+fn cli(h: &Harness, as_user: Option<&FakeUser>, wrapper: &[String], args: &[&str], stdin: &str) {
+    let config = cli_config(h);
+    let bin = otpgate_tests::sshd::otpgate_cli();
+    let mut cmd = match wrapper.split_first() {
+        Some((program, rest)) => {
+            let mut cmd = Command::new(program);
+            cmd.args(rest).arg(&bin);
+            cmd
+        }
+        None => Command::new(&bin),
+    };
+    cmd.arg("--config").arg(&config).args(args);
+    cmd.envs(h.driver_env().iter().map(|(k, v)| (k, v)));
+    if let Some(user) = as_user {
+        use std::os::unix::process::CommandExt;
+        cmd.uid(user.uid).gid(user.uid).env("HOME", &user.home);
+    }
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn otpgate");
+    let _ = child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(stdin.as_bytes());
+    let out = child.wait_with_output().expect("wait for otpgate");
+    assert!(
+        out.status.success(),
+        "otpgate {args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn a_user_who_disabled_otpgate_is_ignored_even_with_the_home_gone() {
+    let (h, user, file) = need!(setup("", ""));
+    let service = password_then_code(&h);
+    let secret = enroll(&user, &file);
+    first_login(&h, service, &secret);
+    // `otpgate disable` as the user: it cannot touch root's record, so it
+    // leaves `user.toml.disabled` for the next login as root.
+    let code = format!("{}\n", totp_at(&secret, now() + 30));
+    cli(&h, Some(&user), &[], &["disable"], &code);
+    assert!(!file.exists());
+    assert!(file.with_extension("toml.disabled").is_file());
+    let run = h.login().service(service).user("otpuser").run();
+    run.assert("PAM_SUCCESS");
+    assert!(
+        h.log()
+            .iter()
+            .any(|l| l.contains("reason=\"not enrolled\""))
+    );
+    assert!(
+        !h.enrolled_dir().join("otpuser").exists(),
+        "the login as root took the user off the registry"
+    );
+    let wrapper = need!(with_empty_home(&h, &user));
+    h.login()
+        .service(service)
+        .user("otpuser")
+        .inside(&wrapper)
+        .run()
+        .assert("PAM_SUCCESS");
+}
+
+#[test]
+fn root_resetting_a_user_whose_home_is_gone_lets_them_in_as_not_enrolled() {
+    let (h, user, file) = need!(setup("", ""));
+    let service = password_then_code(&h);
+    let secret = enroll(&user, &file);
+    first_login(&h, service, &secret);
+    let wrapper = need!(with_empty_home(&h, &user));
+    let run = h
+        .login()
+        .service(service)
+        .user("otpuser")
+        .inside(&wrapper)
+        .run();
+    assert_unavailable(&h, &run);
+    cli(&h, None, &wrapper, &["--user", "otpuser", "reset"], "");
+    assert!(!h.enrolled_dir().join("otpuser").exists());
+    let run = h
+        .login()
+        .service(service)
+        .user("otpuser")
+        .inside(&wrapper)
+        .run();
+    run.assert("PAM_SUCCESS");
+    assert!(
+        h.log()
+            .iter()
+            .any(|l| l.contains("reason=\"not enrolled\""))
+    );
+    // The file in the real home was left alone (it could not be reached).
+    assert!(file.is_file());
 }

@@ -284,7 +284,10 @@ impl HomeEnv {
             .unwrap_or_default();
         std::fs::write(
             &config,
-            format!("{user_file}totp_window = 3\nissuer = \"Test\"\n{extra}"),
+            format!(
+                "{user_file}enrolled_dir = \"{}\"\ntotp_window = 3\nissuer = \"Test\"\n{extra}",
+                dir.path().join("enrolled").display()
+            ),
         )
         .unwrap();
         std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o644)).unwrap();
@@ -293,6 +296,11 @@ impl HomeEnv {
 
     pub fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
+    }
+
+    /// Root's record of who is enrolled, private to this config.
+    pub fn enrolled_dir(&self) -> PathBuf {
+        self.path("enrolled")
     }
 
     /// `otpgate --config CONFIG ARGS` as [`TEST_USER`] (uid, gid, no

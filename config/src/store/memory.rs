@@ -22,6 +22,7 @@ pub struct MemoryStore {
     writes: AtomicUsize,
     retry: AtomicBool,
     read_only: AtomicBool,
+    unavailable: AtomicBool,
 }
 
 impl MemoryStore {
@@ -51,6 +52,24 @@ impl MemoryStore {
         self.read_only.store(read_only, Ordering::Relaxed);
     }
 
+    /// From then on the record cannot be reached though the user is
+    /// enrolled, as a home that is not mounted ([`Error::Unavailable`]),
+    /// until [`Store::forget`].
+    pub fn set_unavailable(&self, unavailable: bool) {
+        self.unavailable.store(unavailable, Ordering::Relaxed);
+    }
+
+    fn check_available(&self) -> Result<()> {
+        if self.unavailable.load(Ordering::Relaxed) {
+            return Err(Error::Unavailable {
+                user: self.name.clone(),
+                store: self.describe(),
+                entry: format!("memory:{}:enrolled", self.name).into(),
+            });
+        }
+        Ok(())
+    }
+
     /// The record now, without the contract's ceremony (tests).
     pub fn snapshot(&self) -> Option<UserRecord> {
         self.slot().clone()
@@ -76,6 +95,7 @@ impl MemoryStore {
 
 impl Store for MemoryStore {
     fn read(&self) -> Result<Option<UserRecord>> {
+        self.check_available()?;
         Ok(self.slot().clone())
     }
 
@@ -83,6 +103,7 @@ impl Store for MemoryStore {
         &self,
         change: &mut dyn FnMut(&mut Option<UserRecord>) -> Result<()>,
     ) -> Result<()> {
+        self.check_available()?;
         let mut slot = self.slot();
         if self.retry.load(Ordering::Relaxed) {
             let mut discarded = slot.clone();
@@ -107,6 +128,10 @@ impl Store for MemoryStore {
 
     fn describe(&self) -> String {
         format!("memory:{}", self.name)
+    }
+
+    fn forget(&self) -> Result<bool> {
+        Ok(self.unavailable.swap(false, Ordering::Relaxed))
     }
 }
 

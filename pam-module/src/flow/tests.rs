@@ -1017,6 +1017,31 @@ fn the_reasons_of_a_login_are_typed_in_order() {
     );
 }
 
+/// Enrolled, but the record cannot be reached (a home not mounted): a
+/// denial with its own message, never "not enrolled"; with `forward_pass`
+/// the prompt is the same as for anyone.
+#[test]
+fn an_enrolled_user_whose_record_is_unavailable_is_denied_not_ignored() {
+    let s = Setup::new("");
+    s.enroll(&totp_record());
+    s.store.set_unavailable(true);
+    let mut h = fake(None, &[]);
+    let (rc, reasons) = s.reasons(&mut h, &s.args(&[]));
+    assert_eq!(rc, Code::AuthErr);
+    assert!(
+        matches!(&reasons[..], [Reason::SettingsUnavailable(e)] if e.contains("reset --user")),
+        "{reasons:?}"
+    );
+    assert_eq!(
+        h.transcript.last().unwrap(),
+        "error: Your 2FA settings are unavailable; ask your administrator."
+    );
+    // Forgotten (`otpgate reset --user`), the record is what it is again.
+    assert!(s.store.forget().unwrap());
+    let mut h = fake(None, &[&code_at(NOW)]);
+    assert_eq!(s.reasons(&mut h, &s.args(&[])).0, Code::Success);
+}
+
 #[test]
 fn a_store_that_cannot_write_denies_and_the_code_stays_unused() {
     let s = Setup::new("");
