@@ -49,8 +49,10 @@ use crate::error::{Error, Result};
 use crate::net;
 use crate::otp::{self, Algorithm, Generator, Secret};
 
+mod sends;
 mod sources;
 
+pub use sends::EnrollmentSends;
 pub use sources::{MAX_SOURCES, SourceFailures, source_key};
 
 /// The only file version this build reads and writes.
@@ -352,8 +354,7 @@ impl UserRecord {
     /// Drops sent codes that expired and sends older than an hour.
     pub fn prune_sent(&mut self, now: u64) {
         self.sent_codes.retain(|c| c.expires > now);
-        self.sends
-            .retain(|s| s.at.saturating_add(3600) > now && s.at <= now);
+        sends::prune(&mut self.sends, now);
     }
 
     /// `Err(next)`: `max_per_hour` sends by `kind` in the last hour; `next`
@@ -364,16 +365,7 @@ impl UserRecord {
         now: u64,
         max_per_hour: u32,
     ) -> std::result::Result<(), u64> {
-        let recent: Vec<u64> = self
-            .sends
-            .iter()
-            .filter(|s| s.channel == kind && s.at.saturating_add(3600) > now && s.at <= now)
-            .map(|s| s.at)
-            .collect();
-        if recent.len() < max_per_hour as usize {
-            return Ok(());
-        }
-        Err(recent.iter().min().map_or(now, |t| t.saturating_add(3600)))
+        sends::allowed(&self.sends, kind, now, max_per_hour)
     }
 
     /// Records a send of a new code by `kind` at `now`, valid for
@@ -401,13 +393,7 @@ impl UserRecord {
 
     /// Counts a send by `kind` at `now` towards the per-hour limit.
     pub fn note_send(&mut self, kind: Kind, now: u64) {
-        self.sends.push(Send {
-            channel: kind,
-            at: now,
-        });
-        if self.sends.len() > MAX_SENT {
-            self.sends.remove(0);
-        }
+        sends::note(&mut self.sends, kind, now);
     }
 
     /// Parses and validates a user file's text; `path` is for messages.

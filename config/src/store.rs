@@ -32,7 +32,7 @@ use zeroize::Zeroizing;
 use crate::account::Account;
 use crate::error::{Error, Result};
 use crate::identity::{FsIdentity, with_identity};
-use crate::record::UserRecord;
+use crate::record::{EnrollmentSends, UserRecord};
 use crate::secure_open::{self, Access, Location, Rules};
 use crate::system::SystemConfig;
 
@@ -64,6 +64,16 @@ pub trait Store: Send + Sync {
 
     /// Where the record is, for messages (a path, a socket, a database).
     fn describe(&self) -> String;
+
+    /// Runs `change` on the sends to destinations being enrolled by a user
+    /// who has no record yet (`otpgate enroll email|sms`), as one
+    /// transaction like [`Store::transact`]: there is no record to count
+    /// them in, and the hourly limit must hold from one run of the CLI to
+    /// the next.
+    fn transact_enrollment_sends(
+        &self,
+        change: &mut dyn FnMut(&mut EnrollmentSends) -> Result<()>,
+    ) -> Result<()>;
 
     /// Forgets that the user was enrolled, even when their record cannot
     /// be reached (`otpgate reset --user` for a home that is gone); `true`
@@ -105,6 +115,12 @@ impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
     }
     fn describe(&self) -> String {
         (**self).describe()
+    }
+    fn transact_enrollment_sends(
+        &self,
+        change: &mut dyn FnMut(&mut EnrollmentSends) -> Result<()>,
+    ) -> Result<()> {
+        (**self).transact_enrollment_sends(change)
     }
     fn forget(&self) -> Result<bool> {
         (**self).forget()
@@ -531,8 +547,15 @@ impl UserFile {
         format!("{}.lock", self.name)
     }
 
-    fn temp_prefix(&self) -> String {
-        format!(".{}.tmp-", self.name)
+    /// Temp files of the file `name` (the record's, or its sends').
+    fn temp_prefix(name: &str) -> String {
+        format!(".{name}.tmp-")
+    }
+
+    /// Beside the record: sends to destinations being enrolled while there
+    /// is no record yet (see `transact_enrollment_sends`).
+    fn sends_name(&self) -> String {
+        format!("{}.sends", self.name)
     }
 
     /// Takes the exclusive lock, waiting up to [`LOCK_TIMEOUT`].
@@ -554,7 +577,10 @@ impl UserFile {
     /// Temp files left by a process killed mid-write; only ever called with
     /// the lock held, so none of them is being written.
     fn remove_stale_temps(&self, dir: &OwnedFd) {
-        let prefix = self.temp_prefix();
+        let prefixes = [
+            UserFile::temp_prefix(&self.name),
+            UserFile::temp_prefix(&self.sends_name()),
+        ];
         let Ok(fd) = dir.as_fd().try_clone_to_owned() else {
             return;
         };
@@ -565,7 +591,7 @@ impl UserFile {
             .iter()
             .filter_map(|e| e.ok())
             .filter_map(|e| e.file_name().to_str().ok().map(str::to_string))
-            .filter(|n| n.starts_with(&prefix))
+            .filter(|n| prefixes.iter().any(|p| n.starts_with(p)))
             .collect();
         for name in stale {
             let _ = unlinkat(dir, name.as_str(), UnlinkatFlags::NoRemoveDir);
@@ -575,18 +601,31 @@ impl UserFile {
     /// Writes `record` to a temp file, syncs it and renames it over the file.
     fn replace_at(&self, dir: &OwnedFd, record: &UserRecord, old: Option<&FileStat>) -> Result<()> {
         let text = Zeroizing::new(record.to_toml());
+        self.replace_named(dir, &self.name, text.as_bytes(), old)
+    }
+
+    /// Writes `bytes` to a temp file, syncs it and renames it over `name`
+    /// in `dir`; `old` is the file it replaces, if any.
+    fn replace_named(
+        &self,
+        dir: &OwnedFd,
+        name: &str,
+        bytes: &[u8],
+        old: Option<&FileStat>,
+    ) -> Result<()> {
+        let path = self.dir.join(name);
         // Never write what the next read refuses: that would lock the
         // user out (and the old file stays as it was).
-        if text.len() as u64 > MAX_USER_FILE_BYTES {
+        if bytes.len() as u64 > MAX_USER_FILE_BYTES {
             return Err(Error::TooLarge {
-                path: self.path.clone(),
-                size: text.len() as u64,
+                path,
+                size: bytes.len() as u64,
                 limit: MAX_USER_FILE_BYTES,
             });
         }
         let temp = format!(
             "{}{}-{:08x}",
-            self.temp_prefix(),
+            UserFile::temp_prefix(name),
             std::process::id(),
             random_u32()
         );
@@ -595,23 +634,28 @@ impl UserFile {
         let fd = OwnedFd::from(
             secure_open::open(at, Access::CreateNew, &Rules::any_regular_file())?.into_file(),
         );
-        let result = self.fill_and_rename(dir, fd, &temp, &temp_path, text.as_bytes(), old);
+        let result = self
+            .fill(fd, &temp_path, bytes, old)
+            .and_then(|()| {
+                renameat(dir, temp.as_str(), dir, name)
+                    .map_err(|e| Error::errno(&path, "rename temp file over", e))
+            })
+            .and_then(|()| self.sync_dir(dir));
         if result.is_err() {
             let _ = unlinkat(dir, temp.as_str(), UnlinkatFlags::NoRemoveDir);
         }
         result
     }
 
-    fn fill_and_rename(
+    /// Fills and syncs the temp file; central storage written by root
+    /// keeps the owner the old file had.
+    fn fill(
         &self,
-        dir: &OwnedFd,
         fd: OwnedFd,
-        temp: &str,
         temp_path: &Path,
         bytes: &[u8],
         old: Option<&FileStat>,
     ) -> Result<()> {
-        // Central storage written by root keeps the owner it had.
         if let Some(old) = old
             && self.identity.is_none()
             && nix::unistd::geteuid().is_root()
@@ -627,10 +671,7 @@ impl UserFile {
         let mut file = File::from(fd);
         file.write_all(bytes)
             .map_err(|e| Error::io(temp_path, "write", e))?;
-        fsync(&file).map_err(|e| Error::errno(temp_path, "fsync", e))?;
-        renameat(dir, temp, dir, self.name.as_str())
-            .map_err(|e| Error::errno(&self.path, "rename temp file over", e))?;
-        self.sync_dir(dir)
+        fsync(&file).map_err(|e| Error::errno(temp_path, "fsync", e))
     }
 
     /// Makes a rename or unlink in `dir` durable, unless configured not to.
@@ -639,6 +680,42 @@ impl UserFile {
             return Ok(());
         }
         fsync(dir).map_err(|e| Error::errno(&self.dir, "fsync directory", e))
+    }
+
+    /// The locked read-change-write of the sends file (same lock as the
+    /// record: one user's state changes one at a time).
+    fn change_sends_at(
+        &self,
+        dir: &OwnedFd,
+        change: &mut dyn FnMut(&mut EnrollmentSends) -> Result<()>,
+    ) -> Result<()> {
+        let _lock = self.lock(dir)?;
+        self.remove_stale_temps(dir);
+        let name = self.sends_name();
+        let path = self.dir.join(&name);
+        let at = Location::in_dir(dir.as_fd(), &name, &path);
+        let (original, old) = match secure_open::open(at, Access::Read, &self.rules()) {
+            Ok(opened) => {
+                let st = *opened.stat();
+                (
+                    EnrollmentSends::from_toml(&path, &opened.read_text()?)?,
+                    Some(st),
+                )
+            }
+            Err(e) if e.is_not_found() => (EnrollmentSends::default(), None),
+            Err(e) => return Err(e),
+        };
+        let mut sends = original.clone();
+        change(&mut sends)?;
+        if sends == original {
+            return Ok(());
+        }
+        if sends.is_empty() {
+            unlinkat(dir, name.as_str(), UnlinkatFlags::NoRemoveDir)
+                .map_err(|e| Error::errno(&path, "remove", e))?;
+            return self.sync_dir(dir);
+        }
+        self.replace_named(dir, &name, sends.to_toml().as_bytes(), old.as_ref())
     }
 
     fn remove_at(&self, dir: &OwnedFd) -> Result<()> {
@@ -682,6 +759,30 @@ impl Store for UserFile {
 
     fn describe(&self) -> String {
         self.path.display().to_string()
+    }
+
+    /// `<name>.sends` beside the record, with the record's lock, owner
+    /// and identity; the directory is created (as the owner) if missing.
+    fn transact_enrollment_sends(
+        &self,
+        change: &mut dyn FnMut(&mut EnrollmentSends) -> Result<()>,
+    ) -> Result<()> {
+        with_identity(self.identity.as_ref(), || {
+            let dir = match self.open_dir()? {
+                Some(dir) => dir,
+                None => {
+                    self.create_dir()?;
+                    self.open_dir()?.ok_or_else(|| {
+                        Error::io(
+                            &self.dir,
+                            "open directory",
+                            std::io::Error::from(std::io::ErrorKind::NotFound),
+                        )
+                    })?
+                }
+            };
+            self.change_sends_at(&dir, change)
+        })
     }
 
     fn forget(&self) -> Result<bool> {

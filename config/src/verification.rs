@@ -398,7 +398,8 @@ impl<'a> Verifier<'a> {
     }
 
     /// Sends a code to `to`, a destination being enrolled and not saved
-    /// yet. An existing record counts the send towards its hourly limit.
+    /// yet. The send counts towards the hourly limit: in the record, or for
+    /// a user with none, in the store's enrollment sends.
     pub fn send_confirmation(
         &self,
         kind: Kind,
@@ -413,15 +414,28 @@ impl<'a> Verifier<'a> {
         let max = settings.max_sends_per_hour;
         let limited = self.store.update(|slot| {
             let Some(record) = slot.as_mut() else {
-                return Ok(None);
+                return Ok(Limit::NoRecord);
             };
             record.prune_sent(now);
             if let Err(next) = record.send_allowed(kind, now, max) {
-                return Ok(Some(next));
+                return Ok(Limit::Until(next));
             }
             record.note_send(kind, now);
-            Ok(None)
+            Ok(Limit::Counted)
         })?;
+        // Not enrolled yet: the sends are counted beside the record.
+        let limited = match limited {
+            Limit::NoRecord => {
+                let mut next = None;
+                self.store.transact_enrollment_sends(&mut |sends| {
+                    next = sends.count(kind, now, max).err();
+                    Ok(())
+                })?;
+                next
+            }
+            Limit::Until(next) => Some(next),
+            Limit::Counted => None,
+        };
         if let Some(next) = limited {
             return Ok(Confirmation::Limited { next, max });
         }
@@ -438,6 +452,13 @@ impl<'a> Verifier<'a> {
             Outcome::Failed(why) => Confirmation::Failed(why),
         })
     }
+}
+
+/// What counting a confirmation send in the record found.
+enum Limit {
+    NoRecord,
+    Until(u64),
+    Counted,
 }
 
 /// The message carrying `code` to `to`.

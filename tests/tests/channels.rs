@@ -291,6 +291,48 @@ fn sends_beyond_the_hourly_limit_are_refused_through_the_module() {
     );
 }
 
+/// Before: `otpgate enroll sms NUMBER` by a user with no enrollment sent a
+/// code on every run, so a loop could flood any number (and the SMS bill).
+/// Now the sends are counted beside the record that does not exist yet.
+#[test]
+fn enrolling_a_destination_in_a_loop_is_limited_per_hour_before_enrollment() {
+    let outbox = Outbox::new();
+    let h = need!(Harness::new(&sms_config(&outbox, "max_sends_per_hour = 2")));
+    let enroll = || {
+        Command::new(otpgate_cli())
+            .arg("--config")
+            .arg(h.config_path())
+            .args(["enroll", "sms", "+44 1632 960961"])
+            .stdin(Stdio::null())
+            .output()
+            .expect("otpgate enroll sms")
+    };
+    for n in 1..=2 {
+        let out = enroll();
+        assert!(!out.status.success(), "no code came back, nothing saved");
+        assert_eq!(outbox.messages().len(), n, "send {n} went out");
+    }
+    let out = enroll();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("too many codes were sent by SMS; try again after"),
+        "{stderr}"
+    );
+    assert_eq!(outbox.messages().len(), 2, "the third run sent nothing");
+    assert!(!h.user_file("root").exists(), "still not enrolled");
+    assert!(h.path("users/root.toml.sends").is_file());
+    // Not enrolled still means not enrolled at login.
+    h.otp_service("");
+    let run = h.login().run();
+    assert_ne!(run.result, "PAM_SUCCESS");
+    assert!(
+        h.log()
+            .iter()
+            .any(|l| l.contains("reason=\"not enrolled\""))
+    );
+}
+
 #[test]
 fn wrong_codes_after_a_send_count_toward_the_lockout() {
     let outbox = Outbox::new();

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use super::{Backend, Store};
 use crate::account::Account;
 use crate::error::{Error, Result};
-use crate::record::UserRecord;
+use crate::record::{EnrollmentSends, UserRecord};
 use crate::system::SystemConfig;
 
 /// One user's record in memory. Transactions are serialized by a mutex;
@@ -23,6 +23,7 @@ pub struct MemoryStore {
     retry: AtomicBool,
     read_only: AtomicBool,
     unavailable: AtomicBool,
+    sends: Mutex<EnrollmentSends>,
 }
 
 impl MemoryStore {
@@ -128,6 +129,17 @@ impl Store for MemoryStore {
 
     fn describe(&self) -> String {
         format!("memory:{}", self.name)
+    }
+
+    fn transact_enrollment_sends(
+        &self,
+        change: &mut dyn FnMut(&mut EnrollmentSends) -> Result<()>,
+    ) -> Result<()> {
+        let mut slot = self.sends.lock().unwrap_or_else(|e| e.into_inner());
+        let mut sends = slot.clone();
+        change(&mut sends)?;
+        *slot = sends;
+        Ok(())
     }
 
     fn forget(&self) -> Result<bool> {

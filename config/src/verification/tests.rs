@@ -296,6 +296,32 @@ fn an_enrollment_code_comes_back_right_wrong_or_late() {
     assert_eq!(store.writes(), 0, "nothing saved for an unenrolled user");
 }
 
+/// `otpgate enroll email` by a user with no record: each send is counted
+/// (beside the record, which does not exist), so running the CLI in a loop
+/// does not flood a mailbox; nothing becomes a record.
+#[test]
+fn confirmations_for_a_user_with_no_record_are_limited_per_hour() {
+    let c = config(EMAIL);
+    let store = MemoryStore::new("alice").retrying();
+    let v = Verifier::new(&c, &store);
+    let out = Outbox::default();
+    for at in [NOW, NOW + 60] {
+        let sent = v.send_confirmation(Kind::Email, "victim@example.org", at, WHO, &out);
+        assert!(matches!(sent, Ok(Confirmation::Pending(_))));
+    }
+    let third = v.send_confirmation(Kind::Email, "victim@example.org", NOW + 120, WHO, &out);
+    assert!(
+        matches!(third, Ok(Confirmation::Limited { next, max: 2 }) if next == NOW + 3600),
+        "the third send within the hour was not limited"
+    );
+    assert_eq!(out.0.borrow().len(), 2, "the third was not sent");
+    assert!(matches!(
+        v.send_confirmation(Kind::Email, "victim@example.org", NOW + 3600, WHO, &out),
+        Ok(Confirmation::Pending(_))
+    ));
+    assert_eq!((store.snapshot(), store.writes()), (None, 0));
+}
+
 #[test]
 fn the_menu_picks_by_enter_and_number_and_leaves_codes_alone() {
     let menu = Menu {
