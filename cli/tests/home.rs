@@ -103,6 +103,16 @@ fn pam_service(env: &HomeEnv) -> Option<Vec<(String, String)>> {
     ])
 }
 
+fn as_refs(env: &[(String, String)]) -> Vec<(&str, &str)> {
+    env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
+}
+
+/// Makes `path` the test user's, with `mode`, as a careful user has it.
+fn give_to_user(env: &HomeEnv, path: &Path, mode: u32) {
+    std::os::unix::fs::chown(path, Some(env.user.uid), Some(env.user.gid)).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
 #[test]
 fn a_first_enrollment_needs_the_users_password_through_pam() {
     let dir = unique_name("password");
@@ -113,10 +123,7 @@ fn a_first_enrollment_needs_the_users_password_through_pam() {
     let Some(pam_env) = pam_service(&env) else {
         return;
     };
-    let pam_env: Vec<(&str, &str)> = pam_env
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
+    let pam_env = as_refs(&pam_env);
     let file = env.user.home.join(&dir).join("user.toml");
     let enroll = ["enroll", "--secret", SECRET, "--no-confirm", "--json"];
 
@@ -162,18 +169,14 @@ fn a_users_own_config_cannot_switch_off_the_password_check() {
     let Some(pam_env) = pam_service(&env) else {
         return;
     };
-    let pam_env: Vec<(&str, &str)> = pam_env
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
+    let pam_env = as_refs(&pam_env);
     let own = env.user.home.join(format!("{dir}.toml"));
     std::fs::write(
         &own,
         format!("user_file = \"%h/{dir}/user.toml\"\nenroll_password_check = false\n"),
     )
     .unwrap();
-    std::os::unix::fs::chown(&own, Some(env.user.uid), Some(env.user.gid)).unwrap();
-    std::fs::set_permissions(&own, std::fs::Permissions::from_mode(0o600)).unwrap();
+    give_to_user(&env, &own, 0o600);
     let file = env.user.home.join(&dir).join("user.toml");
     let enroll = ["enroll", "--secret", SECRET, "--no-confirm"];
     let r = env.run_as_user_with(&own, &enroll, "", &pam_env);
@@ -220,8 +223,7 @@ fn root_writing_a_users_files_cannot_be_pointed_into_a_root_directory() {
     let work = env.user.home.join(&name);
     let _ = std::fs::remove_dir_all(&work);
     std::fs::create_dir(&work).unwrap();
-    std::os::unix::fs::chown(&work, Some(env.user.uid), Some(env.user.gid)).unwrap();
-    std::fs::set_permissions(&work, std::fs::Permissions::from_mode(0o700)).unwrap();
+    give_to_user(&env, &work, 0o700);
     let root_only = env.dir.path().join("root-only");
     std::fs::create_dir(&root_only).unwrap();
     std::fs::set_permissions(&root_only, std::fs::Permissions::from_mode(0o700)).unwrap();

@@ -592,16 +592,6 @@ mod tests {
         (dir, cmd, out)
     }
 
-    /// The pids listed in `file` that are still alive (zombies count).
-    fn alive(file: &std::path::Path) -> Vec<String> {
-        std::fs::read_to_string(file)
-            .unwrap_or_default()
-            .split_whitespace()
-            .filter(|pid| std::path::Path::new(&format!("/proc/{pid}")).exists())
-            .map(String::from)
-            .collect()
-    }
-
     /// Forks three ways out of the process group (setsid, a double fork with
     /// setpgid, a plain background child) and records each pid.
     const ESCAPES: &str = "cat >/dev/null
@@ -630,7 +620,11 @@ sleep 0.2";
             let pids = out.join("pids");
             let listed = std::fs::read_to_string(&pids).unwrap_or_default();
             assert_eq!(listed.lines().count(), 3, "{end}: {listed} {outcome:?}");
-            assert_eq!(alive(&pids), Vec::<String>::new(), "{end}: survivors");
+            assert_eq!(
+                otpgate_test_support::alive_pids(&pids),
+                Vec::<String>::new(),
+                "{end}: survivors"
+            );
         }
     }
 

@@ -123,6 +123,27 @@ pub struct SentCode {
     pub expires: u64,
 }
 
+/// A user file's value that is not acceptable, at `key`.
+fn invalid(path: &Path, key: &str, message: String) -> Error {
+    Error::Invalid {
+        source: path.into(),
+        key: key.to_string(),
+        message,
+    }
+}
+
+/// `Err(why)` unless `value` is what `normalize` makes of it.
+fn in_normal_form(
+    value: &str,
+    normalize: fn(&str) -> std::result::Result<String, String>,
+) -> std::result::Result<(), String> {
+    match normalize(value) {
+        Ok(normal) if normal == value => Ok(()),
+        Ok(_) => Err("not in normal form".into()),
+        Err(why) => Err(why),
+    }
+}
+
 /// One send, for the rate limit.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -414,13 +435,9 @@ impl UserRecord {
 
     /// Checks what serde cannot: the version, one method, sane parameters.
     pub fn validate(&self, path: &Path) -> Result<()> {
-        let invalid = |key: &str, message: String| Error::Invalid {
-            source: path.into(),
-            key: key.to_string(),
-            message,
-        };
         if self.version != VERSION {
             return Err(invalid(
+                path,
                 "version",
                 format!(
                     "version {} is not supported (this otpgate reads version {VERSION})",
@@ -428,12 +445,25 @@ impl UserRecord {
                 ),
             ));
         }
+        self.validate_methods(path)?;
+        self.validate_lists(path)?;
+        self.validate_parameters(path)
+    }
+
+    /// One OTP method at most, at least one method, destinations in normal
+    /// form.
+    fn validate_methods(&self, path: &Path) -> Result<()> {
         match (&self.totp, &self.hotp) {
             (Some(_), Some(_)) => {
-                return Err(invalid("totp", "both [totp] and [hotp]; keep one".into()));
+                return Err(invalid(
+                    path,
+                    "totp",
+                    "both [totp] and [hotp]; keep one".into(),
+                ));
             }
             (None, None) if self.email.is_none() && self.sms.is_none() => {
                 return Err(invalid(
+                    path,
                     "totp",
                     "no method: none of [totp], [hotp], [email], [sms] is present".into(),
                 ));
@@ -441,41 +471,47 @@ impl UserRecord {
             _ => {}
         }
         if let Some(e) = &self.email
-            && channel::normalize_email(&e.address).as_deref() != Ok(e.address.as_str())
+            && let Err(why) = in_normal_form(&e.address, channel::normalize_email)
         {
-            return Err(invalid(
-                "email.address",
-                channel::normalize_email(&e.address)
-                    .err()
-                    .unwrap_or_else(|| "not in normal form".into()),
-            ));
+            return Err(invalid(path, "email.address", why));
         }
         if let Some(s) = &self.sms
-            && channel::normalize_number(&s.number).as_deref() != Ok(s.number.as_str())
+            && let Err(why) = in_normal_form(&s.number, channel::normalize_number)
         {
-            return Err(invalid(
-                "sms.number",
-                channel::normalize_number(&s.number)
-                    .err()
-                    .unwrap_or_else(|| "not in normal form".into()),
-            ));
+            return Err(invalid(path, "sms.number", why));
         }
+        Ok(())
+    }
+
+    /// Stored hashes well-formed, every list within its bound.
+    fn validate_lists(&self, path: &Path) -> Result<()> {
         for c in &self.sent_codes {
             backup::validate_entry(&c.code)
-                .map_err(|e| invalid("sent_code.code", e.to_string()))?;
+                .map_err(|e| invalid(path, "sent_code.code", e.to_string()))?;
+        }
+        for entry in &self.backup.codes {
+            backup::validate_entry(entry)
+                .map_err(|e| invalid(path, "backup.codes", e.to_string()))?;
         }
         if self.sent_codes.len() > MAX_SENT || self.sends.len() > MAX_SENT {
             return Err(invalid(
+                path,
                 "sent_code",
                 format!("more than {MAX_SENT} entries"),
             ));
         }
         if self.source_failures.len() > MAX_SOURCES {
             return Err(invalid(
+                path,
                 "source_failure",
                 format!("more than {MAX_SOURCES} entries"),
             ));
         }
+        Ok(())
+    }
+
+    /// TOTP and HOTP parameters in their ranges.
+    fn validate_parameters(&self, path: &Path) -> Result<()> {
         if let Some(t) = &self.totp {
             Error::check_range(path, "totp.digits", t.digits, otp::DIGITS)?;
             Error::check_range(path, "totp.period", t.period, otp::PERIOD)?;
@@ -488,9 +524,6 @@ impl UserRecord {
             if let Some(lookahead) = h.lookahead {
                 Error::check_range(path, "hotp.lookahead", lookahead, 0..=1000)?;
             }
-        }
-        for entry in &self.backup.codes {
-            backup::validate_entry(entry).map_err(|e| invalid("backup.codes", e.to_string()))?;
         }
         Ok(())
     }

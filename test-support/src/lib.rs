@@ -21,7 +21,7 @@ pub use record::{
     TEST_SECRET, TEST_SECRET_BASE32, code_at, test_secret, totp_record, totp_record_with,
 };
 pub use skip::{have, in_ci, is_root, require, require_root, require_tool};
-pub use user::{SystemUser, TEST_USER, test_user};
+pub use user::{SystemUser, TEST_USER, alive_pids, system_account, test_user};
 
 /// Returns out of the test (whose SKIP line [`require`] printed) when `$e`
 /// is `None`; otherwise the value inside.

@@ -1,7 +1,7 @@
 //! The one real system user tests may create.
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::{is_root, require};
@@ -27,40 +27,8 @@ pub struct SystemUser {
 /// a test running alone empties it with [`SystemUser::empty_home`]. `None`
 /// (after SKIP) when not root or when `useradd` fails.
 pub fn test_user() -> Option<SystemUser> {
-    require(
-        is_root(),
-        "the real test user (otpgate-test) needs root: useradd, chown of its home",
-    )?;
-    let lookup = || otpgate_config::Account::lookup(TEST_USER).ok();
-    // One creator at a time, across threads and test binaries: parallel
-    // useradds on a fresh machine were seen to leave a uid behind that
-    // /etc/passwd no longer names.
-    let guard = std::fs::File::create(std::env::temp_dir().join("otpgate-test-user.lock"))
-        .and_then(|f| f.lock().map(|()| f))
-        .expect("the test user's creation lock");
-    let created = lookup().is_none();
-    if created {
-        let status = Command::new("useradd")
-            .args([
-                "--system",
-                "--user-group",
-                "--no-create-home",
-                "--home-dir",
-                &format!("/home/{TEST_USER}"),
-                "--shell",
-                "/usr/sbin/nologin",
-                "--comment",
-                "otpgate test user",
-                TEST_USER,
-            ])
-            .status();
-        // Another test (a thread, or another test binary) may have created
-        // it meanwhile: this useradd then fails, and the lookup finds it.
-        if lookup().is_none() {
-            require(false, &format!("useradd {TEST_USER} failed: {status:?}"))?;
-        }
-    }
-    let account = lookup().expect("the test user exists after useradd");
+    let home = format!("/home/{TEST_USER}");
+    let (account, created, guard) = system_account(TEST_USER, &home, "otpgate test user")?;
     let user = SystemUser {
         name: TEST_USER.into(),
         uid: account.uid,
@@ -79,6 +47,54 @@ pub fn test_user() -> Option<SystemUser> {
     user.own_home();
     drop(guard);
     Some(user)
+}
+
+/// The system account `name` (own group, no home created, shell nologin),
+/// made with `useradd` when missing; never deleted. Returns it, whether
+/// this call created it, and the creation lock, held until dropped so the
+/// caller can finish setting it up. `None` (after SKIP) when not root or
+/// `useradd` fails.
+pub fn system_account(
+    name: &str,
+    home: &str,
+    comment: &str,
+) -> Option<(otpgate_config::Account, bool, std::fs::File)> {
+    require(
+        is_root(),
+        &format!("the system user {name} needs root (useradd)"),
+    )?;
+    let lookup = || otpgate_config::Account::lookup(name).ok();
+    // One creator at a time, across threads and test binaries: parallel
+    // useradds on a fresh machine were seen to leave a uid behind that
+    // /etc/passwd no longer names.
+    let guard = std::fs::File::create(std::env::temp_dir().join(format!("{name}-user.lock")))
+        .and_then(|f| f.lock().map(|()| f))
+        .expect("the user's creation lock");
+    let created = lookup().is_none();
+    if created {
+        let status = Command::new("useradd")
+            .args(["--system", "--user-group", "--no-create-home"])
+            .args(["--home-dir", home, "--shell", "/usr/sbin/nologin"])
+            .args(["--comment", comment, name])
+            .status();
+        // Another test binary may have created it meanwhile: this useradd
+        // then fails, and the lookup finds it.
+        if lookup().is_none() {
+            require(false, &format!("useradd {name} failed: {status:?}"))?;
+        }
+    }
+    Some((lookup()?, created, guard))
+}
+
+/// The pids listed (whitespace-separated) in `file` whose process still
+/// exists (zombies count): what a test's hostile command left running.
+pub fn alive_pids(file: &Path) -> Vec<String> {
+    std::fs::read_to_string(file)
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter(|pid| Path::new(&format!("/proc/{pid}")).exists())
+        .map(String::from)
+        .collect()
 }
 
 impl SystemUser {

@@ -20,27 +20,8 @@ pub const NOBODY: u32 = 65534;
 /// `None` (after SKIP) when not root or `useradd` fails.
 pub fn send_user() -> Option<otpgate_config::Account> {
     use otpgate_config::channel::DEFAULT_RUN_AS;
-    crate::require(
-        otpgate_test_support::is_root(),
-        "creating the otpgate-send user needs root",
-    )?;
-    let lookup = || otpgate_config::Account::lookup(DEFAULT_RUN_AS).ok();
-    // One creator at a time across threads and test binaries.
-    let _guard = std::fs::File::create(std::env::temp_dir().join("otpgate-send-user.lock"))
-        .and_then(|f| f.lock().map(|()| f))
-        .expect("the send user's creation lock");
-    if lookup().is_none() {
-        let status = Command::new("useradd")
-            .args(["--system", "--user-group", "--no-create-home"])
-            .args(["--home-dir", "/nonexistent", "--shell", "/usr/sbin/nologin"])
-            .arg(DEFAULT_RUN_AS)
-            .status();
-        crate::require(
-            lookup().is_some(),
-            &format!("useradd {DEFAULT_RUN_AS} failed: {status:?}"),
-        )?;
-    }
-    lookup()
+    otpgate_test_support::system_account(DEFAULT_RUN_AS, "/nonexistent", "otpgate code sender")
+        .map(|(account, _, _)| account)
 }
 
 /// A directory (0755) with `out/` owned by nobody: scripts and configs for

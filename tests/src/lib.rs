@@ -27,8 +27,8 @@ pub mod sshd;
 
 // The helpers every suite shares, one `use otpgate_tests::*` away.
 pub use otpgate_test_support::{
-    FakeClock, SystemUser, TEST_USER, need, require, require_root, require_tool, test_user,
-    totp_record_with,
+    FakeClock, SystemUser, TEST_USER, alive_pids, need, require, require_root, require_tool,
+    test_user, totp_record_with,
 };
 
 /// The PAM service our tests write for the module alone.
@@ -224,6 +224,38 @@ impl Run {
     }
 }
 
+/// `program` run under `wrapper` (an argv that ends by exec'ing the
+/// arguments after its own, e.g. `unshare -m ...`); directly when empty.
+pub fn command_inside(wrapper: &[String], program: &Path) -> Command {
+    match wrapper.split_first() {
+        Some((first, rest)) => {
+            let mut cmd = Command::new(first);
+            cmd.args(rest).arg(program);
+            cmd
+        }
+        None => Command::new(program),
+    }
+}
+
+/// Runs `cmd` with `stdin` typed into it, capturing stdout and stderr.
+pub fn output_with_stdin(cmd: &mut Command, stdin: &str) -> Output {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
+    // A program that exits before reading everything is not an error.
+    let _ = child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(stdin.as_bytes());
+    child
+        .wait_with_output()
+        .unwrap_or_else(|e| panic!("wait for {cmd:?}: {e}"))
+}
+
 /// A temp directory with a PAM service directory, a config, central user
 /// files and a syslog socket; see the crate docs.
 pub struct Harness {
@@ -343,22 +375,10 @@ impl Harness {
     /// Runs `cmd` under pam_wrapper, so that PAM reads this harness's
     /// services (`pam.d/`) instead of /etc/pam.d, typing `stdin` into it.
     pub fn run_wrapped(&self, cmd: &mut Command, stdin: &str) -> Output {
-        let mut child = cmd
-            .env("LD_PRELOAD", "libpam_wrapper.so")
+        cmd.env("LD_PRELOAD", "libpam_wrapper.so")
             .env("PAM_WRAPPER", "1")
-            .env("PAM_WRAPPER_SERVICE_DIR", self.path("pam.d"))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn under pam_wrapper");
-        // A program that exits before reading everything is not an error.
-        let _ = child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(stdin.as_bytes());
-        child.wait_with_output().expect("wait under pam_wrapper")
+            .env("PAM_WRAPPER_SERVICE_DIR", self.path("pam.d"));
+        output_with_stdin(cmd, stdin)
     }
 
     /// A path inside the temp dir.
@@ -557,14 +577,7 @@ impl Login<'_> {
 
     /// Runs one PAM operation (`authenticate`, `setcred`, `acct_mgmt`...).
     pub fn run_op(self, op: &str) -> Run {
-        let mut cmd = match self.wrapper.split_first() {
-            Some((program, args)) => {
-                let mut cmd = Command::new(program);
-                cmd.args(args).arg(&self.h.driver);
-                cmd
-            }
-            None => Command::new(&self.h.driver),
-        };
+        let mut cmd = command_inside(&self.wrapper, &self.h.driver);
         cmd.arg("-c").arg(self.h.path("pam.d")).args(["-o", op]);
         if let Some(r) = &self.rhost {
             cmd.args(["-r", r]);

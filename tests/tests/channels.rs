@@ -488,16 +488,6 @@ echo $$ > OUT/pid.tmp; mv OUT/pid.tmp OUT/pid
 i=0; while [ ! -e OUT/spied ] && [ $i -lt 60 ]; do sleep 0.05; i=$((i+1)); done
 exit 0"#;
 
-/// The pids listed in `file` that still exist.
-fn alive(file: &std::path::Path) -> Vec<String> {
-    std::fs::read_to_string(file)
-        .unwrap_or_default()
-        .split_whitespace()
-        .filter(|pid| std::path::Path::new(&format!("/proc/{pid}")).exists())
-        .map(String::from)
-        .collect()
-}
-
 /// Issue #12, item 2, through the real module in a login that has a
 /// controlling terminal (`script` gives the driver one, as su/sudo -i have):
 /// the SMS command (run_as otpgate-send) cannot open `/dev/tty`, nothing it
@@ -557,8 +547,8 @@ fn the_send_command_gets_no_terminal_leaves_no_survivor_and_its_message_cannot_b
     let tty = std::fs::read_to_string(out.join("tty")).unwrap_or_default();
     let pids = out.join("pids");
     let listed = std::fs::read_to_string(&pids).unwrap_or_default();
-    let mut left = alive(&pids);
-    left.extend(alive(&out.join("pid")));
+    let mut left = alive_pids(&pids);
+    left.extend(alive_pids(&out.join("pid")));
     for pid in &left {
         let _ = nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(pid.parse().unwrap()),

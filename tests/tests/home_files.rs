@@ -3,10 +3,8 @@
 //! through nss_wrapper (no real account is touched).
 #![forbid(unsafe_code)]
 
-use std::io::Write;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
 use otpgate_config::otp::Algorithm;
 use otpgate_tests::*;
@@ -259,18 +257,52 @@ fn need_unshare() -> Option<()> {
     require_tool("mount", "mount")
 }
 
-/// Logs in once with a code, as root: that is when root records the user.
-fn first_login(h: &Harness, service: &str, secret: &str) {
-    h.login()
-        .service(service)
-        .user("otpuser")
-        .answer(totp_at(secret, now()))
+/// An enrolled fake user who logged in once with a code through
+/// [`password_then_code`], as root: that is when root records the user.
+struct Seen {
+    h: Harness,
+    user: FakeUser,
+    file: PathBuf,
+    secret: String,
+}
+
+fn enrolled_and_seen() -> Option<Seen> {
+    let (h, user, file) = setup("", "")?;
+    let secret = enroll(&user, &file);
+    login(&h, None)
+        .answer(totp_at(&secret, now()))
         .run()
         .assert("PAM_SUCCESS");
     assert!(
         h.enrolled_dir().join("otpuser").is_file(),
         "a login as root records the user in {}",
         h.enrolled_dir().display()
+    );
+    Some(Seen {
+        h,
+        user,
+        file,
+        secret,
+    })
+}
+
+/// A login of the fake user through [`password_then_code`], under
+/// `wrapper` when given.
+fn login<'h>(h: &'h Harness, wrapper: Option<&[String]>) -> otpgate_tests::Login<'h> {
+    let service = password_then_code(h);
+    let login = h.login().service(service).user("otpuser");
+    match wrapper {
+        Some(w) => login.inside(w),
+        None => login,
+    }
+}
+
+#[track_caller]
+fn assert_not_enrolled(h: &Harness) {
+    let log = h.log();
+    assert!(
+        log.iter().any(|l| l.contains("reason=\"not enrolled\"")),
+        "{log:?}"
     );
 }
 
@@ -293,23 +325,15 @@ fn assert_unavailable(h: &Harness, run: &Run) {
 
 #[test]
 fn an_enrolled_user_whose_home_is_an_empty_mount_is_denied_not_ignored() {
-    let (h, user, file) = need!(setup("", ""));
-    let service = password_then_code(&h);
-    let secret = enroll(&user, &file);
-    first_login(&h, service, &secret);
+    let Seen {
+        h, user, secret, ..
+    } = need!(enrolled_and_seen());
     let wrapper = need!(with_empty_home(&h, &user));
     // Before: "not enrolled", PAM_IGNORE, and the password alone got in.
-    let run = h
-        .login()
-        .service(service)
-        .user("otpuser")
-        .inside(&wrapper)
-        .run();
+    let run = login(&h, Some(&wrapper)).run();
     assert_unavailable(&h, &run);
     // With the home back, the next code logs in.
-    h.login()
-        .service(service)
-        .user("otpuser")
+    login(&h, None)
         .answer(totp_at(&secret, now() + 30))
         .run()
         .assert("PAM_SUCCESS");
@@ -317,44 +341,27 @@ fn an_enrolled_user_whose_home_is_an_empty_mount_is_denied_not_ignored() {
 
 #[test]
 fn an_enrolled_user_whose_config_directory_was_moved_away_is_denied() {
-    let (h, user, file) = need!(setup("", ""));
-    let service = password_then_code(&h);
-    let secret = enroll(&user, &file);
-    first_login(&h, service, &secret);
+    let Seen { h, user, file, .. } = need!(enrolled_and_seen());
     std::fs::rename(user.home.join(".config"), user.home.join("config.away")).expect("mv");
-    let run = h.login().service(service).user("otpuser").run();
+    let run = login(&h, None).run();
     assert_unavailable(&h, &run);
     // The same with only the file gone (`rm ~/.config/otpgate/user.toml`).
     std::fs::rename(user.home.join("config.away"), user.home.join(".config")).expect("mv");
     std::fs::remove_file(&file).expect("rm");
-    let run = h.login().service(service).user("otpuser").run();
+    let run = login(&h, None).run();
     assert_unavailable(&h, &run);
 }
 
 #[test]
 fn a_never_enrolled_user_is_still_ignored_with_or_without_a_home() {
     let (h, user, _file) = need!(setup("", ""));
-    let service = password_then_code(&h);
-    let run = h.login().service(service).user("otpuser").run();
+    let run = login(&h, None).run();
     run.assert("PAM_SUCCESS");
-    assert!(
-        h.log()
-            .iter()
-            .any(|l| l.contains("reason=\"not enrolled\""))
-    );
+    assert_not_enrolled(&h);
     let wrapper = need!(with_empty_home(&h, &user));
-    let run = h
-        .login()
-        .service(service)
-        .user("otpuser")
-        .inside(&wrapper)
-        .run();
+    let run = login(&h, Some(&wrapper)).run();
     run.assert("PAM_SUCCESS");
-    assert!(
-        h.log()
-            .iter()
-            .any(|l| l.contains("reason=\"not enrolled\""))
-    );
+    assert_not_enrolled(&h);
     assert!(!h.enrolled_dir().join("otpuser").exists());
 }
 
@@ -375,33 +382,14 @@ fn cli_config(h: &Harness) -> PathBuf {
 /// users, under `wrapper` when given.
 fn cli(h: &Harness, as_user: Option<&FakeUser>, wrapper: &[String], args: &[&str], stdin: &str) {
     let config = cli_config(h);
-    let bin = otpgate_tests::sshd::otpgate_cli();
-    let mut cmd = match wrapper.split_first() {
-        Some((program, rest)) => {
-            let mut cmd = Command::new(program);
-            cmd.args(rest).arg(&bin);
-            cmd
-        }
-        None => Command::new(&bin),
-    };
+    let mut cmd = command_inside(wrapper, &otpgate_tests::sshd::otpgate_cli());
     cmd.arg("--config").arg(&config).args(args);
     cmd.envs(h.driver_env().iter().map(|(k, v)| (k, v)));
     if let Some(user) = as_user {
         use std::os::unix::process::CommandExt;
         cmd.uid(user.uid).gid(user.uid).env("HOME", &user.home);
     }
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn otpgate");
-    let _ = child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(stdin.as_bytes());
-    let out = child.wait_with_output().expect("wait for otpgate");
+    let out = output_with_stdin(&mut cmd, stdin);
     assert!(
         out.status.success(),
         "otpgate {args:?}: {}{}",
@@ -412,64 +400,40 @@ fn cli(h: &Harness, as_user: Option<&FakeUser>, wrapper: &[String], args: &[&str
 
 #[test]
 fn a_user_who_disabled_otpgate_is_ignored_even_with_the_home_gone() {
-    let (h, user, file) = need!(setup("", ""));
-    let service = password_then_code(&h);
-    let secret = enroll(&user, &file);
-    first_login(&h, service, &secret);
+    let Seen {
+        h,
+        user,
+        file,
+        secret,
+    } = need!(enrolled_and_seen());
     // `otpgate disable` as the user: it cannot touch root's record, so it
     // leaves `user.toml.disabled` for the next login as root.
     let code = format!("{}\n", totp_at(&secret, now() + 30));
     cli(&h, Some(&user), &[], &["disable"], &code);
     assert!(!file.exists());
     assert!(file.with_extension("toml.disabled").is_file());
-    let run = h.login().service(service).user("otpuser").run();
+    let run = login(&h, None).run();
     run.assert("PAM_SUCCESS");
-    assert!(
-        h.log()
-            .iter()
-            .any(|l| l.contains("reason=\"not enrolled\""))
-    );
+    assert_not_enrolled(&h);
     assert!(
         !h.enrolled_dir().join("otpuser").exists(),
         "the login as root took the user off the registry"
     );
     let wrapper = need!(with_empty_home(&h, &user));
-    h.login()
-        .service(service)
-        .user("otpuser")
-        .inside(&wrapper)
-        .run()
-        .assert("PAM_SUCCESS");
+    login(&h, Some(&wrapper)).run().assert("PAM_SUCCESS");
 }
 
 #[test]
 fn root_resetting_a_user_whose_home_is_gone_lets_them_in_as_not_enrolled() {
-    let (h, user, file) = need!(setup("", ""));
-    let service = password_then_code(&h);
-    let secret = enroll(&user, &file);
-    first_login(&h, service, &secret);
+    let Seen { h, user, file, .. } = need!(enrolled_and_seen());
     let wrapper = need!(with_empty_home(&h, &user));
-    let run = h
-        .login()
-        .service(service)
-        .user("otpuser")
-        .inside(&wrapper)
-        .run();
+    let run = login(&h, Some(&wrapper)).run();
     assert_unavailable(&h, &run);
     cli(&h, None, &wrapper, &["--user", "otpuser", "reset"], "");
     assert!(!h.enrolled_dir().join("otpuser").exists());
-    let run = h
-        .login()
-        .service(service)
-        .user("otpuser")
-        .inside(&wrapper)
-        .run();
+    let run = login(&h, Some(&wrapper)).run();
     run.assert("PAM_SUCCESS");
-    assert!(
-        h.log()
-            .iter()
-            .any(|l| l.contains("reason=\"not enrolled\""))
-    );
+    assert_not_enrolled(&h);
     // The file in the real home was left alone (it could not be reached).
     assert!(file.is_file());
 }
