@@ -224,6 +224,40 @@ impl Run {
     }
 }
 
+/// Removes the scratch directories pam_wrapper left in `/tmp` for
+/// processes that are gone. It makes `/tmp/pam.<one character>` per
+/// process and removes it when the process exits normally; an sshd child
+/// that ends with `_exit` or a signal leaves it, and with a few dozen left
+/// (there are 62 names) the next process's `pwrap_init` fails with "File
+/// exists" and PAM reads the system's services instead. Only directories
+/// of this user whose `pid` file names a process that no longer exists
+/// are removed.
+pub fn sweep_pam_wrapper_dirs() {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(entries) = std::fs::read_dir("/tmp") else {
+        return;
+    };
+    let me = nix::unistd::geteuid().as_raw();
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(suffix) = name.to_str().and_then(|n| n.strip_prefix("pam.")) else {
+            continue;
+        };
+        let path = entry.path();
+        let ours = std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir() && m.uid() == me);
+        let pid = std::fs::read_to_string(path.join("pid"))
+            .ok()
+            .and_then(|p| p.trim().parse::<u32>().ok());
+        if suffix.len() == 1
+            && ours
+            && let Some(pid) = pid
+            && !Path::new(&format!("/proc/{pid}")).exists()
+        {
+            let _ = std::fs::remove_dir_all(&path);
+        }
+    }
+}
+
 /// `program` run under `wrapper` (an argv that ends by exec'ing the
 /// arguments after its own, e.g. `unshare -m ...`); directly when empty.
 pub fn command_inside(wrapper: &[String], program: &Path) -> Command {

@@ -147,6 +147,7 @@ impl Sshd {
     /// missing. Panics with sshd's own output when it does not come up.
     pub fn start(h: &Harness, setup: &SshdSetup) -> Option<Sshd> {
         let sshd = require_sshd_tools()?;
+        crate::sweep_pam_wrapper_dirs();
         let dir = h.path("sshd");
         std::fs::create_dir_all(&dir).expect("mkdir sshd");
         // The privilege separation directory: root's, not group/other
@@ -300,6 +301,7 @@ impl Drop for Sshd {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        crate::sweep_pam_wrapper_dirs();
     }
 }
 
