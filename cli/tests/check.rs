@@ -315,6 +315,28 @@ fn a_broken_system_config_is_reported_with_file_and_line() {
     has(&r, &format!("{}:2: ", s.config.display()));
 }
 
+/// `echo 'remember_days = 7' >>` a config that ends in a table: check says
+/// where the key landed and what to do, as the module's log line does.
+#[test]
+fn a_top_level_key_below_a_table_is_reported_with_the_table_and_the_fix() {
+    let s = Setup::new(
+        GOOD_SSHD,
+        GOOD_SSHD_CONFIG,
+        "max_attempts = 3\n[channels]\nverification_time = 600\nremember_days = 7\n",
+    );
+    let r = s.check(&[]);
+    assert_eq!(r.code, 8, "{r}");
+    has(
+        &r,
+        &format!(
+            "{}:4: `remember_days` is a top-level key but stands inside `[channels]` (line 2); \
+             move it above the first table",
+            s.config.display()
+        ),
+    );
+    has(&r, "fails closed");
+}
+
 #[test]
 fn the_policy_is_summarised_in_plain_words() {
     let s = Setup::new(

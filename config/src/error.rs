@@ -17,6 +17,17 @@ pub enum Error {
         column: usize,
         message: String,
     },
+    /// A key of the top level (`remember_days`) written below a table
+    /// header, so TOML reads it as part of that table: what
+    /// `echo key = value >> config.toml` does to a file that ends in a
+    /// table. `line` is the key's, `table_line` its table's (1-based).
+    Misplaced {
+        path: PathBuf,
+        line: usize,
+        key: String,
+        table: String,
+        table_line: usize,
+    },
     /// A value is well-formed TOML but not acceptable (e.g. `issuer = "a:b"`).
     Invalid {
         /// The file (with the key's line when known), or `module arguments`.
@@ -242,6 +253,42 @@ fn line_of_key(text: &str, key: &str) -> usize {
     line
 }
 
+/// The keys from the top of TOML `text` down to the key written at byte
+/// `offset` (`channels`, `remember_days`), each with the 1-based line its
+/// name is on (for a table, its header); `None` when no key is written
+/// there or the text does not parse.
+pub(crate) fn keys_down_to(text: &str, offset: usize) -> Option<Vec<(String, usize)>> {
+    let document = toml::de::DeTable::parse(text).ok()?;
+    let mut chain = Vec::new();
+    find_key_at(text, document.get_ref(), offset, &mut chain).then_some(chain)
+}
+
+/// [`keys_down_to`] from `table` on, pushing onto `chain`; false (and
+/// `chain` as it was) when no key below `table` is written at `offset`.
+fn find_key_at(
+    text: &str,
+    table: &toml::de::DeTable<'_>,
+    offset: usize,
+    chain: &mut Vec<(String, usize)>,
+) -> bool {
+    for (name, value) in table.iter() {
+        chain.push((
+            name.get_ref().to_string(),
+            line_col(text, name.span().start).0,
+        ));
+        if name.span().contains(&offset) {
+            return true;
+        }
+        if let Some(inner) = value.get_ref().as_table()
+            && find_key_at(text, inner, offset, chain)
+        {
+            return true;
+        }
+        chain.pop();
+    }
+    false
+}
+
 /// The `key` of a `key = value` line (1-based `line`), if it is one.
 fn key_on_line(text: &str, line: usize) -> Option<&str> {
     let content = text.lines().nth(line.checked_sub(1)?)?;
@@ -268,6 +315,17 @@ impl fmt::Display for Error {
                 column,
                 message,
             } => write_parse(f, path, [*line, *column], message),
+            Error::Misplaced {
+                path,
+                line,
+                key,
+                table,
+                table_line,
+            } => write!(
+                f,
+                "{}:{line}: `{key}` is a top-level key but stands inside `[{table}]` (line {table_line}); move it above the first table",
+                path.display()
+            ),
             Error::Invalid {
                 source,
                 key,

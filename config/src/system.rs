@@ -214,8 +214,9 @@ impl SystemConfig {
 
     /// Parses and validates config text; `path` is for messages.
     pub fn from_toml(path: &Path, text: &str) -> Result<Self> {
-        let config: SystemConfig =
-            toml::from_str(text).map_err(|e| Error::from_toml(path, text, &e))?;
+        let config: SystemConfig = toml::from_str(text).map_err(|e| {
+            misplaced_key(path, text, &e).unwrap_or_else(|| Error::from_toml(path, text, &e))
+        })?;
         config
             .validate(&path.display().to_string())
             .map_err(|e| e.with_line_from(text))?;
@@ -375,6 +376,42 @@ impl SystemConfig {
 /// Reads the config without following a symlink at its name: owned by
 /// root (or by the calling user, for tests and unprivileged checks), not
 /// writable by group or others, and small.
+/// [`Error::Misplaced`] when `err` is about a key of the top level that
+/// stands inside a table (`remember_days` appended below `[channels]`):
+/// TOML's own message, "unknown field", names neither the table nor the
+/// fix. No table has a key of the same name as a top-level one, so such a
+/// key inside a table is always misplaced.
+fn misplaced_key(path: &Path, text: &str, err: &toml::de::Error) -> Option<Error> {
+    let mut chain = crate::error::keys_down_to(text, err.span()?.start)?;
+    let (key, line) = chain.pop()?;
+    let table_line = chain.last()?.1;
+    if !top_level_keys().contains(&key) {
+        return None;
+    }
+    let table: Vec<String> = chain.into_iter().map(|(name, _)| name).collect();
+    Some(Error::Misplaced {
+        path: path.into(),
+        line,
+        key,
+        table: table.join("."),
+        table_line,
+    })
+}
+
+/// The keys of [`SystemConfig`] that are not tables (`remember_days`, not
+/// `policy`), read off its serialized defaults so the list is never out
+/// of step with the struct.
+fn top_level_keys() -> Vec<String> {
+    let Ok(table) = toml::Table::try_from(SystemConfig::default()) else {
+        return Vec::new();
+    };
+    table
+        .into_iter()
+        .filter(|(_, value)| !value.is_table())
+        .map(|(key, _)| key)
+        .collect()
+}
+
 fn read_config_text(path: &Path, owner: ConfigOwner) -> Result<Zeroizing<String>> {
     let me = nix::unistd::geteuid().as_raw();
     let owners = match owner {
@@ -667,6 +704,47 @@ exempt_groups = ["robots"]
 
         let err = SystemConfig::from_toml(p(), "[policy]\nrequired = \"all\"\n").unwrap_err();
         assert!(err.to_string().contains(":2:") && err.to_string().contains("required"));
+    }
+
+    #[test]
+    fn a_top_level_key_inside_a_table_names_the_table_and_the_fix() {
+        let text = "max_attempts = 3\n\n[channels]\nverification_time = 600\nremember_days = 7\n";
+        let err = SystemConfig::from_toml(p(), text).unwrap_err();
+        assert!(
+            matches!(&err, Error::Misplaced { line: 5, key, table, table_line: 3, .. }
+                if key == "remember_days" && table == "channels"),
+            "{err:?}"
+        );
+        assert_eq!(
+            err.to_string(),
+            "/etc/otpgate/config.toml:5: `remember_days` is a top-level key but stands \
+             inside `[channels]` (line 3); move it above the first table"
+        );
+
+        // A nested table, a key that is a list, and [policy].
+        let text = "[channels.email]\nrun_as = \"x\"\ntrusted_networks = []\n";
+        let msg = SystemConfig::from_toml(p(), text).unwrap_err().to_string();
+        assert!(
+            msg.contains(":3: `trusted_networks` is a top-level key but stands inside `[channels.email]` (line 1)"),
+            "{msg}"
+        );
+        let text = "[policy]\nrequire = \"all\"\ndebug = true\n";
+        let msg = SystemConfig::from_toml(p(), text).unwrap_err().to_string();
+        assert!(
+            msg.contains("`debug` is a top-level key but stands inside `[policy]` (line 1)"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn a_key_no_table_has_inside_a_table_is_an_unknown_key() {
+        // Not a top-level key either: toml's own message, with file and line.
+        let err = SystemConfig::from_toml(p(), "[channels]\nremember_dayz = 7\n").unwrap_err();
+        assert!(matches!(&err, Error::Parse { line: 2, .. }), "{err:?}");
+        assert!(err.to_string().contains("remember_dayz"), "{err}");
+        // A top-level key with a bad value where it belongs is about the value.
+        let err = SystemConfig::from_toml(p(), "remember_days = \"x\"\n[channels]\n").unwrap_err();
+        assert!(matches!(&err, Error::Parse { line: 1, .. }), "{err:?}");
     }
 
     #[test]

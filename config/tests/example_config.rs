@@ -1,6 +1,7 @@
 //! The example config shipped in packaging/ documents every key with its
 //! default: uncommented, it must parse to exactly the defaults, and it must
-//! mention every key the config has.
+//! mention every key the config has. Its table headers are commented too,
+//! so a key appended at its end is a top-level key.
 
 use std::path::Path;
 
@@ -17,16 +18,48 @@ fn the_example_config_parses_as_shipped() {
     assert_eq!(c, SystemConfig::default());
 }
 
+/// `sudo sh -c "echo 'remember_days = 7' >> /etc/otpgate/config.toml"`
+/// sets the key: no table header stands open above the end of the file.
+#[test]
+fn a_key_appended_to_the_example_is_a_top_level_key() {
+    let mut text = example();
+    assert!(text.ends_with('\n'));
+    text.push_str("remember_days = 7\n");
+    let c =
+        SystemConfig::from_toml(Path::new("config.toml"), &text).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.remember_days, 7);
+    assert_eq!(
+        c,
+        SystemConfig {
+            remember_days: 7,
+            ..SystemConfig::default()
+        }
+    );
+}
+
+/// The headers of the tables the config always has (`#[policy]`,
+/// `#[channels]`), which an admin uncommenting the example uncomments with
+/// their keys; the channel tables stay commented (a channel's header alone
+/// turns it on).
+fn is_commented_table_header(line: &str) -> bool {
+    let table = toml::Table::try_from(SystemConfig::default()).unwrap();
+    line.strip_prefix("#[")
+        .and_then(|rest| rest.strip_suffix(']'))
+        .is_some_and(|name| table.get(name).is_some_and(toml::Value::is_table))
+}
+
 #[test]
 fn uncommented_the_example_states_the_defaults() {
     let uncommented: String = example()
         .lines()
         .map(|l| match l.strip_prefix('#') {
             Some(rest) if rest.contains(" = ") && !rest.starts_with(' ') => rest,
+            Some(rest) if is_commented_table_header(l) => rest,
             _ => l,
         })
         .collect::<Vec<_>>()
         .join("\n");
+    assert!(uncommented.contains("\n[policy]\n") && uncommented.contains("\n[channels]\n"));
     let c = SystemConfig::from_toml(Path::new("config.toml"), &uncommented).unwrap();
     assert_eq!(c, SystemConfig::default());
 }

@@ -19,6 +19,10 @@ pub const IDENT: &str = "pam_otpgate";
 const FACILITY: u8 = 10;
 /// Longest value written for one field; longer ones are cut.
 const MAX_FIELD: usize = 128;
+/// Longest `reason`: ours, not a caller's, and a config error's file,
+/// line and advice ("... stands inside `[channels]` (line 80); move it
+/// above the first table") must reach the admin whole.
+const MAX_REASON: usize = 400;
 
 /// Syslog severities used here.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -120,8 +124,13 @@ pub fn field(out: &mut String, key: &str, value: Option<&str>) {
     if quoted {
         out.push('"');
     }
+    let limit = if key == "reason" {
+        MAX_REASON
+    } else {
+        MAX_FIELD
+    };
     for (i, c) in value.chars().enumerate() {
-        if i == MAX_FIELD {
+        if i == limit {
             out.push_str("...");
             break;
         }
@@ -162,6 +171,11 @@ mod tests {
         let mut long = String::new();
         field(&mut long, "user", Some(&"x".repeat(1000)));
         assert!(long.len() < 140 && long.ends_with("..."));
+        let mut reason = String::new();
+        field(&mut reason, "reason", Some(&"y".repeat(300)));
+        assert_eq!(reason.len(), "reason=".len() + 300);
+        field(&mut reason, "reason", Some(&"y".repeat(1000)));
+        assert!(reason.len() < 750 && reason.ends_with("..."));
     }
 
     #[test]

@@ -741,6 +741,50 @@ fn a_broken_or_missing_config_denies() {
     assert_ne!(run.result, "PAM_SUCCESS");
 }
 
+/// `echo 'remember_days = 7' >> config.toml` on a file that ends in a
+/// table puts the key in that table: the login is denied, and the log line
+/// says where the key landed and what to do.
+#[test]
+fn a_top_level_key_appended_below_a_table_denies_and_the_log_says_where() {
+    let h = need!(harness(
+        "[channels]\nverification_time = 600\nremember_days = 7",
+        ""
+    ));
+    let secret = h.enroll();
+    let run = h.login().answer(totp_at(&secret, now())).run();
+    assert_ne!(run.result, "PAM_SUCCESS");
+    assert!(run.prompts().is_empty());
+    let line = decision(&h);
+    assert!(
+        line.contains(
+            "config.toml:4: `remember_days` is a top-level key but stands inside `[channels]` \
+             (line 2); move it above the first table"
+        ),
+        "{line}"
+    );
+}
+
+/// The config the packages ship, with a key appended as an admin would:
+/// the key holds and logins work.
+#[test]
+fn the_shipped_config_with_a_key_appended_logs_in() {
+    let shipped = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../packaging/config.toml"),
+    )
+    .unwrap();
+    let h = need!(harness(&format!("{shipped}max_attempts = 1"), ""));
+    let secret = h.enroll();
+    let run = h
+        .login()
+        .answer("000000")
+        .answer(totp_at(&secret, now()))
+        .run();
+    run.assert("PAM_AUTH_ERR");
+    assert_eq!(run.prompts().len(), 1, "max_attempts = 1 holds");
+    let run = h.login().answer(totp_at(&secret, now())).run();
+    run.assert("PAM_SUCCESS");
+}
+
 #[test]
 fn an_unknown_module_argument_is_logged_and_denies() {
     let h = need!(harness("", "nulok"));
