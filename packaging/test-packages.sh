@@ -69,6 +69,7 @@ mkdir -p "$work/man1"
     echo "-rw-r--r-- ./usr/share/zsh/vendor-completions/_otpgate"
     echo "-rw-r--r-- ./usr/share/fish/vendor_completions.d/otpgate.fish"
     echo "-rw-r--r-- ./usr/share/doc/otpgate/README.md"
+    echo "-rw-r--r-- ./usr/share/doc/otpgate/examples/sshd_config.d/otpgate.conf"
     echo "-rw-r--r-- ./usr/share/doc/otpgate/copyright"
     echo "-rw-r--r-- ./usr/share/doc/otpgate/changelog.Debian.gz"
     echo "-rw-r--r-- ./usr/share/lintian/overrides/otpgate"
@@ -119,6 +120,8 @@ check "/etc/otpgate/config.toml is packaging/config.toml" \
     cmp -s "$root/etc/otpgate/config.toml" packaging/config.toml
 check "every key and table header of the packaged config is commented out (defaults hold; an appended key is top-level)" \
     test -z "$(grep -vE '^\s*(#|$)' "$root/etc/otpgate/config.toml")"
+check "the example sshd drop-in is packaging/examples/sshd_config.d/otpgate.conf" \
+    cmp -s "$root/usr/share/doc/otpgate/examples/sshd_config.d/otpgate.conf" packaging/examples/sshd_config.d/otpgate.conf
 check "/etc/pam.d/otpgate checks the password without pam_otpgate.so" \
     bash -c 'grep -q "^@include common-auth" "$1" && ! grep -v "^#" "$1" | grep -q pam_otpgate' _ "$root/etc/pam.d/otpgate"
 check "the module exports pam_sm_authenticate" \
@@ -164,7 +167,7 @@ if make --no-print-directory install PREFIX=/usr DESTDIR="$dest" >"$work/install
     ok "make install PREFIX=/usr DESTDIR=... succeeds"
     # The same files as the .deb, less what only a package has.
     (cd "$dest" && find . -type f -printf '%M ./%P\n' | sed 's|^\([-rwx]*\) \./\./|\1 ./|' | sort) >"$work/install-have"
-    sed -e '/pam-configs\|lintian\|copyright\|changelog.Debian\|README.md/d' "$work/want" >"$work/install-want"
+    sed -e '/pam-configs\|lintian\|copyright\|changelog.Debian\|README.md\|doc\/otpgate\/examples/d' "$work/want" >"$work/install-want"
     installed_pam=$(cd "$dest" && find . -name pam_otpgate.so | sed 's|^\.||')
     sed -i "s|^\(-[-rwx]*\) \./usr/lib/x86_64-linux-gnu/security/pam_otpgate.so|\1 .$installed_pam|" "$work/install-want"
     sort -o "$work/install-want" "$work/install-want"

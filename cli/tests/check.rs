@@ -165,6 +165,48 @@ fn keyboard_interactive_switched_off_in_an_included_file_means_no_code_is_ever_a
     );
 }
 
+/// Debian's stock sshd_config (its lines that are not comments), the
+/// `Include` pointed at `dir`.
+fn debian_stock_sshd_config(dir: &str) -> String {
+    format!(
+        "Include {dir}/*.conf\nKbdInteractiveAuthentication no\nUsePAM yes\nX11Forwarding yes\n\
+         PrintMotd no\nAcceptEnv LANG LC_*\nSubsystem\tsftp\t/usr/lib/openssh/sftp-server\n"
+    )
+}
+
+/// The drop-in the packages ship, in Debian's stock setup: check agrees
+/// that the code is asked; the same lines appended to the stock file are
+/// the error they are.
+#[test]
+fn the_shipped_sshd_drop_in_under_debians_stock_config_asks_for_the_code() {
+    let drop_in = std::fs::read_to_string(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../packaging/examples/sshd_config.d/otpgate.conf"),
+    )
+    .unwrap();
+    let s = Setup::new(GOOD_SSHD, "", "");
+    let d = s.path("ssh/sshd_config.d");
+    std::fs::create_dir(&d).unwrap();
+    std::fs::write(&s.sshd_config, debian_stock_sshd_config(&d)).unwrap();
+    std::fs::write(PathBuf::from(&d).join("otpgate.conf"), &drop_in).unwrap();
+    let r = s.check(&[]);
+    r.ok();
+    has(&r, "SSH: keyboard-interactive through the sshd PAM stack.");
+
+    std::fs::remove_file(PathBuf::from(&d).join("otpgate.conf")).unwrap();
+    std::fs::write(
+        &s.sshd_config,
+        format!("{}{drop_in}", debian_stock_sshd_config(&d)),
+    )
+    .unwrap();
+    let r = s.check(&[]);
+    assert_eq!(r.code, 8, "{r}");
+    has(
+        &r,
+        "sshd_config:2: KbdInteractiveAuthentication (or ChallengeResponseAuthentication) is no",
+    );
+}
+
 #[test]
 fn sshd_without_pam_never_asks_for_a_code() {
     let s = Setup::new(

@@ -171,3 +171,129 @@ fn man_dir_writes_the_command_page_and_one_per_subcommand() {
         "otpgate.1 lacks exit 8"
     );
 }
+
+/// The `.nf`/`.RS` example blocks of a page, roff escapes undone, each
+/// with the text before it (what it is an example of).
+fn examples(page: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut rest = page;
+    while let Some(start) = rest.find(".nf\n.RS\n") {
+        let before = rest[..start].to_string();
+        let body = &rest[start + ".nf\n.RS\n".len()..];
+        let end = body.find("\n.RE\n.fi").expect("unclosed .nf block");
+        let text = body[..end].replace("\\-", "-").replace("\\(dq", "\"");
+        out.push((before, text));
+        rest = &body[end..];
+    }
+    out
+}
+
+/// The README's plain ``` blocks (configuration text, not ```sh commands).
+fn readme_blocks() -> Vec<String> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../README.md");
+    let text = std::fs::read_to_string(path).unwrap();
+    let mut blocks = Vec::new();
+    let mut open: Option<(bool, Vec<&str>)> = None;
+    for line in text.lines() {
+        match (&mut open, line.strip_prefix("```")) {
+            (None, Some(lang)) => open = Some((lang.is_empty(), Vec::new())),
+            (Some((plain, lines)), Some(_)) => {
+                if *plain {
+                    blocks.push(lines.join("\n"));
+                }
+                open = None;
+            }
+            (Some((_, lines)), None) => lines.push(line),
+            (None, None) => {}
+        }
+    }
+    blocks
+}
+
+/// The lines sshd reads from the shipped drop-in, and its commented
+/// alternative `AuthenticationMethods` line.
+fn shipped_drop_in() -> (String, String) {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../packaging/examples/sshd_config.d/otpgate.conf");
+    let text = std::fs::read_to_string(path).unwrap();
+    let active: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .collect();
+    let alternative = text
+        .lines()
+        .find_map(|l| l.strip_prefix("#AuthenticationMethods "))
+        .expect("the key-then-code line");
+    (
+        active.join("\n"),
+        format!("AuthenticationMethods {alternative}"),
+    )
+}
+
+/// The key-then-code stack of pam_otpgate(8) has `pam_permit.so` after the
+/// module (the README says why it is needed), the password commented out,
+/// and is the README's stack, line for line.
+#[test]
+fn the_key_then_code_example_has_pam_permit_after_the_module() {
+    let page = doc("pam_otpgate.8");
+    let stack = examples(&page)
+        .into_iter()
+        .map(|(_, text)| text)
+        .find(|text| text.contains("# @include common-auth"))
+        .expect("a key-then-code stack with the password commented out");
+    let lines: Vec<&str> = stack.lines().collect();
+    let module = lines
+        .iter()
+        .position(|l| *l == "auth required pam_otpgate.so")
+        .expect("the module line");
+    let permit = lines
+        .iter()
+        .position(|l| *l == "auth required pam_permit.so")
+        .unwrap_or_else(|| panic!("no pam_permit.so in:\n{stack}"));
+    assert!(module < permit, "pam_permit.so before the module:\n{stack}");
+    assert!(page.contains("\n.B pam_permit.so\nis needed because"));
+    assert!(
+        readme_blocks().contains(&stack),
+        "the README's key-then-code stack differs from:\n{stack}"
+    );
+}
+
+/// pam_otpgate(8) and the README show the sshd lines as the drop-in the
+/// packages ship, and say where it is installed and why not to append to
+/// sshd_config.
+#[test]
+fn the_sshd_examples_are_the_shipped_drop_in() {
+    let (active, alternative) = shipped_drop_in();
+    let page = doc("pam_otpgate.8");
+    let blocks = examples(&page);
+    let (before, _) = blocks
+        .iter()
+        .find(|(_, text)| *text == active)
+        .unwrap_or_else(|| panic!("pam_otpgate.8 lacks the drop-in's lines:\n{active}"));
+    assert!(
+        before.ends_with(".IR /etc/ssh/sshd_config.d/otpgate.conf :\n.PP\n"),
+        "{before}"
+    );
+    assert!(blocks.iter().any(|(_, text)| *text == alternative));
+    for needle in [
+        "/usr/share/doc/otpgate/examples/sshd_config.d/otpgate.conf",
+        ".B KbdInteractiveAuthentication no",
+        ".B Include /etc/ssh/sshd_config.d/*.conf",
+    ] {
+        assert!(page.contains(needle), "pam_otpgate.8 lacks {needle}");
+    }
+    assert!(
+        readme_blocks().contains(&active),
+        "the README lacks the drop-in's lines:\n{active}"
+    );
+    // The packages install it where the page says.
+    let manifest =
+        std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml"))
+            .unwrap();
+    let shipped = "\"../packaging/examples/sshd_config.d/otpgate.conf\", \
+                   \"usr/share/doc/otpgate/examples/sshd_config.d/otpgate.conf\"";
+    assert!(
+        manifest.contains(shipped),
+        "the .deb does not ship the drop-in"
+    );
+}

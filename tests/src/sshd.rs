@@ -120,6 +120,10 @@ pub struct SshdSetup {
     pub auth: Vec<String>,
     /// More `sshd_config` lines.
     pub extra: String,
+    /// `sshd_config` text before the harness's own lines: sshd keeps the
+    /// first value of each keyword, so these win (Debian's stock file,
+    /// [`stock_sshd_config`], with its `Include` first).
+    pub head: String,
 }
 
 impl SshdSetup {
@@ -129,8 +133,82 @@ impl SshdSetup {
             methods: methods.into(),
             auth,
             extra: String::new(),
+            head: String::new(),
         }
     }
+}
+
+/// Debian's `/etc/ssh/sshd_config` as openssh-server ships it
+/// (`/usr/share/openssh/sshd_config`, from the unpacked package), its first
+/// line `Include /etc/ssh/sshd_config.d/*.conf` pointed at `include_dir`.
+/// `None` (after SKIP) without the unpacked sshd.
+pub fn stock_sshd_config(include_dir: &Path) -> Option<String> {
+    let sshd = require_sshd_tools()?;
+    let root = sshd.ancestors().nth(3).expect("<root>/usr/sbin/sshd");
+    let path = root.join("usr/share/openssh/sshd_config");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let stock_include = "Include /etc/ssh/sshd_config.d/*.conf";
+    assert!(
+        text.lines().any(|l| l == stock_include),
+        "{} lacks `{stock_include}`:\n{text}",
+        path.display()
+    );
+    Some(text.replace(
+        stock_include,
+        &format!("Include {}/*.conf", include_dir.display()),
+    ))
+}
+
+/// What sshd makes of `config` (`sshd -T -f`, keywords in lower case, one
+/// `keyword value` per line), with a throwaway host key in `dir`: whether
+/// sshd accepts the file, and what it printed.
+pub fn effective_sshd_config(dir: &Path, config: &str) -> Option<(bool, String)> {
+    let sshd = require_sshd_tools()?;
+    std::fs::create_dir_all(dir).expect("mkdir");
+    let host_key = dir.join("host_key");
+    generate_key(&host_key);
+    let passwd = privsep_passwd(dir);
+    let file = dir.join("sshd_config");
+    std::fs::write(&file, config).expect("sshd_config");
+    let out = Command::new(&sshd)
+        .arg("-T")
+        .arg("-f")
+        .arg(&file)
+        .arg("-o")
+        .arg(format!("HostKey={}", host_key.display()))
+        .env("LD_PRELOAD", NSS_WRAPPER)
+        .env("NSS_WRAPPER_PASSWD", passwd)
+        .env("NSS_WRAPPER_GROUP", "/etc/group")
+        .stdin(Stdio::null())
+        .output()
+        .expect("sshd -T");
+    Some((out.status.success(), crate::printed(&out)))
+}
+
+/// An ed25519 key without passphrase at `path` (kept when there is one).
+fn generate_key(path: &Path) {
+    if path.exists() {
+        return;
+    }
+    let st = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(path)
+        .stdin(Stdio::null())
+        .status()
+        .expect("ssh-keygen");
+    assert!(st.success(), "ssh-keygen: {st}");
+}
+
+/// `dir/passwd`: the system's users plus sshd's privilege separation user
+/// `sshd` (sshd refuses to start without it), for nss_wrapper.
+fn privsep_passwd(dir: &Path) -> PathBuf {
+    let mut passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    if !passwd.lines().any(|l| l.starts_with("sshd:")) {
+        passwd.push_str("sshd:x:65534:65534:sshd privsep:/run/sshd:/usr/sbin/nologin\n");
+    }
+    let path = dir.join("passwd");
+    std::fs::write(&path, passwd).expect("passwd");
+    path
 }
 
 /// A free port on 127.0.0.1 (the kernel's choice; the listener is closed
@@ -166,15 +244,7 @@ impl Sshd {
         let host_key = dir.join("host_key");
         let client_key = dir.join("client_key");
         for key in [&host_key, &client_key] {
-            if !key.exists() {
-                let st = Command::new("ssh-keygen")
-                    .args(["-q", "-t", "ed25519", "-N", "", "-f"])
-                    .arg(key)
-                    .stdin(Stdio::null())
-                    .status()
-                    .expect("ssh-keygen");
-                assert!(st.success(), "ssh-keygen: {st}");
-            }
+            generate_key(key);
         }
         std::fs::copy(
             client_key.with_extension("pub"),
@@ -200,18 +270,14 @@ impl Sshd {
         )
         .expect("pam other");
         // The privilege separation user, for sshd only.
-        let mut passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
-        if !passwd.lines().any(|l| l.starts_with("sshd:")) {
-            passwd.push_str("sshd:x:65534:65534:sshd privsep:/run/sshd:/usr/sbin/nologin\n");
-        }
-        std::fs::write(dir.join("passwd"), passwd).expect("passwd");
+        privsep_passwd(&dir);
         std::fs::copy("/etc/group", dir.join("group")).expect("group");
 
         let mut last_log = String::new();
         for _ in 0..5 {
             let port = free_port();
             let config = format!(
-                "ListenAddress 127.0.0.1\nPort {port}\nHostKey {hk}\nPidFile {dir}/sshd.pid\n\
+                "{head}ListenAddress 127.0.0.1\nPort {port}\nHostKey {hk}\nPidFile {dir}/sshd.pid\n\
                  UsePAM yes\nKbdInteractiveAuthentication yes\nPasswordAuthentication no\n\
                  PubkeyAuthentication yes\nAuthorizedKeysFile {dir}/authorized_keys\n\
                  AuthenticationMethods {methods}\nPermitRootLogin yes\nStrictModes no\nUseDNS no\n\
@@ -220,6 +286,7 @@ impl Sshd {
                 dir = dir.display(),
                 methods = setup.methods,
                 extra = setup.extra,
+                head = setup.head,
             );
             std::fs::write(dir.join("sshd_config"), config).expect("sshd_config");
             let log_path = dir.join("sshd.log");

@@ -126,6 +126,135 @@ fn ssh_wrong_password_never_reaches_the_code_prompt() {
     assert_eq!(h.record("root").state.last_step, 0, "code not used up");
 }
 
+// --- Debian's stock sshd_config and the shipped drop-in ---------------------
+
+/// The drop-in the packages ship as an example.
+fn shipped_drop_in() -> String {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../packaging/examples/sshd_config.d/otpgate.conf");
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// `dir` with the shipped drop-in as `otpgate.conf`, for the stock
+/// `Include`.
+fn drop_in_dir(dir: &std::path::Path) {
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(dir.join("otpgate.conf"), shipped_drop_in()).unwrap();
+}
+
+/// Debian's stock sshd_config, as a real install has it, says
+/// `KbdInteractiveAuthentication no` after its `Include`: with the shipped
+/// drop-in in the included directory, keyboard-interactive is on and the
+/// code is asked. (Without the drop-in the stock `no` comes first, and sshd
+/// refuses to start with `AuthenticationMethods keyboard-interactive`.)
+#[test]
+fn ssh_with_debians_stock_sshd_config_and_the_shipped_drop_in_asks_for_the_code() {
+    let h = need!(Harness::new(""));
+    let drop_ins = h.path("sshd_config.d");
+    let stock = need!(stock_sshd_config(&drop_ins));
+    drop_in_dir(&drop_ins);
+    let auth = vec![password_line(&h), h.module_line("required", "")];
+    let mut setup = SshdSetup::new("keyboard-interactive", auth);
+    setup.head = stock;
+    let sshd = need!(Sshd::start(&h, &setup));
+    let secret = h.enroll();
+    let run = sshd.ssh("root").code(&totp_at(&secret, now())).run();
+    run.assert_logged_in();
+    assert!(run.prompted(CODE_PROMPT), "{run:#?}");
+    assert!(
+        run.server_log
+            .contains("Accepted keyboard-interactive/pam for root"),
+        "{run:#?}"
+    );
+}
+
+/// The drop-in's other setup, as its comments say to switch to it: its
+/// `publickey,keyboard-interactive` line instead of the first, and a PAM
+/// stack of our module then `pam_permit.so`: the key, then only the code.
+#[test]
+fn ssh_with_the_drop_ins_key_then_code_line_asks_only_for_the_code_after_the_key() {
+    let h = need!(Harness::new(""));
+    let drop_ins = h.path("sshd_config.d");
+    let stock = need!(stock_sshd_config(&drop_ins));
+    let drop_in = shipped_drop_in()
+        .replace(
+            "\nAuthenticationMethods keyboard-interactive\n",
+            "\n#AuthenticationMethods keyboard-interactive\n",
+        )
+        .replace(
+            "\n#AuthenticationMethods publickey,keyboard-interactive\n",
+            "\nAuthenticationMethods publickey,keyboard-interactive\n",
+        );
+    assert_ne!(drop_in, shipped_drop_in());
+    std::fs::create_dir_all(&drop_ins).unwrap();
+    std::fs::write(drop_ins.join("otpgate.conf"), drop_in).unwrap();
+    let auth = vec![
+        h.module_line("required", ""),
+        "auth required pam_permit.so".to_string(),
+    ];
+    // The harness's own line says otherwise: the drop-in's, read first, wins.
+    let mut setup = SshdSetup::new("keyboard-interactive", auth);
+    setup.head = stock;
+    let sshd = need!(Sshd::start(&h, &setup));
+    let secret = h.enroll();
+    let run = sshd
+        .ssh("root")
+        .with_key()
+        .code(&totp_at(&secret, now()))
+        .run();
+    run.assert_logged_in();
+    assert_eq!(run.prompts.len(), 1, "{run:#?}");
+    assert!(run.prompts[0].ends_with("Verification code: "), "{run:#?}");
+    assert!(
+        run.server_log
+            .contains("Partial publickey for root from 127.0.0.1"),
+        "{}",
+        run.server_log
+    );
+}
+
+/// The trap and the fix, as sshd itself reads them (`sshd -T`): lines
+/// appended to the stock file lose to its `KbdInteractiveAuthentication
+/// no` (with `AuthenticationMethods keyboard-interactive` too, sshd refuses
+/// the whole file: a reload fails); the same lines as a drop-in win.
+#[test]
+fn appended_lines_lose_to_debians_stock_sshd_config_and_the_drop_in_wins() {
+    let dir = tempfile::tempdir().unwrap();
+    let drop_ins = dir.path().join("sshd_config.d");
+    let stock = need!(stock_sshd_config(&drop_ins));
+    std::fs::create_dir_all(&drop_ins).unwrap();
+    let appended = format!("{stock}\nUsePAM yes\nKbdInteractiveAuthentication yes\n");
+    let (accepted, effective) = need!(effective_sshd_config(dir.path(), &appended));
+    assert!(accepted, "{effective}");
+    assert!(
+        effective
+            .lines()
+            .any(|l| l == "kbdinteractiveauthentication no"),
+        "{effective}"
+    );
+    let appended = format!("{stock}\n{}", shipped_drop_in());
+    let (accepted, printed) = need!(effective_sshd_config(dir.path(), &appended));
+    assert!(!accepted, "{printed}");
+    assert!(
+        printed.contains("Disabled method \"keyboard-interactive\""),
+        "{printed}"
+    );
+
+    drop_in_dir(&drop_ins);
+    let (accepted, effective) = need!(effective_sshd_config(dir.path(), &stock));
+    assert!(accepted, "{effective}");
+    for line in [
+        "usepam yes",
+        "kbdinteractiveauthentication yes",
+        "authenticationmethods keyboard-interactive",
+    ] {
+        assert!(
+            effective.lines().any(|l| l == line),
+            "{line} missing:\n{effective}"
+        );
+    }
+}
+
 // --- publickey, then keyboard-interactive ----------------------------------
 
 #[test]
