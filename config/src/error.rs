@@ -256,11 +256,17 @@ fn line_of_key(text: &str, key: &str) -> usize {
 /// The keys from the top of TOML `text` down to the key written at byte
 /// `offset` (`channels`, `remember_days`), each with the 1-based line its
 /// name is on (for a table, its header); `None` when no key is written
-/// there or the text does not parse.
-pub(crate) fn keys_down_to(text: &str, offset: usize) -> Option<Vec<(String, usize)>> {
+/// there within `max_depth` keys of the top, or the text does not parse.
+/// The bound keeps the search where the caller's keys can be, not in every
+/// corner of a hostile file (toml itself stops at 80 keys in one path).
+pub(crate) fn keys_down_to(
+    text: &str,
+    offset: usize,
+    max_depth: usize,
+) -> Option<Vec<(String, usize)>> {
     let document = toml::de::DeTable::parse(text).ok()?;
     let mut chain = Vec::new();
-    find_key_at(text, document.get_ref(), offset, &mut chain).then_some(chain)
+    find_key_at(text, document.get_ref(), offset, max_depth, &mut chain).then_some(chain)
 }
 
 /// [`keys_down_to`] from `table` on, pushing onto `chain`; false (and
@@ -269,8 +275,12 @@ fn find_key_at(
     text: &str,
     table: &toml::de::DeTable<'_>,
     offset: usize,
+    max_depth: usize,
     chain: &mut Vec<(String, usize)>,
 ) -> bool {
+    if chain.len() >= max_depth {
+        return false;
+    }
     for (name, value) in table.iter() {
         chain.push((
             name.get_ref().to_string(),
@@ -280,7 +290,7 @@ fn find_key_at(
             return true;
         }
         if let Some(inner) = value.get_ref().as_table()
-            && find_key_at(text, inner, offset, chain)
+            && find_key_at(text, inner, offset, max_depth, chain)
         {
             return true;
         }
@@ -484,6 +494,33 @@ timeout = 0
         assert_eq!(line_of_key(text, "channels.sms.command"), 10);
         assert_eq!(line_of_key(text, "max_attempts"), 0);
         assert_eq!(line_of_key("not = [toml", "not"), 0);
+    }
+
+    #[test]
+    fn the_keys_down_to_an_offset_name_each_table_with_its_line() {
+        let text = "a = 1\n[t]\nb = 2\n[t.u]\nc = 3\n";
+        let at = |needle: &str| text.find(needle).unwrap();
+        let chain = keys_down_to(text, at("c ="), 8).unwrap();
+        assert_eq!(
+            chain,
+            [
+                ("t".to_string(), 2),
+                ("u".to_string(), 4),
+                ("c".to_string(), 5)
+            ]
+        );
+        assert_eq!(keys_down_to(text, at("a ="), 8).unwrap().len(), 1);
+        // A value is not a key; too deep is not searched.
+        assert_eq!(keys_down_to(text, at("3"), 8), None);
+        assert_eq!(keys_down_to(text, at("c ="), 2), None);
+        // Deeper than asked is not searched.
+        let deep = format!("x = 1\n{} = 1\n", vec!["a"; 60].join("."));
+        assert!(toml::de::DeTable::parse(&deep).is_ok());
+        assert_eq!(keys_down_to(&deep, deep.rfind('a').unwrap(), 8), None);
+        assert_eq!(
+            keys_down_to(&deep, deep.rfind('a').unwrap(), 80).map(|c| c.len()),
+            Some(60)
+        );
     }
 
     #[test]

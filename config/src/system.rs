@@ -382,7 +382,9 @@ impl SystemConfig {
 /// fix. No table has a key of the same name as a top-level one, so such a
 /// key inside a table is always misplaced.
 fn misplaced_key(path: &Path, text: &str, err: &toml::de::Error) -> Option<Error> {
-    let mut chain = crate::error::keys_down_to(text, err.span()?.start)?;
+    // The deepest key the config has is `channels.email.timeout`: a
+    // top-level key misplaced into the deepest table is at depth 3.
+    let mut chain = crate::error::keys_down_to(text, err.span()?.start, 3)?;
     let (key, line) = chain.pop()?;
     let table_line = chain.last()?.1;
     if !top_level_keys().contains(&key) {
