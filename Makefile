@@ -2,12 +2,13 @@
 #   make demo           build, enroll a demo user, run a throwaway sshd with the module (no system change)
 #   make test           install test deps (as root), build, run every test and lint
 #   sudo make install   install build deps, build, install module, CLI, man pages, completions
-#   make packages       build the .deb (cargo-deb) and the .rpm (cargo-generate-rpm)
+#   make packages       build the .deb (cargo-deb), the recommended install on Debian/Ubuntu
+#   make rpm            build the .rpm (cargo-generate-rpm), for Fedora/RHEL
 PREFIX ?= /usr/local
 DESTDIR ?=
 CARGO ?= cargo
 
-.PHONY: all build test install deps lint packages package-test demo demo-test readme-test bench bench-smoke
+.PHONY: all build test install deps lint packages rpm package-test demo demo-test readme-test bench bench-smoke
 
 all: build
 
@@ -22,7 +23,10 @@ install:
 	./packaging/install.sh --prefix "$(PREFIX)" --destdir "$(DESTDIR)"
 
 packages:
-	./packaging/build-packages.sh
+	./packaging/build-packages.sh --deb
+
+rpm:
+	./packaging/build-packages.sh --rpm
 
 demo:
 	./packaging/demo.sh

@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# Builds the Debian package (cargo-deb) and the RPM (cargo-generate-rpm) of
-# otpgate into OUT (default: <target>/packages). Installs the two cargo
-# tools from crates.io first when they are missing (pinned, --locked; a few
-# minutes once per machine).
+# Builds the packages of otpgate into OUT (default: <target>/packages): the
+# Debian package (cargo-deb) by default (`make packages`), the RPM
+# (cargo-generate-rpm) with --rpm (`make rpm`), both with --deb --rpm (the
+# package test). Installs the cargo tool a format needs from crates.io first
+# when it is missing (pinned, --locked; cargo-deb about 2 minutes,
+# cargo-generate-rpm about 4, once per machine), so a .deb never waits for
+# the RPM tool.
 #
-#   ./packaging/build-packages.sh [--out DIR] [--deb-only]
+#   ./packaging/build-packages.sh [--out DIR] [--deb] [--rpm]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,15 +15,18 @@ CARGO_DEB_VERSION=3.8.0
 CARGO_GENERATE_RPM_VERSION=0.21.1
 
 out=
-rpm=1
+deb=0
+rpm=0
 while (($#)); do
     case "$1" in
         --out) out=$2; shift 2 ;;
-        --deb-only) rpm=0; shift ;;
-        -h|--help) sed -n '2,7p' "$0"; exit 0 ;;
+        --deb) deb=1; shift ;;
+        --rpm) rpm=1; shift ;;
+        -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
         *) echo "build-packages.sh: unknown option $1" >&2; exit 2 ;;
     esac
 done
+((deb || rpm)) || deb=1
 
 # The target directory cargo uses here (CARGO_TARGET_DIR, config, or ./target).
 target=$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
@@ -37,14 +43,16 @@ need_tool() { # subcommand crate version
     echo "otpgate: $2 installed in $((SECONDS - start)) s" >&2
 }
 export PATH="$cargo_bin:$PATH"
-need_tool deb cargo-deb "$CARGO_DEB_VERSION"
+((deb == 0)) || need_tool deb cargo-deb "$CARGO_DEB_VERSION"
 ((rpm == 0)) || need_tool generate-rpm cargo-generate-rpm "$CARGO_GENERATE_RPM_VERSION"
 
 ./packaging/deps.sh --build-only
 cargo build --release --locked -p pam-module -p otpgate
 ./packaging/assets.sh "$target/release/otpgate" "$target/release/assets"
 
-cargo deb --no-build --locked -p otpgate --output "$out" >/dev/null
+if ((deb)); then
+    cargo deb --no-build --locked -p otpgate --output "$out" >/dev/null
+fi
 if ((rpm)); then
     # cargo-generate-rpm does not strip (cargo-deb does): stripped copies.
     mkdir -p "$target/release/assets/stripped"
@@ -52,4 +60,4 @@ if ((rpm)); then
     strip --strip-unneeded -o "$target/release/assets/stripped/libpam_otpgate.so" "$target/release/libpam_otpgate.so"
     cargo generate-rpm -p cli --target-dir "$target" -o "$out" >/dev/null
 fi
-ls "$out"/*.deb "$out"/*.rpm 2>/dev/null
+ls "$out"/*.deb "$out"/*.rpm 2>/dev/null || true

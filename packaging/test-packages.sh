@@ -3,13 +3,18 @@
 # every file, its mode, owner and place; the conffiles; the control fields
 # and maintainer scripts; the pam-auth-update profile being off; the module's
 # exports; that the unpacked CLI runs; an install, remove and purge with dpkg
-# into a throwaway root (never /); lintian (errors fail, the rest is shown);
-# the RPM's file list, modes and config files.
+# into a throwaway root (never /), and removal refused while a PAM file still
+# loads the module; lintian (errors fail, the rest is shown); the RPM's file
+# list, modes, config files and %preun.
 # Prints one "ok"/"FAIL" line per check and closes with "N passed, N failed".
 #
 #   ./packaging/test-packages.sh
+# The checks pass their arguments to `bash -c '...' _ ARGS` on purpose:
+# shellcheck disable=SC2016
+# and run functions through check(), which shellcheck cannot follow:
+# shellcheck disable=SC2317
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 
 pass=0
 fail=0
@@ -41,19 +46,28 @@ target=$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_direc
 out="$target/packages"
 rm -rf "$out"
 start=$SECONDS
-if ! ./packaging/build-packages.sh --out "$out"; then
+if ! ./packaging/build-packages.sh --out "$out" --deb --rpm; then
     bad "build-packages.sh builds the .deb and the .rpm"
     finish
 fi
 echo "packages built in $((SECONDS - start)) s"
-deb=$(ls "$out"/otpgate_*_amd64.deb 2>/dev/null | head -n1)
-rpm=$(ls "$out"/otpgate-*.x86_64.rpm 2>/dev/null | head -n1)
+debs=("$out"/otpgate_*_amd64.deb)
+rpms=("$out"/otpgate-*.x86_64.rpm)
+deb=${debs[0]}
+rpm=${rpms[0]}
 check "a .deb was built" test -f "$deb"
 check "an .rpm was built" test -f "$rpm"
 [[ -f "$deb" ]] || finish
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
+
+# `make packages` (no option) builds the .deb alone: on a Debian host it
+# never waits minutes for cargo-generate-rpm (issue #13).
+check "build-packages.sh without options (make packages) builds the .deb and no .rpm" \
+    bash -c './packaging/build-packages.sh --out "$1" >/dev/null 2>&1 && ls "$1"/otpgate_*_amd64.deb >/dev/null && ! ls "$1"/*.rpm >/dev/null 2>&1' _ "$work/default"
+check "make packages and make rpm call build-packages.sh --deb and --rpm" \
+    bash -c 'make -n packages | grep -q "build-packages.sh --deb$" && make -n rpm | grep -q "build-packages.sh --rpm$"'
 
 # --- What the .deb must hold: exactly these files, these modes, root:root.
 pam_dir=usr/lib/x86_64-linux-gnu/security
@@ -138,6 +152,61 @@ check "the bash completion is valid bash" bash -n "$root/usr/share/bash-completi
 check "the zsh completion defines _otpgate" grep -q "^#compdef otpgate" "$root/usr/share/zsh/vendor-completions/_otpgate"
 check "the fish completion completes otpgate" grep -q "^complete -c otpgate" "$root/usr/share/fish/vendor_completions.d/otpgate.fish"
 
+# --- Removal while PAM still loads the module (issue #13): once
+# pam_otpgate.so is gone, every stack naming it fails ("PAM: Module is
+# unknown"), so prerm refuses and dpkg keeps the package.
+# dpkg -r/-P into root $1, prerm's messages into $3; fails when dpkg does.
+remove_into() { # root -r|-P out
+    dpkg --root="$1" --force-script-chrootless --force-depends "$2" otpgate >"$3" 2>&1
+}
+still_installed() { # root
+    test -e "$1/$pam_dir/pam_otpgate.so" &&
+        dpkg --root="$1" -s otpgate 2>/dev/null | grep -q "^Status: .* ok installed$"
+}
+# The lines pam-auth-update's otpgate profile writes into common-auth.
+profile_common_auth() {
+    printf '%s\n' '# here are the per-package modules (the "Primary" block)' \
+        'auth	[success=1 default=ignore]	pam_unix.so nullok' 'auth	requisite	pam_deny.so' \
+        'auth	required	pam_permit.so' '# and here are more per-package modules (the "Additional" block)' \
+        'auth	required	pam_otpgate.so' '# end of pam-auth-update config'
+}
+check_removal_refusals() { # root out
+    local r=$1 o=$2
+    profile_common_auth >"$r/etc/pam.d/common-auth"
+    printf '%s\n' '@include common-auth' '# auth required pam_otpgate.so (a comment loads nothing)' \
+        'auth required pam_otpgate.so' >"$r/etc/pam.d/sshd"
+    if remove_into "$r" -r "$o"; then
+        bad "dpkg -r refuses while /etc/pam.d/sshd loads pam_otpgate.so (it removed the package)"
+        return
+    fi
+    check "dpkg -r refuses while /etc/pam.d/sshd loads pam_otpgate.so, naming the file and line" \
+        grep -qF "$r/etc/pam.d/sshd:3: auth required pam_otpgate.so" "$o"
+    check "the refusal says what to do and names the escape hatch OTPGATE_FORCE_REMOVE=1" \
+        bash -c 'grep -q "take those lines out" "$1" && grep -q "OTPGATE_FORCE_REMOVE=1 apt remove otpgate" "$1"' _ "$o"
+    check "the refusal leaves out the profile's own common-auth lines and the comment" \
+        bash -c '! grep -q "common-auth:" "$1" && ! grep -q "sshd:2:" "$1"' _ "$o"
+    check "after the refusal the module is still there and dpkg says the package is installed" \
+        still_installed "$r"
+    sed -i '3d' "$r/etc/pam.d/sshd"
+    # Under DPKG_ROOT pam-auth-update does not run: the profile's lines stay.
+    if remove_into "$r" -r "$o"; then
+        bad "dpkg -r refuses while common-auth keeps the profile's line pam-auth-update could not take out"
+        return
+    fi
+    check "dpkg -r refuses while common-auth keeps the profile's line pam-auth-update could not take out" \
+        bash -c 'grep -qF "$2/etc/pam.d/common-auth:6: auth	required	pam_otpgate.so" "$1" && grep -q "pam-auth-update left these in place" "$1"' _ "$o" "$r"
+    check "after that refusal too the package is installed" still_installed "$r"
+    sed -i '/pam_otpgate/d' "$r/etc/pam.d/common-auth"
+}
+check_forced_removal() { # root out
+    local r=$1 o=$2
+    dpkg --root="$r" --force-script-chrootless --force-depends -i "$deb" >/dev/null 2>&1
+    echo 'auth required pam_otpgate.so' >>"$r/etc/pam.d/su"
+    check "OTPGATE_FORCE_REMOVE=1 dpkg -P removes it anyway, warning with the line" \
+        bash -c 'OTPGATE_FORCE_REMOVE=1 dpkg --root="$1" --force-script-chrootless --force-depends -P otpgate >"$2" 2>&1 &&
+            ! test -e "$1/usr/bin/otpgate" && grep -q "WARNING: OTPGATE_FORCE_REMOVE=1" "$2" && grep -qF "$1/etc/pam.d/su:1:" "$2"' _ "$r" "$o"
+}
+
 # --- dpkg install, remove, purge into a throwaway root (scripts run
 # chrootless with DPKG_ROOT set, so they leave the real PAM config alone).
 if [[ $(id -u) -eq 0 ]]; then
@@ -152,10 +221,12 @@ if [[ $(id -u) -eq 0 ]]; then
         bash -c 'dpkg --root="$1" -L otpgate | grep -qx "/'"$pam_dir"'/pam_otpgate.so" && dpkg --root="$1" -L otpgate | grep -qx /usr/bin/otpgate' _ "$droot"
     check "the installed files keep their modes (CLI 0755, module 0644)" \
         test "$(stat -c %a "$droot/usr/bin/otpgate") $(stat -c %a "$droot/$pam_dir/pam_otpgate.so")" = "755 644"
-    check "dpkg -r removes the files and keeps the conffiles" \
+    check_removal_refusals "$droot" "$work/remove.out"
+    check "dpkg -r removes the files and keeps the conffiles (once no PAM line loads the module)" \
         bash -c 'dpkg --root="$1" --force-script-chrootless --force-depends -r otpgate >/dev/null 2>&1 && ! test -e "$1/usr/bin/otpgate" && test -e "$1/etc/otpgate/config.toml"' _ "$droot"
     check "dpkg -P purges the conffiles" \
         bash -c 'dpkg --root="$1" --force-script-chrootless --force-depends -P otpgate >/dev/null 2>&1 && ! test -e "$1/etc/otpgate/config.toml" && ! test -e "$1/etc/pam.d/otpgate"' _ "$droot"
+    check_forced_removal "$droot" "$work/remove.out"
     ((fail == 0)) || sed 's/^/     dpkg: /' "$work/dpkg.log"
 else
     echo "SKIP: dpkg --root install (needs root)"
@@ -200,6 +271,19 @@ else
 fi
 
 # --- The RPM.
+# Its %preun, run as rpm runs it ("0" on erase, "1" on upgrade), against a
+# PAM directory in a throwaway root (DPKG_ROOT) that loads the module.
+check_rpm_preun() { # scriptlet root
+    mkdir -p "$2/etc/pam.d"
+    printf '%s\n' 'auth substack password-auth' 'auth required pam_otpgate.so' >"$2/etc/pam.d/sshd"
+    check "the .rpm's %preun refuses an erase (\$1 = 0) while /etc/pam.d/sshd loads the module" \
+        bash -c '! DPKG_ROOT="$2" sh "$1" 0 >"$2/out" 2>&1 && grep -qF "$2/etc/pam.d/sshd:2:" "$2/out"' _ "$1" "$2"
+    check "the .rpm's %preun lets an upgrade (\$1 = 1) through" \
+        env DPKG_ROOT="$2" sh "$1" 1
+    sed -i '2d' "$2/etc/pam.d/sshd"
+    check "the .rpm's %preun lets the erase through once no line loads the module" \
+        env DPKG_ROOT="$2" sh "$1" 0
+}
 if [[ -f "$rpm" ]] && command -v rpm >/dev/null; then
     rpm -qlpv "$rpm" 2>/dev/null | awk '{ print $1, $3 ":" $4, $NF }' | sort >"$work/rpm-have"
     sed -e "s|^\(-[-rwx]*\) \./usr/lib/x86_64-linux-gnu/security/|\1 ./usr/lib64/security/|" \
@@ -217,6 +301,10 @@ if [[ -f "$rpm" ]] && command -v rpm >/dev/null; then
         test "$(rpm -qp --configfiles "$rpm" 2>/dev/null | sort | tr '\n' ' ')" = "/etc/otpgate/config.toml /etc/pam.d/otpgate "
     check "the .rpm's pre-install scriptlet creates the otpgate-send system user (useradd -r, nologin)" \
         bash -c 'rpm -qp --scripts "$1" 2>/dev/null | grep -q "getent passwd otpgate-send >/dev/null || useradd -r .*-s /sbin/nologin .*otpgate-send$"' _ "$rpm"
+    rpm -qp --qf '%{PREUN}' "$rpm" >"$work/rpm-preun" 2>/dev/null
+    check "the .rpm's %preun is packaging/debian/prerm (one check for both packages)" \
+        cmp -s "$work/rpm-preun" packaging/debian/prerm
+    check_rpm_preun "$work/rpm-preun" "$work/rpm-root"
     check "the .rpm's /etc/pam.d/otpgate is packaging/rpm/pam.d-otpgate (system-auth, Fedora/RHEL)" \
         test "$(rpm -qp --dump "$rpm" 2>/dev/null | awk '$1 == "/etc/pam.d/otpgate" { print $4 }')" = \
         "$(sha256sum packaging/rpm/pam.d-otpgate | cut -d' ' -f1)"
