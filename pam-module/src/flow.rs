@@ -91,7 +91,7 @@ pub trait Clock {
     fn unix_now(&self) -> Option<u64>;
     /// A monotonic reading, for prompt timeouts.
     fn monotonic(&self) -> Duration;
-    /// `HH:MM` of a Unix time in the local time zone.
+    /// `HH:MM ZONE` of a Unix time in the local time zone (`14:05 CET`).
     fn local_hhmm(&self, unix: u64) -> String;
 }
 

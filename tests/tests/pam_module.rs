@@ -521,14 +521,25 @@ fn lockout_after_n_failures_shows_when_it_ends_and_refuses_a_correct_code() {
         last.starts_with("Too many wrong codes. Account locked until "),
         "{last}"
     );
-    let hhmm = last.rsplit(' ').next().unwrap();
+    // `HH:MM ZONE`: a user in another zone must read it right.
+    let hhmm = last
+        .strip_prefix("Too many wrong codes. Account locked until ")
+        .unwrap();
+    let (time, zone) = hhmm.split_once(' ').expect("a zone after the time");
     assert!(
-        hhmm.len() == 5 && hhmm.as_bytes()[2] == b':',
-        "HH:MM expected: {hhmm}"
+        time.len() == 5 && time.as_bytes()[2] == b':' && !zone.is_empty(),
+        "HH:MM ZONE expected: {hhmm}"
     );
     let until = h.record("root").state.locked_until;
     assert!(until >= now() + 14 * 60, "{until}");
-    h.log();
+    // The log says when in UTC, not as a raw Unix time.
+    let stamp = otpgate_config::texts::utc_timestamp(until);
+    let log = h.log();
+    assert!(
+        log.iter()
+            .any(|l| l.contains(&format!("locked out until {stamp}"))),
+        "{stamp} not in {log:?}"
+    );
 
     let run = h.login().answer(totp_at(&secret, now())).run();
     run.assert("PAM_AUTH_ERR");

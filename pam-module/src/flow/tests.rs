@@ -345,12 +345,18 @@ fn lockout_tells_until_when_and_refuses_even_a_right_code() {
     let (rc, log) = s.run(&mut h, &s.args(&[]));
     assert_eq!(rc, Code::AuthErr);
     let until = NOW + 900;
-    let hhmm = format!("{:02}:{:02}", until / 3600 % 24, until / 60 % 60);
+    let hhmm = format!("{:02}:{:02} UTC", until / 3600 % 24, until / 60 % 60);
     assert_eq!(
         h.transcript.last().unwrap(),
         &format!("error: Too many wrong codes. Account locked until {hhmm}")
     );
-    assert!(log[0].contains("locked out until"), "{log:?}");
+    assert!(
+        log[0].contains(&format!(
+            "locked out until {}",
+            otpgate_config::texts::utc_timestamp(until)
+        )),
+        "{log:?}"
+    );
     assert_eq!(
         s.last_reason(),
         Reason::RefusedAndLocked {
