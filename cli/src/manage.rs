@@ -336,8 +336,7 @@ pub fn verify(ctx: &mut Context, args: &VerifyArgs) -> Result<()> {
         Check::Wrong => return Err(CliError::CodeRefused("wrong code".into())),
         Check::Replayed => {
             return Err(CliError::CodeRefused(
-                "that code was already used (or is older than one used); wait for the next one"
-                    .into(),
+                otpgate_config::texts::used_code(0).to_lowercase(),
             ));
         }
         Check::LockedNow(until) => return Err(CliError::LockedOut { until, now: true }),

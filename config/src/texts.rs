@@ -61,6 +61,15 @@ pub fn wrong_code(tries_left: u32) -> String {
     refused("Wrong code", tries_left)
 }
 
+/// A code that was right once and is used up (or older than one used):
+/// the user should wait for the next, not retype this one.
+pub fn used_code(tries_left: u32) -> String {
+    refused(
+        "That code was already used; wait for the next one",
+        tries_left,
+    )
+}
+
 /// A sent code used after its lifetime.
 pub fn expired_code(tries_left: u32) -> String {
     refused("That code has expired", tries_left)

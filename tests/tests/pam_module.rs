@@ -91,8 +91,14 @@ fn the_same_code_twice_fails_the_second_time() {
     let code = totp_at(&secret, now());
     h.login().answer(&code).run().assert("PAM_SUCCESS");
     h.log();
-    h.login().answer(&code).run().assert("PAM_AUTH_ERR");
+    let run = h.login().answer(&code).run();
+    run.assert("PAM_AUTH_ERR");
     assert!(decision(&h).contains("code already used"));
+    // The user is told why, not just "Wrong code".
+    assert_eq!(
+        run.messages(),
+        ["That code was already used; wait for the next one."]
+    );
 }
 
 #[test]

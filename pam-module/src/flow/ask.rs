@@ -351,7 +351,8 @@ impl<'a> Ask<'a> {
         let left = if more { self.prompts_left } else { 0 };
         let text = match why {
             Refusal::Expired => texts::expired_code(left),
-            Refusal::Wrong | Refusal::Replayed => texts::wrong_code(left),
+            Refusal::Wrong => texts::wrong_code(left),
+            Refusal::Replayed => texts::used_code(left),
         };
         login.error(&text);
         if more {

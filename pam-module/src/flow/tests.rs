@@ -294,6 +294,10 @@ fn the_same_code_twice_is_refused_the_second_time() {
     let (rc, log) = s.run(&mut h, &s.args(&[]));
     assert_eq!(rc, Code::AuthErr);
     assert!(log[0].contains("code already used"), "{log:?}");
+    assert_eq!(
+        h.transcript.last().unwrap(),
+        "error: That code was already used; wait for the next one."
+    );
     let mut h = fake(None, &[&code]);
     assert_eq!(
         s.reasons(&mut h, &s.args(&[])),
