@@ -455,7 +455,7 @@ fn a_locked_account_is_denied_even_from_a_remembered_address() {
     h.write_record("root", &record);
     h.log();
     let run = h.login().rhost("203.0.113.7").run();
-    run.assert("PAM_AUTH_ERR");
+    run.assert("PAM_MAXTRIES");
     assert!(run.prompts().is_empty(), "{run:?}");
     assert!(
         run.messages()[0].starts_with("Account locked until "),
@@ -521,7 +521,8 @@ fn lockout_after_n_failures_shows_when_it_ends_and_refuses_a_correct_code() {
         .answer("000002")
         .answer("000003")
         .run();
-    run.assert("PAM_AUTH_ERR");
+    // A lockout says "do not try again" (sshd then ends the connection).
+    run.assert("PAM_MAXTRIES");
     let last = *run.messages().last().unwrap();
     assert!(
         last.starts_with("Too many wrong codes. Account locked until "),
@@ -548,7 +549,7 @@ fn lockout_after_n_failures_shows_when_it_ends_and_refuses_a_correct_code() {
     );
 
     let run = h.login().answer(totp_at(&secret, now())).run();
-    run.assert("PAM_AUTH_ERR");
+    run.assert("PAM_MAXTRIES");
     assert!(run.prompts().is_empty(), "no prompt while locked");
     assert_eq!(run.messages(), [format!("Account locked until {hhmm}")]);
     assert!(decision(&h).contains("locked out"));
