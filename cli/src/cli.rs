@@ -17,6 +17,8 @@ Exit status:
   6  locked out after too many wrong codes
   7  already enrolled (enroll or import over an existing enrollment without a current code)
   8  `otpgate check` found errors or warnings (listed on stdout)
+  9  nothing to remove (`trusted remove` of a host that is not trusted,
+     `disable METHOD` of a method the user does not have)
 
 Every failure prints one line on stderr: `otpgate: <reason>`.
 

@@ -72,14 +72,19 @@ impl Context {
     /// right, `None` to ask again.
     fn judge_current(&self, line: &str, left: u32) -> Result<Option<Method>> {
         let answer = Answer::parse(line.as_bytes());
-        match self.check_code(answer.as_ref(), true)? {
+        let check = self.check_code(answer.as_ref(), true)?;
+        match check {
             Check::Accepted(method) => Ok(Some(method)),
             Check::NotEnrolled => Err(self.not_enrolled()),
             Check::LockedOut(until) => Err(CliError::LockedOut { until, now: false }),
             Check::LockedNow(until) => Err(CliError::LockedOut { until, now: true }),
             Check::Wrong | Check::Replayed => {
                 if left > 0 {
-                    eprintln!("{}", texts::wrong_code(left));
+                    let text = match check {
+                        Check::Replayed => texts::used_code(left),
+                        _ => texts::wrong_code(left),
+                    };
+                    eprintln!("{text}");
                 }
                 Ok(None)
             }

@@ -101,10 +101,10 @@ impl CliError {
             CliError::LockedOut { .. } => 6,
             CliError::AlreadyEnrolled { .. } => 7,
             CliError::CheckFailed(_) => 8,
+            CliError::NotTrusted { .. } | CliError::NothingToRemove { .. } => 9,
             // Listed, not `_`: a new variant must choose its status.
             CliError::Library(_)
             | CliError::EnrollmentRaced { .. }
-            | CliError::NotTrusted { .. }
             | CliError::NoSecretGiven
             | CliError::BadIssuer { .. }
             | CliError::BadImport { .. }
@@ -120,7 +120,6 @@ impl CliError {
             | CliError::Qr(_)
             | CliError::NotConfigured { .. }
             | CliError::BadDestination(_)
-            | CliError::NothingToRemove { .. }
             | CliError::SendLimited { .. }
             | CliError::SendFailed { .. } => 1,
         }

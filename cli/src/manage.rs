@@ -228,12 +228,12 @@ pub fn status(ctx: &Context) -> Result<()> {
             enrolled,
         ));
     }
-    println!("user:         {}", ctx.account.name);
-    println!("file:         {file}");
+    field("user", &ctx.account.name);
+    field("file", &file);
     match &enrolled {
         None => {
-            println!("enrolled:     no (run `otpgate enroll`)");
-            println!("policy:       {}", requirement_text(requirement));
+            field("enrolled", "no (run `otpgate enroll`)");
+            field("policy", requirement_text(requirement));
         }
         Some(e) => print_enrolled(ctx, requirement, e),
     }
@@ -242,7 +242,7 @@ pub fn status(ctx: &Context) -> Result<()> {
 
 /// The text of `status` after the user and file lines, for an enrollment.
 fn print_enrolled(ctx: &Context, requirement: &str, e: &Enrolled<'_>) {
-    println!("enrolled:     yes ({})", app_detail(e.app));
+    field("enrolled", format_args!("yes ({})", app_detail(e.app)));
     let configured = |kind: Kind| {
         if ctx.config.channels.get(kind).is_some() {
             ""
@@ -250,32 +250,40 @@ fn print_enrolled(ctx: &Context, requirement: &str, e: &Enrolled<'_>) {
             " (not configured on this system: no codes are sent)"
         }
     };
-    println!("methods:      {}", e.methods.join(", "));
+    field("methods", e.methods.join(", "));
     if let Some(a) = e.email {
-        println!("email:        {a}{}", configured(Kind::Email));
+        field("email", format_args!("{a}{}", configured(Kind::Email)));
     }
     if let Some(n) = e.sms {
-        println!("sms:          {n}{}", configured(Kind::Sms));
+        field("sms", format_args!("{n}{}", configured(Kind::Sms)));
     }
-    println!("policy:       {}", requirement_text(requirement));
-    println!("backup codes: {} left", e.codes_left);
+    field("policy", requirement_text(requirement));
+    field("backup codes", format_args!("{} left", e.codes_left));
     match e.locked {
-        Some(until) => println!("locked out:   until {}", format_local(until)),
-        None if e.failures > 0 => println!(
-            "locked out:   no ({} wrong code{} since the last good one)",
-            e.failures,
-            if e.failures == 1 { "" } else { "s" }
+        Some(until) => field("locked out", format_args!("until {}", format_local(until))),
+        None if e.failures > 0 => field(
+            "locked out",
+            format_args!(
+                "no ({} wrong code{} since the last good one)",
+                e.failures,
+                if e.failures == 1 { "" } else { "s" }
+            ),
         ),
-        None => println!("locked out:   no"),
+        None => field("locked out", "no"),
     }
     if e.hosts.is_empty() {
-        println!("trusted hosts: none");
+        field("trusted hosts", "none");
     } else {
         println!("trusted hosts:");
         for h in &e.hosts {
             println!("    {}", h.line());
         }
     }
+}
+
+/// One `label: value` line of `status`, values aligned in one column.
+fn field(label: &str, value: impl std::fmt::Display) {
+    println!("{:<15}{value}", format!("{label}:"));
 }
 
 /// The app in words: `TOTP, SHA1, 6 digits, 30 s`.
@@ -328,8 +336,7 @@ pub fn verify(ctx: &mut Context, args: &VerifyArgs) -> Result<()> {
         Check::Wrong => return Err(CliError::CodeRefused("wrong code".into())),
         Check::Replayed => {
             return Err(CliError::CodeRefused(
-                "that code was already used (or is older than one used); wait for the next one"
-                    .into(),
+                otpgate_config::texts::used_code(0).to_lowercase(),
             ));
         }
         Check::LockedNow(until) => return Err(CliError::LockedOut { until, now: true }),

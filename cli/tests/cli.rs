@@ -401,7 +401,7 @@ fn status_of_a_user_who_is_not_enrolled() {
     assert_eq!(j["requirement"], "required");
     let r = env.user(&["status"], "");
     r.ok();
-    assert!(r.stdout.contains("enrolled:     no"), "{r}");
+    assert!(r.stdout.contains("enrolled:      no"), "{r}");
     env.run(&["--user", "no-such-user-otpgate", "status"], "")
         .fails(1, "unknown user");
 }
@@ -534,6 +534,26 @@ fn trusted_hosts_are_listed_removed_and_cleared() {
         r.stdout.contains("198.51.100.1  service su  since 20"),
         "{r}"
     );
+    // `status` lines its values up in one column, trusted hosts included.
+    let r = env.user(&["status"], "");
+    r.ok();
+    // Where the value starts: the first character after `label:` and its
+    // padding.
+    let columns: Vec<usize> = r
+        .stdout
+        .lines()
+        .filter(|l| !l.starts_with(' ') && !l.ends_with(':'))
+        .map(|l| {
+            let colon = l.find(':').expect("a label line");
+            colon + 1 + (l[colon + 1..].len() - l[colon + 1..].trim_start().len())
+        })
+        .collect();
+    assert!(
+        columns.len() >= 7 && columns.iter().all(|&c| c == columns[0]),
+        "{columns:?}\n{r}"
+    );
+    assert!(r.stdout.contains("trusted hosts:\n    "), "{r}");
+    assert!(r.stdout.contains("\n    198.51.100.1  service su"), "{r}");
     assert!(!r.stdout.contains("192.0.2.10"), "{r}");
     // Shown in local time, with the zone named.
     let mut cmd = Command::new(BIN);
@@ -558,7 +578,10 @@ fn trusted_hosts_are_listed_removed_and_cleared() {
     );
     env.user(&["trusted", "remove", "203.0.113.7"], "").ok();
     env.user(&["trusted", "remove", "203.0.113.7"], "")
-        .fails(1, "is not a trusted host");
+        .fails(9, "is not a trusted host");
+    // Nothing to remove is its own status, not an I/O error's.
+    env.user(&["disable", "email", "--force"], "")
+        .fails(9, "has no codes by email to remove");
     let r = env.user(&["trusted", "clear"], "");
     r.ok();
     assert!(r.stdout.contains("Removed 1 trusted host."), "{r}");

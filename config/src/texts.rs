@@ -61,6 +61,15 @@ pub fn wrong_code(tries_left: u32) -> String {
     refused("Wrong code", tries_left)
 }
 
+/// A code that was right once and is used up (or older than one used):
+/// the user should wait for the next, not retype this one.
+pub fn used_code(tries_left: u32) -> String {
+    refused(
+        "That code was already used; wait for the next one",
+        tries_left,
+    )
+}
+
 /// A sent code used after its lifetime.
 pub fn expired_code(tries_left: u32) -> String {
     refused("That code has expired", tries_left)
@@ -140,8 +149,47 @@ pub fn trusted_for(address: &str, service: &str, days_: u32) -> String {
     )
 }
 
+/// `YYYY-MM-DDTHH:MM:SSZ` of a Unix time, for log lines: one zone for
+/// every host, readable without `date -d @...`.
+pub fn utc_timestamp(unix: u64) -> String {
+    let days = unix / 86_400;
+    let secs = unix % 86_400;
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
+    )
+}
+
+/// The proleptic Gregorian date `days` after 1970-01-01 (the civil-from-days
+/// algorithm of Howard Hinnant's date library, for days >= 0).
+fn civil_from_days(days: u64) -> (u64, u64, u64) {
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + u64::from(m <= 2);
+    (y, m, d)
+}
+
 #[cfg(test)]
 mod tests {
+    use super::utc_timestamp;
+
+    #[test]
+    fn log_timestamps_are_utc_calendar_dates() {
+        assert_eq!(utc_timestamp(0), "1970-01-01T00:00:00Z");
+        assert_eq!(utc_timestamp(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(utc_timestamp(1_700_000_000), "2023-11-14T22:13:20Z");
+        assert_eq!(utc_timestamp(4_102_444_799), "2099-12-31T23:59:59Z");
+    }
+
     use super::*;
 
     #[test]

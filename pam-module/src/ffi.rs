@@ -256,10 +256,27 @@ impl Clock for SystemClock {
 
     fn local_hhmm(&self, unix: u64) -> String {
         match local_time(unix) {
-            Some(tm) => format!("{:02}:{:02}", tm.tm_hour, tm.tm_min),
-            None => "--:--".into(),
+            Some(tm) => format!("{:02}:{:02} {}", tm.tm_hour, tm.tm_min, zone_name(&tm)),
+            None => "--:-- (the local time is unknown)".into(),
         }
     }
+}
+
+/// The zone abbreviation `localtime_r` chose (`UTC`, `CET`, `+0530`), so a
+/// user in another zone can read "locked until 14:05 CET" right.
+fn zone_name(tm: &libc::tm) -> String {
+    if tm.tm_zone.is_null() {
+        return "local time".into();
+    }
+    // SAFETY: glibc's localtime_r sets `tm_zone` to a NUL-terminated string
+    // that lives as long as the time zone data (static storage); it was
+    // checked non-null above and is only read here.
+    let zone = unsafe { std::ffi::CStr::from_ptr(tm.tm_zone) };
+    zone.to_str()
+        .ok()
+        .filter(|z| !z.is_empty() && z.len() <= 16)
+        .unwrap_or("local time")
+        .to_string()
 }
 
 /// Broken-down local time of a Unix time.

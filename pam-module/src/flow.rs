@@ -37,6 +37,10 @@ pub enum Code {
     SystemErr,
     AuthErr,
     UserUnknown,
+    /// `PAM_MAXTRIES`: a lockout. "Do not try again": sshd then ends the
+    /// connection instead of letting the client retry keyboard-interactive
+    /// (3 times by default), each retry repeating the lockout message.
+    MaxTries,
     ConvErr,
     Ignore,
     /// Another code from libpam, passed through (e.g. from `pam_get_user`).
@@ -52,6 +56,7 @@ impl Code {
             Code::SystemErr => PamResultCode::PAM_SYSTEM_ERR,
             Code::AuthErr => PamResultCode::PAM_AUTH_ERR,
             Code::UserUnknown => PamResultCode::PAM_USER_UNKNOWN,
+            Code::MaxTries => PamResultCode::PAM_MAXTRIES,
             Code::ConvErr => PamResultCode::PAM_CONV_ERR,
             Code::Ignore => PamResultCode::PAM_IGNORE,
             Code::Other(raw) => return raw,
@@ -91,7 +96,7 @@ pub trait Clock {
     fn unix_now(&self) -> Option<u64>;
     /// A monotonic reading, for prompt timeouts.
     fn monotonic(&self) -> Duration;
-    /// `HH:MM` of a Unix time in the local time zone.
+    /// `HH:MM ZONE` of a Unix time in the local time zone (`14:05 CET`).
     fn local_hhmm(&self, unix: u64) -> String;
 }
 
@@ -148,7 +153,7 @@ impl Login<'_> {
         let (outcome, severity) = match code {
             Code::Success => ("success", Severity::Info),
             Code::Ignore => ("ignore", Severity::Info),
-            Code::AuthErr | Code::UserUnknown => ("deny", Severity::Notice),
+            Code::AuthErr | Code::UserUnknown | Code::MaxTries => ("deny", Severity::Notice),
             _ => ("error", Severity::Error),
         };
         self.log_line(severity, method, outcome, &reason);
@@ -415,7 +420,7 @@ fn skip_for_record(
         forward_whole(login, args)?;
         let text = texts::locked_until(&login.hhmm(until));
         login.error(&text);
-        return Err(login.decide(Code::AuthErr, None, reason));
+        return Err(login.decide(Code::MaxTries, None, reason));
     }
     if let Some(rhost) = login.remote()
         && record.is_trusted_host(rhost, login.service_name(), now)

@@ -5,6 +5,7 @@
 
 use std::fmt;
 
+use otpgate_config::texts;
 use otpgate_config::verification::Refusal;
 
 /// The reason of a decision or a send.
@@ -122,7 +123,12 @@ impl fmt::Display for Reason {
             ),
             Reason::Refused(why) => f.write_str(why.as_str()),
             Reason::RefusedAndLocked { why, until } => {
-                write!(f, "{}; locked out until {until}", why.as_str())
+                write!(
+                    f,
+                    "{}; locked out until {}",
+                    why.as_str(),
+                    texts::utc_timestamp(*until)
+                )
             }
             Reason::LockedMeanwhile => f.write_str("locked out by a concurrent login"),
             Reason::RemovedMeanwhile => f.write_str("user file removed during login"),

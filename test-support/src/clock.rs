@@ -59,7 +59,7 @@ impl FakeClock {
 
     /// `HH:MM` of `unix` in UTC: tests do not depend on the machine's zone.
     pub fn local_hhmm(&self, unix: u64) -> String {
-        format!("{:02}:{:02}", unix / 3600 % 24, unix / 60 % 60)
+        format!("{:02}:{:02} UTC", unix / 3600 % 24, unix / 60 % 60)
     }
 }
 

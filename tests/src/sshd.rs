@@ -360,6 +360,8 @@ impl Sshd {
             trust: None,
             key: false,
             command: "echo hello".into(),
+            tries: 1,
+            tty: false,
         }
     }
 }
@@ -381,6 +383,11 @@ pub struct SshLogin<'a> {
     trust: Option<String>,
     key: bool,
     command: String,
+    /// `NumberOfPasswordPrompts`: how often the client tries
+    /// keyboard-interactive in one connection (1 here; OpenSSH's default 3).
+    tries: u32,
+    /// `-tt`: a terminal for the session, as an interactive login has.
+    tty: bool,
 }
 
 /// What one client run showed.
@@ -461,6 +468,17 @@ impl SshLogin<'_> {
         self.codes.push(format!("@file:{}", path.display()));
         self
     }
+    /// Lets the client try keyboard-interactive `n` times in the
+    /// connection, as OpenSSH's default (3) does.
+    pub fn tries(mut self, n: u32) -> Self {
+        self.tries = n;
+        self
+    }
+    /// Asks for a terminal (`-tt`), as an interactive login does.
+    pub fn with_tty(mut self) -> Self {
+        self.tty = true;
+        self
+    }
     /// Offer the client key first (`publickey`), then keyboard-interactive.
     pub fn with_key(mut self) -> Self {
         self.key = true;
@@ -535,7 +553,7 @@ exit 1
                 "-o",
                 "LogLevel=INFO",
                 "-o",
-                "NumberOfPasswordPrompts=1",
+                &format!("NumberOfPasswordPrompts={}", self.tries),
                 "-o",
                 "ConnectTimeout=10",
                 "-o",
@@ -543,6 +561,9 @@ exit 1
                 "-o",
                 "IdentityAgent=none",
             ]);
+        if self.tty {
+            cmd.arg("-tt");
+        }
         if self.key {
             cmd.arg("-i").arg(&self.server.client_key);
         } else {

@@ -343,12 +343,13 @@ fn wrong_codes_after_a_send_count_toward_the_lockout() {
     h.otp_service("");
     h.write_record("root", &sms_record());
     let run = h.login().answer("").answer("000000").answer("000001").run();
-    run.assert("PAM_AUTH_ERR");
+    // A lockout is PAM_MAXTRIES: "do not try again".
+    run.assert("PAM_MAXTRIES");
     let message = outbox.messages().pop().expect("sent");
     assert!(h.record("root").locked_until(now()).is_some());
     // Locked: even the right code is refused now.
     let run = h.login().answer(code_in(&message).as_str()).run();
-    run.assert("PAM_AUTH_ERR");
+    run.assert("PAM_MAXTRIES");
     assert!(run.prompts().is_empty(), "{run:#?}");
 }
 

@@ -91,8 +91,14 @@ fn the_same_code_twice_fails_the_second_time() {
     let code = totp_at(&secret, now());
     h.login().answer(&code).run().assert("PAM_SUCCESS");
     h.log();
-    h.login().answer(&code).run().assert("PAM_AUTH_ERR");
+    let run = h.login().answer(&code).run();
+    run.assert("PAM_AUTH_ERR");
     assert!(decision(&h).contains("code already used"));
+    // The user is told why, not just "Wrong code".
+    assert_eq!(
+        run.messages(),
+        ["That code was already used; wait for the next one."]
+    );
 }
 
 #[test]
@@ -449,7 +455,7 @@ fn a_locked_account_is_denied_even_from_a_remembered_address() {
     h.write_record("root", &record);
     h.log();
     let run = h.login().rhost("203.0.113.7").run();
-    run.assert("PAM_AUTH_ERR");
+    run.assert("PAM_MAXTRIES");
     assert!(run.prompts().is_empty(), "{run:?}");
     assert!(
         run.messages()[0].starts_with("Account locked until "),
@@ -515,23 +521,35 @@ fn lockout_after_n_failures_shows_when_it_ends_and_refuses_a_correct_code() {
         .answer("000002")
         .answer("000003")
         .run();
-    run.assert("PAM_AUTH_ERR");
+    // A lockout says "do not try again" (sshd then ends the connection).
+    run.assert("PAM_MAXTRIES");
     let last = *run.messages().last().unwrap();
     assert!(
         last.starts_with("Too many wrong codes. Account locked until "),
         "{last}"
     );
-    let hhmm = last.rsplit(' ').next().unwrap();
+    // `HH:MM ZONE`: a user in another zone must read it right.
+    let hhmm = last
+        .strip_prefix("Too many wrong codes. Account locked until ")
+        .unwrap();
+    let (time, zone) = hhmm.split_once(' ').expect("a zone after the time");
     assert!(
-        hhmm.len() == 5 && hhmm.as_bytes()[2] == b':',
-        "HH:MM expected: {hhmm}"
+        time.len() == 5 && time.as_bytes()[2] == b':' && !zone.is_empty(),
+        "HH:MM ZONE expected: {hhmm}"
     );
     let until = h.record("root").state.locked_until;
     assert!(until >= now() + 14 * 60, "{until}");
-    h.log();
+    // The log says when in UTC, not as a raw Unix time.
+    let stamp = otpgate_config::texts::utc_timestamp(until);
+    let log = h.log();
+    assert!(
+        log.iter()
+            .any(|l| l.contains(&format!("locked out until {stamp}"))),
+        "{stamp} not in {log:?}"
+    );
 
     let run = h.login().answer(totp_at(&secret, now())).run();
-    run.assert("PAM_AUTH_ERR");
+    run.assert("PAM_MAXTRIES");
     assert!(run.prompts().is_empty(), "no prompt while locked");
     assert_eq!(run.messages(), [format!("Account locked until {hhmm}")]);
     assert!(decision(&h).contains("locked out"));

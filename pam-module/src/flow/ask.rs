@@ -243,7 +243,7 @@ impl<'a> Ask<'a> {
             SendOutcome::Locked(until) => {
                 login.error(&texts::locked_until(&login.hhmm(until)));
                 let method = Some(kind.as_str());
-                return Next::Done(login.decide(Code::AuthErr, method, Reason::LockedMeanwhile));
+                return Next::Done(login.decide(Code::MaxTries, method, Reason::LockedMeanwhile));
             }
             SendOutcome::Gone => {
                 let reason = Reason::DestinationRemovedMeanwhile;
@@ -301,7 +301,7 @@ impl<'a> Ask<'a> {
             }
             Checked::Locked(until) => {
                 login.error(&texts::locked_until(&login.hhmm(until)));
-                Some(login.decide(Code::AuthErr, None, Reason::LockedMeanwhile))
+                Some(login.decide(Code::MaxTries, None, Reason::LockedMeanwhile))
             }
             Checked::NotEnrolled => {
                 Some(login.decide(Code::AuthErr, None, Reason::RemovedMeanwhile))
@@ -341,7 +341,7 @@ impl<'a> Ask<'a> {
             login.error(&texts::locked_now(&login.hhmm(until)));
             self.forward_anyway(login, candidates);
             return Some(login.decide(
-                Code::AuthErr,
+                Code::MaxTries,
                 None,
                 Reason::RefusedAndLocked { why, until },
             ));
@@ -351,7 +351,8 @@ impl<'a> Ask<'a> {
         let left = if more { self.prompts_left } else { 0 };
         let text = match why {
             Refusal::Expired => texts::expired_code(left),
-            Refusal::Wrong | Refusal::Replayed => texts::wrong_code(left),
+            Refusal::Wrong => texts::wrong_code(left),
+            Refusal::Replayed => texts::used_code(left),
         };
         login.error(&text);
         if more {

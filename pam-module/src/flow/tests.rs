@@ -294,6 +294,10 @@ fn the_same_code_twice_is_refused_the_second_time() {
     let (rc, log) = s.run(&mut h, &s.args(&[]));
     assert_eq!(rc, Code::AuthErr);
     assert!(log[0].contains("code already used"), "{log:?}");
+    assert_eq!(
+        h.transcript.last().unwrap(),
+        "error: That code was already used; wait for the next one."
+    );
     let mut h = fake(None, &[&code]);
     assert_eq!(
         s.reasons(&mut h, &s.args(&[])),
@@ -343,14 +347,20 @@ fn lockout_tells_until_when_and_refuses_even_a_right_code() {
     // The second wrong code locks: no third prompt for the right one.
     let mut h = fake(None, &[b"000000", b"111111"]);
     let (rc, log) = s.run(&mut h, &s.args(&[]));
-    assert_eq!(rc, Code::AuthErr);
+    assert_eq!(rc, Code::MaxTries);
     let until = NOW + 900;
-    let hhmm = format!("{:02}:{:02}", until / 3600 % 24, until / 60 % 60);
+    let hhmm = format!("{:02}:{:02} UTC", until / 3600 % 24, until / 60 % 60);
     assert_eq!(
         h.transcript.last().unwrap(),
         &format!("error: Too many wrong codes. Account locked until {hhmm}")
     );
-    assert!(log[0].contains("locked out until"), "{log:?}");
+    assert!(
+        log[0].contains(&format!(
+            "locked out until {}",
+            otpgate_config::texts::utc_timestamp(until)
+        )),
+        "{log:?}"
+    );
     assert_eq!(
         s.last_reason(),
         Reason::RefusedAndLocked {
@@ -361,7 +371,7 @@ fn lockout_tells_until_when_and_refuses_even_a_right_code() {
     // The next login is refused without a prompt, right code or not.
     let mut h = fake(None, &[]);
     let (rc, _) = s.run_at(Some(NOW + 60), &mut h, &s.args(&[]));
-    assert_eq!(rc, Code::AuthErr);
+    assert_eq!(rc, Code::MaxTries);
     assert_eq!(
         h.transcript,
         [format!("error: Account locked until {hhmm}")]
@@ -528,7 +538,7 @@ fn a_locked_account_is_refused_even_from_a_remembered_host() {
     s.enroll(&r);
     let mut h = fake(Some("203.0.113.7"), &[]);
     let (rc, reasons) = s.reasons(&mut h, &s.args(&[]));
-    assert_eq!(rc, Code::AuthErr);
+    assert_eq!(rc, Code::MaxTries);
     assert_eq!(reasons, [Reason::LockedOut { seconds_left: 600 }]);
 }
 
@@ -574,7 +584,7 @@ fn forward_pass_asks_everyone_the_same_and_forwards_the_whole_answer() {
     r.state.locked_until = NOW + 60;
     s.enroll(&r);
     let mut h = fake(None, &[b"hunter2"]);
-    assert_eq!(s.run(&mut h, &forward).0, Code::AuthErr);
+    assert_eq!(s.run(&mut h, &forward).0, Code::MaxTries);
     assert_eq!(h.transcript[0], expect[0]);
     // With use_first_pass the earlier module's token is the answer: no
     // prompt, and it is left as it was.
@@ -592,12 +602,12 @@ fn forward_pass_wrong_answers_lock_their_source_not_the_account() {
     s.enroll(&totp_record());
     let forward = s.args(&["forward_pass"]);
     let mut h = fake(Some("198.51.100.4"), &[b"x000000", b"x000001", b"x000002"]);
-    assert_eq!(s.run(&mut h, &forward).0, Code::AuthErr);
+    assert_eq!(s.run(&mut h, &forward).0, Code::MaxTries);
     let r = s.record();
     assert_eq!((r.state.failures, r.locked_until(NOW)), (0, None));
     let mut h = fake(Some("198.51.100.4"), &[b"x"]);
     let (rc, reasons) = s.reasons(&mut h, &forward);
-    assert_eq!(rc, Code::AuthErr);
+    assert_eq!(rc, Code::MaxTries);
     assert!(
         matches!(reasons[..], [Reason::SourceLockedOut { .. }]),
         "{reasons:?}"
@@ -904,7 +914,7 @@ fn wrong_codes_after_a_send_count_toward_the_lockout() {
     s.enroll(&email_record());
     let mut h = fake(None, &[b"", b"000000", b"111111"]);
     let (rc, log) = s.run(&mut h, &s.args(&[]));
-    assert_eq!(rc, Code::AuthErr);
+    assert_eq!(rc, Code::MaxTries);
     assert!(log.last().unwrap().contains("locked out until"), "{log:?}");
     assert!(matches!(s.last_reason(), Reason::RefusedAndLocked { .. }));
     assert!(s.record().locked_until(NOW).is_some());
