@@ -317,8 +317,9 @@ fn ssh_backup_code_from_the_cli_logs_in_once() {
     let backup = &codes[3];
     let first = sshd.ssh("root").code(backup).with_tty().run();
     first.assert_logged_in();
+    let shown = format!("{}{}", first.stderr, first.stdout);
     assert_eq!(
-        first.stderr.matches("Backup code used; 9 left.").count(),
+        shown.matches("Backup code used; 9 left.").count(),
         1,
         "shown once: {first:#?}"
     );
