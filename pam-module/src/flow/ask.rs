@@ -325,6 +325,7 @@ impl<'a> Ask<'a> {
         if method == Method::Backup {
             login.info(&texts::backup_used(backups_left));
         }
+        login.record_verified(method.as_str(), now);
         self.offer_remember(login, method, now);
         login.decide(Code::Success, Some(method.as_str()), Reason::Accepted)
     }
