@@ -60,7 +60,7 @@ unsafe extern "C" {
 
 /// Frees a verified record when libpam replaces it or ends the handle.
 unsafe extern "C" fn free_verified(_pamh: *mut PamHandle, data: *mut c_void, _status: c_int) {
-    // SAFETY: `data` is the malloc()ed string `set_verified` stored (or
+    // SAFETY: `data` is the malloc()ed string `store_verified` stored (or
     // null); libpam calls this once per stored value.
     unsafe { libc::free(data) };
 }
