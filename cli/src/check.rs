@@ -118,6 +118,9 @@ struct PamLine {
     control: String,
     module: String,
     args: Vec<String>,
+    /// The `@include`, `include` and `substack` lines that led here from
+    /// the service's file, outermost first (`file:line: text`).
+    via: Vec<String>,
 }
 
 impl PamLine {
@@ -132,6 +135,14 @@ impl PamLine {
     }
     fn at(&self) -> Option<(&Path, usize)> {
         Some((&self.file, self.line))
+    }
+    /// `file:line`, and how the service's file reaches it.
+    fn place(&self) -> String {
+        let mut out = format!("{}:{}", self.file.display(), self.line);
+        if !self.via.is_empty() {
+            out.push_str(&format!(" (through {})", self.via.join(", then ")));
+        }
+        out
     }
 }
 
@@ -228,7 +239,8 @@ fn expand(
         let words = pam_words(&line);
         if words[0] == "@include" {
             if let Some(target) = words.get(1) {
-                out.extend(expand(dir, &resolve(target), only, depth + 1, report));
+                let lines = expand(dir, &resolve(target), only, depth + 1, report);
+                out.extend(through(lines, file, n, &line));
             }
             continue;
         }
@@ -240,13 +252,8 @@ fn expand(
             continue;
         }
         if words[1] == "include" || words[1] == "substack" {
-            out.extend(expand(
-                dir,
-                &resolve(&words[2]),
-                Some(&kind),
-                depth + 1,
-                report,
-            ));
+            let lines = expand(dir, &resolve(&words[2]), Some(&kind), depth + 1, report);
+            out.extend(through(lines, file, n, &line));
             continue;
         }
         out.push(PamLine {
@@ -256,9 +263,23 @@ fn expand(
             control: words[1].clone(),
             module: words[2].clone(),
             args: words[3..].to_vec(),
+            via: Vec::new(),
         });
     }
     out
+}
+
+/// The lines an include (`text`, at `file`:`n`) brought in, marked with
+/// where they came from.
+fn through(lines: Vec<PamLine>, file: &Path, n: usize, text: &str) -> Vec<PamLine> {
+    let step = format!("`{text}` at {}:{n}", file.display());
+    lines
+        .into_iter()
+        .map(|mut l| {
+            l.via.insert(0, step.clone());
+            l
+        })
+        .collect()
 }
 
 /// The pam.d services (file names) in `dir`, sorted.
@@ -281,7 +302,27 @@ fn services(dir: &Path) -> std::io::Result<Vec<String>> {
 #[derive(Debug, Default)]
 struct Sshd {
     values: HashMap<String, (String, PathBuf, usize)>,
-    in_match: Vec<(String, PathBuf, usize)>,
+    in_match: Vec<MatchSetting>,
+}
+
+/// A `Match` line: its criteria (`User deploy`) and where it is.
+#[derive(Debug, Clone)]
+struct MatchBlock {
+    criteria: String,
+    file: PathBuf,
+    line: usize,
+}
+
+/// A keyword of [`SSHD_KEYS`] set inside a `Match` block.
+#[derive(Debug)]
+struct MatchSetting {
+    /// The keyword in lower case; `written` as in the file.
+    key: String,
+    written: String,
+    value: String,
+    file: PathBuf,
+    line: usize,
+    block: MatchBlock,
 }
 
 const SSHD_KEYS: &[&str] = &[
@@ -344,10 +385,23 @@ fn include_files(base: &Path, pattern: &str) -> Vec<PathBuf> {
     found
 }
 
+/// A `sshd_config` line's keyword (as written) and value (`Key value`,
+/// `Key=value`, quotes dropped).
+fn keyword_and_value(line: &str) -> (String, String) {
+    let (key, value) = match line.find(|c: char| c.is_whitespace() || c == '=') {
+        Some(at) => (
+            &line[..at],
+            line[at..].trim_start_matches(|c: char| c.is_whitespace() || c == '='),
+        ),
+        None => (line, ""),
+    };
+    (key.to_string(), value.trim().trim_matches('"').to_string())
+}
+
 fn parse_sshd(
     file: &Path,
     base: &Path,
-    in_match: bool,
+    in_match: Option<MatchBlock>,
     depth: usize,
     sshd: &mut Sshd,
     report: &mut Report,
@@ -359,17 +413,16 @@ fn parse_sshd(
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
-        let (key, value) = match line.find(|c: char| c.is_whitespace() || c == '=') {
-            Some(at) => (
-                &line[..at],
-                line[at..].trim_start_matches(|c: char| c.is_whitespace() || c == '='),
-            ),
-            None => (line, ""),
-        };
-        let key = key.to_ascii_lowercase();
-        let value = value.trim().trim_matches('"').to_string();
+        let (written, value) = keyword_and_value(line);
+        let key = written.to_ascii_lowercase();
         match key.as_str() {
-            "match" => in_match = true,
+            "match" => {
+                in_match = Some(MatchBlock {
+                    criteria: value,
+                    file: file.to_path_buf(),
+                    line: i + 1,
+                })
+            }
             "include" => {
                 if depth >= MAX_DEPTH {
                     report.add(
@@ -382,7 +435,7 @@ fn parse_sshd(
                 for pattern in value.split_whitespace() {
                     for included in include_files(base, pattern) {
                         if let Err(e) =
-                            parse_sshd(&included, base, in_match, depth + 1, sshd, report)
+                            parse_sshd(&included, base, in_match.clone(), depth + 1, sshd, report)
                         {
                             report.add(
                                 Severity::Warning,
@@ -398,8 +451,15 @@ fn parse_sshd(
                 }
             }
             k if SSHD_KEYS.contains(&k) => {
-                if in_match {
-                    sshd.in_match.push((key.clone(), file.to_path_buf(), i + 1));
+                if let Some(block) = &in_match {
+                    sshd.in_match.push(MatchSetting {
+                        key: key.clone(),
+                        written,
+                        value,
+                        file: file.to_path_buf(),
+                        line: i + 1,
+                        block: block.clone(),
+                    });
                 } else {
                     sshd.values
                         .entry(key.clone())
@@ -418,6 +478,8 @@ fn parse_sshd(
 struct Service {
     name: String,
     otpgate: PamLine,
+    /// Further lines of the same auth stack that load the module again.
+    again: Vec<PamLine>,
     password_before: Option<PamLine>,
     password_after: Option<PamLine>,
 }
@@ -723,6 +785,11 @@ fn service(dir: &Path, name: &str, report: &mut Report) -> Option<Service> {
     Some(Service {
         name: name.to_string(),
         otpgate: stack[pos].clone(),
+        again: stack[pos + 1..]
+            .iter()
+            .filter(|l| l.is_otpgate())
+            .cloned()
+            .collect(),
         password_before: stack[..pos].iter().find(|l| l.asks_password()).cloned(),
         password_after: stack[pos + 1..].iter().find(|l| l.asks_password()).cloned(),
     })
@@ -831,12 +898,53 @@ fn run_as_shared(name: &str, uid: u32, passwd: &str) -> Vec<String> {
     why
 }
 
-fn check_service(service: &Service, config: Option<&SystemConfig>, report: &mut Report) {
-    let line = &service.otpgate;
-    check_module_file(line, report);
-    let effective = check_arguments(line, config, report);
-    let forward = line.args.iter().any(|a| a == "forward_pass");
-    match line.control.as_str() {
+/// The return values a `[value=action]` control may name (Linux-PAM's
+/// `_pam_token_returns`), and `default`.
+const CONTROL_VALUES: &[&str] = &[
+    "success",
+    "open_err",
+    "symbol_err",
+    "service_err",
+    "system_err",
+    "buf_err",
+    "perm_denied",
+    "auth_err",
+    "cred_insufficient",
+    "authinfo_unavail",
+    "user_unknown",
+    "maxtries",
+    "new_authtok_reqd",
+    "acct_expired",
+    "session_err",
+    "cred_unavail",
+    "cred_expired",
+    "cred_err",
+    "no_module_data",
+    "conv_err",
+    "authtok_err",
+    "authtok_recover_err",
+    "authtok_lock_busy",
+    "authtok_disable_aging",
+    "try_again",
+    "ignore",
+    "abort",
+    "authtok_expired",
+    "module_unknown",
+    "bad_item",
+    "conv_again",
+    "incomplete",
+    "default",
+];
+/// The actions of a `[value=action]` control, besides a jump count.
+const CONTROL_ACTIONS: &[&str] = &["ignore", "bad", "die", "ok", "done", "reset"];
+
+/// What libpam makes of the module line's control word. A word it does not
+/// know (`requird`), or a `[...]` with a pair it does not know, makes it
+/// fail every login through the stack (`PAM_PERM_DENIED` from a broken
+/// stack): an error, like the other mistakes that deny every login.
+fn check_control(line: &PamLine, report: &mut Report) {
+    let control = line.control.to_ascii_lowercase();
+    match control.as_str() {
         "required" | "requisite" => {}
         "optional" => report.add(
             Severity::Warning,
@@ -849,12 +957,119 @@ fn check_service(service: &Service, config: Option<&SystemConfig>, report: &mut 
             "control `sufficient`: a right code ends the stack with success; the lines after it \
              (a password?) are not asked",
         ),
-        other => report.add(
-            Severity::Note,
-            line.at(),
-            format!("control `{other}`: check by hand what a failure and PAM_IGNORE do here"),
-        ),
+        _ => match bracket_control_error(&line.control) {
+            None => report.add(
+                Severity::Note,
+                line.at(),
+                format!(
+                    "control `{}`: check by hand what a failure and PAM_IGNORE do here",
+                    line.control
+                ),
+            ),
+            Some(why) => report.add(
+                Severity::Error,
+                line.at(),
+                format!(
+                    "control `{}`: {why}: PAM fails every login through this stack; use \
+                     `required` (or `requisite`)",
+                    line.control
+                ),
+            ),
+        },
     }
+}
+
+/// Why `control` is not a control libpam accepts; `None` for a well-formed
+/// `[value=action ...]` (whose words, unlike the keywords, are case
+/// sensitive).
+fn bracket_control_error(control: &str) -> Option<String> {
+    let Some(inner) = control.strip_prefix('[').and_then(|c| c.strip_suffix(']')) else {
+        return Some("not a PAM control word".into());
+    };
+    let pairs: Vec<&str> = inner.split_whitespace().collect();
+    if pairs.is_empty() {
+        return Some("an empty `[...]`".into());
+    }
+    for pair in pairs {
+        let Some((value, action)) = pair.split_once('=') else {
+            return Some(format!("`{pair}` is not value=action"));
+        };
+        if !CONTROL_VALUES.contains(&value) {
+            return Some(format!("`{value}` is not a PAM return value"));
+        }
+        let jump = !action.is_empty() && action.bytes().all(|b| b.is_ascii_digit());
+        if !jump && !CONTROL_ACTIONS.contains(&action) {
+            return Some(format!("`{action}` is not a PAM action"));
+        }
+    }
+    None
+}
+
+/// A stack that loads the module more than once (a service's own line plus
+/// the pam-auth-update profile's in `common-auth`, say). The later lines ask
+/// nothing once the first accepted a code for the user (docs/ARCHITECTURE.md
+/// §2, step 2), so their arguments are never applied to that user, and each
+/// is one more place to keep in step: a warning that names both lines and
+/// the one to remove.
+fn check_loaded_twice(service: &Service, report: &mut Report) {
+    if service.again.is_empty() {
+        return;
+    }
+    let lines: Vec<&PamLine> = std::iter::once(&service.otpgate)
+        .chain(&service.again)
+        .collect();
+    let places: Vec<String> = lines.iter().map(|l| l.place()).collect();
+    let own = lines.iter().find(|l| l.via.is_empty());
+    let included = lines.iter().find(|l| !l.via.is_empty());
+    let (at, advice) = match (own, included) {
+        (Some(own), Some(included)) => {
+            let covers = if included.file.file_name() == Some("common-auth".as_ref()) {
+                " (the pam-auth-update profile, `pam-auth-update --enable otpgate`)"
+            } else {
+                ""
+            };
+            (
+                own,
+                format!(
+                    "remove the line at {}:{}: the one at {}:{}{covers} already covers {}",
+                    own.file.display(),
+                    own.line,
+                    included.file.display(),
+                    included.line,
+                    service.name
+                ),
+            )
+        }
+        _ => (&lines[1], "keep only one of them".to_string()),
+    };
+    report.add(
+        Severity::Warning,
+        at.at(),
+        format!(
+            "{}: the auth stack loads {MODULE} {} times: {}. A later line asks nothing once an \
+             earlier one accepted a code (logged method=already-verified), so its arguments are \
+             not applied to that user; {advice}",
+            service.name,
+            lines.len(),
+            places.join(" and ")
+        ),
+    );
+}
+
+fn check_service(service: &Service, config: Option<&SystemConfig>, report: &mut Report) {
+    let line = &service.otpgate;
+    check_loaded_twice(service, report);
+    for again in &service.again {
+        // A later line's mistakes deny too: it reads its arguments and
+        // config before it looks for an earlier success.
+        check_module_file(again, report);
+        check_arguments(again, config, report);
+        check_control(again, report);
+    }
+    check_module_file(line, report);
+    let effective = check_arguments(line, config, report);
+    check_control(line, report);
+    let forward = line.args.iter().any(|a| a == "forward_pass");
     let order = match (&service.password_before, &service.password_after) {
         (Some(p), _) => format!(
             "password ({} at {}:{}), then a verification code",
@@ -908,13 +1123,7 @@ fn check_sshd(args: &CheckArgs, found: &[Service], report: &mut Report) {
     };
     let use_pam = check_use_pam(&sshd, path, report);
     let kbd = check_kbd_interactive(&sshd, report);
-    for (key, p, l) in &sshd.in_match {
-        report.add(
-            Severity::Note,
-            Some((p, *l)),
-            format!("a Match block sets {key}: some connections follow other rules than these"),
-        );
-    }
+    let skipped = check_match_blocks(&sshd, report);
     if !(use_pam && kbd) {
         report
             .at_login
@@ -927,13 +1136,83 @@ fn check_sshd(args: &CheckArgs, found: &[Service], report: &mut Report) {
     } else {
         check_methods(&sshd, path, service, &lists, report);
     }
+    report.at_login.extend(skipped);
+}
+
+/// The settings of `Match` blocks: one that lets its connections in without
+/// keyboard-interactive (an `AuthenticationMethods` list without it, or
+/// `KbdInteractiveAuthentication no`) is a warning naming the criteria;
+/// other settings there are a note. Returns the summary lines of the
+/// blocks that skip the code.
+fn check_match_blocks(sshd: &Sshd, report: &mut Report) -> Vec<String> {
+    let mut summary = Vec::new();
+    for m in &sshd.in_match {
+        let criteria = &m.block.criteria;
+        let Some(how) = match_skips_code(m) else {
+            report.add(
+                Severity::Note,
+                Some((&m.file, m.line)),
+                format!(
+                    "the `Match {criteria}` block ({}:{}) sets {}: connections matching it \
+                     follow other rules than these",
+                    m.block.file.display(),
+                    m.block.line,
+                    m.written
+                ),
+            );
+            continue;
+        };
+        report.add(
+            Severity::Warning,
+            Some((&m.file, m.line)),
+            format!(
+                "the `Match {criteria}` block ({}:{}) sets {} {}: connections matching \
+                 `{criteria}` {how}, never asked for a code; add keyboard-interactive to each \
+                 list there (e.g. `AuthenticationMethods publickey,keyboard-interactive`) or \
+                 remove the line",
+                m.block.file.display(),
+                m.block.line,
+                m.written,
+                m.value
+            ),
+        );
+        summary.push(format!(
+            "SSH, connections matching `Match {criteria}`: {how}, never asked for a code (see \
+             the warning)."
+        ));
+    }
+    summary
+}
+
+/// How the connections of a `Match` setting get in without the code;
+/// `None` when the setting does not let them.
+fn match_skips_code(m: &MatchSetting) -> Option<String> {
+    match m.key.as_str() {
+        "authenticationmethods" if m.value.eq_ignore_ascii_case("any") => {
+            Some("log in with any one method (a key alone)".into())
+        }
+        "authenticationmethods" => {
+            let without: Vec<String> = parse_method_lists(&m.value)
+                .iter()
+                .filter(|l| !has_kbd(l))
+                .map(|l| l.join(","))
+                .collect();
+            (!without.is_empty()).then(|| format!("log in with {} alone", without.join(" or ")))
+        }
+        "kbdinteractiveauthentication" | "challengeresponseauthentication"
+            if !m.value.eq_ignore_ascii_case("yes") =>
+        {
+            Some("cannot be shown the code prompt".into())
+        }
+        _ => None,
+    }
 }
 
 /// `sshd_config` and its includes; `None` (noted) when it cannot be read.
 fn read_sshd(path: &Path, report: &mut Report) -> Option<Sshd> {
     let mut sshd = Sshd::default();
     let base = path.parent().unwrap_or(Path::new("/etc/ssh")).to_path_buf();
-    if let Err(e) = parse_sshd(path, &base, false, 0, &mut sshd, report) {
+    if let Err(e) = parse_sshd(path, &base, None, 0, &mut sshd, report) {
         report.add(
             Severity::Note,
             Some((path, 0)),
@@ -1002,16 +1281,20 @@ fn check_kbd_interactive(sshd: &Sshd, report: &mut Report) -> bool {
 fn method_lists(sshd: &Sshd) -> Vec<Vec<String>> {
     sshd.get("authenticationmethods")
         .filter(|(v, _, _)| !v.eq_ignore_ascii_case("any"))
-        .map(|(v, _, _)| {
-            v.split_whitespace()
-                .map(|list| {
-                    list.split(',')
-                        .map(|m| m.split(':').next().unwrap_or(m).to_string())
-                        .collect()
-                })
+        .map(|(v, _, _)| parse_method_lists(v))
+        .unwrap_or_default()
+}
+
+/// An `AuthenticationMethods` value as lists of method names.
+fn parse_method_lists(value: &str) -> Vec<Vec<String>> {
+    value
+        .split_whitespace()
+        .map(|list| {
+            list.split(',')
+                .map(|m| m.split(':').next().unwrap_or(m).to_string())
                 .collect()
         })
-        .unwrap_or_default()
+        .collect()
 }
 
 fn has_kbd(list: &[String]) -> bool {
@@ -1074,19 +1357,37 @@ fn check_methods(
             ),
         );
     }
-    let key_then_code = lists
-        .iter()
-        .filter(|l| has_kbd(l))
-        .all(|l| l.iter().any(|m| m == "publickey"));
+    let with: Vec<&Vec<String>> = lists.iter().filter(|l| has_kbd(l)).collect();
+    let key_then_code = !with.is_empty() && with.iter().all(|l| l.iter().any(|m| m == "publickey"));
     if key_then_code {
         check_key_then_code(service, lists, report);
-        report
-            .at_login
-            .push("SSH: a key, then keyboard-interactive (the sshd PAM stack).".into());
+    }
+    report
+        .at_login
+        .push(methods_summary(&with, &without, key_then_code));
+}
+
+/// The SSH summary line for `AuthenticationMethods`: what it says agrees
+/// with the findings (lists without keyboard-interactive are named as
+/// logins without a code, never hidden behind "a key, then the code").
+fn methods_summary(with: &[&Vec<String>], without: &[String], key_then_code: bool) -> String {
+    let asked = if with.is_empty() {
+        None
+    } else if key_then_code {
+        Some("a key, then keyboard-interactive (the sshd PAM stack)")
     } else {
-        report
-            .at_login
-            .push("SSH: keyboard-interactive through the sshd PAM stack.".into());
+        Some("keyboard-interactive through the sshd PAM stack")
+    };
+    match (asked, without.is_empty()) {
+        (Some(asked), true) => format!("SSH: {asked}."),
+        (Some(asked), false) => format!(
+            "SSH: {asked}; but {} alone is never asked for a code (see the error).",
+            without.join(" or ")
+        ),
+        (None, _) => format!(
+            "SSH: no code is asked: AuthenticationMethods allows only {} (see the error).",
+            without.join(" or ")
+        ),
     }
 }
 

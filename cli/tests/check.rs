@@ -436,3 +436,200 @@ fn policy_groups_that_are_not_found_are_warnings() {
         "group `otpgate-no-such-robots` is not found; it exempts nobody",
     );
 }
+
+// --- issue #13: the module twice, control words, Match blocks, the summary --
+
+/// Debian's common-auth after `pam-auth-update --enable otpgate`.
+const COMMON_AUTH_WITH_PROFILE: &str = "\
+auth\t[success=1 default=ignore]\tpam_unix.so nullok
+auth\trequisite\t\t\tpam_deny.so
+auth\trequired\t\t\tpam_permit.so
+# and here are more per-package modules (the \"Additional\" block)
+auth\trequired\t\t\tMODULE
+";
+
+#[test]
+fn a_service_line_plus_the_pam_auth_update_profile_is_a_warning_naming_both_lines() {
+    let s = Setup::new("@include common-auth\n", GOOD_SSHD_CONFIG, "");
+    s.service("common-auth", COMMON_AUTH_WITH_PROFILE);
+    // What the README said for su before, plus the profile.
+    s.service(
+        "su",
+        "auth sufficient pam_rootok.so\n@include common-auth\nauth required MODULE\n",
+    );
+    let r = s.check(&[]);
+    assert_eq!(r.code, 8, "{r}");
+    assert!(!r.stdout.contains("No problems found"), "{r}");
+    let (su, common) = (s.path("pam.d/su"), s.path("pam.d/common-auth"));
+    has(
+        &r,
+        &format!(
+            "warning: {su}:3: su: the auth stack loads pam_otpgate.so 2 times: {common}:5 \
+             (through `@include common-auth` at {su}:2) and {su}:3."
+        ),
+    );
+    has(
+        &r,
+        &format!(
+            "remove the line at {su}:3: the one at {common}:5 (the pam-auth-update profile, \
+             `pam-auth-update --enable otpgate`) already covers su"
+        ),
+    );
+    // sshd includes common-auth and has no line of its own: nothing to say.
+    assert!(!r.stdout.contains("sshd: the auth stack loads"), "{r}");
+    assert!(r.stderr.contains("check found 1 problem"), "{r}");
+}
+
+#[test]
+fn a_stack_loading_the_module_twice_directly_or_through_a_substack_is_a_warning() {
+    let s = Setup::new(GOOD_SSHD, GOOD_SSHD_CONFIG, "");
+    s.service(
+        "sudo",
+        "@include common-auth\nauth required MODULE\nauth required MODULE nullok\n",
+    );
+    let r = s.check(&[]);
+    assert_eq!(r.code, 8, "{r}");
+    let sudo = s.path("pam.d/sudo");
+    has(
+        &r,
+        &format!(
+            "warning: {sudo}:3: sudo: the auth stack loads pam_otpgate.so 2 times: {sudo}:2 and \
+             {sudo}:3."
+        ),
+    );
+    has(&r, "keep only one of them");
+
+    std::fs::remove_file(s.pam.join("sudo")).unwrap();
+    s.service("otp-stack", "auth required MODULE\n");
+    s.service(
+        "sshd",
+        "@include common-auth\nauth substack otp-stack\nauth required MODULE\n",
+    );
+    let r = s.check(&[]);
+    assert_eq!(r.code, 8, "{r}");
+    let (sshd, stack) = (s.path("pam.d/sshd"), s.path("pam.d/otp-stack"));
+    has(
+        &r,
+        &format!(
+            "sshd: the auth stack loads pam_otpgate.so 2 times: {stack}:1 (through `auth \
+             substack otp-stack` at {sshd}:2) and {sshd}:3."
+        ),
+    );
+    has(&r, &format!("remove the line at {sshd}:3"));
+}
+
+#[test]
+fn an_unknown_control_word_is_an_error_not_a_note() {
+    let s = Setup::new(
+        "@include common-auth\nauth requird MODULE\n",
+        GOOD_SSHD_CONFIG,
+        "",
+    );
+    let r = s.check(&[]);
+    assert_eq!(r.code, 8, "{r}");
+    has(
+        &r,
+        &format!(
+            "error: {}:2: control `requird`: not a PAM control word: PAM fails every login \
+             through this stack",
+            s.path("pam.d/sshd")
+        ),
+    );
+    // A pair libpam does not know inside brackets fails the same way.
+    s.service(
+        "sshd",
+        "@include common-auth\nauth [success=ok bogus=die] MODULE\n",
+    );
+    let r = s.check(&[]);
+    assert_eq!(r.code, 8, "{r}");
+    has(
+        &r,
+        "control `[success=ok bogus=die]`: `bogus` is not a PAM return value",
+    );
+    // Well-formed brackets stay a note; keywords are not case sensitive.
+    for control in ["[success=ok new_authtok_reqd=ok default=die]", "Required"] {
+        s.service(
+            "sshd",
+            &format!("@include common-auth\nauth {control} MODULE\n"),
+        );
+        let r = s.check(&[]);
+        assert_eq!(r.code, 0, "{control}: {r}");
+    }
+}
+
+#[test]
+fn a_match_block_whose_methods_skip_the_code_is_a_warning_naming_its_criteria() {
+    let config = format!(
+        "{GOOD_SSHD_CONFIG}Match User deploy Address 10.0.0.0/8\n    AuthenticationMethods publickey\n"
+    );
+    let s = Setup::new(GOOD_SSHD, &config, "");
+    let r = s.check(&[]);
+    assert_eq!(r.code, 8, "{r}");
+    let path = s.path("ssh/sshd_config");
+    has(
+        &r,
+        &format!(
+            "warning: {path}:6: the `Match User deploy Address 10.0.0.0/8` block ({path}:5) sets \
+             AuthenticationMethods publickey: connections matching `User deploy Address \
+             10.0.0.0/8` log in with publickey alone, never asked for a code"
+        ),
+    );
+    has(
+        &r,
+        "SSH, connections matching `Match User deploy Address 10.0.0.0/8`: log in with publickey alone, never asked for a code",
+    );
+    // Switching keyboard-interactive off there does the same.
+    let config =
+        format!("{GOOD_SSHD_CONFIG}Match Group robots\n KbdInteractiveAuthentication no\n");
+    let s = Setup::new(GOOD_SSHD, &config, "");
+    let r = s.check(&[]);
+    assert_eq!(r.code, 8, "{r}");
+    has(
+        &r,
+        "connections matching `Group robots` cannot be shown the code prompt",
+    );
+    // A Match block that still asks for the code is only a note.
+    let config = format!(
+        "{GOOD_SSHD_CONFIG}Match User deploy\n AuthenticationMethods publickey,keyboard-interactive\n"
+    );
+    let s = Setup::new(GOOD_SSHD, &config, "");
+    let r = s.check(&[]);
+    assert_eq!(r.code, 0, "{r}");
+    has(&r, "note: ");
+    has(&r, "the `Match User deploy` block");
+}
+
+#[test]
+fn the_summary_agrees_with_an_error_that_the_code_is_never_asked() {
+    let key_only =
+        "UsePAM yes\nKbdInteractiveAuthentication yes\nAuthenticationMethods publickey\n";
+    let s = Setup::new(
+        "# @include common-auth\nauth required MODULE\n",
+        key_only,
+        "",
+    );
+    let r = s.check(&[]);
+    assert_eq!(r.code, 8, "{r}");
+    has(
+        &r,
+        "AuthenticationMethods allows publickey without keyboard-interactive",
+    );
+    has(
+        &r,
+        "SSH: no code is asked: AuthenticationMethods allows only publickey (see the error).",
+    );
+    assert!(
+        !r.stdout.contains("a key, then keyboard-interactive"),
+        "{r}"
+    );
+
+    let mixed = "UsePAM yes\nKbdInteractiveAuthentication yes\n\
+                 AuthenticationMethods publickey,keyboard-interactive password\n";
+    let s = Setup::new("# @include common-auth\nauth required MODULE\n", mixed, "");
+    let r = s.check(&[]);
+    assert_eq!(r.code, 8, "{r}");
+    has(
+        &r,
+        "SSH: a key, then keyboard-interactive (the sshd PAM stack); but password alone is never asked for a code (see the error).",
+    );
+}

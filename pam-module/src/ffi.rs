@@ -2,7 +2,7 @@
 //! PAM handle behind the [`Handle`] trait, and the clock. Every unsafe line
 //! of the module is in this file.
 
-use std::ffi::{CStr, c_int, c_void};
+use std::ffi::{CStr, c_char, c_int, c_void};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -18,17 +18,102 @@ use zeroize::Zeroizing;
 use crate::args::Args;
 use otpgate_config::store::Configured;
 
-use crate::flow::{self, Clock, Code, CommandSender, Env, Handle, Secret, guarded};
+use crate::flow::{self, Clock, Code, CommandSender, Env, Handle, Secret, Verified, guarded};
 use crate::log::Syslog;
 
 /// `PAM_AUTHTOK` in `<security/_pam_types.h>`.
 const PAM_AUTHTOK: c_int = 6;
+
+/// `PAM_SUCCESS`.
+const PAM_SUCCESS: c_int = 0;
+
+/// The `pam_set_data` key of [`Verified`]. Handle data is per handle, and
+/// libpam lets only modules set or read it (`pam_set_data` and
+/// `pam_get_data` called by the application return `PAM_SYSTEM_ERR`): what
+/// is under this key was put there by a module of the stack, in practice
+/// this one.
+const VERIFIED_KEY: &CStr = c"pam_otpgate/verified";
+
+/// The cleanup of `pam_set_data` signature.
+type Cleanup = unsafe extern "C" fn(pamh: *mut PamHandle, data: *mut c_void, error_status: c_int);
 
 #[link(name = "pam")]
 unsafe extern "C" {
     // pam-bindings cannot set PAM_AUTHTOK (its `AuthTok` item has a private
     // field), so `forward_pass` calls libpam directly.
     fn pam_set_item(pamh: *mut PamHandle, item_type: c_int, item: *const c_void) -> c_int;
+    // The bindings store a Rust `Box<T>` whose layout another build of the
+    // module need not share; the verified record is a malloc()ed C string
+    // instead, read and freed the same way by every build.
+    fn pam_set_data(
+        pamh: *mut PamHandle,
+        module_data_name: *const c_char,
+        data: *mut c_void,
+        cleanup: Option<Cleanup>,
+    ) -> c_int;
+    fn pam_get_data(
+        pamh: *const PamHandle,
+        module_data_name: *const c_char,
+        data: *mut *const c_void,
+    ) -> c_int;
+}
+
+/// Frees a verified record when libpam replaces it or ends the handle.
+unsafe extern "C" fn free_verified(_pamh: *mut PamHandle, data: *mut c_void, _status: c_int) {
+    // SAFETY: `data` is the malloc()ed string `store_verified` stored (or
+    // null); libpam calls this once per stored value.
+    unsafe { libc::free(data) };
+}
+
+/// The verified record on `pamh`, if any (see [`VERIFIED_KEY`]).
+fn get_verified(pamh: &PamHandle) -> Option<Verified> {
+    let mut data: *const c_void = std::ptr::null();
+    // SAFETY: `pamh` is the live handle of this call, the key is
+    // NUL-terminated, and `data` is a valid place for the pointer.
+    let rc = unsafe { pam_get_data(pamh, VERIFIED_KEY.as_ptr(), &mut data) };
+    if rc != PAM_SUCCESS || data.is_null() {
+        return None;
+    }
+    // SAFETY: only `store_verified` writes this key, always a
+    // NUL-terminated malloc()ed string alive until libpam frees it (at the
+    // next set or pam_end, neither of which can happen during this read).
+    // Only modules can set handle data; a module of the stack that wrote
+    // something else under our key runs in this process anyway and could
+    // as well return PAM_SUCCESS itself.
+    let text = unsafe { CStr::from_ptr(data.cast::<c_char>()) };
+    Verified::decode(text.to_bytes())
+}
+
+/// Stores `bytes` (no NUL inside) under [`VERIFIED_KEY`]; `None` removes
+/// the record.
+fn store_verified(pamh: &mut PamHandle, bytes: Option<&[u8]>) -> c_int {
+    let data = match bytes {
+        Some(bytes) if bytes.contains(&0) => return PamResultCode::PAM_BUF_ERR as c_int,
+        Some(bytes) => {
+            // SAFETY: malloc of len + 1 bytes; the result is checked.
+            let buf = unsafe { libc::malloc(bytes.len() + 1) }.cast::<u8>();
+            if buf.is_null() {
+                return PamResultCode::PAM_BUF_ERR as c_int;
+            }
+            // SAFETY: `buf` holds len + 1 bytes and does not overlap `bytes`.
+            unsafe {
+                std::ptr::copy_nonoverlapping(bytes.as_ptr(), buf, bytes.len());
+                *buf.add(bytes.len()) = 0;
+            }
+            buf.cast::<c_void>()
+        }
+        None => std::ptr::null_mut(),
+    };
+    let cleanup: Option<Cleanup> = (!data.is_null()).then_some(free_verified as Cleanup);
+    // SAFETY: `pamh` is the live handle of this call; libpam owns `data`
+    // from here on and frees it with `cleanup` (the value it replaces gets
+    // its own cleanup called).
+    let rc = unsafe { pam_set_data(pamh, VERIFIED_KEY.as_ptr(), data, cleanup) };
+    if rc != PAM_SUCCESS {
+        // SAFETY: libpam did not take it; `data` is ours (or null).
+        unsafe { libc::free(data) };
+    }
+    rc
 }
 
 /// The module, as `pam_hooks!` wants it.
@@ -70,9 +155,14 @@ impl PamHooks for OtpGate {
         }
     }
 
-    fn sm_setcred(_pamh: &mut PamHandle, _args: Vec<&CStr>, _flags: PamFlag) -> PamResultCode {
+    fn sm_setcred(pamh: &mut PamHandle, _args: Vec<&CStr>, _flags: PamFlag) -> PamResultCode {
         // Guarded like authenticate: a panic here is PAM_SYSTEM_ERR too.
         let outcome = catch_unwind(AssertUnwindSafe(|| {
+            // Authentication is over: a later pam_authenticate on this
+            // handle (an application that keeps it) asks for a code again.
+            if get_verified(pamh).is_some() {
+                store_verified(pamh, None);
+            }
             #[cfg(debug_assertions)]
             {
                 let raw: Vec<&[u8]> = _args.iter().map(|a| a.to_bytes()).collect();
@@ -226,6 +316,17 @@ impl Handle for Pam<'_> {
 
     fn error(&mut self, text: &str) {
         let _ = self.send(PAM_ERROR_MSG, text);
+    }
+
+    fn verified(&self) -> Option<Verified> {
+        get_verified(self.pamh)
+    }
+
+    fn set_verified(&mut self, verified: &Verified) -> Result<(), Code> {
+        match store_verified(self.pamh, Some(&verified.encode())) {
+            PAM_SUCCESS => Ok(()),
+            rc => Err(Code::Other(rc)),
+        }
     }
 }
 

@@ -88,6 +88,61 @@ pub trait Handle {
     fn info(&mut self, text: &str);
     /// Shows an error message.
     fn error(&mut self, text: &str);
+    /// What an earlier instance of this module recorded on this PAM handle
+    /// after accepting a code (`pam_get_data`); `None` when nothing was.
+    fn verified(&self) -> Option<Verified>;
+    /// Records an accepted code on this PAM handle for later instances of
+    /// the module in the same stack (`pam_set_data`).
+    fn set_verified(&mut self, verified: &Verified) -> Result<(), Code>;
+}
+
+/// The method a later instance logs when an earlier one in the same PAM
+/// stack run already accepted a code for the user.
+pub const ALREADY_VERIFIED: &str = "already-verified";
+
+/// What the instance of the module that accepted a code leaves on the PAM
+/// handle (`pam_set_data`), so that a second line loading the module in the
+/// same stack (a service's own line plus the pam-auth-update profile in
+/// `common-auth`) does not ask again: the user it verified, when, and with
+/// which method. Only modules can set or read handle data (libpam refuses
+/// the application with `PAM_SYSTEM_ERR`), and the key is this module's own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified {
+    pub user: String,
+    /// The Unix time the code was accepted.
+    pub at: u64,
+    /// `totp`, `hotp`, `backup`, `email`, `sms`.
+    pub method: String,
+}
+
+/// The first word of [`Verified::encode`]: a later format gets a new one,
+/// and an instance of another version reads nothing it does not know.
+const VERIFIED_FORMAT: &str = "otpgate-verified-1";
+
+impl Verified {
+    /// `otpgate-verified-1 <at> <method> <user>`: plain bytes, so instances
+    /// of different builds (or a C reader) agree; the user comes last and
+    /// may hold anything but NUL.
+    pub fn encode(&self) -> Vec<u8> {
+        format!(
+            "{VERIFIED_FORMAT} {} {} {}",
+            self.at, self.method, self.user
+        )
+        .into_bytes()
+    }
+
+    /// The inverse of [`Verified::encode`]; `None` for anything else.
+    pub fn decode(bytes: &[u8]) -> Option<Verified> {
+        let text = std::str::from_utf8(bytes).ok()?;
+        let mut parts = text.splitn(4, ' ');
+        if parts.next()? != VERIFIED_FORMAT {
+            return None;
+        }
+        let at = parts.next()?.parse().ok()?;
+        let method = parts.next().filter(|m| !m.is_empty())?.to_string();
+        let user = parts.next().filter(|u| !u.is_empty())?.to_string();
+        Some(Verified { user, at, method })
+    }
 }
 
 /// Time, read through one place so tests control it.
@@ -210,6 +265,26 @@ impl Login<'_> {
         self.tty.as_deref().is_some_and(is_local_terminal)
     }
 
+    /// Leaves the accepted code on the PAM handle for a later instance of
+    /// the module in the same stack (see `skip_if_verified`). A failure only
+    /// means that instance asks again: logged in debug, the login stands.
+    fn record_verified(&mut self, method: &str, now: u64) {
+        let Some(user) = self.user.clone() else {
+            return;
+        };
+        let verified = Verified {
+            user,
+            at: now,
+            method: method.to_string(),
+        };
+        if let Err(code) = self.h.set_verified(&verified) {
+            self.debug(&format!(
+                "could not record the accepted code on the PAM handle (PAM code {})",
+                code.raw()
+            ));
+        }
+    }
+
     /// `HH:MM` of `unix`, for messages.
     fn hhmm(&self, unix: u64) -> String {
         self.clock.local_hhmm(unix)
@@ -245,6 +320,7 @@ pub fn authenticate(
 fn run(login: &mut Login<'_>, args: &Args, env: &Env<'_>) -> Result<Code, Code> {
     let (config, now) = load(login, args)?;
     let account = account(login, args)?;
+    skip_if_verified(login, &config, now)?;
     skip_for_network(login, &config)?;
     let requirement = config.requirement(&account);
     if requirement == Requirement::Exempt {
@@ -323,6 +399,34 @@ fn account(login: &mut Login<'_>, args: &Args) -> Result<Account, Code> {
         }
         Err(e) => Err(login.decide(Code::SystemErr, None, Reason::UserLookup(e.to_string()))),
     }
+}
+
+/// Step 2, end: an earlier instance of this module in the same stack run
+/// accepted a code for this very user (the stack loads the module twice):
+/// success, without a prompt, and no code is looked at or counted. Only an
+/// accepted code was recorded (a denial, an ignore, a pass without a code
+/// record nothing), and only for the user it verified: when `PAM_USER`
+/// changed in between, the new user is asked. The record holds for
+/// `prompt_timeout` seconds: an application that keeps one handle for
+/// later `pam_authenticate` calls (a screen locker) gets asked again then,
+/// and `pam_sm_setcred` removes it once authentication is over.
+fn skip_if_verified(login: &mut Login<'_>, config: &SystemConfig, now: u64) -> Result<(), Code> {
+    let Some(earlier) = login.h.verified() else {
+        return Ok(());
+    };
+    if login.user.as_deref() != Some(earlier.user.as_str()) {
+        login.debug("an earlier instance verified another user: asking this one");
+        return Ok(());
+    }
+    let age = now.checked_sub(earlier.at);
+    if age.is_none_or(|age| age > config.prompt_timeout) {
+        login.debug("an earlier instance's accepted code is older than prompt_timeout: asking");
+        return Ok(());
+    }
+    let reason = Reason::AlreadyVerified {
+        method: earlier.method,
+    };
+    Err(login.decide(Code::Success, Some(ALREADY_VERIFIED), reason))
 }
 
 /// Step 3: admin-trusted networks and the local console pass.

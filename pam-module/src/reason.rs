@@ -63,6 +63,11 @@ pub enum Reason {
     DestinationRemovedMeanwhile,
     SetAuthTok,
     Accepted,
+    /// An earlier instance of the module in the same stack run accepted a
+    /// code (by `method`) for this user.
+    AlreadyVerified {
+        method: String,
+    },
     /// A code was sent: the command exited 0 after this many ms.
     Sent {
         millis: u128,
@@ -137,6 +142,10 @@ impl fmt::Display for Reason {
             }
             Reason::SetAuthTok => f.write_str("set PAM_AUTHTOK"),
             Reason::Accepted => f.write_str("code accepted"),
+            Reason::AlreadyVerified { method } => write!(
+                f,
+                "already verified in this transaction ({method} code accepted by an earlier pam_otpgate line)"
+            ),
             Reason::Sent { millis } => write!(f, "command exited 0 after {millis} ms"),
             Reason::RateLimited { max } => {
                 write!(f, "{max} sends in the last hour (max_sends_per_hour)")

@@ -9,7 +9,9 @@
  *   -r RHOST    set PAM_RHOST;  -t TTY  set PAM_TTY
  *   -s          pass PAM_SILENT
  *   -o OP       authenticate (default), setcred, acct_mgmt, open_session,
- *               close_session, chauthtok
+ *               close_session, chauthtok; given several times, the operations
+ *               run in order on one handle (as an application that keeps its
+ *               handle does), each followed by its ENV and RESULT lines
  *   -n COUNT    run the whole thing COUNT times (benchmarks; answers restart)
  *   -a ANSWER   the next answer to a prompt (in order)
  *   -f FILE     the next answer is the contents of FILE (up to 2 MiB)
@@ -142,18 +144,56 @@ static int check_symbols(int argc, char **argv) {
     return 0;
 }
 
+/* One PAM operation on `h`; -1 for an unknown name. */
+static int run_op(pam_handle_t *h, const char *op, int flags) {
+    if (!strcmp(op, "authenticate"))
+        return pam_authenticate(h, flags);
+    if (!strcmp(op, "setcred"))
+        return pam_setcred(h, flags | PAM_ESTABLISH_CRED);
+    if (!strcmp(op, "acct_mgmt"))
+        return pam_acct_mgmt(h, flags);
+    if (!strcmp(op, "open_session"))
+        return pam_open_session(h, flags);
+    if (!strcmp(op, "close_session"))
+        return pam_close_session(h, flags);
+    if (!strcmp(op, "chauthtok"))
+        return pam_chauthtok(h, flags);
+    return -1;
+}
+
+/* The PAM environment, then the RESULT line. */
+static void print_result(pam_handle_t *h, int rc) {
+    char **env = pam_getenvlist(h);
+    if (env) {
+        for (char **e = env; *e; e++) {
+            show("ENV", *e);
+            free(*e);
+        }
+        free(env);
+    }
+    const char *name = rc >= 0 && rc < (int)(sizeof names / sizeof *names)
+                           ? names[rc] : "UNKNOWN";
+    printf("RESULT %d %s\n", rc, name);
+    fflush(stdout);
+}
+
 int main(int argc, char **argv) {
     if (argc >= 3 && !strcmp(argv[1], "-L"))
         return check_symbols(argc, argv);
-    const char *confdir = NULL, *rhost = NULL, *tty = NULL, *op = "authenticate";
-    int flags = 0, count = 1, c;
+    const char *confdir = NULL, *rhost = NULL, *tty = NULL;
+    const char *ops[MAX_ANSWERS] = {"authenticate"};
+    int flags = 0, count = 1, n_ops = 0, c;
     while ((c = getopt(argc, argv, "c:r:t:so:n:a:f:q")) != -1) {
         switch (c) {
         case 'c': confdir = optarg; break;
         case 'r': rhost = optarg; break;
         case 't': tty = optarg; break;
         case 's': flags |= PAM_SILENT; break;
-        case 'o': op = optarg; break;
+        case 'o':
+            if (n_ops >= MAX_ANSWERS)
+                return usage();
+            ops[n_ops++] = optarg;
+            break;
         case 'n': count = atoi(optarg); break;
         case 'q': quiet = 1; break;
         case 'a':
@@ -172,6 +212,8 @@ int main(int argc, char **argv) {
     }
     if (argc - optind != 2 || count < 1)
         return usage();
+    if (n_ops == 0)
+        n_ops = 1;
     const char *service = argv[optind], *user = argv[optind + 1];
     struct pam_conv conv = {converse, NULL};
 
@@ -187,32 +229,12 @@ int main(int argc, char **argv) {
             return 2;
         if (tty && pam_set_item(h, PAM_TTY, tty) != PAM_SUCCESS)
             return 2;
-        if (!strcmp(op, "authenticate"))
-            rc = pam_authenticate(h, flags);
-        else if (!strcmp(op, "setcred"))
-            rc = pam_setcred(h, flags | PAM_ESTABLISH_CRED);
-        else if (!strcmp(op, "acct_mgmt"))
-            rc = pam_acct_mgmt(h, flags);
-        else if (!strcmp(op, "open_session"))
-            rc = pam_open_session(h, flags);
-        else if (!strcmp(op, "close_session"))
-            rc = pam_close_session(h, flags);
-        else if (!strcmp(op, "chauthtok"))
-            rc = pam_chauthtok(h, flags);
-        else
-            return usage();
-        char **env = pam_getenvlist(h);
-        if (env) {
-            for (char **e = env; *e; e++) {
-                show("ENV", *e);
-                free(*e);
-            }
-            free(env);
+        for (int i = 0; i < n_ops; i++) {
+            rc = run_op(h, ops[i], flags);
+            if (rc < 0)
+                return usage();
+            print_result(h, rc);
         }
-        const char *name = rc >= 0 && rc < (int)(sizeof names / sizeof *names)
-                               ? names[rc] : "UNKNOWN";
-        printf("RESULT %d %s\n", rc, name);
-        fflush(stdout);
         pam_end(h, rc);
     }
     return 0;

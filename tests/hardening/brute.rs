@@ -13,7 +13,7 @@ use otpgate_config::otp::{Algorithm, Generator, Secret, time_step};
 use otpgate_config::store::Configured;
 use otpgate_tests::*;
 use pam_otpgate::args::Args;
-use pam_otpgate::flow::{self, Clock, Code, CommandSender, Env, Handle, Secret as Bytes};
+use pam_otpgate::flow::{self, Clock, Code, CommandSender, Env, Handle, Secret as Bytes, Verified};
 use pam_otpgate::log::Memory;
 
 /// One login through the flow with the configured (file) store and the
@@ -81,6 +81,14 @@ impl Handle for Attacker<'_> {
     }
     fn error(&mut self, text: &str) {
         self.messages.borrow_mut().push(text.into());
+    }
+    // Every guess is a new connection, so a new handle: nothing recorded
+    // by an earlier login is there.
+    fn verified(&self) -> Option<Verified> {
+        None
+    }
+    fn set_verified(&mut self, _verified: &Verified) -> Result<(), Code> {
+        Ok(())
     }
 }
 

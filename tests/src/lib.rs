@@ -611,8 +611,20 @@ impl Login<'_> {
 
     /// Runs one PAM operation (`authenticate`, `setcred`, `acct_mgmt`...).
     pub fn run_op(self, op: &str) -> Run {
+        let mut runs = self.run_ops(&[op]);
+        assert_eq!(runs.len(), 1, "one RESULT line expected: {runs:#?}");
+        runs.remove(0)
+    }
+
+    /// Runs PAM operations in order on one handle, as an application that
+    /// keeps its handle does; one [`Run`] each (the answers go on across
+    /// them).
+    pub fn run_ops(self, ops: &[&str]) -> Vec<Run> {
         let mut cmd = command_inside(&self.wrapper, &self.h.driver);
-        cmd.arg("-c").arg(self.h.path("pam.d")).args(["-o", op]);
+        cmd.arg("-c").arg(self.h.path("pam.d"));
+        for op in ops {
+            cmd.args(["-o", op]);
+        }
         if let Some(r) = &self.rhost {
             cmd.args(["-r", r]);
         }
@@ -636,17 +648,33 @@ impl Login<'_> {
             "pam_driver failed ({}): {stdout}{stderr}",
             out.status
         );
-        let mut lines: Vec<String> = stdout.lines().map(str::to_string).collect();
-        let last = lines.pop().unwrap_or_default();
-        let result = last
-            .strip_prefix("RESULT ")
-            .and_then(|r| r.split_whitespace().nth(1))
-            .unwrap_or_else(|| panic!("no RESULT line in {stdout}{stderr}"))
-            .to_string();
-        Run {
-            result,
-            lines,
-            stderr,
+        let runs = split_runs(&stdout, &stderr);
+        assert_eq!(runs.len(), ops.len(), "RESULT lines in {stdout}{stderr}");
+        runs
+    }
+}
+
+/// The driver's output cut after each `RESULT <code> <NAME>` line.
+fn split_runs(stdout: &str, stderr: &str) -> Vec<Run> {
+    let mut runs = Vec::new();
+    let mut lines = Vec::new();
+    for line in stdout.lines() {
+        match line.strip_prefix("RESULT ") {
+            Some(rest) => {
+                let result = rest
+                    .split_whitespace()
+                    .nth(1)
+                    .unwrap_or_else(|| panic!("bad RESULT line in {stdout}{stderr}"))
+                    .to_string();
+                runs.push(Run {
+                    result,
+                    lines: std::mem::take(&mut lines),
+                    stderr: stderr.to_string(),
+                });
+            }
+            None => lines.push(line.to_string()),
         }
     }
+    assert!(!runs.is_empty(), "no RESULT line in {stdout}{stderr}");
+    runs
 }

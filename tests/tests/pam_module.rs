@@ -1139,3 +1139,117 @@ fn a_backup_code_raced_by_many_logins_works_exactly_once() {
     );
     assert_eq!(h.record("root").backup.codes.len(), 4);
 }
+
+// --- The module twice in one stack (issue #13, item 2) ----------------------
+
+/// The decision lines of the last login, in order.
+fn decisions(h: &Harness) -> Vec<String> {
+    h.log()
+        .into_iter()
+        .filter(|l| l.contains("outcome="))
+        .collect()
+}
+
+/// A service's own line plus the pam-auth-update profile's in common-auth:
+/// one code, one prompt. Before, the second line asked again and refused
+/// the same code as "Wrong code", counting it toward the lockout.
+#[test]
+fn a_stack_loading_the_module_twice_asks_once_and_counts_nothing() {
+    let h = need!(Harness::new(""));
+    let secret = h.enroll();
+    h.service(
+        "twice",
+        &[h.module_line("required", ""), h.module_line("required", "")],
+    );
+    let run = h
+        .login()
+        .service("twice")
+        .answer(totp_at(&secret, now()))
+        .run();
+    run.assert("PAM_SUCCESS");
+    assert_eq!(run.prompts(), [PROMPT]);
+    assert!(run.messages().is_empty(), "{:?}", run.messages());
+    assert_eq!(h.record("root").state.failures, 0);
+    let lines = decisions(&h);
+    assert_eq!(lines.len(), 2, "{lines:#?}");
+    assert!(lines[0].contains("method=totp"), "{}", lines[0]);
+    assert!(
+        lines[1].contains("method=already-verified")
+            && lines[1].contains("outcome=success")
+            && lines[1].contains("already verified in this transaction"),
+        "{}",
+        lines[1]
+    );
+}
+
+/// The record is bound to a success and to its user: a first line that
+/// denies lets the second ask (and count), and a `PAM_USER` changed between
+/// the lines is a new user to verify.
+#[test]
+fn after_a_denial_or_a_changed_user_the_second_instance_verifies_again() {
+    let h = need!(Harness::new("max_attempts = 1"));
+    let secret = h.enroll();
+    h.service(
+        "optional-first",
+        &[h.module_line("optional", ""), h.module_line("required", "")],
+    );
+    let run = h
+        .login()
+        .service("optional-first")
+        .answer("000000")
+        .answer("000000")
+        .run();
+    run.assert("PAM_AUTH_ERR");
+    assert_eq!(run.prompts(), [PROMPT, PROMPT]);
+    assert_eq!(h.record("root").state.failures, 2);
+    h.log();
+
+    h.service(
+        "user-changes",
+        &[
+            h.module_line("required", ""),
+            format!("auth required {PAM_WRAPPER_MODULES}/pam_set_items.so"),
+            h.module_line("required", ""),
+        ],
+    );
+    let run = h
+        .login()
+        .service("user-changes")
+        .env("PAM_USER", "otpgate-no-such-user")
+        .answer(totp_at(&secret, now()))
+        .run();
+    assert_ne!(run.result, "PAM_SUCCESS", "{run:#?}");
+    let lines = decisions(&h);
+    assert_eq!(lines.len(), 2, "{lines:#?}");
+    assert!(lines[0].contains("user=root") && lines[0].contains("method=totp"));
+    assert!(
+        lines[1].contains("user=otpgate-no-such-user") && lines[1].contains("unknown user"),
+        "{}",
+        lines[1]
+    );
+}
+
+/// An application that keeps its handle for later logins (a screen locker)
+/// is asked for a code again once `pam_setcred` has ended the
+/// authentication: the record of the first login does not outlive it.
+#[test]
+fn a_kept_handle_asks_for_a_code_again_after_setcred() {
+    let h = need!(harness("max_attempts = 1", ""));
+    let secret = h.enroll();
+    avoid_step_edge();
+    let runs = h
+        .login()
+        .answer(totp_at(&secret, now()))
+        .answer("000000")
+        .run_ops(&["authenticate", "setcred", "authenticate"]);
+    runs[0].assert("PAM_SUCCESS");
+    runs[1].assert("PAM_SUCCESS");
+    runs[2].assert("PAM_AUTH_ERR");
+    assert_eq!(runs[2].prompts(), [PROMPT], "{runs:#?}");
+    assert!(
+        decisions(&h)
+            .iter()
+            .all(|l| !l.contains("already-verified")),
+        "the second login skipped the code"
+    );
+}

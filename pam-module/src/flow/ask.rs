@@ -326,7 +326,11 @@ impl<'a> Ask<'a> {
             login.info(&texts::backup_used(backups_left));
         }
         self.offer_remember(login, method, now);
-        login.decide(Code::Success, Some(method.as_str()), Reason::Accepted)
+        let code = login.decide(Code::Success, Some(method.as_str()), Reason::Accepted);
+        // Last, so that nothing that could still fail (or panic) after it
+        // leaves a record for a login this instance did not pass.
+        login.record_verified(method.as_str(), now);
+        code
     }
 
     /// A refused answer: say so, and decide when no try is left.

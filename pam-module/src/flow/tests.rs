@@ -59,6 +59,10 @@ struct Fake {
     panic_on_prompt: bool,
     /// Messages the fake sender delivered (their standard input).
     sent: Rc<RefCell<Vec<String>>>,
+    /// The handle's verified record (`pam_set_data`), kept as the encoded
+    /// bytes libpam would hold: one `Fake` run twice is two instances of
+    /// the module in one stack.
+    verified: Option<Vec<u8>>,
 }
 
 impl Drop for Fake {
@@ -116,6 +120,13 @@ impl Handle for Fake {
     }
     fn error(&mut self, text: &str) {
         self.transcript.push(format!("error: {text}"));
+    }
+    fn verified(&self) -> Option<Verified> {
+        self.verified.as_deref().and_then(Verified::decode)
+    }
+    fn set_verified(&mut self, verified: &Verified) -> Result<(), Code> {
+        self.verified = Some(verified.encode());
+        Ok(())
     }
 }
 
@@ -1075,4 +1086,129 @@ fn a_store_that_cannot_write_denies_and_the_code_stays_unused() {
         Code::Success,
         "the same code works once writable"
     );
+}
+
+// --- Two instances in one stack (issue #13, item 2) -------------------------
+
+#[test]
+fn a_second_instance_after_an_accepted_code_succeeds_without_asking_or_counting() {
+    let s = Setup::new("");
+    s.enroll(&totp_record());
+    let mut h = fake(Some("203.0.113.7"), &[&code_at(NOW)]);
+    assert_eq!(s.run(&mut h, &s.args(&[])).0, Code::Success);
+    let before = s.record();
+    // The second line of the same stack, on the same handle.
+    let (rc, log) = s.run(&mut h, &s.args(&[]));
+    assert_eq!(rc, Code::Success, "{log:?}");
+    assert_eq!(h.transcript, ["prompt(echo=false): Verification code: "]);
+    assert_eq!(log.len(), 1, "{log:?}");
+    for want in [
+        "user=root",
+        "method=already-verified",
+        "outcome=success",
+        "reason=\"already verified in this transaction (totp code accepted",
+    ] {
+        assert!(log[0].contains(want), "{want} missing in {}", log[0]);
+    }
+    assert_eq!(
+        s.last_reason(),
+        Reason::AlreadyVerified {
+            method: "totp".into()
+        }
+    );
+    assert_eq!(s.record(), before, "the record is not touched");
+}
+
+#[test]
+fn a_denial_an_ignore_or_a_pass_without_a_code_lets_the_next_instance_ask() {
+    let s = Setup::new("max_attempts = 1");
+    s.enroll(&totp_record());
+    // Denied by the first line: the second asks, and a wrong code counts.
+    let mut h = fake(None, &[b"000000", b"111111"]);
+    assert_eq!(s.run(&mut h, &s.args(&[])).0, Code::AuthErr);
+    assert_eq!(s.run(&mut h, &s.args(&[])).0, Code::AuthErr);
+    assert_eq!(h.transcript.len(), 4, "{:?}", h.transcript);
+    assert_eq!(s.record().state.failures, 2);
+    assert!(h.verified.is_none());
+    // A trusted network passes without a code: nothing is recorded.
+    let mut h = fake(Some("10.1.2.3"), &[]);
+    let trusted = s.args(&["trusted_networks=10.0.0.0/8"]);
+    assert_eq!(s.run(&mut h, &trusted).0, Code::Success);
+    assert!(h.verified.is_none());
+    // Not enrolled: ignored, nothing recorded.
+    s.store.put(None);
+    let mut h = fake(None, &[]);
+    assert_eq!(s.run(&mut h, &s.args(&[])).0, Code::Ignore);
+    assert!(h.verified.is_none());
+}
+
+#[test]
+fn a_record_for_another_user_or_older_than_prompt_timeout_is_not_honoured() {
+    let s = Setup::new("prompt_timeout = 60");
+    s.enroll(&totp_record());
+    let mut h = fake(None, &[&code_at(NOW)]);
+    assert_eq!(s.run(&mut h, &s.args(&[])).0, Code::Success);
+    let recorded = h.verified.clone().expect("recorded");
+    assert_eq!(
+        Verified::decode(&recorded),
+        Some(Verified {
+            user: "root".into(),
+            at: NOW,
+            method: "totp".into()
+        })
+    );
+    // PAM_USER changed between the lines: the record is root's, not daemon's.
+    let mut other = fake(None, &[]);
+    other.user = Some("daemon".into());
+    other.verified = Some(recorded.clone());
+    s.run(&mut other, &s.args(&[]));
+    assert_ne!(
+        s.last_reason(),
+        Reason::AlreadyVerified {
+            method: "totp".into()
+        }
+    );
+    // A handle kept for a later pam_authenticate: asked again.
+    let mut later = fake(None, &[&code_at(NOW + 90)]);
+    later.verified = Some(recorded.clone());
+    assert_eq!(
+        s.run_at(Some(NOW + 90), &mut later, &s.args(&[])).0,
+        Code::Success
+    );
+    assert_eq!(later.transcript.len(), 1, "{:?}", later.transcript);
+    assert_eq!(s.last_reason(), Reason::Accepted);
+    // A clock set back: not honoured either (asked; that older code is
+    // refused, the record having moved on).
+    let mut back = fake(None, &[&code_at(NOW - 60)]);
+    back.verified = Some(recorded);
+    s.run_at(Some(NOW - 60), &mut back, &s.args(&["max_attempts=1"]));
+    assert_eq!(
+        back.transcript[0],
+        "prompt(echo=false): Verification code: "
+    );
+}
+
+#[test]
+fn the_verified_record_reads_back_only_in_its_own_format() {
+    let v = Verified {
+        user: "ann marie".into(),
+        at: 1_700_000_000,
+        method: "backup".into(),
+    };
+    assert_eq!(
+        v.encode(),
+        b"otpgate-verified-1 1700000000 backup ann marie".to_vec()
+    );
+    assert_eq!(Verified::decode(&v.encode()), Some(v));
+    for bad in [
+        &b""[..],
+        b"otpgate-verified-1",
+        b"otpgate-verified-1 x totp root",
+        b"otpgate-verified-1 1 totp ",
+        b"otpgate-verified-2 1 totp root",
+        b"root",
+        b"\xff\xfe",
+    ] {
+        assert_eq!(Verified::decode(bad), None, "{bad:?}");
+    }
 }
