@@ -77,6 +77,6 @@ mod tests {
         );
         c.set_unix_now(None);
         assert_eq!(c.unix_now(), None);
-        assert_eq!(c.local_hhmm(1_700_000_010), "22:13");
+        assert_eq!(c.local_hhmm(1_700_000_010), "22:13 UTC");
     }
 }
