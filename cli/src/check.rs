@@ -629,7 +629,7 @@ fn apply_overrides(
 }
 
 /// Plain words for what the policy does to users without an enrollment.
-fn policy_words(config: &SystemConfig, line: &PamLine) -> Vec<String> {
+fn policy_words(config: &SystemConfig, line: &PamLine, service: &str) -> Vec<String> {
     let mut out = Vec::new();
     let nullok = line.args.iter().any(|a| a == "nullok");
     let p = &config.policy;
@@ -654,7 +654,8 @@ fn policy_words(config: &SystemConfig, line: &PamLine) -> Vec<String> {
             p.exempt_groups.join(", ")
         ));
     }
-    if !config.trusted_networks.is_empty() {
+    let remote = has_remote_host(service);
+    if !config.trusted_networks.is_empty() && remote != Some(false) {
         out.push(format!(
             "logins from {} skip the code",
             config.trusted_networks.join(", ")
@@ -663,13 +664,41 @@ fn policy_words(config: &SystemConfig, line: &PamLine) -> Vec<String> {
     if config.local_console == LocalConsole::Skip {
         out.push("logins without a remote host on a console, serial line or local display (the console) skip the code".into());
     }
-    if config.remember_days > 0 {
-        out.push(format!(
-            "after a right code a user may trust the host for {} days",
-            config.remember_days
-        ));
+    match (config.remember_days, remote) {
+        (0, _) => {}
+        // Trust is offered for a remote host only: su and sudo have none.
+        (_, Some(false)) => out.push(format!(
+            "remembered hosts never apply ({service} logins have no remote host)"
+        )),
+        (days, _) => out.push(format!(
+            "after a right code a user may trust the host they come from for {days} days"
+        )),
     }
     out
+}
+
+/// Whether logins through `service` come with a remote host (`PAM_RHOST`),
+/// which trusted networks and remembered hosts need: `Some(false)` for the
+/// local services (su, sudo, login and their kin), `Some(true)` for sshd,
+/// `None` when the service does not say.
+fn has_remote_host(service: &str) -> Option<bool> {
+    const LOCAL: &[&str] = &[
+        "su",
+        "su-l",
+        "sudo",
+        "sudo-i",
+        "login",
+        "runuser",
+        "runuser-l",
+        "polkit-1",
+    ];
+    if LOCAL.contains(&service) {
+        Some(false)
+    } else if service == "sshd" {
+        Some(true)
+    } else {
+        None
+    }
 }
 
 fn check_module_file(line: &PamLine, report: &mut Report) {
@@ -1105,7 +1134,7 @@ fn check_service(service: &Service, config: Option<&SystemConfig>, report: &mut 
         line.control
     )];
     if let Some(config) = &effective {
-        for w in policy_words(config, line) {
+        for w in policy_words(config, line, &service.name) {
             words.push(format!("  {}: {w}.", service.name));
         }
     }

@@ -117,6 +117,34 @@ fn password_then_code_over_keyboard_interactive_is_fine() {
     assert_eq!(j["findings"].as_array().unwrap().len(), 0);
 }
 
+/// su and sudo have no remote host: check must not promise their users a
+/// remembered host or a trusted network (sshd's users get both).
+#[test]
+fn remembered_hosts_and_trusted_networks_are_promised_only_where_there_is_a_remote_host() {
+    let s = Setup::new(
+        GOOD_SSHD,
+        GOOD_SSHD_CONFIG,
+        "remember_days = 7\ntrusted_networks = [\"10.0.0.0/8\"]\n",
+    );
+    let module = s.module();
+    s.service(
+        "su",
+        &format!("auth required pam_unix.so\nauth required {module}\n"),
+    );
+    let r = s.check(&[]);
+    has(
+        &r,
+        "sshd: after a right code a user may trust the host they come from for 7 days",
+    );
+    has(&r, "sshd: logins from 10.0.0.0/8 skip the code");
+    has(
+        &r,
+        "su: remembered hosts never apply (su logins have no remote host)",
+    );
+    assert!(!r.stdout.contains("su: after a right code"), "{r}");
+    assert!(!r.stdout.contains("su: logins from"), "{r}");
+}
+
 #[test]
 fn no_service_loading_the_module_is_an_error() {
     let s = Setup::new("@include common-auth\n", GOOD_SSHD_CONFIG, "");
