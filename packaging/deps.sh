@@ -13,7 +13,10 @@ TEST_PKGS=(pamtester libpam-wrapper libnss-wrapper oathtool expect libpam-google
            # the CLI's tests: local-time display and the man pages' roff.
            tzdata groff-base
            # codes by email: msmtp is the sendmail command of the channel tests.
-           msmtp)
+           msmtp
+           # fail2ban-regex checks the shipped filter against the module's
+           # lines; the package test checks the jail with fail2ban-client -t.
+           fail2ban)
 
 # cargo-deny (bans, licenses, sources of the module's dependency tree; the
 # hardening suite runs it offline). Built from crates.io, pinned; about two

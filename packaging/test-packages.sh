@@ -84,6 +84,8 @@ mkdir -p "$work/man1"
     echo "-rw-r--r-- ./usr/share/fish/vendor_completions.d/otpgate.fish"
     echo "-rw-r--r-- ./usr/share/doc/otpgate/README.md"
     echo "-rw-r--r-- ./usr/share/doc/otpgate/examples/sshd_config.d/otpgate.conf"
+    echo "-rw-r--r-- ./usr/share/doc/otpgate/examples/fail2ban/filter.d/otpgate.conf"
+    echo "-rw-r--r-- ./usr/share/doc/otpgate/examples/fail2ban/jail.d/otpgate.conf"
     echo "-rw-r--r-- ./usr/share/doc/otpgate/copyright"
     echo "-rw-r--r-- ./usr/share/doc/otpgate/changelog.Debian.gz"
     echo "-rw-r--r-- ./usr/share/lintian/overrides/otpgate"
@@ -206,6 +208,29 @@ check_forced_removal() { # root out
         bash -c 'OTPGATE_FORCE_REMOVE=1 dpkg --root="$1" --force-script-chrootless --force-depends -P otpgate >"$2" 2>&1 &&
             ! test -e "$1/usr/bin/otpgate" && grep -q "WARNING: OTPGATE_FORCE_REMOVE=1" "$2" && grep -qF "$1/etc/pam.d/su:1:" "$2"' _ "$r" "$o"
 }
+# --- The fail2ban examples: the repository's files, and a configuration
+# fail2ban accepts once copied into /etc/fail2ban (a copy of this system's,
+# in the work dir). The filter itself is tested against the module's own
+# lines by tests/tests/pam_module.rs (fail2ban-regex).
+examples="$root/usr/share/doc/otpgate/examples/fail2ban"
+check "the packaged fail2ban filter and jail are packaging/fail2ban's" \
+    bash -c 'cmp -s "$1/filter.d/otpgate.conf" packaging/fail2ban/filter.d/otpgate.conf && cmp -s "$1/jail.d/otpgate.conf" packaging/fail2ban/jail.d/otpgate.conf' _ "$examples"
+if command -v fail2ban-client >/dev/null && [[ -d /etc/fail2ban ]]; then
+    f2b="$work/fail2ban"
+    cp -r /etc/fail2ban "$f2b"
+    # Our jail alone: Debian 12's own [sshd] fails -t without /var/log/auth.log.
+    rm -f "$f2b"/jail.d/* "$f2b"/jail.local
+    cp "$examples/filter.d/otpgate.conf" "$f2b/filter.d/"
+    cp "$examples/jail.d/otpgate.conf" "$f2b/jail.d/"
+    check "fail2ban-client -t accepts the example jail and filter copied into /etc/fail2ban" \
+        bash -c 'fail2ban-client -c "$1" -t >/dev/null 2>&1' _ "$f2b"
+    check "the example jail [otpgate] is on and reads pam_otpgate's lines in the journal" \
+        bash -c 'd=$(fail2ban-client -c "$1" -d 2>/dev/null); grep -q "\[.add., .otpgate., .systemd.\]" <<<"$d" && grep -q "addjournalmatch., .SYSLOG_IDENTIFIER=pam_otpgate" <<<"$d"' _ "$f2b"
+elif [[ "${CI:-}" == "true" ]]; then
+    bad "fail2ban is installed (CI=true)"
+else
+    echo "SKIP: fail2ban not installed (Debian package fail2ban)"
+fi
 
 # --- dpkg install, remove, purge into a throwaway root (scripts run
 # chrootless with DPKG_ROOT set, so they leave the real PAM config alone).
@@ -239,6 +264,7 @@ if make --no-print-directory install PREFIX=/usr DESTDIR="$dest" >"$work/install
     # The same files as the .deb, less what only a package has.
     (cd "$dest" && find . -type f -printf '%M ./%P\n' | sed 's|^\([-rwx]*\) \./\./|\1 ./|' | sort) >"$work/install-have"
     sed -e '/pam-configs\|lintian\|copyright\|changelog.Debian\|README.md\|doc\/otpgate\/examples/d' "$work/want" >"$work/install-want"
+    sed -e '/pam-configs\|lintian\|copyright\|changelog.Debian\|README.md\|examples/d' "$work/want" >"$work/install-want"
     installed_pam=$(cd "$dest" && find . -name pam_otpgate.so | sed 's|^\.||')
     sed -i "s|^\(-[-rwx]*\) \./usr/lib/x86_64-linux-gnu/security/pam_otpgate.so|\1 .$installed_pam|" "$work/install-want"
     sort -o "$work/install-want" "$work/install-want"

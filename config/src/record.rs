@@ -260,6 +260,16 @@ impl Method {
     }
 }
 
+/// The method of a code sent by `kind`.
+impl From<Kind> for Method {
+    fn from(kind: Kind) -> Method {
+        match kind {
+            Kind::Email => Method::Email,
+            Kind::Sms => Method::Sms,
+        }
+    }
+}
+
 /// The result of checking one answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
@@ -599,10 +609,7 @@ impl UserRecord {
             return None;
         }
         self.sent_codes.clear();
-        Some(Verdict::Accepted(match sent.channel {
-            Kind::Email => Method::Email,
-            Kind::Sms => Method::Sms,
-        }))
+        Some(Verdict::Accepted(Method::from(sent.channel)))
     }
 
     fn verify_totp(

@@ -54,6 +54,10 @@ pub enum Checked {
     },
     Refused {
         why: Refusal,
+        /// The method the answer was a code of, when that is known: TOTP
+        /// for a replayed code, the channel for an expired one; `None` for
+        /// a wrong code (it matches no method).
+        tried: Option<Method>,
         /// Set when this answer locked the account.
         locked_until: Option<u64>,
     },
@@ -300,7 +304,7 @@ impl<'a> Verifier<'a> {
         backup: BackupUse,
     ) -> Result<Checked> {
         let policy = self.config.verify_policy();
-        let (mut replayed, mut expired) = (false, false);
+        let (mut replayed, mut expired) = (false, None);
         for (candidate, code) in candidates.iter().enumerate() {
             let Some(answer) = Answer::parse(code) else {
                 continue;
@@ -324,18 +328,22 @@ impl<'a> Verifier<'a> {
                     });
                 }
                 Verdict::Replayed { .. } => replayed = true,
-                Verdict::Expired(_) => expired = true,
+                Verdict::Expired(kind) => expired = expired.or(Some(Method::from(kind))),
                 Verdict::Wrong => {}
             }
         }
         record.prune_sent(now);
-        let why = match (replayed, expired) {
-            (true, _) => Refusal::Replayed,
-            (false, true) => Refusal::Expired,
-            (false, false) => Refusal::Wrong,
+        let (why, tried) = match (replayed, expired) {
+            (true, _) => (Refusal::Replayed, Some(Method::Totp)),
+            (false, Some(method)) => (Refusal::Expired, Some(method)),
+            (false, None) => (Refusal::Wrong, None),
         };
         let locked_until = self.count_failure(record, now);
-        Ok(Checked::Refused { why, locked_until })
+        Ok(Checked::Refused {
+            why,
+            tried,
+            locked_until,
+        })
     }
 
     /// Creates a code for `offer` in one transaction (lockout, the hourly

@@ -5,13 +5,14 @@
 //! Fail closed: every path that is not a proven success or a deliberate
 //! `PAM_IGNORE` (no enrollment, policy allows it) returns a denial, and every
 //! decision is logged once with user, service, rhost, method, outcome and
-//! reason. Codes and secrets never reach the log.
+//! reason, and every refused answer once more when it is refused. Codes and
+//! secrets never reach the log.
 #![forbid(unsafe_code)]
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::Duration;
 
-use otpgate_config::record::source_key;
+use otpgate_config::record::{Method, source_key};
 use otpgate_config::store::Backend;
 use otpgate_config::system::{LocalConsole, Requirement, is_local_terminal};
 use otpgate_config::texts;
@@ -22,7 +23,7 @@ use zeroize::Zeroizing;
 
 use crate::args::Args;
 use crate::log::{Log, Severity, field};
-use crate::reason::Reason;
+use crate::reason::{Reason, Why};
 
 mod ask;
 
@@ -217,6 +218,30 @@ impl Login<'_> {
 
     /// One line with everything known about the login.
     fn log_line(&mut self, severity: Severity, method: Option<&str>, outcome: &str, why: &Reason) {
+        self.write_line(severity, method, outcome, None, why);
+    }
+
+    /// One line for one refused answer, `outcome=refused why=...`, written
+    /// the moment it is refused and before the user is told: a login that
+    /// ends without a decision (the client disconnects, the conversation
+    /// fails) still leaves a line per guess, for fail2ban and auditors
+    /// (README, "Logging"). The decision line follows when the login ends.
+    fn log_refused(&mut self, method: Option<Method>, why: Why, reason: &Reason) {
+        let method = method.map(Method::as_str);
+        self.write_line(Severity::Notice, method, "refused", Some(why), reason);
+    }
+
+    /// The fields of every line, in this order: `user service rhost tty
+    /// method outcome [why] reason` (the fail2ban filter relies on the
+    /// first three coming first).
+    fn write_line(
+        &mut self,
+        severity: Severity,
+        method: Option<&str>,
+        outcome: &str,
+        refused: Option<Why>,
+        why: &Reason,
+    ) {
         let mut line = String::new();
         field(&mut line, "user", self.user.as_deref());
         field(&mut line, "service", self.service.as_deref());
@@ -224,6 +249,9 @@ impl Login<'_> {
         field(&mut line, "tty", self.tty.as_deref());
         field(&mut line, "method", method);
         field(&mut line, "outcome", Some(outcome));
+        if let Some(refused) = refused {
+            field(&mut line, "why", Some(refused.as_str()));
+        }
         field(&mut line, "reason", Some(&why.to_string()));
         self.log.reason(why);
         self.log.line(severity, &line);
@@ -345,10 +373,11 @@ fn run(login: &mut Login<'_>, args: &Args, env: &Env<'_>) -> Result<Code, Code> 
 /// whether the user exists, is enrolled, exempt or locked (issue #12,
 /// item 3). Without `forward_pass`, nothing; nor when an earlier module's
 /// `PAM_AUTHTOK` is the answer already (`use_first_pass` never prompts).
-fn forward_whole(login: &mut Login<'_>, args: &Args) -> Result<(), Code> {
+/// `Ok(true)` when an answer was read.
+fn forward_whole(login: &mut Login<'_>, args: &Args) -> Result<bool, Code> {
     let given = args.use_first_pass || (args.try_first_pass && login.h.authtok().is_some());
     if !args.forward_pass || given {
-        return Ok(());
+        return Ok(false);
     }
     let answer = match login.h.prompt(FORWARD_PROMPT, false) {
         Ok(answer) => answer.unwrap_or_default(),
@@ -357,7 +386,8 @@ fn forward_whole(login: &mut Login<'_>, args: &Args) -> Result<(), Code> {
     login
         .h
         .set_authtok(&answer)
-        .map_err(|code| login.decide(code, None, Reason::SetAuthTok))
+        .map_err(|code| login.decide(code, None, Reason::SetAuthTok))?;
+    Ok(true)
 }
 
 /// Step 1: the arguments, the clock, the config; anything wrong denies.
@@ -521,7 +551,11 @@ fn skip_for_record(
         (None, None) => None,
     };
     if let Some((until, reason)) = lock {
-        forward_whole(login, args)?;
+        if forward_whole(login, args)? {
+            // The answer (password and code) is refused unread: a guess
+            // all the same.
+            login.log_refused(None, Why::Locked, &reason);
+        }
         let text = texts::locked_until(&login.hhmm(until));
         login.error(&text);
         return Err(login.decide(Code::MaxTries, None, reason));

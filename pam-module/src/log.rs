@@ -1,4 +1,5 @@
-//! Log lines: one per decision, sent to syslog as RFC 3164 datagrams.
+//! Log lines: one per decision and per refused answer, sent to syslog as
+//! RFC 3164 datagrams.
 //!
 //! We write to the syslog socket ourselves instead of calling glibc's
 //! `syslog()`: that one falls back to `/dev/console` when no daemon listens

@@ -1,4 +1,5 @@
-//! Why the module decided what it did: the `reason=` of its log lines.
+//! Why the module decided what it did: the `reason=` of its log lines,
+//! and the `why=` of a refused answer's line.
 //! One variant per reason, its `Display` the words in the log, so tests
 //! assert a variant and the wording lives here once.
 #![forbid(unsafe_code)]
@@ -84,6 +85,40 @@ pub enum Reason {
         days: u32,
     },
     Panic(String),
+}
+
+/// Why one answer was refused: the `why=` word of its `outcome=refused`
+/// line (the `reason=` says it in words).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Why {
+    Wrong,
+    Replayed,
+    Expired,
+    /// The account (or, with `forward_pass`, the source) is locked: the
+    /// answer was not looked at.
+    Locked,
+}
+
+impl Why {
+    /// The word of the log line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Why::Wrong => "wrong",
+            Why::Replayed => "replayed",
+            Why::Expired => "expired",
+            Why::Locked => "locked",
+        }
+    }
+}
+
+impl From<Refusal> for Why {
+    fn from(refusal: Refusal) -> Why {
+        match refusal {
+            Refusal::Wrong => Why::Wrong,
+            Refusal::Replayed => Why::Replayed,
+            Refusal::Expired => Why::Expired,
+        }
+    }
 }
 
 impl fmt::Display for Reason {

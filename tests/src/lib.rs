@@ -296,7 +296,7 @@ pub struct Harness {
     dir: tempfile::TempDir,
     pub module: PathBuf,
     pub driver: PathBuf,
-    log: UnixDatagram,
+    log: Syslog,
     /// Every log line received so far, for checks over a whole suite.
     journal: std::sync::Mutex<Vec<String>>,
     /// Environment for every driver run (nss_wrapper for fake users).
@@ -338,8 +338,7 @@ impl Harness {
             std::fs::create_dir_all(&p).expect("mkdir");
             std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o700)).expect("chmod");
         }
-        let log = UnixDatagram::bind(dir.path().join("log.sock")).expect("bind log socket");
-        log.set_nonblocking(true).expect("nonblocking");
+        let log = Syslog::bind(&dir.path().join("log.sock"));
         let h = Harness {
             module: module(),
             driver,
@@ -512,11 +511,7 @@ impl Harness {
 
     /// Log lines received since the last call.
     pub fn log(&self) -> Vec<String> {
-        let mut lines = Vec::new();
-        let mut buf = vec![0u8; 64 * 1024];
-        while let Ok(n) = self.log.recv(&mut buf) {
-            lines.push(String::from_utf8_lossy(&buf[..n]).into_owned());
-        }
+        let lines = self.log.take();
         if let Ok(mut j) = self.journal.lock() {
             j.extend(lines.iter().cloned());
         }
@@ -548,6 +543,75 @@ impl Harness {
             .collect();
         out.sort();
         out
+    }
+}
+
+/// The harness's syslog socket, drained every few milliseconds by a thread
+/// of its own: the kernel queues at most `net.unix.max_dgram_qlen` (10 on
+/// Debian) datagrams, and the module drops a line it cannot queue (it
+/// never waits for a log), so a test that reads the log only after a few
+/// logins would miss lines a syslog daemon would have read.
+struct Syslog {
+    socket: std::sync::Arc<UnixDatagram>,
+    received: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    drainer: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Syslog {
+    fn bind(path: &Path) -> Syslog {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::{Arc, Mutex};
+        let socket = UnixDatagram::bind(path).expect("bind log socket");
+        socket.set_nonblocking(true).expect("nonblocking");
+        let socket = Arc::new(socket);
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let drainer = {
+            let (socket, received, stop) = (socket.clone(), received.clone(), stop.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    if let Ok(mut lines) = received.lock() {
+                        drain(&socket, &mut lines);
+                    }
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            })
+        };
+        Syslog {
+            socket,
+            received,
+            stop,
+            drainer: Some(drainer),
+        }
+    }
+
+    /// Every line received since the last call, in order.
+    fn take(&self) -> Vec<String> {
+        // The lock is held while draining (here and in the thread), so
+        // lines keep their order.
+        let Ok(mut lines) = self.received.lock() else {
+            return Vec::new();
+        };
+        drain(&self.socket, &mut lines);
+        std::mem::take(&mut *lines)
+    }
+}
+
+impl Drop for Syslog {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(drainer) = self.drainer.take() {
+            let _ = drainer.join();
+        }
+    }
+}
+
+/// Moves every datagram queued on `socket` into `lines`.
+fn drain(socket: &UnixDatagram, lines: &mut Vec<String>) {
+    let mut buf = vec![0u8; 64 * 1024];
+    while let Ok(n) = socket.recv(&mut buf) {
+        lines.push(String::from_utf8_lossy(&buf[..n]).into_owned());
     }
 }
 

@@ -362,6 +362,7 @@ impl Sshd {
             command: "echo hello".into(),
             tries: 1,
             tty: false,
+            disconnect: false,
         }
     }
 }
@@ -388,6 +389,8 @@ pub struct SshLogin<'a> {
     tries: u32,
     /// `-tt`: a terminal for the session, as an interactive login has.
     tty: bool,
+    /// Kill the client at the first code prompt without an answer.
+    disconnect: bool,
 }
 
 /// What one client run showed.
@@ -479,6 +482,13 @@ impl SshLogin<'_> {
         self.tty = true;
         self
     }
+    /// The client goes away (is killed) at the first `Verification code`
+    /// prompt after the codes given: a user who closes the terminal, or a
+    /// guesser who reconnects rather than use up the tries.
+    pub fn then_disconnect(mut self) -> Self {
+        self.disconnect = true;
+        self
+    }
     /// Offer the client key first (`publickey`), then keyboard-interactive.
     pub fn with_key(mut self) -> Self {
         self.key = true;
@@ -502,6 +512,9 @@ impl SshLogin<'_> {
         if let Some(t) = &self.trust {
             write("trust", t);
         }
+        if self.disconnect {
+            write("disconnect", "");
+        }
         // Answers by prompt text; the nth code prompt gets code.n (or the
         // last one). No answer file: exit 1 (the client gives up).
         let askpass = run_dir.join("askpass");
@@ -514,6 +527,8 @@ case "$1" in
   *'Verification code'*)
     n=$(grep -c 'Verification code' "$d/prompts")
     f="$d/code.$((n - 1))"
+    # The client (our parent) goes away instead of answering.
+    if [ ! -e "$f" ] && [ -e "$d/disconnect" ]; then kill -KILL "$PPID"; exit 1; fi
     [ -e "$f" ] || f=$(ls "$d"/code.* 2>/dev/null | sort -t. -k2 -n | tail -n1)
     [ -n "$f" ] || exit 1
     # "@file:PATH": answer with PATH once it exists (a code sent meanwhile).

@@ -19,12 +19,12 @@ fn harness(config: &str, extra_args: &str) -> Option<Harness> {
 }
 
 /// The one log line of the last login (asserts there is exactly one
-/// decision line).
+/// decision line; the lines of refused answers are not decisions).
 fn decision(h: &Harness) -> String {
     let lines: Vec<String> = h
         .log()
         .into_iter()
-        .filter(|l| l.contains("outcome="))
+        .filter(|l| l.contains("outcome=") && !l.contains(" outcome=refused "))
         .collect();
     assert_eq!(lines.len(), 1, "{lines:#?}");
     lines.into_iter().next().unwrap_or_default()
@@ -58,20 +58,26 @@ fn correct_totp_code_from_oathtool_succeeds() {
     assert!(line.starts_with("<86>"), "{line}");
 }
 
+/// A six-digit code that is not the code of `secret` one step around now
+/// (call [`avoid_step_edge`] first).
+fn wrong_code(secret: &str) -> String {
+    let t = now();
+    (0..)
+        .map(|i| format!("{:06}", (i * 7919) % 1_000_000))
+        .find(|c| {
+            ![t - 30, t, t + 30]
+                .iter()
+                .any(|&s| &totp_at(secret, s) == c)
+        })
+        .unwrap_or_default()
+}
+
 #[test]
 fn wrong_code_fails() {
     let h = need!(harness("max_attempts = 1", ""));
     let secret = h.enroll();
     avoid_step_edge();
-    let t = now();
-    let wrong = (0..)
-        .map(|i| format!("{:06}", (i * 7919) % 1_000_000))
-        .find(|c| {
-            ![t - 30, t, t + 30]
-                .iter()
-                .any(|&s| &totp_at(&secret, s) == c)
-        })
-        .unwrap_or_default();
+    let wrong = wrong_code(&secret);
     let run = h.login().answer(&wrong).run();
     run.assert("PAM_AUTH_ERR");
     assert_eq!(run.messages(), ["Wrong code."]);
@@ -1001,6 +1007,239 @@ fn forward_pass_a_user_not_enrolled_logs_in_with_the_password_alone() {
     assert!(decision(&h).contains("outcome=ignore"));
     let run = h.login().service("forward").answer("correct horse").run();
     assert_ne!(run.result, "PAM_SUCCESS", "{run:?}");
+}
+
+// --- Refused answers and fail2ban (issue #13, item 3) --------------------
+
+/// The `outcome=refused` lines among `log`: one per refused answer.
+fn refused(log: &[String]) -> Vec<String> {
+    log.iter()
+        .filter(|l| l.contains(" outcome=refused "))
+        .cloned()
+        .collect()
+}
+
+/// Asserts `line` holds every one of `fields`.
+#[track_caller]
+fn assert_fields(line: &str, fields: &[&str]) {
+    for want in fields {
+        assert!(line.contains(want), "{want} not in {line}");
+    }
+}
+
+/// Issue #13, item 3: one wrong code, then the client went away (here:
+/// the application has no more answers, the conversation fails). The
+/// guess was counted in the file and left no log line at all.
+#[test]
+fn a_wrong_code_then_no_more_answers_leaves_a_refused_line() {
+    let h = need!(harness("", ""));
+    let secret = h.enroll();
+    avoid_step_edge();
+    let wrong = wrong_code(&secret);
+    let run = h.login().rhost("198.51.100.4").answer(&wrong).run();
+    assert_ne!(run.result, "PAM_SUCCESS", "{run:?}");
+    assert_eq!(h.record("root").state.failures, 1);
+    let log = h.log();
+    let lines = refused(&log);
+    assert_eq!(lines.len(), 1, "{log:#?}");
+    assert_fields(
+        &lines[0],
+        &[
+            "pam_otpgate[",
+            ": user=root service=otp-test rhost=198.51.100.4 ",
+            " method=- outcome=refused why=wrong reason=\"wrong code\"",
+        ],
+    );
+    assert!(!lines[0].contains(&wrong), "the code must never be logged");
+    // authpriv.notice, as a denial.
+    assert!(lines[0].starts_with("<85>"), "{}", lines[0]);
+}
+
+/// Issue #13, item 3: a replayed code followed by a backup code logged
+/// only the success. Now both: the replay (method totp, why replayed),
+/// then the decision.
+#[test]
+fn a_replayed_code_then_a_backup_code_logs_both() {
+    let h = need!(harness("", ""));
+    let secret = new_secret();
+    let mut record = totp_record_with(&secret, Algorithm::SHA1, 6);
+    let codes = record.new_backup_codes(10, 8).unwrap();
+    h.write_record("root", &record);
+    avoid_step_edge();
+    let code = totp_at(&secret, now());
+    h.login()
+        .rhost("203.0.113.7")
+        .answer(&code)
+        .run()
+        .assert("PAM_SUCCESS");
+    h.log();
+    let run = h
+        .login()
+        .rhost("203.0.113.7")
+        .answer(&code)
+        .answer(codes[0].as_str())
+        .run();
+    run.assert("PAM_SUCCESS");
+    let log: Vec<String> = h
+        .log()
+        .into_iter()
+        .filter(|l| l.contains("outcome="))
+        .collect();
+    assert_eq!(log.len(), 2, "{log:#?}");
+    assert_fields(
+        &log[0],
+        &[
+            "user=root service=otp-test rhost=203.0.113.7 ",
+            " method=totp outcome=refused why=replayed reason=\"code already used\"",
+        ],
+    );
+    assert_fields(
+        &log[1],
+        &["rhost=203.0.113.7 ", " method=backup outcome=success "],
+    );
+    for line in &log {
+        assert!(!line.contains(&code) && !line.contains(codes[0].as_str()));
+    }
+}
+
+/// A datagram the module sent, as rsyslog writes it to /var/log/auth.log
+/// (and fail2ban's journal backend formats it): the `<PRI>` gone, the host
+/// name after the RFC 3164 time stamp (`Dec  2 16:20:01`, 15 characters).
+fn as_rsyslog_writes_it(datagram: &str) -> String {
+    let rest = datagram.split_once('>').map_or(datagram, |(_, rest)| rest);
+    let (stamp, tail) = rest.split_at(15);
+    format!("{stamp} otpgate-host{tail}")
+}
+
+/// What `fail2ban-regex` makes of `lines` (written as rsyslog would) with
+/// the shipped filter: the matched lines and the hosts it would ban, one
+/// per match. `None` (after SKIP) without fail2ban.
+fn fail2ban(h: &Harness, lines: &[String]) -> Option<(Vec<String>, Vec<String>)> {
+    require_tool("fail2ban-regex", "fail2ban")?;
+    let common = std::path::Path::new("/etc/fail2ban/filter.d/common.conf");
+    require(common.exists(), "fail2ban's filter.d/common.conf missing")?;
+    // The filter includes common.conf from its own directory.
+    let filters = h.path("fail2ban/filter.d");
+    std::fs::create_dir_all(&filters).unwrap();
+    std::fs::copy(common, filters.join("common.conf")).unwrap();
+    let shipped = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../packaging/fail2ban/filter.d/otpgate.conf");
+    std::fs::copy(&shipped, filters.join("otpgate.conf")).unwrap();
+    let file = h.path("auth.log");
+    let text: Vec<String> = lines.iter().map(|l| as_rsyslog_writes_it(l)).collect();
+    std::fs::write(&file, text.join("\n") + "\n").unwrap();
+    let regex = |out: &str| {
+        let got = std::process::Command::new("fail2ban-regex")
+            .args(["--raw", "-o", out])
+            .arg(&file)
+            .arg(filters.join("otpgate.conf"))
+            .output()
+            .expect("fail2ban-regex runs");
+        assert!(got.status.success(), "fail2ban-regex: {}", printed(&got));
+        String::from_utf8_lossy(&got.stdout)
+            .lines()
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    Some((regex("msg"), regex("ip")))
+}
+
+/// The shipped fail2ban filter, run by Debian's `fail2ban-regex` over lines
+/// the module really wrote: one match per refused answer from a remote
+/// host, with that host; no match for refused answers without one (su,
+/// sudo, a console) nor for any decision line (success, deny, ignore).
+#[test]
+fn the_fail2ban_filter_matches_each_refused_answer_from_a_host_and_nothing_else() {
+    let h = need!(harness("", ""));
+    let guesser = "198.51.100.4";
+    // Not enrolled yet: ignored (alone in the stack, PAM then denies).
+    h.login().rhost(guesser).run();
+    let secret = new_secret();
+    let mut record = totp_record_with(&secret, Algorithm::SHA1, 6);
+    let codes = record.new_backup_codes(10, 8).unwrap();
+    h.write_record("root", &record);
+    avoid_step_edge();
+    let wrong = wrong_code(&secret);
+    let code = totp_at(&secret, now());
+    // One guess, then gone; three guesses, denied.
+    h.login().rhost(guesser).answer(&wrong).run();
+    h.login()
+        .rhost(guesser)
+        .answer(&wrong)
+        .answer("000000x")
+        .answer(&wrong)
+        .run()
+        .assert("PAM_AUTH_ERR");
+    // The user: in, then a replay and a backup code.
+    h.login()
+        .rhost("203.0.113.7")
+        .answer(&code)
+        .run()
+        .assert("PAM_SUCCESS");
+    h.login()
+        .rhost("203.0.113.7")
+        .answer(&code)
+        .answer(codes[0].as_str())
+        .run()
+        .assert("PAM_SUCCESS");
+    // A wrong code with no remote host (su, sudo), then the right one.
+    h.login()
+        .answer(&wrong)
+        .answer(codes[1].as_str())
+        .run()
+        .assert("PAM_SUCCESS");
+
+    let log = h.log();
+    for outcome in ["success", "deny", "ignore", "error"] {
+        let with_host = |l: &&String| l.contains(&format!(" outcome={outcome} "));
+        assert!(log.iter().any(|l| with_host(&l)), "no {outcome}: {log:#?}");
+    }
+    let refused = refused(&log);
+    assert_eq!(refused.len(), 6, "{log:#?}");
+    let from_hosts: Vec<String> = refused
+        .iter()
+        .filter(|l| !l.contains(" rhost=- "))
+        .map(|l| as_rsyslog_writes_it(l))
+        .collect();
+    assert_eq!(from_hosts.len(), 5, "{refused:#?}");
+    let (matched, hosts) = need!(fail2ban(&h, &log));
+    assert_eq!(matched, from_hosts, "all lines: {log:#?}");
+    assert_eq!(hosts, [guesser, guesser, guesser, guesser, "203.0.113.7"]);
+}
+
+/// Attack on the filter: a user name that spells out fields of its own
+/// (`... rhost=192.0.2.66 ... outcome=refused ...`) must not make fail2ban
+/// ban the address it names. The module quotes it; the filter reads a
+/// quoted value whole, so the host banned is the real one.
+#[test]
+fn a_user_name_holding_rhost_does_not_choose_whom_fail2ban_bans() {
+    let mut h = need!(harness("", ""));
+    let name = "x service=a rhost=192.0.2.66 tty=a method=a outcome=refused why=wrong reason=";
+    need!(h.fake_user(name, 4350, &[]));
+    let secret = new_secret();
+    h.write_record(name, &totp_record_with(&secret, Algorithm::SHA1, 6));
+    avoid_step_edge();
+    let wrong = wrong_code(&secret);
+    h.login()
+        .user(name)
+        .rhost("198.51.100.4")
+        .answer(&wrong)
+        .run();
+    h.login().user(name).answer(&wrong).run();
+    let log = h.log();
+    // (The name itself holds " outcome=refused ": look past it.)
+    let refused: Vec<&String> = log
+        .iter()
+        .filter(|l| l.contains(" tty=- method=- outcome=refused "))
+        .collect();
+    assert_eq!(refused.len(), 2, "{log:#?}");
+    assert!(
+        refused[0].contains(&format!("user=\"{name}\" service=otp-test")),
+        "{refused:#?}"
+    );
+    let (matched, hosts) = need!(fail2ban(&h, &log));
+    assert_eq!(matched, [as_rsyslog_writes_it(refused[0])], "{log:#?}");
+    assert_eq!(hosts, ["198.51.100.4"]);
 }
 
 // --- Hostile answers --------------------------------------------------------

@@ -100,6 +100,48 @@ fn ssh_wrong_code_then_right_code_in_one_login_logs_in() {
     assert!(run.shown("Wrong code; 2 tries left."), "{run:#?}");
 }
 
+/// Issue #13, item 3, as it was seen: one wrong code over ssh, then the
+/// client disconnects. The failure was counted in the file and not one
+/// line was logged (sshd's PAM process went away with the login). Now the
+/// refused answer's line is written before the "Wrong code" message.
+#[test]
+fn ssh_one_wrong_code_then_a_disconnect_is_logged_as_refused() {
+    let (h, sshd) = need!(password_then_code("", ""));
+    let secret = h.enroll();
+    let wrong = wrong_code(&secret);
+    let run = sshd.ssh("root").code(&wrong).then_disconnect().run();
+    assert_ne!(run.status, Some(0), "{run:#?}");
+    let asked = run
+        .prompts
+        .iter()
+        .filter(|p| p.contains(CODE_PROMPT))
+        .count();
+    assert_eq!(asked, 2, "asked again, then gone: {run:#?}");
+    // sshd's PAM process may still be winding down.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let mut log = Vec::new();
+    while h.record("root").state.failures == 0 || log.is_empty() {
+        log.extend(
+            h.log()
+                .into_iter()
+                .filter(|l| l.contains(" outcome=refused ")),
+        );
+        if std::time::Instant::now() > deadline {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(h.record("root").state.failures, 1);
+    assert_eq!(log.len(), 1, "{log:#?}");
+    for want in [
+        "user=root service=sshd-otp-test rhost=127.0.0.1 ",
+        " method=- outcome=refused why=wrong reason=\"wrong code\"",
+    ] {
+        assert!(log[0].contains(want), "{want} not in {}", log[0]);
+    }
+    assert!(!log[0].contains(&wrong), "the code must never be logged");
+}
+
 #[test]
 fn ssh_reused_code_is_refused() {
     let (h, sshd) = need!(password_then_code("max_attempts = 1", ""));

@@ -70,6 +70,7 @@ fn a_right_code_is_accepted_once_even_when_the_transaction_runs_twice() {
         again,
         Checked::Refused {
             why: Refusal::Replayed,
+            tried: Some(Method::Totp),
             locked_until: None
         }
     );
@@ -91,6 +92,7 @@ fn wrong_answers_count_once_each_and_lock_at_the_limit() {
             refused,
             Checked::Refused {
                 why: Refusal::Wrong,
+                tried: None,
                 locked_until: None
             }
         ));
@@ -254,6 +256,27 @@ fn a_sent_code_logs_in_once_and_the_hourly_limit_holds() {
         SendOutcome::Limited {
             next: NOW + 3600,
             max: 2
+        }
+    );
+}
+
+/// The log names the method an answer was a code of when that is known
+/// (issue #13, item 3): the channel of an expired sent code.
+#[test]
+fn an_expired_sent_code_is_refused_as_expired_and_names_its_channel() {
+    let c = config(EMAIL);
+    let store = MemoryStore::with("alice", with_email()).retrying();
+    let v = Verifier::new(&c, &store);
+    let menu = Menu::for_record(&c, &store.snapshot().unwrap());
+    let out = Outbox::default();
+    v.send_code(&menu.offers[0], NOW, WHO, &out).unwrap();
+    let code = out.last_code();
+    assert_eq!(
+        v.check(&[&code], NOW + 601, BackupUse::Consume).unwrap(),
+        Checked::Refused {
+            why: Refusal::Expired,
+            tried: Some(Method::Email),
+            locked_until: None
         }
     );
 }

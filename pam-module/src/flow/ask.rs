@@ -15,7 +15,7 @@ use zeroize::Zeroizing;
 use super::{Code, Env, FORWARD_PROMPT, Login, PROMPT, Secret};
 use crate::args::Args;
 use crate::log::Severity;
-use crate::reason::Reason;
+use crate::reason::{Reason, Why};
 
 /// Where an answer came from.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -296,10 +296,13 @@ impl<'a> Ask<'a> {
                 backups_left,
                 candidate,
             } => Some(self.accepted(login, method, backups_left, &candidates[candidate], now)),
-            Checked::Refused { why, locked_until } => {
-                self.refused(login, why, locked_until, &candidates)
-            }
+            Checked::Refused {
+                why,
+                tried,
+                locked_until,
+            } => self.refused(login, why, tried, locked_until, &candidates),
             Checked::Locked(until) => {
+                login.log_refused(None, Why::Locked, &Reason::LockedMeanwhile);
                 login.error(&texts::locked_until(&login.hhmm(until)));
                 Some(login.decide(Code::MaxTries, None, Reason::LockedMeanwhile))
             }
@@ -333,24 +336,25 @@ impl<'a> Ask<'a> {
         code
     }
 
-    /// A refused answer: say so, and decide when no try is left.
+    /// A refused answer: log it, say so, and decide when no try is left.
     fn refused(
         &self,
         login: &mut Login<'_>,
         why: Refusal,
+        tried: Option<Method>,
         locked_until: Option<u64>,
         candidates: &[Candidate],
     ) -> Option<Code> {
+        let method = tried.map(Method::as_str);
         if let Some(until) = locked_until {
+            let reason = Reason::RefusedAndLocked { why, until };
+            login.log_refused(tried, why.into(), &reason);
             login.error(&texts::locked_now(&login.hhmm(until)));
             self.forward_anyway(login, candidates);
-            return Some(login.decide(
-                Code::MaxTries,
-                None,
-                Reason::RefusedAndLocked { why, until },
-            ));
+            return Some(login.decide(Code::MaxTries, method, reason));
         }
-        login.debug(why.as_str());
+        let reason = Reason::Refused(why);
+        login.log_refused(tried, why.into(), &reason);
         let more = !self.args.use_first_pass && self.prompts_left > 0;
         let left = if more { self.prompts_left } else { 0 };
         let text = match why {
@@ -363,7 +367,7 @@ impl<'a> Ask<'a> {
             return None;
         }
         self.forward_anyway(login, candidates);
-        Some(login.decide(Code::AuthErr, None, Reason::Refused(why)))
+        Some(login.decide(Code::AuthErr, method, reason))
     }
 
     /// Splits an answer into (password, code) candidates: with

@@ -57,6 +57,8 @@ struct Fake {
     /// How long each prompt takes to answer.
     think: Duration,
     panic_on_prompt: bool,
+    /// Runs while the user "types" each answer (another login meanwhile).
+    meanwhile: Option<Box<dyn FnMut()>>,
     /// Messages the fake sender delivered (their standard input).
     sent: Rc<RefCell<Vec<String>>>,
     /// The handle's verified record (`pam_set_data`), kept as the encoded
@@ -105,6 +107,9 @@ impl Handle for Fake {
         assert!(!self.panic_on_prompt, "scripted panic");
         self.transcript.push(format!("prompt(echo={echo}): {text}"));
         self.clock.advance_monotonic(self.think);
+        if let Some(meanwhile) = &mut self.meanwhile {
+            meanwhile();
+        }
         match self.answers.pop_front() {
             // `<sent>`: the code of the last message sent.
             Some(a) if a == b"<sent>" => {
@@ -241,6 +246,34 @@ fn fake(rhost: Option<&str>, answers: &[&[u8]]) -> Fake {
     h
 }
 
+/// The `outcome=refused` lines: one per refused answer.
+fn refused(log: &[String]) -> Vec<String> {
+    log.iter()
+        .filter(|l| l.contains(" outcome=refused "))
+        .cloned()
+        .collect()
+}
+
+/// The decision lines (`success`, `ignore`, `deny`, `error`).
+fn decisions(log: &[String]) -> Vec<String> {
+    log.iter()
+        .filter(|l| {
+            ["success", "ignore", "deny", "error"]
+                .iter()
+                .any(|o| l.contains(&format!(" outcome={o} ")))
+        })
+        .cloned()
+        .collect()
+}
+
+/// A refused answer's line for root on `otp-test` (tty `ssh`).
+fn refused_line(rhost: &str, method: &str, why: &str, reason: &str) -> String {
+    format!(
+        "user=root service=otp-test rhost={rhost} tty=ssh method={method} \
+         outcome=refused why={why} reason=\"{reason}\""
+    )
+}
+
 /// The digits of the first run of 6 to 8 digits in a message.
 fn sent_code(message: &str) -> String {
     message
@@ -310,9 +343,11 @@ fn the_same_code_twice_is_refused_the_second_time() {
         "error: That code was already used; wait for the next one."
     );
     let mut h = fake(None, &[&code]);
+    // The refused answer's line, then the decision's.
+    let replayed = Reason::Refused(Refusal::Replayed);
     assert_eq!(
         s.reasons(&mut h, &s.args(&[])),
-        (Code::AuthErr, vec![Reason::Refused(Refusal::Replayed)])
+        (Code::AuthErr, vec![replayed.clone(), replayed])
     );
     assert_eq!(s.record().state.failures, 2);
 }
@@ -348,7 +383,9 @@ fn max_attempts_wrong_answers_deny_and_count_every_one() {
     assert_eq!(rc, Code::AuthErr);
     assert_eq!(h.transcript.last().unwrap(), "error: Wrong code.");
     assert_eq!(s.record().state.failures, 3);
-    assert!(log[0].contains("outcome=deny"), "{log:?}");
+    assert_eq!(refused(&log).len(), 3, "one line per wrong answer: {log:?}");
+    assert_eq!(decisions(&log).len(), 1, "{log:?}");
+    assert!(log[3].contains("outcome=deny"), "{log:?}");
 }
 
 #[test]
@@ -365,13 +402,23 @@ fn lockout_tells_until_when_and_refuses_even_a_right_code() {
         h.transcript.last().unwrap(),
         &format!("error: Too many wrong codes. Account locked until {hhmm}")
     );
-    assert!(
-        log[0].contains(&format!(
-            "locked out until {}",
-            otpgate_config::texts::utc_timestamp(until)
-        )),
-        "{log:?}"
+    // The answer that locks says so on its own line, then the decision.
+    assert_eq!(
+        refused(&log),
+        [
+            refused_line("-", "-", "wrong", "wrong code"),
+            refused_line(
+                "-",
+                "-",
+                "wrong",
+                &format!(
+                    "wrong code; locked out until {}",
+                    otpgate_config::texts::utc_timestamp(until)
+                )
+            ),
+        ],
     );
+    assert!(log[2].contains("outcome=deny"), "{log:?}");
     assert_eq!(
         s.last_reason(),
         Reason::RefusedAndLocked {
@@ -619,8 +666,15 @@ fn forward_pass_wrong_answers_lock_their_source_not_the_account() {
     let mut h = fake(Some("198.51.100.4"), &[b"x"]);
     let (rc, reasons) = s.reasons(&mut h, &forward);
     assert_eq!(rc, Code::MaxTries);
+    // The answer refused unread is logged as refused, then the decision.
     assert!(
-        matches!(reasons[..], [Reason::SourceLockedOut { .. }]),
+        matches!(
+            reasons[..],
+            [
+                Reason::SourceLockedOut { .. },
+                Reason::SourceLockedOut { .. }
+            ]
+        ),
         "{reasons:?}"
     );
     // The user from elsewhere: in, and no trust offered before the
@@ -884,6 +938,10 @@ fn a_sent_code_is_refused_after_its_lifetime() {
         h.transcript
     );
     assert!(log.last().unwrap().contains("sent code expired"), "{log:?}");
+    assert_eq!(
+        refused(&log),
+        [refused_line("-", "email", "expired", "sent code expired")]
+    );
     assert_eq!(s.last_reason(), Reason::Refused(Refusal::Expired));
     assert_eq!(s.record().state.failures, 1, "counts as a wrong code");
 }
@@ -1022,7 +1080,10 @@ fn the_reasons_of_a_login_are_typed_in_order() {
     let mut h = fake(None, &[b"000000", &code_at(NOW)]);
     assert_eq!(
         s.reasons(&mut h, &s.args(&[])),
-        (Code::Success, vec![Reason::Accepted])
+        (
+            Code::Success,
+            vec![Reason::Refused(Refusal::Wrong), Reason::Accepted]
+        )
     );
     let mut h = fake(None, &[]);
     h.user = Some("no-such-user-otpgate".into());
@@ -1211,4 +1272,161 @@ fn the_verified_record_reads_back_only_in_its_own_format() {
     ] {
         assert_eq!(Verified::decode(bad), None, "{bad:?}");
     }
+}
+
+// ------------------------------------------------- refused answers (#13)
+
+/// Issue #13, item 3: one wrong code, then the client goes away (the
+/// conversation fails): the guess counted in the file and left no line.
+/// Now its line is written when it is refused, before the user is told.
+#[test]
+fn a_wrong_code_then_the_end_of_the_conversation_leaves_a_refused_line() {
+    let s = Setup::new("");
+    s.enroll(&totp_record());
+    let mut h = fake(Some("198.51.100.4"), &[b"000000"]);
+    let (rc, log) = s.run(&mut h, &s.args(&[]));
+    assert_eq!(rc, Code::ConvErr);
+    assert_eq!(s.record().state.failures, 1);
+    assert_eq!(
+        log,
+        [
+            refused_line("198.51.100.4", "-", "wrong", "wrong code"),
+            "user=root service=otp-test rhost=198.51.100.4 tty=ssh method=- \
+             outcome=error reason=\"conversation failed\""
+                .to_string(),
+        ]
+    );
+}
+
+/// Issue #13, item 3: a replayed code then a backup code logged only the
+/// success. Now the replay has its line, naming the method it was a code
+/// of, and the code itself is in no line.
+#[test]
+fn a_replayed_code_then_a_backup_code_logs_both() {
+    let s = Setup::new("");
+    let mut r = totp_record();
+    let backups = r.new_backup_codes(2, 8).unwrap();
+    s.enroll(&r);
+    let code = code_at(NOW);
+    let rhost = Some("203.0.113.7");
+    assert_eq!(
+        s.run(&mut fake(rhost, &[&code]), &s.args(&[])).0,
+        Code::Success
+    );
+    let mut h = fake(rhost, &[&code, backups[0].as_bytes()]);
+    let (rc, log) = s.run(&mut h, &s.args(&[]));
+    assert_eq!(rc, Code::Success);
+    assert_eq!(
+        log,
+        [
+            refused_line("203.0.113.7", "totp", "replayed", "code already used"),
+            "user=root service=otp-test rhost=203.0.113.7 tty=ssh method=backup \
+             outcome=success reason=\"code accepted\""
+                .to_string(),
+        ]
+    );
+    let code = String::from_utf8(code).unwrap();
+    assert!(
+        log.iter()
+            .all(|l| !l.contains(&code) && !l.contains(backups[0].as_str())),
+        "a code in the log: {log:?}"
+    );
+}
+
+/// Every refused answer has its line, and the decision its own: the lines
+/// an auditor counts are the guesses, whatever the login came to.
+#[test]
+fn each_refused_answer_has_a_line_and_the_decision_one_more() {
+    let s = Setup::new("");
+    s.enroll(&totp_record());
+    let mut h = fake(Some("192.0.2.1"), &[b"000000", b"not a code", b"111111"]);
+    let (rc, log) = s.run(&mut h, &s.args(&[]));
+    assert_eq!(rc, Code::AuthErr);
+    assert_eq!(
+        refused(&log),
+        vec![refused_line("192.0.2.1", "-", "wrong", "wrong code"); 3]
+    );
+    assert_eq!(
+        decisions(&log),
+        [
+            "user=root service=otp-test rhost=192.0.2.1 tty=ssh method=- \
+          outcome=deny reason=\"wrong code\""
+        ]
+    );
+    // A wrong code then the right one: the guess, then the success.
+    let mut h = fake(None, &[b"000000", &code_at(NOW)]);
+    let (_, log) = s.run(&mut h, &s.args(&[]));
+    assert_eq!(
+        refused(&log),
+        [refused_line("-", "-", "wrong", "wrong code")]
+    );
+    assert!(log[1].contains("outcome=success"), "{log:?}");
+}
+
+/// Another login locked the account while this one was asked: the answer
+/// is refused unread, `why=locked`.
+#[test]
+fn an_answer_refused_because_another_login_locked_the_account_says_locked() {
+    let s = Setup::new("");
+    s.enroll(&totp_record());
+    let store = s.store.clone();
+    let mut h = fake(Some("192.0.2.1"), &[&code_at(NOW)]);
+    h.meanwhile = Some(Box::new(move || {
+        let mut r = store.snapshot().unwrap();
+        r.state.locked_until = NOW + 600;
+        store.put(Some(r));
+    }));
+    let (rc, log) = s.run(&mut h, &s.args(&[]));
+    assert_eq!(rc, Code::MaxTries);
+    assert_eq!(
+        refused(&log),
+        [refused_line(
+            "192.0.2.1",
+            "-",
+            "locked",
+            "locked out by a concurrent login"
+        )]
+    );
+    assert_eq!(decisions(&log).len(), 1, "{log:?}");
+}
+
+/// With `forward_pass` a locked source still gets the prompt; its answer
+/// is refused unread and logged as a guess. Without `forward_pass` a locked
+/// account is asked nothing: the decision alone.
+#[test]
+fn a_locked_source_answer_is_logged_as_refused_and_a_locked_account_unasked_is_not() {
+    let s = Setup::new("");
+    let mut r = totp_record();
+    r.state.locked_until = NOW + 60;
+    s.enroll(&r);
+    let mut h = fake(Some("198.51.100.4"), &[b"pw000000"]);
+    let (rc, log) = s.run(&mut h, &s.args(&["forward_pass"]));
+    assert_eq!(rc, Code::MaxTries);
+    assert_eq!(
+        refused(&log),
+        [refused_line(
+            "198.51.100.4",
+            "-",
+            "locked",
+            "locked out for 60 more seconds"
+        )]
+    );
+    let mut h = fake(Some("198.51.100.4"), &[]);
+    let (rc, log) = s.run(&mut h, &s.args(&[]));
+    assert_eq!(rc, Code::AuthErr);
+    assert!(refused(&log).is_empty(), "{log:?}");
+    assert_eq!(decisions(&log).len(), 1, "{log:?}");
+}
+
+/// A password in `PAM_AUTHTOK` that is not a code (`try_first_pass`) is no
+/// guess: no refused line, and not counted.
+#[test]
+fn a_password_tried_as_a_code_is_not_a_refused_answer() {
+    let s = Setup::new("");
+    s.enroll(&totp_record());
+    let mut h = fake(None, &[&code_at(NOW)]);
+    h.authtok = Some(b"hunter2!".to_vec());
+    let (rc, log) = s.run(&mut h, &s.args(&["try_first_pass"]));
+    assert_eq!(rc, Code::Success);
+    assert!(refused(&log).is_empty(), "{log:?}");
 }
