@@ -1413,7 +1413,7 @@ fn a_locked_source_answer_is_logged_as_refused_and_a_locked_account_unasked_is_n
     );
     let mut h = fake(Some("198.51.100.4"), &[]);
     let (rc, log) = s.run(&mut h, &s.args(&[]));
-    assert_eq!(rc, Code::AuthErr);
+    assert_eq!(rc, Code::MaxTries);
     assert!(refused(&log).is_empty(), "{log:?}");
     assert_eq!(decisions(&log).len(), 1, "{log:?}");
 }
