@@ -92,6 +92,15 @@ impl CliError {
         }
     }
 
+    /// A refusal (a code, a password, a lockout, a permission), logged
+    /// as `outcome=deny`; anything else is `outcome=error`.
+    pub fn is_refusal(&self) -> bool {
+        matches!(
+            self,
+            CliError::CodeRefused(_) | CliError::NotPermitted(_) | CliError::LockedOut { .. }
+        )
+    }
+
     /// The process exit status for this error.
     pub fn exit_code(&self) -> u8 {
         match self {

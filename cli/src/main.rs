@@ -107,14 +107,10 @@ fn log_outcome(command: &Command, user: &str, result: &Result<()>) {
         command,
         Command::Status | Command::Trusted(TrustedCommand::List)
     );
-    let outcome = match result {
-        Ok(()) => "ok".to_string(),
-        Err(e) => e.to_string(),
-    };
     let by = nix::unistd::getuid().as_raw();
     log::send(
         !read_only || result.is_err(),
-        &log::format_line(action, user, by, &outcome),
+        &log::format_line(action, user, by, result),
     );
 }
 

@@ -35,6 +35,7 @@ pub mod deliver;
 pub mod error;
 pub mod identity;
 pub mod import;
+pub mod logline;
 pub mod net;
 pub mod otp;
 pub mod record;

@@ -8,23 +8,18 @@
 //! line is dropped: logging never decides (or delays) a login.
 #![forbid(unsafe_code)]
 
-use std::fmt::Write as _;
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 
 use crate::reason::Reason;
 
+/// One field of a line: the rule is the CLI's too (`otpgate_config::logline`).
+pub use otpgate_config::logline::field;
+
 /// The syslog ident.
 pub const IDENT: &str = "pam_otpgate";
 /// `LOG_AUTHPRIV`: security messages that name users and hosts.
 const FACILITY: u8 = 10;
-/// Longest value written for one field; longer ones are cut.
-const MAX_FIELD: usize = 128;
-/// Longest `reason`: ours, not a caller's, and a config error's file,
-/// line and advice ("... stands inside `[channels]` (line 80); move it
-/// above the first table") must reach the admin whole.
-const MAX_REASON: usize = 400;
-
 /// Syslog severities used here.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Severity {
@@ -108,76 +103,9 @@ impl Log for Memory {
     }
 }
 
-/// `key=value` with the value made safe for one log line: control
-/// characters, quotes, backslashes and non-ASCII escaped, spaces quoted,
-/// long values cut. An absent value is `-`.
-pub fn field(out: &mut String, key: &str, value: Option<&str>) {
-    if !out.is_empty() {
-        out.push(' ');
-    }
-    out.push_str(key);
-    out.push('=');
-    let Some(value) = value.filter(|v| !v.is_empty()) else {
-        out.push('-');
-        return;
-    };
-    let quoted = value.contains([' ', '=']);
-    if quoted {
-        out.push('"');
-    }
-    let limit = if key == "reason" {
-        MAX_REASON
-    } else {
-        MAX_FIELD
-    };
-    for (i, c) in value.chars().enumerate() {
-        if i == limit {
-            out.push_str("...");
-            break;
-        }
-        match c {
-            '"' | '\\' => {
-                out.push('\\');
-                out.push(c);
-            }
-            ' '..='~' => out.push(c),
-            _ => {
-                let mut buf = [0u8; 4];
-                for b in c.encode_utf8(&mut buf).bytes() {
-                    let _ = write!(out, "\\x{b:02x}");
-                }
-            }
-        }
-    }
-    if quoted {
-        out.push('"');
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn fields_are_escaped_and_cut() {
-        let mut s = String::new();
-        field(&mut s, "user", Some("alice"));
-        field(&mut s, "rhost", None);
-        field(&mut s, "reason", Some("code \"accepted\""));
-        field(&mut s, "service", Some("a\nb\x1b\u{e9}"));
-        assert_eq!(
-            s,
-            r#"user=alice rhost=- reason="code \"accepted\"" service=a\x0ab\x1b\xc3\xa9"#
-        );
-        let mut long = String::new();
-        field(&mut long, "user", Some(&"x".repeat(1000)));
-        assert!(long.len() < 140 && long.ends_with("..."));
-        let mut reason = String::new();
-        field(&mut reason, "reason", Some(&"y".repeat(300)));
-        assert_eq!(reason.len(), "reason=".len() + 300);
-        field(&mut reason, "reason", Some(&"y".repeat(1000)));
-        assert!(reason.len() < 750 && reason.ends_with("..."));
-    }
 
     #[test]
     fn a_missing_socket_is_silent_and_fast() {
