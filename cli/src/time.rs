@@ -46,29 +46,14 @@ pub fn format_in(t: u64, tz: &jiff::tz::TimeZone) -> String {
 
 /// `YYYY-MM-DD HH:MM:SS UTC`.
 pub fn format_utc(t: u64) -> String {
-    let days = t / 86_400;
+    let (y, m, d) = otpgate_config::texts::civil_from_days(t / 86_400);
     let secs = t % 86_400;
-    let (y, m, d) = civil_from_days(days);
     format!(
         "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC",
         secs / 3600,
         secs % 3600 / 60,
         secs % 60
     )
-}
-
-/// Howard Hinnant's days-to-civil algorithm, for days since 1970-01-01.
-fn civil_from_days(days: u64) -> (u64, u64, u64) {
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
 /// "3 minutes", "2 hours", for messages about clock offsets.

@@ -165,7 +165,7 @@ pub fn utc_timestamp(unix: u64) -> String {
 
 /// The proleptic Gregorian date `days` after 1970-01-01 (the civil-from-days
 /// algorithm of Howard Hinnant's date library, for days >= 0).
-fn civil_from_days(days: u64) -> (u64, u64, u64) {
+pub fn civil_from_days(days: u64) -> (u64, u64, u64) {
     let z = days + 719_468;
     let era = z / 146_097;
     let doe = z - era * 146_097;
