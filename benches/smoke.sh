@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 out=$(mktemp)
 trap 'rm -f "$out"' EXIT
-N=8 ROUNDS=1 PROCS=4 PER_PROC=3 OUT=$out ./benches/run.sh >/dev/null
+N=8 ROUNDS=1 PROCS=4 PER_PROC=3 FRESH=4 SSH_N=3 OUT=$out ./benches/run.sh >/dev/null
 pass=0 fail=0
 verdict() { # ok? description
     if eval "$1"; then echo "ok   $2"; pass=$((pass + 1)); else echo "FAIL $2"; fail=$((fail + 1)); fi
@@ -16,14 +16,24 @@ verdict() { # ok? description
 both() { # scenario cell
     [[ $(grep -F "| $1 |" "$out" | head -n1 | grep -oF "| $2 |" | wc -l) -eq 2 ]]
 }
+# True when the first `row` line of the table headed `header` holds `cell` for both modules.
+row_after() { # header row cell
+    [[ $(sed -n "/$(printf '%s' "$1" | sed 's/[|]/[|]/g')/,\$p" "$out" | grep -F "$2" | head -n1 | grep -oF "| $3 |" | wc -l) -eq 2 ]]
+}
 has() { grep -qF -- "$1" "$out"; }
-for s in "correct TOTP code" "backup code" "trusted network (google-auth: pam_access in front)"; do
+for s in "correct TOTP code" "backup code (10 codes enrolled, the default)" \
+    "backup code, 100 codes enrolled (an 11 KB file; the most one enrollment holds)" "trusted network (google-auth: pam_access in front)"; do
     verdict "both \"$s\" \"8/8\"" "$s: both modules accept all 8"
 done
 verdict 'both "wrong code" "0/8"' "wrong code: both modules refuse all 8"
 verdict 'has "| 3 accepted, 0 codes twice |"' "contention: otpgate accepts each of 3 codes once"
 verdict 'has "otpgate 2.0 fsync + 1.0 rename"' "fsyncs and renames counted with strace"
-verdict 'has "| first login in a fresh process |"' "footprint measured"
+verdict 'has "| module size (stripped) |"' "footprint measured"
+verdict 'row_after "| fresh process per login |" "| correct TOTP code |" "4/4"' \
+    "fresh process per login: both modules accept all 4"
+for s in "password only (pam_matrix)" "password + google-authenticator" "password + otpgate"; do
+    verdict "grep -qF \"| $s | \" \"\$out\" && grep -F \"| $s | \" \"\$out\" | grep -qF '| 3/3 |'" "SSH end to end, $s: all 3 logins in"
+done
 cat "$out"
 echo "$pass passed, $fail failed"
 ((fail == 0))
