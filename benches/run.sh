@@ -309,6 +309,6 @@ FS=$(findmnt -no FSTYPE -T /var/tmp)
     echo "| password only (pam_matrix) | $SSH_PW | | $(okcol "$W/ssh/ssh.pw") |"
     echo "| password + google-authenticator | $SSH_GA | $(python3 -c "print(round($SSH_GA - $SSH_PW, 2))") | $(okcol "$W/ssh/ssh.ga") |"
     echo "| password + otpgate | $SSH_OTP | $(python3 -c "print(round($SSH_OTP - $SSH_PW, 2))") | $(okcol "$W/ssh/ssh.otp") |"
-    printf '| ratio of added cost (google-auth ÷ otpgate) | | **%s×** | |\n' \
-        "$(python3 -c "a=$SSH_OTP-$SSH_PW; b=$SSH_GA-$SSH_PW; print(f'{b/a:.2f}' if a > 0 else 'n/a (otpgate adds ≤ 0)')")"
+    printf '| ratio of added cost (google-auth ÷ otpgate) | | **%s** | |\n' \
+        "$(python3 -c "a=$SSH_OTP-$SSH_PW; b=$SSH_GA-$SSH_PW; print(f'{b/a:.2f}×' if a > 0 else 'n/a (otpgate adds ≤ 0)')")"
 } | tee "$OUT"

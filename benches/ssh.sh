@@ -111,7 +111,7 @@ login() { # -> "ms ok" (ok: 1 when the command ran)
         ok=1
     fi
     t1=$(date +%s%N)
-    echo "$(((t1 - t0) / 1000))e-3 $ok"
+    awk -v us=$(((t1 - t0) / 1000)) -v ok=$ok 'BEGIN {printf "%.1f %d\n", us / 1000, ok}'
 }
 
 start_sshd
