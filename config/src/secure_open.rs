@@ -19,7 +19,7 @@
 
 use std::fs::File;
 use std::io::Read;
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
@@ -91,10 +91,14 @@ impl<'a> Location<'a> {
 
     /// `name` inside the open directory `dir`; `shown` is the full path
     /// that messages name.
-    pub fn in_dir(dir: BorrowedFd<'a>, name: &'a str, shown: &'a Path) -> Self {
+    pub fn in_dir<N: AsRef<Path> + ?Sized>(
+        dir: BorrowedFd<'a>,
+        name: &'a N,
+        shown: &'a Path,
+    ) -> Self {
         Location {
             dir,
-            name: Path::new(name),
+            name: name.as_ref(),
             shown,
         }
     }
@@ -200,6 +204,58 @@ pub fn open(at: Location<'_>, access: Access, rules: &Rules) -> Result<Opened> {
         path: at.shown.to_path_buf(),
         max_size: rules.max_size,
     })
+}
+
+/// How [`open_dir`] opens a directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DirAccess {
+    /// To read it or work in it (`O_RDONLY`): listing, creating, fsync.
+    Read,
+    /// Only to look names up in it (`O_PATH`): search permission is enough.
+    Search,
+}
+
+/// Opens the directory at `at`, not through a symlink at its name unless
+/// `follow_name` (a path root's config gave, such as a home behind
+/// `/home -> /srv/home`), and checks that one of `owners` owns it and that
+/// neither group nor others may write it (sshd's StrictModes: whoever else
+/// can write a directory can swap what is in it). `None`: it does not
+/// exist.
+pub fn open_dir(
+    at: Location<'_>,
+    access: DirAccess,
+    follow_name: bool,
+    owners: &[u32],
+) -> Result<Option<OwnedFd>> {
+    let mut flags = OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
+    flags |= match access {
+        DirAccess::Read => OFlag::O_RDONLY,
+        DirAccess::Search => OFlag::O_PATH,
+    };
+    if !follow_name {
+        flags |= OFlag::O_NOFOLLOW;
+    }
+    let fd = match openat(at.dir, at.name, flags, Mode::empty()) {
+        Ok(fd) => fd,
+        Err(Errno::ENOENT) => return Ok(None),
+        Err(Errno::ELOOP | Errno::ENOTDIR) => return Err(symlink(at)),
+        Err(e) => return Err(Error::errno(at.shown, "open directory", e)),
+    };
+    let st = fstat(&fd).map_err(|e| Error::errno(at.shown, "stat directory", e))?;
+    if !owners.contains(&st.st_uid) {
+        return Err(Error::WrongOwner {
+            path: at.shown.to_path_buf(),
+            owner: st.st_uid,
+            expected: owners.to_vec(),
+        });
+    }
+    if st.st_mode & 0o022 != 0 {
+        return Err(Error::BadMode {
+            path: at.shown.to_path_buf(),
+            mode: st.st_mode,
+        });
+    }
+    Ok(Some(fd))
 }
 
 /// Opens `at` for reading, checks it and reads it whole as UTF-8 text.

@@ -24,8 +24,8 @@ use std::sync::{Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
-use nix::fcntl::{AtFlags, Flock, FlockArg, OFlag, renameat};
-use nix::sys::stat::{FileStat, Mode, SFlag, fstat, fstatat};
+use nix::fcntl::{AtFlags, Flock, FlockArg, renameat};
+use nix::sys::stat::{FileStat, SFlag, fstatat};
 use nix::unistd::{Gid, Uid, UnlinkatFlags, fchown, fsync, unlinkat};
 use zeroize::Zeroizing;
 
@@ -33,7 +33,7 @@ use crate::account::Account;
 use crate::error::{Error, Result};
 use crate::identity::{FsIdentity, with_identity};
 use crate::record::{EnrollmentSends, UserRecord};
-use crate::secure_open::{self, Access, Location, Rules};
+use crate::secure_open::{self, Access, DirAccess, Location, Rules};
 use crate::system::SystemConfig;
 
 mod memory;
@@ -287,14 +287,7 @@ impl UserFile {
         if record.is_none() {
             return Ok(seen);
         }
-        self.create_dir()?;
-        let Some(dir) = self.open_dir()? else {
-            return Err(Error::io(
-                &self.dir,
-                "open directory",
-                std::io::Error::from(std::io::ErrorKind::NotFound),
-            ));
-        };
+        let dir = self.create_and_open_dir()?;
         self.change_at(&dir, change)
     }
 
@@ -427,6 +420,19 @@ impl UserFile {
             .map_err(|e| Error::io(&self.dir, "create directory", e))
     }
 
+    /// Creates the directory (see [`UserFile::ensure_dir`]) and opens it,
+    /// with the identity already taken.
+    fn create_and_open_dir(&self) -> Result<OwnedFd> {
+        self.create_dir()?;
+        self.open_dir()?.ok_or_else(|| {
+            Error::io(
+                &self.dir,
+                "open directory",
+                std::io::Error::from(std::io::ErrorKind::NotFound),
+            )
+        })
+    }
+
     /// Opens the file's directory. Under a home, the home and every
     /// directory below it are opened one by one without following a
     /// symlink, and each is checked: whoever else can write `~` or
@@ -467,43 +473,16 @@ impl UserFile {
         name: &Path,
         path: &Path,
     ) -> Result<Option<OwnedFd>> {
-        let mut flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
         // The last directory never through a symlink; the home's own path
         // (opened with `at` = None under a home) may be.
-        if at.is_some() || self.home.is_none() {
-            flags |= OFlag::O_NOFOLLOW;
-        }
-        let opened = match at {
-            Some(dir) => nix::fcntl::openat(dir.as_fd(), name, flags, Mode::empty()),
-            None => nix::fcntl::open(name, flags, Mode::empty()),
+        let follow = at.is_none() && self.home.is_some();
+        let location = match at {
+            Some(dir) => Location::in_dir(dir.as_fd(), name, path),
+            // Only the home's path or the central directory: `name` is
+            // the whole path.
+            None => Location::path(name),
         };
-        let fd = match opened {
-            Ok(fd) => fd,
-            Err(Errno::ENOENT) => return Ok(None),
-            Err(Errno::ELOOP | Errno::ENOTDIR) => {
-                return Err(Error::Symlink {
-                    path: path.to_path_buf(),
-                });
-            }
-            Err(e) => return Err(Error::errno(path, "open directory", e)),
-        };
-        let st = fstat(&fd).map_err(|e| Error::errno(path, "stat directory", e))?;
-        if !self.dir_owners.contains(&st.st_uid) {
-            return Err(Error::WrongOwner {
-                path: path.to_path_buf(),
-                owner: st.st_uid,
-                expected: self.dir_owners.clone(),
-            });
-        }
-        // Like sshd's StrictModes: whoever else can write the directory can
-        // swap what is in it.
-        if st.st_mode & 0o022 != 0 {
-            return Err(Error::BadMode {
-                path: path.to_path_buf(),
-                mode: st.st_mode,
-            });
-        }
-        Ok(Some(fd))
+        secure_open::open_dir(location, DirAccess::Read, follow, &self.dir_owners)
     }
 
     /// Opens, checks and parses the file in `dir`.
@@ -770,16 +749,7 @@ impl Store for UserFile {
         with_identity(self.identity.as_ref(), || {
             let dir = match self.open_dir()? {
                 Some(dir) => dir,
-                None => {
-                    self.create_dir()?;
-                    self.open_dir()?.ok_or_else(|| {
-                        Error::io(
-                            &self.dir,
-                            "open directory",
-                            std::io::Error::from(std::io::ErrorKind::NotFound),
-                        )
-                    })?
-                }
+                None => self.create_and_open_dir()?,
             };
             self.change_sends_at(&dir, change)
         })

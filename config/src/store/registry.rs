@@ -17,12 +17,12 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
-use nix::fcntl::{AtFlags, OFlag};
-use nix::sys::stat::{Mode, SFlag, fstat, fstatat};
+use nix::fcntl::AtFlags;
+use nix::sys::stat::{SFlag, fstatat};
 use nix::unistd::{UnlinkatFlags, fsync, unlinkat};
 
 use crate::error::{Error, Result};
-use crate::secure_open::{self, Access, Location, Rules};
+use crate::secure_open::{self, Access, DirAccess, Location, Rules};
 
 /// The registry's default place, in the system config's `enrolled_dir`.
 pub const DEFAULT_DIR: &str = "/var/lib/otpgate/enrolled";
@@ -69,7 +69,7 @@ impl Registry {
     /// Whether the user is recorded as enrolled. Works for any process:
     /// only the directory's search permission is needed.
     pub fn contains(&self) -> Result<bool> {
-        let Some(dir) = self.open_dir(OFlag::O_PATH)? else {
+        let Some(dir) = self.open_dir(DirAccess::Search)? else {
             return Ok(false);
         };
         match fstatat(&dir, self.user.as_str(), AtFlags::AT_SYMLINK_NOFOLLOW) {
@@ -92,7 +92,7 @@ impl Registry {
         if !running_as_root() {
             return Ok(());
         }
-        let dir = match self.open_dir(OFlag::O_RDONLY)? {
+        let dir = match self.open_dir(DirAccess::Read)? {
             Some(dir) => dir,
             None => self.create_dir()?,
         };
@@ -110,7 +110,7 @@ impl Registry {
         if !running_as_root() {
             return Ok(false);
         }
-        let Some(dir) = self.open_dir(OFlag::O_RDONLY)? else {
+        let Some(dir) = self.open_dir(DirAccess::Read)? else {
             return Ok(false);
         };
         match unlinkat(&dir, self.user.as_str(), UnlinkatFlags::NoRemoveDir) {
@@ -126,33 +126,8 @@ impl Registry {
     /// name and checks it is root's and writable by root alone (whoever
     /// could write it could remove anyone's entry). `None`: it does not
     /// exist yet (nobody was recorded).
-    fn open_dir(&self, mode: OFlag) -> Result<Option<OwnedFd>> {
-        let flags = mode | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
-        let fd = match nix::fcntl::open(&self.dir, flags, Mode::empty()) {
-            Ok(fd) => fd,
-            Err(Errno::ENOENT) => return Ok(None),
-            Err(Errno::ELOOP | Errno::ENOTDIR) => {
-                return Err(Error::Symlink {
-                    path: self.dir.clone(),
-                });
-            }
-            Err(e) => return Err(Error::errno(&self.dir, "open directory", e)),
-        };
-        let st = fstat(&fd).map_err(|e| Error::errno(&self.dir, "stat directory", e))?;
-        if st.st_uid != 0 {
-            return Err(Error::WrongOwner {
-                path: self.dir.clone(),
-                owner: st.st_uid,
-                expected: vec![0],
-            });
-        }
-        if st.st_mode & 0o022 != 0 {
-            return Err(Error::BadMode {
-                path: self.dir.clone(),
-                mode: st.st_mode,
-            });
-        }
-        Ok(Some(fd))
+    fn open_dir(&self, access: DirAccess) -> Result<Option<OwnedFd>> {
+        secure_open::open_dir(Location::path(&self.dir), access, false, &[0])
     }
 
     /// Creates the directory (parents 0755, itself 0711) and opens it.
@@ -175,7 +150,7 @@ impl Registry {
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
             Err(e) => return Err(Error::io(&self.dir, "create directory", e)),
         }
-        self.open_dir(OFlag::O_RDONLY)?.ok_or_else(|| {
+        self.open_dir(DirAccess::Read)?.ok_or_else(|| {
             Error::io(
                 &self.dir,
                 "open directory",
