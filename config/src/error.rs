@@ -331,11 +331,7 @@ impl fmt::Display for Error {
                 key,
                 table,
                 table_line,
-            } => write!(
-                f,
-                "{}:{line}: `{key}` is a top-level key but stands inside `[{table}]` (line {table_line}); move it above the first table",
-                path.display()
-            ),
+            } => write_misplaced(f, path, *line, key, (table, *table_line)),
             Error::Invalid {
                 source,
                 key,
@@ -399,13 +395,39 @@ impl fmt::Display for Error {
             Error::StoreContract { store } => {
                 write!(f, "{store}: the store did not run the change")
             }
-            Error::Unavailable { user, store, entry } => write!(
-                f,
-                "{user} is enrolled ({}) but {store} cannot be found (home not mounted, or a directory moved?); `otpgate reset --user {user}` clears the enrollment",
-                entry.display()
-            ),
+            Error::Unavailable { user, store, entry } => write_unavailable(f, user, store, entry),
         }
     }
+}
+
+/// `PATH:LINE: `KEY` is a top-level key but stands inside `[TABLE]` (line
+/// N); move it above the first table`.
+fn write_misplaced(
+    f: &mut fmt::Formatter<'_>,
+    path: &Path,
+    line: usize,
+    key: &str,
+    (table, table_line): (&str, usize),
+) -> fmt::Result {
+    write!(
+        f,
+        "{}:{line}: `{key}` is a top-level key but stands inside `[{table}]` (line {table_line}); move it above the first table",
+        path.display()
+    )
+}
+
+/// What an admin reads when an enrolled user's record cannot be found.
+fn write_unavailable(
+    f: &mut fmt::Formatter<'_>,
+    user: &str,
+    store: &str,
+    entry: &Path,
+) -> fmt::Result {
+    write!(
+        f,
+        "{user} is enrolled ({}) but {store} cannot be found (home not mounted, or a directory moved?); `otpgate reset --user {user}` clears the enrollment",
+        entry.display()
+    )
 }
 
 /// `PATH: owned by uid 1000, expected uid 0 or uid 1001`.
