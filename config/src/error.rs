@@ -103,6 +103,10 @@ pub enum Error {
         store: String,
         entry: PathBuf,
     },
+    /// No copy of the login state in the state file passes its checksum
+    /// (or the newest does not fit the record): reading the record alone
+    /// could bring used codes back, so logins are refused.
+    StateDamaged { path: PathBuf, why: &'static str },
 }
 
 /// Result alias for this crate.
@@ -396,6 +400,7 @@ impl fmt::Display for Error {
                 write!(f, "{store}: the store did not run the change")
             }
             Error::Unavailable { user, store, entry } => write_unavailable(f, user, store, entry),
+            Error::StateDamaged { path, why } => write_state_damaged(f, path, why),
         }
     }
 }
@@ -427,6 +432,15 @@ fn write_unavailable(
         f,
         "{user} is enrolled ({}) but {store} cannot be found (home not mounted, or a directory moved?); `otpgate reset --user {user}` clears the enrollment",
         entry.display()
+    )
+}
+
+/// What an admin reads when neither copy of the login state is intact.
+fn write_state_damaged(f: &mut fmt::Formatter<'_>, path: &Path, why: &str) -> fmt::Result {
+    write!(
+        f,
+        "{}: the login state is damaged ({why}); logins are refused, since the record alone could make used codes work again; restore the file, or remove it to go back to the state saved with the record, or `otpgate reset --user`",
+        path.display()
     )
 }
 

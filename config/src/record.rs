@@ -1,9 +1,12 @@
 //! The per-user file: one TOML document holding the secret, the hashed
-//! backup codes, the login state and the remembered hosts, so that one lock
-//! and one atomic rename cover every change.
+//! backup codes, the login state and the remembered hosts. The file store
+//! rewrites it (atomic rename) when the enrollment changes; what a login
+//! changes goes to the state file beside it as a [`hot::Hot`] overlay on
+//! this record (docs/ARCHITECTURE.md §5.4).
 //!
 //! ```toml
-//! version = 1
+//! version = 2
+//! serial = "9f3c2a1b7e5d4c60" # names this version (state file)
 //! [totp]                      # or [hotp] with `counter`
 //! secret = "BASE32..."
 //! algorithm = "SHA1"
@@ -49,14 +52,19 @@ use crate::error::{Error, Result};
 use crate::net;
 use crate::otp::{self, Algorithm, Generator, Secret};
 
+pub(crate) mod hot;
 mod sends;
 mod sources;
 
 pub use sends::EnrollmentSends;
 pub use sources::{MAX_SOURCES, SourceFailures, source_key};
 
-/// The only file version this build reads and writes.
-pub const VERSION: u32 = 1;
+/// The file version this build writes. Version 2 files may have newer
+/// login state in `<name>.state` (docs/ARCHITECTURE.md §5.4), so a build
+/// that knows only version 1 must refuse them rather than read old state.
+pub const VERSION: u32 = 2;
+/// The oldest version still read (migrated on the next write).
+pub const OLDEST_VERSION: u32 = 1;
 /// Most remembered hosts kept per user; the oldest expiry goes first.
 pub const MAX_TRUSTED_HOSTS: usize = 64;
 
@@ -65,6 +73,11 @@ pub const MAX_TRUSTED_HOSTS: usize = 64;
 #[serde(deny_unknown_fields)]
 pub struct UserRecord {
     pub version: u32,
+    /// Names this version of the file, for the state file's slots: set by
+    /// the file store at every rewrite and taken off again when it reads
+    /// the file (callers never see it); absent in files it did not write.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serial: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub totp: Option<TotpConfig>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -333,6 +346,7 @@ impl UserRecord {
     fn with_method(totp: Option<TotpConfig>, hotp: Option<HotpConfig>) -> Self {
         UserRecord {
             version: VERSION,
+            serial: None,
             totp,
             hotp,
             backup: Backup::default(),
@@ -445,15 +459,21 @@ impl UserRecord {
 
     /// Checks what serde cannot: the version, one method, sane parameters.
     pub fn validate(&self, path: &Path) -> Result<()> {
-        if self.version != VERSION {
+        if !(OLDEST_VERSION..=VERSION).contains(&self.version) {
             return Err(invalid(
                 path,
                 "version",
                 format!(
-                    "version {} is not supported (this otpgate reads version {VERSION})",
+                    "version {} is not supported (this otpgate reads versions \
+                     {OLDEST_VERSION} to {VERSION})",
                     self.version
                 ),
             ));
+        }
+        if let Some(serial) = &self.serial
+            && hot::parse_serial(serial).is_none()
+        {
+            return Err(invalid(path, "serial", "not 16 hex digits".into()));
         }
         self.validate_methods(path)?;
         self.validate_lists(path)?;
@@ -1029,8 +1049,9 @@ mod tests {
         r.state.last_step = 42;
         r.state.failures = 2;
         r.trust_host("192.0.2.1", "sshd", NOW + 60, NOW);
+        r.serial = Some("00000000000000ff".into());
         let text = r.to_toml();
-        assert!(text.contains("version = 1"));
+        assert!(text.contains("version = 2"));
         assert!(text.contains("[[trusted_host]]"));
         assert!(text.contains("GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ"));
         let back = UserRecord::from_toml(Path::new("u.toml"), &text).unwrap();
@@ -1131,13 +1152,18 @@ mod tests {
         let msg = UserRecord::from_toml(p, unknown).unwrap_err().to_string();
         assert!(msg.contains(":4:") && msg.contains("colour"), "{msg}");
 
-        let v2 = "version = 2\n[totp]\nsecret = \"GEZDGNBVGY3TQOJQ\"\n";
+        let v3 = "version = 3\n[totp]\nsecret = \"GEZDGNBVGY3TQOJQ\"\n";
         assert!(
-            UserRecord::from_toml(p, v2)
+            UserRecord::from_toml(p, v3)
                 .unwrap_err()
                 .to_string()
-                .contains("version 2")
+                .contains("version 3")
         );
+        let bad_serial = "version = 2\nserial = \"xyz\"\n[totp]\nsecret = \"GEZDGNBVGY3TQOJQ\"\n";
+        let msg = UserRecord::from_toml(p, bad_serial)
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("serial"), "{msg}");
 
         let none = "version = 1\n";
         assert!(UserRecord::from_toml(p, none).is_err());

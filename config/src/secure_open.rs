@@ -65,6 +65,8 @@ pub enum Access {
     /// Read and write, creating the file with mode 0600 when it is missing
     /// (a lock file).
     ReadWriteOrCreate,
+    /// Read and write an existing file (the state file, written in place).
+    ReadWrite,
     /// Create a new file with mode 0600 for writing. Anything already at
     /// the name is an error, and a symlink there is reported as
     /// [`Error::Symlink`] (nothing is written through it).
@@ -182,6 +184,7 @@ pub fn open(at: Location<'_>, access: Access, rules: &Rules) -> Result<Opened> {
     let (flags, action) = match access {
         Access::Read => (OFlag::O_RDONLY, "open"),
         Access::ReadWriteOrCreate => (OFlag::O_RDWR | OFlag::O_CREAT, "open"),
+        Access::ReadWrite => (OFlag::O_RDWR, "open"),
         Access::CreateNew => (OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL, "create"),
     };
     let fd = match openat(

@@ -13,7 +13,10 @@
 //! sibling `<name>.lock` file, re-read, change, write a temp file in the
 //! same directory, `fsync` it, `rename` it over and `fsync` the directory,
 //! so a crash leaves the old file or the new one, never a mix, and two
-//! logins never both use one backup code.
+//! logins never both use one backup code. What a login changes goes
+//! instead into `<name>.state`, written in place with one `fdatasync`
+//! (`state_file`); the record is rewritten only when more than login
+//! state changes.
 
 use std::fs::File;
 use std::io::Write;
@@ -32,14 +35,17 @@ use zeroize::Zeroizing;
 use crate::account::Account;
 use crate::error::{Error, Result};
 use crate::identity::{FsIdentity, with_identity};
-use crate::record::{EnrollmentSends, UserRecord};
+use crate::record::hot::{self, Hot};
+use crate::record::{self as record_file, EnrollmentSends, UserRecord};
 use crate::secure_open::{self, Access, DirAccess, Location, Rules};
 use crate::system::SystemConfig;
 
 mod memory;
 pub mod registry;
+mod state_file;
 pub use memory::{MemoryBackend, MemoryStore};
 use registry::Registry;
+use state_file::{Newest, Slot};
 
 /// Largest user file read; real ones are under 2 KiB.
 pub const MAX_USER_FILE_BYTES: u64 = 64 * 1024;
@@ -170,7 +176,7 @@ pub struct UserFile {
     /// The last record parsed, with the identity of the file it came from:
     /// a login reads the file before the prompt and again under the lock,
     /// and the second parse is skipped when the file is the same one.
-    parsed: Mutex<Option<(FileKey, UserRecord)>>,
+    parsed: Mutex<Option<(FileKey, Parsed)>>,
 }
 
 /// What identifies one version of a file: every write goes to a new inode
@@ -299,10 +305,8 @@ impl UserFile {
     ) -> Result<Seen> {
         let _lock = self.lock(dir)?;
         self.remove_stale_temps(dir);
-        let (original, owner) = match self.read_at(dir)? {
-            Some((record, stat)) => (Some(record), Some(stat)),
-            None => (None, None),
-        };
+        let found = self.read_at(dir)?;
+        let original = found.as_ref().map(|f| f.record.clone());
         // Before `change` sees "no record": an enrolled user's missing file
         // is an error, not a blank page to write on.
         let before = match original {
@@ -316,7 +320,7 @@ impl UserFile {
         }
         match &record {
             Some(r) => {
-                self.replace_at(dir, r, owner.as_ref())?;
+                self.write_at(dir, found.as_ref(), r)?;
                 if before == Seen::Disabled {
                     self.remove_marker(dir)?;
                 }
@@ -330,6 +334,22 @@ impl UserFile {
                 Ok(Seen::Removed)
             }
         }
+    }
+
+    /// Writes `record` where `found` was: only the login state, in place,
+    /// when that is all that changed and the file has a serial to bind it
+    /// to; otherwise the whole record, by rename, with a new serial (the
+    /// state file's slots then name an older serial and are ignored).
+    fn write_at(&self, dir: &OwnedFd, found: Option<&Found>, record: &UserRecord) -> Result<()> {
+        if let Some(found) = found
+            && let Some(slot) = state_slot(found, record)
+        {
+            return self.write_state(dir, found.state.as_ref(), &slot, &found.stat);
+        }
+        let mut whole = record.clone();
+        whole.version = record_file::VERSION;
+        whole.serial = Some(hot::format_serial(random_u64()?));
+        self.replace_at(dir, &whole, found.map(|f| &f.stat))
     }
 
     /// What a missing record means (the caller found no file; `dir` is its
@@ -485,30 +505,76 @@ impl UserFile {
         secure_open::open_dir(location, DirAccess::Read, follow, &self.dir_owners)
     }
 
-    /// Opens, checks and parses the file in `dir`.
-    fn read_at(&self, dir: &OwnedFd) -> Result<Option<(UserRecord, FileStat)>> {
+    /// Opens, checks and parses the file in `dir`, and lays the state
+    /// file's newest slot over it when that slot names this file's serial.
+    fn read_at(&self, dir: &OwnedFd) -> Result<Option<Found>> {
+        let Some(Parsed { base, serial, stat }) = self.read_base(dir)? else {
+            return Ok(None);
+        };
+        let state = self.read_state(dir)?;
+        let record = match &state {
+            Some(newest) if Some(newest.slot.serial) == serial => Hot::decode(&newest.slot.payload)
+                .and_then(|hot| hot.apply(&base))
+                .ok_or_else(|| Error::StateDamaged {
+                    path: self.dir.join(self.state_name()),
+                    why: "the newest copy does not fit the record",
+                })?,
+            // No slot for this version of the record: it was rewritten
+            // after the last slot, with the state of that moment.
+            _ => base.clone(),
+        };
+        Ok(Some(Found {
+            base,
+            serial,
+            stat,
+            state,
+            record,
+        }))
+    }
+
+    /// [`UserFile::read_at`] without the lock. A slot being written as we
+    /// read is passed over for the other; should both look damaged (a
+    /// second write began on the other slot in between), the read is
+    /// repeated under the lock, where no write runs.
+    fn read_unlocked(&self, dir: &OwnedFd) -> Result<Option<Found>> {
+        match self.read_at(dir) {
+            Err(Error::StateDamaged { .. }) => {
+                let _lock = self.lock(dir)?;
+                self.read_at(dir)
+            }
+            other => other,
+        }
+    }
+
+    /// The record file as written, parsed once per version of the file.
+    fn read_base(&self, dir: &OwnedFd) -> Result<Option<Parsed>> {
         let at = Location::in_dir(dir.as_fd(), &self.name, &self.path);
         let opened = match secure_open::open(at, Access::Read, &self.rules()) {
             Ok(opened) => opened,
             Err(e) if e.is_not_found() => return Ok(None),
             Err(e) => return Err(e),
         };
-        let st = *opened.stat();
-        let key = FileKey::of(&st);
-        if let Some((cached, record)) = self.cached()
+        let stat = *opened.stat();
+        let key = FileKey::of(&stat);
+        if let Some((cached, parsed)) = self.cached()
             && cached == key
         {
-            return Ok(Some((record, st)));
+            return Ok(Some(Parsed { stat, ..parsed }));
         }
         let text = opened.read_text()?;
-        let record = UserRecord::from_toml(&self.path, &text)?;
+        let mut base = UserRecord::from_toml(&self.path, &text)?;
+        // The serial and the version are the file's, not the record's:
+        // callers compare records, and every write is of this version.
+        let serial = base.serial.take().as_deref().and_then(hot::parse_serial);
+        base.version = record_file::VERSION;
+        let parsed = Parsed { base, serial, stat };
         if let Ok(mut slot) = self.parsed.lock() {
-            *slot = Some((key, record.clone()));
+            *slot = Some((key, parsed.clone()));
         }
-        Ok(Some((record, st)))
+        Ok(Some(parsed))
     }
 
-    fn cached(&self) -> Option<(FileKey, UserRecord)> {
+    fn cached(&self) -> Option<(FileKey, Parsed)> {
         self.parsed.lock().ok()?.clone()
     }
 
@@ -559,6 +625,7 @@ impl UserFile {
         let prefixes = [
             UserFile::temp_prefix(&self.name),
             UserFile::temp_prefix(&self.sends_name()),
+            UserFile::temp_prefix(&self.state_name()),
         ];
         let Ok(fd) = dir.as_fd().try_clone_to_owned() else {
             return;
@@ -697,24 +764,28 @@ impl UserFile {
         self.replace_named(dir, &name, sends.to_toml().as_bytes(), old.as_ref())
     }
 
+    /// Removes the record, then its state file (a crash between leaves a
+    /// state file no record's serial names).
     fn remove_at(&self, dir: &OwnedFd) -> Result<()> {
         unlinkat(dir, self.name.as_str(), UnlinkatFlags::NoRemoveDir)
             .map_err(|e| Error::errno(&self.path, "remove", e))?;
+        self.remove_state(dir)?;
         self.sync_dir(dir)
     }
 }
 
 impl Store for UserFile {
     /// Reads the file without locking (a rename makes every read see a
-    /// whole file). `Ok(None)` when it or its directory does not exist and
-    /// the user is not recorded as enrolled.
+    /// whole file, and a slot being written is passed over for the other).
+    /// `Ok(None)` when it or its directory does not exist and the user is
+    /// not recorded as enrolled.
     fn read(&self) -> Result<Option<UserRecord>> {
         let (record, seen) = with_identity(self.identity.as_ref(), || {
             let Some(dir) = self.open_dir()? else {
                 return Ok((None, self.missing(None)?));
             };
-            match self.read_at(&dir)? {
-                Some((record, _)) => Ok((Some(record), Seen::Present)),
+            match self.read_unlocked(&dir)? {
+                Some(found) => Ok((Some(found.record), Seen::Present)),
                 None => Ok((None, self.missing(Some(&dir))?)),
             }
         })?;
@@ -761,6 +832,43 @@ impl Store for UserFile {
             None => Ok(false),
         }
     }
+}
+
+/// The record file as parsed.
+#[derive(Debug, Clone)]
+struct Parsed {
+    /// The record, without its serial, as of this build's version.
+    base: UserRecord,
+    /// The file's serial; `None` in a file this build has not written.
+    serial: Option<u64>,
+    stat: FileStat,
+}
+
+/// A user's record as found on disk.
+#[derive(Debug)]
+struct Found {
+    /// The record file as written (see [`Parsed`]).
+    base: UserRecord,
+    serial: Option<u64>,
+    /// Its `fstat`, for the owner of what replaces it.
+    stat: FileStat,
+    /// The state file's newest intact slot, if there is a state file.
+    state: Option<Newest>,
+    /// `base` with the login state of `state` when it names `base`.
+    record: UserRecord,
+}
+
+/// The state-file slot that records the change from `found` to `record`,
+/// when only login state changed, `found` has a serial, and it fits.
+fn state_slot(found: &Found, record: &UserRecord) -> Option<Vec<u8>> {
+    let serial = found.serial?;
+    let hot = Hot::between(&found.base, record)?;
+    Slot {
+        generation: found.state.as_ref().map_or(0, |n| n.slot.generation) + 1,
+        serial,
+        payload: hot.encode(),
+    }
+    .encode()
 }
 
 /// What a read or a change found of the user's file.
@@ -860,6 +968,18 @@ fn dedup(mut v: Vec<u32>) -> Vec<u32> {
     v.sort_unstable();
     v.dedup();
     v
+}
+
+/// A new record serial. Distinct serials are what tell a state slot of
+/// this version of the record from a slot of an earlier one; two equal
+/// among one user's rewrites is a 2^-64 chance per pair.
+fn random_u64() -> Result<u64> {
+    let mut b = [0u8; 8];
+    getrandom::fill(&mut b).map_err(|source| Error::Random {
+        what: "a record serial",
+        source,
+    })?;
+    Ok(u64::from_ne_bytes(b))
 }
 
 fn random_u32() -> u32 {

@@ -223,19 +223,25 @@ fn a_change_replaces_the_file_atomically_and_removal_deletes_it() {
     let dir = private_dir();
     let f = enrolled(dir.path());
     let inode = fs::metadata(f.path()).unwrap().ino();
+    f.update(|r| r.as_mut().unwrap().new_backup_codes(5, 8).map(|_| ()))
+        .unwrap();
+    assert_ne!(fs::metadata(f.path()).unwrap().ino(), inode, "renamed over");
+    assert_eq!(f.read().unwrap().unwrap().backup.codes.len(), 5);
     f.update(|r| {
         r.as_mut().unwrap().state.failures = 3;
         Ok(())
     })
     .unwrap();
-    assert_ne!(fs::metadata(f.path()).unwrap().ino(), inode, "renamed over");
-    assert_eq!(f.read().unwrap().unwrap().state.failures, 3);
     f.update(|r| {
         *r = None;
         Ok(())
     })
     .unwrap();
     assert!(!f.path().exists());
+    assert!(
+        !path_in(dir.path(), "user.toml.state").exists(),
+        "state removed with the record"
+    );
     assert_eq!(f.read().unwrap(), None);
 }
 
@@ -257,7 +263,10 @@ fn stale_temp_files_from_a_crash_are_cleaned_up() {
         .collect();
     let mut names = names;
     names.sort();
-    assert_eq!(names, vec!["user.toml", "user.toml.lock"]);
+    assert_eq!(
+        names,
+        vec!["user.toml", "user.toml.lock", "user.toml.state"]
+    );
 }
 
 #[test]

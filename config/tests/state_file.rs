@@ -1,0 +1,245 @@
+//! The state file (`user.toml.state`): what a login changes is written in
+//! place, a torn or damaged slot falls back or is refused, and files of the
+//! previous layout migrate without giving a used code back.
+
+mod common;
+
+use std::fs;
+use std::os::unix::fs::{FileExt, MetadataExt};
+
+use common::*;
+use otpgate_config::record::{LockoutPolicy, VerifyPolicy};
+use otpgate_config::{Answer, Error, Store, StoreExt, UserFile, Verdict};
+use otpgate_test_support::totp_record;
+
+const SLOT: u64 = 4096;
+const NO_LOCKOUT: LockoutPolicy = LockoutPolicy {
+    after: 0,
+    minutes: 15,
+};
+const POLICY: VerifyPolicy = VerifyPolicy {
+    totp_window: 1,
+    hotp_lookahead: 10,
+};
+const NOW: u64 = 1_700_000_000;
+
+fn fail_once(f: &UserFile) {
+    f.update(|r| {
+        r.as_mut().unwrap().record_failure(NOW, NO_LOCKOUT);
+        Ok(())
+    })
+    .unwrap();
+}
+
+fn failures(f: &UserFile) -> u32 {
+    f.read().unwrap().unwrap().state.failures
+}
+
+/// The generation in slot `i` (bytes 8..16 of the slot).
+fn generation(state: &fs::File, i: u64) -> u64 {
+    let mut b = [0u8; 8];
+    state.read_exact_at(&mut b, i * SLOT + 8).unwrap();
+    u64::from_le_bytes(b)
+}
+
+fn use_code(f: &UserFile, code: &str) -> Verdict {
+    let answer = Answer::parse(code.as_bytes()).unwrap();
+    f.update(|r| r.as_mut().unwrap().verify(&answer, NOW, POLICY))
+        .unwrap()
+}
+
+#[test]
+fn a_login_writes_in_place_and_only_an_enrollment_change_renames() {
+    let dir = private_dir();
+    let f = enrolled(dir.path());
+    let record_inode = fs::metadata(f.path()).unwrap().ino();
+    let state = path_in(dir.path(), "user.toml.state");
+    fail_once(&f);
+    let state_inode = fs::metadata(&state).unwrap().ino();
+    assert_eq!(fs::metadata(&state).unwrap().len(), 2 * SLOT);
+    for _ in 0..5 {
+        fail_once(&f);
+    }
+    assert_eq!(failures(&f), 6);
+    assert_eq!(
+        fs::metadata(f.path()).unwrap().ino(),
+        record_inode,
+        "record untouched"
+    );
+    assert_eq!(
+        fs::metadata(&state).unwrap().ino(),
+        state_inode,
+        "state written in place"
+    );
+    // The record file still says 0: the state file holds the truth.
+    assert!(
+        fs::read_to_string(f.path())
+            .unwrap()
+            .contains("failures = 0")
+    );
+
+    f.update(|r| {
+        r.as_mut()
+            .unwrap()
+            .trust_host("192.0.2.1", "sshd", NOW + 60, NOW);
+        Ok(())
+    })
+    .unwrap();
+    assert_ne!(
+        fs::metadata(f.path()).unwrap().ino(),
+        record_inode,
+        "record renamed over"
+    );
+    let text = fs::read_to_string(f.path()).unwrap();
+    assert!(
+        text.contains("failures = 6"),
+        "the rewrite carries the state: {text}"
+    );
+    assert!(text.starts_with("version = 2\nserial = \""), "{text}");
+    assert_eq!(failures(&f), 6);
+    fail_once(&f);
+    assert_eq!(failures(&f), 7);
+}
+
+#[test]
+fn a_torn_newest_slot_falls_back_to_the_state_before_it() {
+    let dir = private_dir();
+    let f = enrolled(dir.path());
+    for _ in 0..3 {
+        fail_once(&f);
+    }
+    let state = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path_in(dir.path(), "user.toml.state"))
+        .unwrap();
+    let newest = if generation(&state, 0) > generation(&state, 1) {
+        0
+    } else {
+        1
+    };
+    // Half the slot's bytes never reached the disk.
+    state.write_all_at(&[0u8; 40], newest * SLOT + 30).unwrap();
+    assert_eq!(
+        failures(&f),
+        2,
+        "the login being written when it tore is lost, nothing else"
+    );
+    // The next write goes over the torn slot and wins again.
+    fail_once(&f);
+    assert_eq!(failures(&f), 3);
+}
+
+#[test]
+fn both_slots_damaged_is_refused_and_says_so_and_nothing_is_written() {
+    let dir = private_dir();
+    let f = enrolled(dir.path());
+    fail_once(&f);
+    fail_once(&f);
+    let path = path_in(dir.path(), "user.toml.state");
+    for garbage in [vec![0u8; 2 * SLOT as usize], vec![0x5a; 2 * SLOT as usize]] {
+        fs::write(&path, &garbage).unwrap();
+        let err = f.read().unwrap_err();
+        assert!(matches!(err, Error::StateDamaged { .. }), "{err:?}");
+        let message = err.to_string();
+        assert!(
+            message.contains("user.toml.state") && message.contains("damaged"),
+            "{message}"
+        );
+        let err = f
+            .update(|r| {
+                r.as_mut().unwrap().record_success();
+                Ok(())
+            })
+            .unwrap_err();
+        assert!(matches!(err, Error::StateDamaged { .. }), "{err:?}");
+        assert_eq!(fs::read(&path).unwrap(), garbage, "left as found");
+    }
+}
+
+#[test]
+fn a_state_file_larger_than_two_slots_is_refused() {
+    let dir = private_dir();
+    let f = enrolled(dir.path());
+    fail_once(&f);
+    let path = path_in(dir.path(), "user.toml.state");
+    let mut bytes = fs::read(&path).unwrap();
+    bytes.resize(1 << 20, 0);
+    fs::write(&path, bytes).unwrap();
+    assert!(matches!(f.read().unwrap_err(), Error::TooLarge { .. }));
+}
+
+#[test]
+fn a_previous_layout_file_migrates_and_keeps_its_used_codes_used() {
+    let dir = private_dir();
+    let mut record = totp_record();
+    let codes = record.new_backup_codes(4, 8).unwrap();
+    record.backup.codes.remove(0); // codes[0] was used under the old layout
+    record.state.failures = 2;
+    let text = record.to_toml().replacen("version = 2", "version = 1", 1);
+    assert!(text.starts_with("version = 1\n"));
+    fs::write(path_in(dir.path(), "user.toml"), &text).unwrap();
+    fs::set_permissions(
+        path_in(dir.path(), "user.toml"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    let f = home_file(dir.path());
+    assert_eq!(f.read().unwrap().unwrap().backup.codes.len(), 3);
+    assert_eq!(
+        use_code(&f, &codes[0]),
+        Verdict::Wrong,
+        "used before the move"
+    );
+
+    // The first write rewrites the file in the new layout...
+    assert!(matches!(use_code(&f, &codes[1]), Verdict::Accepted(_)));
+    let migrated = fs::read_to_string(f.path()).unwrap();
+    assert!(
+        migrated.starts_with("version = 2\nserial = \""),
+        "{migrated}"
+    );
+    // ...and the next ones go to the state file.
+    let inode = fs::metadata(f.path()).unwrap().ino();
+    assert!(matches!(use_code(&f, &codes[2]), Verdict::Accepted(_)));
+    assert_eq!(fs::metadata(f.path()).unwrap().ino(), inode);
+    for used in &codes[..3] {
+        assert_eq!(use_code(&f, used), Verdict::Wrong);
+    }
+    let after = f.read().unwrap().unwrap();
+    assert_eq!(after.backup.codes.len(), 1);
+    assert_eq!(after.state.failures, 2, "the count came along");
+}
+
+#[test]
+fn a_state_file_left_from_an_earlier_record_does_not_apply_to_a_new_one() {
+    let dir = private_dir();
+    let f = enrolled(dir.path());
+    for _ in 0..4 {
+        fail_once(&f);
+    }
+    // Enrolling again writes a new record (a new serial): the old slots
+    // name the old one and are passed over.
+    f.update(|r| {
+        *r = Some(totp_record());
+        Ok(())
+    })
+    .unwrap();
+    assert!(path_in(dir.path(), "user.toml.state").exists());
+    assert_eq!(failures(&f), 0);
+    fail_once(&f);
+    assert_eq!(failures(&f), 1);
+}
+
+#[test]
+fn removing_the_state_file_goes_back_to_the_state_saved_with_the_record() {
+    // What the damage message offers an administrator: documented, so
+    // tested.
+    let dir = private_dir();
+    let f = enrolled(dir.path());
+    fail_once(&f);
+    fs::remove_file(path_in(dir.path(), "user.toml.state")).unwrap();
+    assert_eq!(failures(&f), 0);
+    fail_once(&f);
+    assert_eq!(failures(&f), 1, "the state file is created again");
+}
