@@ -27,7 +27,7 @@ for s in "correct TOTP code" "backup code (10 codes enrolled, the default)" \
 done
 verdict 'both "wrong code" "0/8"' "wrong code: both modules refuse all 8"
 verdict 'has "| 3 accepted, 0 codes twice |"' "contention: otpgate accepts each of 3 codes once"
-verdict 'has "otpgate 2.0 fsync + 1.0 rename"' "fsyncs and renames counted with strace"
+verdict 'has "otpgate 1.05 flushes + 0.05 renames"' "one flush per login (the first also creates the state file), counted with strace"
 verdict 'has "| module size (stripped) |"' "footprint measured"
 verdict 'row_after "| fresh process per login |" "| correct TOTP code |" "4/4"' \
     "fresh process per login: both modules accept all 4"

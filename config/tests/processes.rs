@@ -31,7 +31,7 @@ fn main() {
     }
     // libtest-style filtering so `cargo test NAME` still selects.
     let filter = args.iter().skip(1).find(|a| !a.starts_with('-'));
-    let tests: [(&str, fn()); 2] = [
+    let tests: [(&str, fn()); 3] = [
         (
             "hundred_processes_updating_one_file_lose_nothing",
             counters_are_exact,
@@ -39,6 +39,10 @@ fn main() {
         (
             "a_backup_code_raced_by_hundred_processes_works_once",
             backup_code_once,
+        ),
+        (
+            "killed_mid_update_a_thousand_times_the_state_is_never_lost_or_torn",
+            killed_mid_update,
         ),
     ];
     let mut passed = 0;
@@ -57,6 +61,9 @@ fn main() {
 /// One racing process. Exit 0 = did its work (for `backup`: accepted),
 /// 1 = code refused, 2 = error.
 fn child(scenario: &str, dir: &Path, code: Option<&String>) -> i32 {
+    if scenario == "loop" {
+        return update_until_killed(dir);
+    }
     // Start together: wait for the parent's signal file.
     while !dir.join("go").exists() {
         std::thread::sleep(std::time::Duration::from_millis(1));
@@ -143,4 +150,92 @@ fn backup_code_once() {
         "exit codes {exits:?}"
     );
     assert_eq!(f.read().unwrap().unwrap().backup.codes.len(), 9);
+}
+
+/// Updates until killed, printing the failure count each update left once
+/// it returned: what a login would have acknowledged. Every 25th update
+/// rewrites the record (new backup codes) so a kill also lands in a
+/// rename, not only in an in-place slot write.
+fn update_until_killed(dir: &Path) -> i32 {
+    use std::io::Write;
+    let f = home_file(dir);
+    let mut out = std::io::stdout().lock();
+    for i in 0u64.. {
+        let written = f.update(|r| {
+            let r = r.as_mut().expect("enrolled");
+            if i % 25 == 24 {
+                r.new_backup_codes(2, 8)?;
+            }
+            r.record_failure(
+                0,
+                LockoutPolicy {
+                    after: 0,
+                    minutes: 1,
+                },
+            );
+            Ok(r.state.failures)
+        });
+        match written {
+            Ok(n) => {
+                if writeln!(out, "{n}").and_then(|()| out.flush()).is_err() {
+                    return 2;
+                }
+            }
+            Err(e) => {
+                eprintln!("child error: {e}");
+                return 2;
+            }
+        }
+    }
+    0
+}
+
+/// kill -9 lands at random points of an update, over 1,000+ updates: the
+/// next reader always finds an intact record holding every acknowledged
+/// update (at most one more: the one that finished but was not yet
+/// printed).
+fn killed_mid_update() {
+    use std::io::Read;
+    let dir = private_dir();
+    let f = enrolled(dir.path());
+    let exe = std::env::current_exe().unwrap();
+    let mut acknowledged = 0u32;
+    let mut kills = 0;
+    while acknowledged < 1_000 || kills < 40 {
+        let mut c = Command::new(&exe)
+            .args(["child", "loop", dir.path().to_str().unwrap()])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Let it run 1 to 40 ms, so the kill lands anywhere in an update.
+        std::thread::sleep(std::time::Duration::from_micros(
+            1_000 + u64::from(random_below(39_000)),
+        ));
+        let _ = c.kill();
+        let _ = c.wait();
+        kills += 1;
+        let mut printed = String::new();
+        c.stdout
+            .take()
+            .unwrap()
+            .read_to_string(&mut printed)
+            .unwrap();
+        if let Some(last) = printed.lines().filter_map(|l| l.parse().ok()).next_back() {
+            acknowledged = last;
+        }
+        let found = f.read().expect("an intact record after kill -9").unwrap();
+        let on_disk = found.state.failures;
+        assert!(
+            on_disk == acknowledged || on_disk == acknowledged + 1,
+            "after kill {kills}: {on_disk} on disk, {acknowledged} acknowledged"
+        );
+        acknowledged = on_disk;
+    }
+    println!("  {kills} kills over {acknowledged} updates");
+}
+
+fn random_below(n: u32) -> u32 {
+    let mut b = [0u8; 4];
+    getrandom::fill(&mut b).unwrap();
+    u32::from_ne_bytes(b) % n
 }

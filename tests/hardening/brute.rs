@@ -173,10 +173,7 @@ pub fn the_default_limits_allow_40_guesses_an_hour() {
             logins += 1;
         }
         attempts += attacker.prompts;
-        let text = std::fs::read_to_string(&user_file).expect("read");
-        let state = otpgate_config::UserRecord::from_toml(&user_file, &text)
-            .expect("parse")
-            .state;
+        let state = root_state(&user_file);
         if attacker.prompts == 0 {
             locked_refusals += 1;
             assert!(state.locked_until > clock.0.now());
@@ -194,10 +191,7 @@ pub fn the_default_limits_allow_40_guesses_an_hour() {
     );
     // A correct code is refused one second before the lock ends and
     // accepted when it has ended.
-    let text = std::fs::read_to_string(&user_file).expect("read");
-    let mut state = otpgate_config::UserRecord::from_toml(&user_file, &text)
-        .expect("parse")
-        .state;
+    let mut state = root_state(&user_file);
     if state.locked_until <= clock.0.now() {
         // Lock the account (10 wrong codes) to test the edge.
         while state.locked_until <= clock.0.now() {
@@ -207,10 +201,7 @@ pub fn the_default_limits_allow_40_guesses_an_hour() {
                 messages: RefCell::new(Vec::new()),
             };
             authenticate(&mut a, &clock, &mut log, &args);
-            let text = std::fs::read_to_string(&user_file).expect("read");
-            state = otpgate_config::UserRecord::from_toml(&user_file, &text)
-                .expect("parse")
-                .state;
+            state = root_state(&user_file);
         }
     }
     let right = || {
@@ -303,4 +294,15 @@ pub fn after_lockout_after_failures_a_correct_code_is_refused() {
         "bruteforce.module",
         "through pam_otpgate.so with lockout_after=3, lockout_minutes=1: the third wrong code locks the account for 60 s; the right code is then refused without a prompt and the file is unchanged",
     );
+}
+
+/// Root's login state as the module reads it (file and state file).
+fn root_state(user_file: &std::path::Path) -> otpgate_config::record::State {
+    let account = otpgate_config::Account::lookup("root").expect("root");
+    let store =
+        otpgate_config::UserFile::new(user_file.to_path_buf(), &account, false).expect("user file");
+    otpgate_config::Store::read(&store)
+        .expect("read")
+        .expect("enrolled")
+        .state
 }

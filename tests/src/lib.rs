@@ -488,11 +488,15 @@ impl Harness {
         secret
     }
 
-    /// Reads `user`'s file back.
+    /// Reads `user`'s record back as a login would: the file with the
+    /// state file's login state laid over it.
     pub fn record(&self, user: &str) -> UserRecord {
-        let path = self.user_file(user);
-        let text = std::fs::read_to_string(&path).expect("read user file");
-        UserRecord::from_toml(&path, &text).expect("parse user file")
+        let account = otpgate_config::Account::lookup(user).expect("user");
+        let store = otpgate_config::UserFile::new(self.user_file(user), &account, false)
+            .expect("user file");
+        otpgate_config::Store::read(&store)
+            .expect("read user file")
+            .expect("enrolled")
     }
 
     /// A login of root on [`SERVICE`], to be completed and run.
