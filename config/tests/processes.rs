@@ -31,7 +31,7 @@ fn main() {
     }
     // libtest-style filtering so `cargo test NAME` still selects.
     let filter = args.iter().skip(1).find(|a| !a.starts_with('-'));
-    let tests: [(&str, fn()); 3] = [
+    let tests: [(&str, fn()); 4] = [
         (
             "hundred_processes_updating_one_file_lose_nothing",
             counters_are_exact,
@@ -43,6 +43,10 @@ fn main() {
         (
             "killed_mid_update_a_thousand_times_the_state_is_never_lost_or_torn",
             killed_mid_update,
+        ),
+        (
+            "a_failing_fdatasync_fails_the_update_and_is_named",
+            failing_fdatasync,
         ),
     ];
     let mut passed = 0;
@@ -63,6 +67,9 @@ fn main() {
 fn child(scenario: &str, dir: &Path, code: Option<&String>) -> i32 {
     if scenario == "loop" {
         return update_until_killed(dir);
+    }
+    if scenario == "sync" {
+        return update_once_expecting_failure(dir);
     }
     // Start together: wait for the parent's signal file.
     while !dir.join("go").exists() {
@@ -238,4 +245,81 @@ fn random_below(n: u32) -> u32 {
     let mut b = [0u8; 4];
     getrandom::fill(&mut b).unwrap();
     u32::from_ne_bytes(b) % n
+}
+
+/// One login's update with `fdatasync` failing under it (the parent
+/// preloads a library that makes it return EIO): exit 0 when the update
+/// failed and said so, 1 when it claimed success.
+fn update_once_expecting_failure(dir: &Path) -> i32 {
+    let f = home_file(dir);
+    let result = f.update(|r| {
+        r.as_mut().expect("enrolled").record_failure(
+            0,
+            LockoutPolicy {
+                after: 0,
+                minutes: 1,
+            },
+        );
+        Ok(())
+    });
+    match result {
+        Err(e) if e.to_string().contains("fdatasync") => {
+            eprintln!("refused as expected: {e}");
+            0
+        }
+        Err(e) => {
+            eprintln!("failed, but not naming fdatasync: {e}");
+            2
+        }
+        Ok(()) => 1,
+    }
+}
+
+/// A disk that fails the flush (EIO from fdatasync, as a dying disk or a
+/// lost NFS server gives) must fail the update, so the login is denied
+/// rather than accepted on a state that may not be on disk. The failure
+/// is real: a preloaded library returns EIO from the `fdatasync` the store
+/// calls, in a process of its own.
+fn failing_fdatasync() {
+    let dir = private_dir();
+    let f = enrolled(dir.path());
+    f.update(|r| {
+        r.as_mut().unwrap().record_failure(
+            0,
+            LockoutPolicy {
+                after: 0,
+                minutes: 1,
+            },
+        );
+        Ok(())
+    })
+    .unwrap(); // the state file exists: the next login writes in place
+    let shim_dir = private_dir();
+    let source = shim_dir.path().join("eio.c");
+    let shim = shim_dir.path().join("eio.so");
+    std::fs::write(
+        &source,
+        "#include <errno.h>\nint fdatasync(int fd) { (void)fd; errno = EIO; return -1; }\n",
+    )
+    .unwrap();
+    let built = Command::new("gcc")
+        .args(["-shared", "-fPIC", "-o"])
+        .arg(&shim)
+        .arg(&source)
+        .status();
+    if !built.is_ok_and(|s| s.success()) {
+        assert!(std::env::var("CI").is_err(), "gcc is needed in CI");
+        println!("SKIP: no gcc to build the failing-fdatasync library");
+        return;
+    }
+    let exit = Command::new(std::env::current_exe().unwrap())
+        .args(["child", "sync", dir.path().to_str().unwrap()])
+        .env("LD_PRELOAD", &shim)
+        .status()
+        .unwrap();
+    assert_eq!(
+        exit.code(),
+        Some(0),
+        "the update must fail, naming fdatasync"
+    );
 }
