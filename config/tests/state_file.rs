@@ -243,3 +243,24 @@ fn removing_the_state_file_goes_back_to_the_state_saved_with_the_record() {
     fail_once(&f);
     assert_eq!(failures(&f), 1, "the state file is created again");
 }
+
+#[test]
+fn a_symlinked_state_file_is_refused_and_its_target_untouched() {
+    let dir = private_dir();
+    let f = enrolled(dir.path());
+    fail_once(&f);
+    let target = path_in(dir.path(), "elsewhere");
+    fs::write(&target, "precious").unwrap();
+    let state = path_in(dir.path(), "user.toml.state");
+    fs::remove_file(&state).unwrap();
+    std::os::unix::fs::symlink(&target, &state).unwrap();
+    assert!(matches!(f.read().unwrap_err(), Error::Symlink { .. }));
+    let err = f
+        .update(|r| {
+            r.as_mut().unwrap().record_success();
+            Ok(())
+        })
+        .unwrap_err();
+    assert!(matches!(err, Error::Symlink { .. }), "{err:?}");
+    assert_eq!(fs::read_to_string(&target).unwrap(), "precious");
+}
