@@ -298,10 +298,7 @@ pub fn after_lockout_after_failures_a_correct_code_is_refused() {
 
 /// Root's login state as the module reads it (file and state file).
 fn root_state(user_file: &std::path::Path) -> otpgate_config::record::State {
-    let account = otpgate_config::Account::lookup("root").expect("root");
-    let store =
-        otpgate_config::UserFile::new(user_file.to_path_buf(), &account, false).expect("user file");
-    otpgate_config::Store::read(&store)
+    record_at(user_file, "root")
         .expect("read")
         .expect("enrolled")
         .state

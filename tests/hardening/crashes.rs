@@ -9,7 +9,6 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use otpgate_config::UserRecord;
 use otpgate_config::otp::Algorithm;
 use otpgate_tests::*;
 
@@ -75,9 +74,9 @@ pub fn kill_9_during_updates_leaves_the_old_or_the_new_file() {
             assert_eq!(n, last + 1 + i as u64, "{reported:?} after {last}");
         }
         let reported_last = reported.last().copied().unwrap_or(last);
-        let text = std::fs::read_to_string(&path).expect("read the file after a kill");
-        let r = UserRecord::from_toml(&path, &text)
-            .unwrap_or_else(|e| panic!("kill {kills}: the file does not parse: {e}\n{text}"));
+        let r = record_at(&path, "root")
+            .unwrap_or_else(|e| panic!("kill {kills}: the record does not read: {e}"))
+            .expect("enrolled");
         let n = r.state.last_step;
         assert!(
             n == reported_last || n == reported_last + 1,

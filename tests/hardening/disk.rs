@@ -138,8 +138,7 @@ pub fn a_full_disk_denies_logins_that_cannot_be_recorded() {
         h.login().answer(code).run().assert("PAM_AUTH_ERR");
     }
     let path = mnt.join("root.toml");
-    let text = std::fs::read_to_string(&path).expect("read");
-    let record = otpgate_config::UserRecord::from_toml(&path, &text).expect("parses");
+    let record = record_at(&path, "root").expect("reads").expect("enrolled");
     assert_eq!(record.backup.codes.len(), 8);
 
     // No inode left: not even a temp file can be created.

@@ -491,10 +491,7 @@ impl Harness {
     /// Reads `user`'s record back as a login would: the file with the
     /// state file's login state laid over it.
     pub fn record(&self, user: &str) -> UserRecord {
-        let account = otpgate_config::Account::lookup(user).expect("user");
-        let store = otpgate_config::UserFile::new(self.user_file(user), &account, false)
-            .expect("user file");
-        otpgate_config::Store::read(&store)
+        record_at(&self.user_file(user), user)
             .expect("read user file")
             .expect("enrolled")
     }
@@ -745,4 +742,12 @@ fn split_runs(stdout: &str, stderr: &str) -> Vec<Run> {
     }
     assert!(!runs.is_empty(), "no RESULT line in {stdout}{stderr}");
     runs
+}
+
+/// `user`'s record in central storage at `path`, read as a login reads it:
+/// the file with the state file's login state laid over it.
+pub fn record_at(path: &Path, user: &str) -> otpgate_config::Result<Option<UserRecord>> {
+    let account = otpgate_config::Account::lookup(user)?;
+    let store = otpgate_config::UserFile::new(path.to_path_buf(), &account, false)?;
+    otpgate_config::Store::read(&store)
 }
