@@ -344,12 +344,12 @@ impl UserFile {
         if let Some(found) = found
             && let Some(slot) = state_slot(found, record)
         {
-            return self.write_state(dir, found.state.as_ref(), &slot, &found.stat);
+            return self.write_state(dir, found.state.as_ref(), &slot, &found.file.stat);
         }
         let mut whole = record.clone();
         whole.version = record_file::VERSION;
         whole.serial = Some(hot::format_serial(random_u64()?));
-        self.replace_at(dir, &whole, found.map(|f| &f.stat))
+        self.replace_at(dir, &whole, found.map(|f| &f.file.stat))
     }
 
     /// What a missing record means (the caller found no file; `dir` is its
@@ -508,25 +508,25 @@ impl UserFile {
     /// Opens, checks and parses the file in `dir`, and lays the state
     /// file's newest slot over it when that slot names this file's serial.
     fn read_at(&self, dir: &OwnedFd) -> Result<Option<Found>> {
-        let Some(Parsed { base, serial, stat }) = self.read_base(dir)? else {
+        let Some(file) = self.read_base(dir)? else {
             return Ok(None);
         };
         let state = self.read_state(dir)?;
         let record = match &state {
-            Some(newest) if Some(newest.slot.serial) == serial => Hot::decode(&newest.slot.payload)
-                .and_then(|hot| hot.apply(&base))
-                .ok_or_else(|| Error::StateDamaged {
-                    path: self.dir.join(self.state_name()),
-                    why: "the newest copy does not fit the record",
-                })?,
+            Some(newest) if Some(newest.slot.serial) == file.serial => {
+                Hot::decode(&newest.slot.payload)
+                    .and_then(|hot| hot.apply(&file.base))
+                    .ok_or_else(|| Error::StateDamaged {
+                        path: self.dir.join(self.state_name()),
+                        why: "the newest copy does not fit the record",
+                    })?
+            }
             // No slot for this version of the record: it was rewritten
             // after the last slot, with the state of that moment.
-            _ => base.clone(),
+            _ => file.base.clone(),
         };
         Ok(Some(Found {
-            base,
-            serial,
-            stat,
+            file,
             state,
             record,
         }))
@@ -847,11 +847,9 @@ struct Parsed {
 /// A user's record as found on disk.
 #[derive(Debug)]
 struct Found {
-    /// The record file as written (see [`Parsed`]).
-    base: UserRecord,
-    serial: Option<u64>,
-    /// Its `fstat`, for the owner of what replaces it.
-    stat: FileStat,
+    /// The record file as written; its `stat` gives the owner of what
+    /// replaces it.
+    file: Parsed,
     /// The state file's newest intact slot, if there is a state file.
     state: Option<Newest>,
     /// `base` with the login state of `state` when it names `base`.
@@ -861,8 +859,8 @@ struct Found {
 /// The state-file slot that records the change from `found` to `record`,
 /// when only login state changed, `found` has a serial, and it fits.
 fn state_slot(found: &Found, record: &UserRecord) -> Option<Vec<u8>> {
-    let serial = found.serial?;
-    let hot = Hot::between(&found.base, record)?;
+    let serial = found.file.serial?;
+    let hot = Hot::between(&found.file.base, record)?;
     Slot {
         generation: found.state.as_ref().map_or(0, |n| n.slot.generation) + 1,
         serial,
