@@ -304,7 +304,6 @@ impl UserFile {
         change: &mut dyn FnMut(&mut Option<UserRecord>) -> Result<()>,
     ) -> Result<Seen> {
         let _lock = self.lock(dir)?;
-        self.remove_stale_temps(dir);
         let found = self.read_at(dir)?;
         let original = found.as_ref().map(|f| f.record.clone());
         // Before `change` sees "no record": an enrolled user's missing file
@@ -346,10 +345,15 @@ impl UserFile {
         {
             return self.write_state(dir, found.state.as_ref(), &slot, &found.file.stat);
         }
+        let serial = random_u64()?;
+        let old = found.map(|f| &f.file.stat);
+        if found.is_none_or(|f| f.state.is_none()) {
+            self.create_state(dir, serial, record, old)?;
+        }
         let mut whole = record.clone();
         whole.version = record_file::VERSION;
-        whole.serial = Some(hot::format_serial(random_u64()?));
-        self.replace_at(dir, &whole, found.map(|f| &f.file.stat))
+        whole.serial = Some(hot::format_serial(serial));
+        self.replace_at(dir, &whole, old)
     }
 
     /// What a missing record means (the caller found no file; `dir` is its
@@ -651,7 +655,7 @@ impl UserFile {
     }
 
     /// Writes `bytes` to a temp file, syncs it and renames it over `name`
-    /// in `dir`; `old` is the file it replaces, if any.
+    /// in `dir`, then syncs `dir`; `old` is the file it replaces, if any.
     fn replace_named(
         &self,
         dir: &OwnedFd,
@@ -659,6 +663,22 @@ impl UserFile {
         bytes: &[u8],
         old: Option<&FileStat>,
     ) -> Result<()> {
+        self.rename_into_place(dir, name, bytes, old)
+            .and_then(|()| self.sync_dir(dir))
+    }
+
+    /// [`UserFile::replace_named`] without the directory sync, for a file
+    /// whose rename a later one's sync makes durable.
+    fn rename_into_place(
+        &self,
+        dir: &OwnedFd,
+        name: &str,
+        bytes: &[u8],
+        old: Option<&FileStat>,
+    ) -> Result<()> {
+        // Here, not at every locked change: a login that writes in place
+        // makes no temp file and need not list the directory.
+        self.remove_stale_temps(dir);
         let path = self.dir.join(name);
         // Never write what the next read refuses: that would lock the
         // user out (and the old file stays as it was).
@@ -680,13 +700,10 @@ impl UserFile {
         let fd = OwnedFd::from(
             secure_open::open(at, Access::CreateNew, &Rules::any_regular_file())?.into_file(),
         );
-        let result = self
-            .fill(fd, &temp_path, bytes, old)
-            .and_then(|()| {
-                renameat(dir, temp.as_str(), dir, name)
-                    .map_err(|e| Error::errno(&path, "rename temp file over", e))
-            })
-            .and_then(|()| self.sync_dir(dir));
+        let result = self.fill(fd, &temp_path, bytes, old).and_then(|()| {
+            renameat(dir, temp.as_str(), dir, name)
+                .map_err(|e| Error::errno(&path, "rename temp file over", e))
+        });
         if result.is_err() {
             let _ = unlinkat(dir, temp.as_str(), UnlinkatFlags::NoRemoveDir);
         }
@@ -736,7 +753,6 @@ impl UserFile {
         change: &mut dyn FnMut(&mut EnrollmentSends) -> Result<()>,
     ) -> Result<()> {
         let _lock = self.lock(dir)?;
-        self.remove_stale_temps(dir);
         let name = self.sends_name();
         let path = self.dir.join(&name);
         let at = Location::in_dir(dir.as_fd(), &name, &path);

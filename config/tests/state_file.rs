@@ -102,6 +102,28 @@ fn a_login_writes_in_place_and_only_an_enrollment_change_renames() {
 }
 
 #[test]
+fn an_enrollment_creates_the_state_file_so_the_first_login_writes_in_place() {
+    let dir = private_dir();
+    let f = enrolled(dir.path());
+    let state = path_in(dir.path(), "user.toml.state");
+    let created = fs::metadata(&state).expect("the enrollment made the state file");
+    assert_eq!(created.len(), 2 * SLOT);
+    let record_inode = fs::metadata(f.path()).unwrap().ino();
+    assert_eq!(failures(&f), 0);
+
+    fail_once(&f);
+    assert_eq!(failures(&f), 1);
+    assert_eq!(
+        fs::metadata(&state).unwrap().ino(),
+        created.ino(),
+        "the first login wrote in place"
+    );
+    assert_eq!(fs::metadata(f.path()).unwrap().ino(), record_inode);
+    let file = fs::File::open(&state).unwrap();
+    assert_eq!((generation(&file, 0), generation(&file, 1)), (1, 2));
+}
+
+#[test]
 fn a_torn_newest_slot_falls_back_to_the_state_before_it() {
     let dir = private_dir();
     let f = enrolled(dir.path());

@@ -246,13 +246,22 @@ fn a_change_replaces_the_file_atomically_and_removal_deletes_it() {
 }
 
 #[test]
-fn stale_temp_files_from_a_crash_are_cleaned_up() {
+fn stale_temp_files_from_a_crash_are_cleaned_up_by_the_next_rewrite() {
     let dir = private_dir();
     let f = enrolled(dir.path());
     let stale = dir.path().join(".user.toml.tmp-99999-deadbeef");
     fs::write(&stale, "half a fi").unwrap();
+    // A login's in-place write makes no temp file and lists nothing.
     f.update(|r| {
         r.as_mut().unwrap().state.failures = 1;
+        Ok(())
+    })
+    .unwrap();
+    assert!(stale.exists());
+    f.update(|r| {
+        r.as_mut()
+            .unwrap()
+            .trust_host("192.0.2.1", "sshd", 1_700_000_060, 1_700_000_000);
         Ok(())
     })
     .unwrap();

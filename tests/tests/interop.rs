@@ -54,6 +54,37 @@ fn only_pam_sm_symbols_are_exported() {
     }
 }
 
+/// What a process loading the module also loads: libpam and libc, nothing
+/// else. `libgcc_s.so.1` (Rust's unwinder on `*-linux-gnu`) cost a fresh
+/// sshd process ~150 µs per login to load; the unwinder is linked in
+/// (pam-module/build.rs).
+#[test]
+fn the_module_needs_only_libpam_and_libc() {
+    need!(require_tool("readelf", "binutils"));
+    let so = module();
+    let out = Command::new("readelf")
+        .args(["-d", "-W"])
+        .arg(&so)
+        .output()
+        .expect("readelf");
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut needed: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("(NEEDED)"))
+        .filter_map(|l| l.split('[').nth(1)?.split(']').next())
+        // The dynamic loader, named per architecture.
+        .filter(|name| !name.starts_with("ld-linux"))
+        .collect();
+    needed.sort();
+    assert_eq!(
+        needed,
+        ["libc.so.6", "libpam.so.0"],
+        "NEEDED of {}",
+        so.display()
+    );
+}
+
 #[test]
 fn dlopen_finds_the_entry_points_and_nothing_of_rust() {
     let driver = need!(driver());

@@ -32,6 +32,8 @@ use sha2::{Digest, Sha256};
 
 use super::UserFile;
 use crate::error::{Error, Result};
+use crate::record::UserRecord;
+use crate::record::hot::Hot;
 use crate::secure_open::{self, Access, Location, Rules};
 
 /// One slot; a page, so that one slot's write never rewrites the other's.
@@ -178,6 +180,36 @@ impl UserFile {
             .map_err(|e| Error::io(&path, "write state slot", e))?;
         file.sync_data()
             .map_err(|e| Error::io(&path, "fdatasync", e))
+    }
+
+    /// Creates the state file of a record about to be written whole with
+    /// `serial`, when it has none: one slot holding the record's own login
+    /// state, so that its first login writes in place like every later one
+    /// instead of creating the file (a temp file, two flushes and a rename
+    /// on that login's path). The caller renames the record after this and
+    /// syncs the directory once for both. Should the record's rename not
+    /// happen, the slot names a serial no record has and is never applied.
+    /// A record whose state does not fit a slot gets no state file here;
+    /// its first login creates one, as before.
+    pub(super) fn create_state(
+        &self,
+        dir: &OwnedFd,
+        serial: u64,
+        record: &UserRecord,
+        owner: Option<&FileStat>,
+    ) -> Result<()> {
+        let Some(hot) = Hot::between(record, record) else {
+            return Ok(());
+        };
+        let slot = Slot {
+            generation: 1,
+            serial,
+            payload: hot.encode(),
+        };
+        let Some(slot) = slot.encode() else {
+            return Ok(());
+        };
+        self.rename_into_place(dir, &self.state_name(), &whole_file(&slot), owner)
     }
 
     /// Removes the state file with its record (no error if there is none).
