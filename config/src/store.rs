@@ -45,7 +45,7 @@ pub mod registry;
 mod state_file;
 pub use memory::{MemoryBackend, MemoryStore};
 use registry::Registry;
-use state_file::{Newest, Slot};
+use state_file::{Flush, Newest, Slot};
 
 /// Largest user file read; real ones are under 2 KiB.
 pub const MAX_USER_FILE_BYTES: u64 = 64 * 1024;
@@ -303,7 +303,26 @@ impl UserFile {
         dir: &OwnedFd,
         change: &mut dyn FnMut(&mut Option<UserRecord>) -> Result<()>,
     ) -> Result<Seen> {
-        let _lock = self.lock(dir)?;
+        let (seen, flush) = {
+            let _lock = self.lock(dir)?;
+            self.change_locked(dir, change)?
+        };
+        // After the lock: the next login of this user reads, decides and
+        // writes while this write is being flushed (docs/ARCHITECTURE.md,
+        // §5.4). This change counts as made only once the flush returns.
+        if let Some(flush) = flush {
+            flush.finish()?;
+        }
+        Ok(seen)
+    }
+
+    /// [`UserFile::change_at`] with the lock held; an in-place write of
+    /// the state file is returned unflushed.
+    fn change_locked(
+        &self,
+        dir: &OwnedFd,
+        change: &mut dyn FnMut(&mut Option<UserRecord>) -> Result<()>,
+    ) -> Result<(Seen, Option<Flush>)> {
         let found = self.read_at(dir)?;
         let original = found.as_ref().map(|f| f.record.clone());
         // Before `change` sees "no record": an enrolled user's missing file
@@ -315,22 +334,22 @@ impl UserFile {
         let mut record = original.clone();
         change(&mut record)?;
         if record == original {
-            return Ok(before);
+            return Ok((before, None));
         }
         match &record {
             Some(r) => {
-                self.write_at(dir, found.as_ref(), r)?;
+                let flush = self.write_at(dir, found.as_ref(), r)?;
                 if before == Seen::Disabled {
                     self.remove_marker(dir)?;
                 }
-                Ok(Seen::Present)
+                Ok((Seen::Present, flush))
             }
             None => {
                 // The marker first: a crash between the two leaves the
                 // file, which wins over the marker.
                 self.write_marker(dir)?;
                 self.remove_at(dir)?;
-                Ok(Seen::Removed)
+                Ok((Seen::Removed, None))
             }
         }
     }
@@ -338,8 +357,14 @@ impl UserFile {
     /// Writes `record` where `found` was: only the login state, in place,
     /// when that is all that changed and the file has a serial to bind it
     /// to; otherwise the whole record, by rename, with a new serial (the
-    /// state file's slots then name an older serial and are ignored).
-    fn write_at(&self, dir: &OwnedFd, found: Option<&Found>, record: &UserRecord) -> Result<()> {
+    /// state file's slots then name an older serial and are ignored). An
+    /// in-place write is returned to be flushed once the lock is dropped.
+    fn write_at(
+        &self,
+        dir: &OwnedFd,
+        found: Option<&Found>,
+        record: &UserRecord,
+    ) -> Result<Option<Flush>> {
         if let Some(found) = found
             && let Some(slot) = state_slot(found, record)
         {
@@ -353,7 +378,7 @@ impl UserFile {
         let mut whole = record.clone();
         whole.version = record_file::VERSION;
         whole.serial = Some(hot::format_serial(serial));
-        self.replace_at(dir, &whole, old)
+        self.replace_at(dir, &whole, old).map(|()| None)
     }
 
     /// What a missing record means (the caller found no file; `dir` is its

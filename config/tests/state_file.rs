@@ -13,6 +13,8 @@ use otpgate_config::{Answer, Error, Store, StoreExt, UserFile, Verdict};
 use otpgate_test_support::totp_record;
 
 const SLOT: u64 = 4096;
+/// Slots in a state file of the current layout (the first had two).
+const SLOTS: u64 = 8;
 const NO_LOCKOUT: LockoutPolicy = LockoutPolicy {
     after: 0,
     minutes: 15,
@@ -56,7 +58,7 @@ fn a_login_writes_in_place_and_only_an_enrollment_change_renames() {
     let state = path_in(dir.path(), "user.toml.state");
     fail_once(&f);
     let state_inode = fs::metadata(&state).unwrap().ino();
-    assert_eq!(fs::metadata(&state).unwrap().len(), 2 * SLOT);
+    assert_eq!(fs::metadata(&state).unwrap().len(), SLOTS * SLOT);
     for _ in 0..5 {
         fail_once(&f);
     }
@@ -107,7 +109,7 @@ fn an_enrollment_creates_the_state_file_so_the_first_login_writes_in_place() {
     let f = enrolled(dir.path());
     let state = path_in(dir.path(), "user.toml.state");
     let created = fs::metadata(&state).expect("the enrollment made the state file");
-    assert_eq!(created.len(), 2 * SLOT);
+    assert_eq!(created.len(), SLOTS * SLOT);
     let record_inode = fs::metadata(f.path()).unwrap().ino();
     assert_eq!(failures(&f), 0);
 
@@ -135,11 +137,7 @@ fn a_torn_newest_slot_falls_back_to_the_state_before_it() {
         .write(true)
         .open(path_in(dir.path(), "user.toml.state"))
         .unwrap();
-    let newest = if generation(&state, 0) > generation(&state, 1) {
-        0
-    } else {
-        1
-    };
+    let newest = (0..SLOTS).max_by_key(|&i| generation(&state, i)).unwrap();
     // Half the slot's bytes never reached the disk.
     state.write_all_at(&[0u8; 40], newest * SLOT + 30).unwrap();
     assert_eq!(
@@ -153,13 +151,17 @@ fn a_torn_newest_slot_falls_back_to_the_state_before_it() {
 }
 
 #[test]
-fn both_slots_damaged_is_refused_and_says_so_and_nothing_is_written() {
+fn every_slot_damaged_is_refused_and_says_so_and_nothing_is_written() {
     let dir = private_dir();
     let f = enrolled(dir.path());
     fail_once(&f);
     fail_once(&f);
     let path = path_in(dir.path(), "user.toml.state");
-    for garbage in [vec![0u8; 2 * SLOT as usize], vec![0x5a; 2 * SLOT as usize]] {
+    for garbage in [
+        vec![0u8; (SLOTS * SLOT) as usize],
+        vec![0x5a; (SLOTS * SLOT) as usize],
+        vec![0u8; (2 * SLOT) as usize],
+    ] {
         fs::write(&path, &garbage).unwrap();
         let err = f.read().unwrap_err();
         assert!(matches!(err, Error::StateDamaged { .. }), "{err:?}");
@@ -180,7 +182,7 @@ fn both_slots_damaged_is_refused_and_says_so_and_nothing_is_written() {
 }
 
 #[test]
-fn a_state_file_larger_than_two_slots_is_refused() {
+fn a_state_file_larger_than_its_slots_is_refused() {
     let dir = private_dir();
     let f = enrolled(dir.path());
     fail_once(&f);
@@ -189,6 +191,56 @@ fn a_state_file_larger_than_two_slots_is_refused() {
     bytes.resize(1 << 20, 0);
     fs::write(&path, bytes).unwrap();
     assert!(matches!(f.read().unwrap_err(), Error::TooLarge { .. }));
+}
+
+#[test]
+fn a_two_slot_state_file_of_the_first_layout_is_read_and_rewritten_whole_with_eight() {
+    let dir = private_dir();
+    let f = enrolled(dir.path());
+    for _ in 0..3 {
+        fail_once(&f);
+    }
+    let path = path_in(dir.path(), "user.toml.state");
+    let bytes = fs::read(&path).unwrap();
+    let state = fs::File::open(&path).unwrap();
+    let newest = (0..SLOTS).max_by_key(|&i| generation(&state, i)).unwrap() as usize;
+    // The first layout: two slots, the newest state in the second.
+    let mut old = vec![0u8; 2 * SLOT as usize];
+    let at = newest * SLOT as usize;
+    old[SLOT as usize..].copy_from_slice(&bytes[at..at + SLOT as usize]);
+    fs::write(&path, &old).unwrap();
+    let old_inode = fs::metadata(&path).unwrap().ino();
+    assert_eq!(failures(&f), 3, "read as it is");
+
+    fail_once(&f);
+    let now = fs::metadata(&path).unwrap();
+    assert_eq!(now.len(), SLOTS * SLOT, "written whole in the new layout");
+    assert_ne!(now.ino(), old_inode, "by rename, not in place");
+    assert_eq!(failures(&f), 4);
+    fail_once(&f);
+    assert_eq!(
+        fs::metadata(&path).unwrap().ino(),
+        now.ino(),
+        "then in place"
+    );
+    assert_eq!(failures(&f), 5);
+}
+
+#[test]
+fn writes_go_round_the_ring_and_every_slot_is_used() {
+    let dir = private_dir();
+    let f = enrolled(dir.path());
+    let path = path_in(dir.path(), "user.toml.state");
+    for n in 1..=(2 * SLOTS + 3) {
+        fail_once(&f);
+        assert_eq!(failures(&f), n as u32);
+    }
+    let state = fs::File::open(&path).unwrap();
+    let mut generations: Vec<u64> = (0..SLOTS).map(|i| generation(&state, i)).collect();
+    generations.sort_unstable();
+    // Enrollment wrote generation 1; 19 logins wrote 2 to 20; the ring
+    // holds the last eight.
+    assert_eq!(generations, (13..=20).collect::<Vec<u64>>());
 }
 
 #[test]
