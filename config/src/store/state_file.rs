@@ -95,7 +95,7 @@ impl Flush {
 /// takes over from there. (A file created whole is durable as a whole.)
 /// The argument in full: docs/ARCHITECTURE.md, §5.4.
 pub(super) fn flush_first(generation: u64) -> bool {
-    generation % (SLOTS as u64 - 1) == 0
+    generation.is_multiple_of(SLOTS as u64 - 1)
 }
 
 impl Slot {
@@ -402,7 +402,9 @@ mod tests {
         // a slot lose acknowledged generations in some history.
         assert!(ring_loses_an_acknowledged_write(|_| false, 400).is_some());
         // Nor with one write too many between flushes.
-        assert!(ring_loses_an_acknowledged_write(|g| g % SLOTS as u64 == 0, 400).is_some());
+        assert!(
+            ring_loses_an_acknowledged_write(|g| g.is_multiple_of(SLOTS as u64), 400).is_some()
+        );
     }
 
     fn slot(generation: u64) -> Vec<u8> {
