@@ -282,15 +282,17 @@ mod tests {
     /// is not on disk is torn. Writers follow `write_state`: the next
     /// generation into the slot after the newest, flushing the file first
     /// when `rule` says so, and their own flush after.
+    /// A page's bytes and the count of writes to it they reflect.
+    type Page = (Vec<u8>, u64);
+
     struct Ring {
-        /// Each page, with the count of writes to it that it reflects.
-        disk: Vec<(Vec<u8>, u64)>,
-        cache: Vec<(Vec<u8>, u64)>,
+        disk: Vec<Page>,
+        cache: Vec<Page>,
         /// The newest generation in the cache and its slot.
         newest: (u64, usize),
         /// Flushes in flight: the generation whose login waits on it, and
         /// the dirty pages as they were when it started.
-        flushes: Vec<(u64, Vec<(usize, (Vec<u8>, u64))>)>,
+        flushes: Vec<(u64, Vec<(usize, Page)>)>,
         /// The newest generation whose login's flush returned.
         acknowledged: u64,
         rng: u64,
