@@ -1,8 +1,8 @@
 //! The state file: what logins change, written in place with one flush.
 //!
-//! `<name>.state` beside the record is [`FILE_BYTES`] long: two slots of
-//! [`SLOT_BYTES`], each in its own page, so a write torn by a power cut
-//! damages one slot at most. A slot is
+//! `<name>.state` beside the record is [`FILE_BYTES`] long: a ring of
+//! [`SLOTS`] slots of [`SLOT_BYTES`], each in its own page, so a write torn
+//! by a power cut damages one slot at most. A slot is
 //!
 //! | bytes | field |
 //! | --- | --- |
@@ -13,14 +13,17 @@
 //! | n | payload: a [`Hot`](crate::record::hot::Hot) overlay |
 //! | 32 | SHA-256 of all of the above |
 //!
-//! A write goes to the slot that does not hold the newest intact one, with
-//! the next generation, then `fdatasync`: the file's size and blocks do not
-//! change, so no metadata, no rename and no directory sync. A reader takes
-//! the newest intact slot; one torn by a crash falls back to the other,
-//! whose state is the one before the login that was being written, and
-//! that login was not accepted (acceptance waits for the flush). The file
-//! is created whole (temp file, rename) so it never exists without an
-//! intact slot: a file with none is damage, and refused.
+//! A write goes to the slot after the newest intact one, with the next
+//! generation; the lock is dropped and then the file is `fdatasync`ed
+//! ([`Flush`]): its size and blocks do not change, so no metadata, no
+//! rename and no directory sync. A reader takes the newest intact slot; one
+//! torn by a crash falls back to an older one, and the login being written
+//! was not accepted (acceptance waits for the flush). Every
+//! `SLOTS - 1` writes flush the file before writing ([`flush_first`]), so
+//! the newest generation whose flush returned is never the one overwritten
+//! (docs/ARCHITECTURE.md, §5.4). The file is created whole (temp file,
+//! rename) so it never exists without an intact slot: a file with none is
+//! damage, and refused.
 
 use std::fs::File;
 use std::os::fd::{AsFd, OwnedFd};
@@ -117,6 +120,14 @@ impl Slot {
         Some(out)
     }
 
+    /// The generation a slot's header claims, unchecked; `None` without
+    /// the magic.
+    fn claimed_generation(bytes: &[u8]) -> Option<u64> {
+        let header = bytes.get(..16)?;
+        (header[..8] == MAGIC)
+            .then(|| u64::from_le_bytes(header[8..16].try_into().unwrap_or([0; 8])))
+    }
+
     /// The slot in `bytes` if it is intact: magic, a length that fits, and
     /// the checksum over it all. Zeros, garbage and half a write are not.
     fn decode(bytes: &[u8]) -> Option<Slot> {
@@ -144,15 +155,21 @@ impl Slot {
 /// intact.
 pub(super) fn newest(bytes: &[u8]) -> Option<Newest> {
     let slots = bytes.len().div_ceil(SLOT_BYTES).min(SLOTS);
-    bytes
-        .chunks(SLOT_BYTES)
-        .take(SLOTS)
+    let chunks: Vec<&[u8]> = bytes.chunks(SLOT_BYTES).take(SLOTS).collect();
+    // Newest claimed generation first; only the checksum says a slot is
+    // intact, so a damaged slot claiming any generation is passed over, and
+    // the first that checks out is the newest intact one. One checksum per
+    // read when nothing is damaged.
+    let mut order: Vec<(u64, usize)> = chunks
+        .iter()
         .enumerate()
-        .filter_map(|(index, chunk)| {
-            let slot = Slot::decode(chunk)?;
-            Some(Newest { slot, index, slots })
-        })
-        .max_by_key(|n| n.slot.generation)
+        .filter_map(|(index, chunk)| Some((Slot::claimed_generation(chunk)?, index)))
+        .collect();
+    order.sort_unstable_by(|a, b| b.cmp(a));
+    order.into_iter().find_map(|(_, index)| {
+        let slot = Slot::decode(chunks[index])?;
+        Some(Newest { slot, index, slots })
+    })
 }
 
 /// A new state file's bytes: `slot` first, the others empty.
@@ -433,6 +450,14 @@ mod tests {
         let n = newest(&file(&slot(7), &slot(5))).unwrap();
         assert_eq!((n.index, n.slot.generation), (0, 7));
         assert_eq!(n.slot.payload, vec![7; 40]);
+    }
+
+    #[test]
+    fn a_damaged_slot_claiming_a_later_generation_is_passed_over() {
+        let mut forged = slot(5);
+        forged[8..16].copy_from_slice(&u64::MAX.to_le_bytes());
+        let n = newest(&file(&forged, &slot(4))).unwrap();
+        assert_eq!((n.index, n.slot.generation), (1, 4));
     }
 
     #[test]
