@@ -139,11 +139,26 @@ impl Opened {
     /// Reads the whole file into a buffer wiped on drop. A file that grew
     /// past the limit since it was checked is refused, not cut short.
     pub fn read_all(self) -> Result<Zeroizing<Vec<u8>>> {
-        let capacity = usize::try_from(self.stat.st_size).unwrap_or(0);
-        let mut bytes = Zeroizing::new(Vec::with_capacity(capacity));
+        let mut bytes = Zeroizing::new(Vec::new());
+        self.read_into(&mut bytes)?;
+        Ok(bytes)
+    }
+
+    /// [`Opened::read_all`] for a file that holds no secret (the state
+    /// file: counters and flags), so nothing to wipe: wiping is a volatile
+    /// write per byte, 64 KiB of them per login for the state file's two
+    /// reads.
+    pub fn read_public(self) -> Result<Vec<u8>> {
+        let mut bytes = Vec::new();
+        self.read_into(&mut bytes)?;
+        Ok(bytes)
+    }
+
+    fn read_into(self, bytes: &mut Vec<u8>) -> Result<()> {
+        bytes.reserve_exact(usize::try_from(self.stat.st_size).unwrap_or(0));
         self.file
             .take(self.max_size.saturating_add(1))
-            .read_to_end(&mut bytes)
+            .read_to_end(bytes)
             .map_err(|e| Error::io(&self.path, "read", e))?;
         if bytes.len() as u64 > self.max_size {
             return Err(Error::TooLarge {
@@ -152,7 +167,7 @@ impl Opened {
                 limit: self.max_size,
             });
         }
-        Ok(bytes)
+        Ok(())
     }
 
     /// [`Opened::read_all`] as UTF-8 text.

@@ -8,7 +8,7 @@
 //! express (a new code, a new trusted host, a changed secret) is a rewrite
 //! of the record itself.
 
-use super::{State, UserRecord};
+use super::{Backup, HotpConfig, State, UserRecord};
 
 /// A list an overlay covers, by its position in [`Hot::kept`].
 const LISTS: usize = 4;
@@ -55,18 +55,33 @@ impl Hot {
     /// fit it (list lengths, HOTP or not), which a reader treats as
     /// damage.
     pub(crate) fn apply(&self, base: &UserRecord) -> Option<UserRecord> {
-        let mut r = base.clone();
-        r.state = self.state.clone();
-        match (&mut r.hotp, self.hotp_counter) {
-            (Some(h), Some(counter)) => h.counter = counter,
-            (None, None) => {}
+        // Built field by field, the lists filtered from `base` rather than
+        // cloned and then replaced (the backup codes are most of a record's
+        // bytes); with no `..base`, a new field cannot be forgotten here.
+        let hotp = match (&base.hotp, self.hotp_counter) {
+            (Some(h), Some(counter)) => Some(HotpConfig {
+                counter,
+                ..h.clone()
+            }),
+            (None, None) => None,
             _ => return None,
-        }
-        r.backup.codes = self.kept[0].filter(&base.backup.codes)?;
-        r.sent_codes = self.kept[1].filter(&base.sent_codes)?;
-        r.sends = self.kept[2].filter(&base.sends)?;
-        r.trusted_hosts = self.kept[3].filter(&base.trusted_hosts)?;
-        Some(r)
+        };
+        Some(UserRecord {
+            version: base.version,
+            serial: base.serial.clone(),
+            totp: base.totp.clone(),
+            hotp,
+            backup: Backup {
+                codes: self.kept[0].filter(&base.backup.codes)?,
+            },
+            state: self.state.clone(),
+            trusted_hosts: self.kept[3].filter(&base.trusted_hosts)?,
+            email: base.email.clone(),
+            sms: base.sms.clone(),
+            sent_codes: self.kept[1].filter(&base.sent_codes)?,
+            sends: self.kept[2].filter(&base.sends)?,
+            source_failures: base.source_failures.clone(),
+        })
     }
 
     /// Little-endian: last_step u64, failures u32, locked_until u64, a

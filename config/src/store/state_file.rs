@@ -204,7 +204,7 @@ impl UserFile {
             Err(e) if e.is_not_found() => return Ok(None),
             Err(e) => return Err(e),
         };
-        let bytes = opened.read_all()?;
+        let bytes = opened.read_public()?;
         match newest(&bytes) {
             Some(n) => Ok(Some(n)),
             None => Err(Error::StateDamaged {
