@@ -181,8 +181,9 @@ read -r C_F_S C_F_P C_F_T C_F_N < <(contention otp-fast)
 read -r C_B_S C_B_P C_B_T C_B_N < <(contention ga)
 
 # Flushes (fsync + fdatasync) and renames per successful login over 20
-# logins after a fresh enrollment, counted with strace (otpgate's first
-# login creates the state file: one temp file, rename and directory sync).
+# logins after a fresh enrollment, counted with strace (otpgate: one
+# fdatasync per login, and one more before every seventh write reuses a slot
+# of the state file; the enrollment created the state file).
 syscalls() { # service
     enroll
     local codes; codes=$(codes_from "$START" 20)

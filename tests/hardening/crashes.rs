@@ -118,13 +118,27 @@ pub fn kill_9_during_updates_leaves_the_old_or_the_new_file() {
         write_private(&stale, b"version = 1\n[totp]\nsecret = \"trunc");
     }
     let stale_before = temp_files(&dir).len();
-    // The next login works and removes the leftovers.
+    // The next login works beside the leftovers: it writes the state file
+    // in place and makes no temp file of its own.
     let run = h
         .login()
         .rhost("192.0.2.44")
         .answer(codes[0].as_str())
         .run();
     run.assert("PAM_SUCCESS");
+    assert_eq!(temp_files(&dir).len(), stale_before);
+    // The next rewrite by rename (here: a host trusted, which the state
+    // file cannot express) removes them.
+    let account = otpgate_config::Account::lookup("root").expect("root");
+    let store = otpgate_config::UserFile::new(path.clone(), &account, false).expect("store");
+    otpgate_config::StoreExt::update(&store, |r| {
+        let at = now();
+        r.as_mut()
+            .expect("enrolled")
+            .trust_host("192.0.2.45", "sshd", at + 60, at);
+        Ok(())
+    })
+    .expect("rewrite");
     assert!(temp_files(&dir).is_empty(), "{:?}", temp_files(&dir));
     let after = h.record("root");
     assert_eq!(after.state.last_step, last);
@@ -133,7 +147,7 @@ pub fn kill_9_during_updates_leaves_the_old_or_the_new_file() {
     figure(
         "crashes.kill9",
         format!(
-            "{kills} SIGKILLs during {committed} committed updates ({took:.1?}): the file parsed after every kill and held the old version {was_old} times, the new one {was_new} times, never a mix; {temps_seen} kills left a temp file; the next login succeeded and removed {stale_before} stale temp file(s){}",
+            "{kills} SIGKILLs during {committed} committed updates ({took:.1?}): the file parsed after every kill and held the old version {was_old} times, the new one {was_new} times, never a mix; {temps_seen} kills left a temp file; the next login succeeded beside {stale_before} stale temp file(s), which the next rewrite removed{}",
             if before_ready > 0 {
                 format!(" ({before_ready} killed before start)")
             } else {

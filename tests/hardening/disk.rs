@@ -109,6 +109,18 @@ fn denied_while_unwritable(h: &Harness, dir: &Path, s: &str, backup: &str, why: 
     totp
 }
 
+/// Writes 4 KiB blocks to `filler` until the file system is full; the bytes
+/// written.
+fn fill(filler: &mut std::fs::File) -> usize {
+    let chunk = vec![0u8; 4096];
+    let mut filled = 0usize;
+    while filler.write_all(&chunk).is_ok() {
+        filled += chunk.len();
+    }
+    let _ = filler.sync_all();
+    filled
+}
+
 pub fn a_full_disk_denies_logins_that_cannot_be_recorded() {
     let h = need!(Harness::new(""));
     let mnt = h.path("full");
@@ -117,26 +129,35 @@ pub fn a_full_disk_denies_logins_that_cannot_be_recorded() {
         &mnt
     ));
     let (s, codes) = enroll_in(&h, &mnt, "");
-    // A first login creates the lock file; then fill the disk.
-    h.login()
-        .answer(codes[0].as_str())
-        .run()
-        .assert("PAM_SUCCESS");
+    // The record was written without a state file (as an older otpgate
+    // left it), so a login must write a new record and create the state
+    // file. The lock file, which a first update would create, is made here
+    // so that the denied attempts change nothing at all; then the disk fills.
+    write_private(&mnt.join("root.toml.lock"), b"");
     let mut filler = std::fs::File::create(mnt.join("filler")).expect("filler");
-    let chunk = vec![0u8; 4096];
-    let mut filled = 0usize;
-    while filler.write_all(&chunk).is_ok() {
-        filled += chunk.len();
-    }
-    let _ = filler.sync_all();
-    let totp = denied_while_unwritable(&h, &mnt, &s, &codes[1], "No space left on device");
+    let filled = fill(&mut filler);
+    let totp = denied_while_unwritable(&h, &mnt, &s, &codes[0], "No space left on device");
     // Room again: the very same codes work, once (they were never used).
     drop(filler);
     std::fs::remove_file(mnt.join("filler")).expect("rm filler");
-    for code in [codes[1].as_str(), totp.as_str()] {
+    for code in [codes[0].as_str(), totp.as_str()] {
         h.login().answer(code).run().assert("PAM_SUCCESS");
         h.login().answer(code).run().assert("PAM_AUTH_ERR");
     }
+    // Full again, now with the state file there: a login writes into the
+    // blocks it already has, so it is recorded and succeeds, once.
+    let mut filler = std::fs::File::create(mnt.join("filler")).expect("filler");
+    fill(&mut filler);
+    h.login()
+        .answer(codes[1].as_str())
+        .run()
+        .assert("PAM_SUCCESS");
+    h.login()
+        .answer(codes[1].as_str())
+        .run()
+        .assert("PAM_AUTH_ERR");
+    drop(filler);
+    std::fs::remove_file(mnt.join("filler")).expect("rm filler");
     let path = mnt.join("root.toml");
     let record = record_at(&path, "root").expect("reads").expect("enrolled");
     assert_eq!(record.backup.codes.len(), 8);
@@ -154,10 +175,7 @@ pub fn a_full_disk_denies_logins_that_cannot_be_recorded() {
         &inodes
     ));
     let (s2, codes2) = enroll_in(&h, &inodes, "");
-    h.login()
-        .answer(codes2[0].as_str())
-        .run()
-        .assert("PAM_SUCCESS");
+    write_private(&inodes.join("root.toml.lock"), b"");
     let mut n = 0;
     while std::fs::File::create(inodes.join(format!("f{n}"))).is_ok() {
         n += 1;
@@ -167,7 +185,7 @@ pub fn a_full_disk_denies_logins_that_cannot_be_recorded() {
     figure(
         "disk.full",
         format!(
-            "user file on a full tmpfs ({} KiB of filler) and on one out of inodes: backup, TOTP and wrong codes all denied (PAM_SYSTEM_ERR, log `No space left on device`), files byte-identical, no temp file left; with room again the same codes worked exactly once",
+            "user file without a state file on a full tmpfs ({} KiB of filler) and on one out of inodes: backup, TOTP and wrong codes all denied (PAM_SYSTEM_ERR, log `No space left on device`), files byte-identical, no temp file left; with room again the same codes worked exactly once; with the state file made, a backup code on the full disk was recorded in place and worked exactly once",
             filled / 1024
         ),
     );
