@@ -19,17 +19,22 @@ const ENTRY_POINTS: [&str; 6] = [
 
 // --- Exports ----------------------------------------------------------------
 
+/// What binutils' `tool` with `args` prints about the built module.
+fn binutils(tool: &str, args: &[&str]) -> String {
+    let out = Command::new(tool)
+        .args(args)
+        .arg(module())
+        .output()
+        .unwrap_or_else(|e| panic!("{tool}: {e}"));
+    assert!(out.status.success(), "{tool} {args:?} failed");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 #[test]
 fn only_pam_sm_symbols_are_exported() {
     need!(require_tool("nm", "binutils"));
     let so = module();
-    let out = Command::new("nm")
-        .args(["-D", "--defined-only", "--format=posix"])
-        .arg(&so)
-        .output()
-        .expect("nm");
-    assert!(out.status.success());
-    let mut names: Vec<String> = String::from_utf8_lossy(&out.stdout)
+    let mut names: Vec<String> = binutils("nm", &["-D", "--defined-only", "--format=posix"])
         .lines()
         .filter_map(|l| l.split_whitespace().next().map(str::to_string))
         .collect();
@@ -38,12 +43,7 @@ fn only_pam_sm_symbols_are_exported() {
 
     // Logging must not go through glibc's syslog(), which falls back to
     // /dev/console and keeps global openlog state in sshd.
-    let out = Command::new("nm")
-        .args(["-D", "--undefined-only", "--format=posix"])
-        .arg(&so)
-        .output()
-        .expect("nm");
-    let undefined = String::from_utf8_lossy(&out.stdout);
+    let undefined = binutils("nm", &["-D", "--undefined-only", "--format=posix"]);
     for name in ["syslog", "vsyslog", "openlog", "__syslog_chk"] {
         assert!(
             !undefined
@@ -61,14 +61,7 @@ fn only_pam_sm_symbols_are_exported() {
 #[test]
 fn the_module_needs_only_libpam_and_libc() {
     need!(require_tool("readelf", "binutils"));
-    let so = module();
-    let out = Command::new("readelf")
-        .args(["-d", "-W"])
-        .arg(&so)
-        .output()
-        .expect("readelf");
-    assert!(out.status.success());
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = binutils("readelf", &["-d", "-W"]);
     let mut needed: Vec<&str> = text
         .lines()
         .filter(|l| l.contains("(NEEDED)"))
@@ -81,7 +74,7 @@ fn the_module_needs_only_libpam_and_libc() {
         needed,
         ["libc.so.6", "libpam.so.0"],
         "NEEDED of {}",
-        so.display()
+        module().display()
     );
 }
 
@@ -92,17 +85,10 @@ fn the_module_needs_only_libpam_and_libc() {
 #[test]
 fn the_module_never_runs_cpuid() {
     need!(require_tool("objdump", "binutils"));
-    let so = module();
-    let out = Command::new("objdump")
-        .args(["-d", "--no-show-raw-insn"])
-        .arg(&so)
-        .output()
-        .expect("objdump");
-    assert!(out.status.success());
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = binutils("objdump", &["-d", "--no-show-raw-insn"]);
     assert!(text.contains("\tret"), "objdump printed no code");
     let cpuid = text.lines().filter(|l| l.contains("\tcpuid")).count();
-    assert_eq!(cpuid, 0, "cpuid instructions in {}", so.display());
+    assert_eq!(cpuid, 0, "cpuid instructions in {}", module().display());
 }
 
 #[test]
