@@ -1,6 +1,7 @@
-//! A full disk and a read-only mount: a login whose backup-code use or
-//! TOTP step cannot be written is denied (no replay window), the log says
-//! why, and the file is untouched. Needs root (mount); SKIP otherwise.
+//! A full disk, a read-only mount and a disk that fails the flush: a login
+//! whose backup-code use or TOTP step cannot be written (or made durable)
+//! is denied (no replay window), and the log says why; a write that never
+//! happened leaves the file untouched. Needs root (mount); SKIP otherwise.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -227,5 +228,85 @@ pub fn a_read_only_mount_denies_logins_that_cannot_be_recorded() {
     figure(
         "disk.read_only",
         "user file on a read-only bind mount: backup, TOTP and wrong codes all denied (PAM_SYSTEM_ERR, log `Read-only file system`), nothing changed; writable again, the same codes worked exactly once. There is no switch to allow read-only state: it would reopen the replay window",
+    );
+}
+
+/// A library that makes every `fdatasync` fail with EIO, as a dying disk or
+/// a lost NFS server does; `None` (after SKIP) without gcc.
+fn failing_fdatasync_library(h: &Harness) -> Option<PathBuf> {
+    let source = h.path("eio.c");
+    let library = h.path("eio.so");
+    std::fs::write(
+        &source,
+        "#include <errno.h>\nint fdatasync(int fd) { (void)fd; errno = EIO; return -1; }\n",
+    )
+    .expect("write eio.c");
+    let built = Command::new("gcc")
+        .args(["-shared", "-fPIC", "-o"])
+        .arg(&library)
+        .arg(&source)
+        .status();
+    require(
+        built.is_ok_and(|s| s.success()),
+        "gcc missing: cannot build the failing-fdatasync library",
+    )?;
+    Some(library)
+}
+
+/// The flush of a login's in-place write fails: the login is denied with
+/// "Cannot update your 2FA settings" and a log line naming `fdatasync`,
+/// through real libpam; with a working disk again, logins work. (The code
+/// that login used counts as used: its write reached the page cache, and a
+/// code is never accepted on a state that may not be on disk.)
+pub fn a_failing_flush_denies_the_login_and_says_so() {
+    let h = need!(Harness::new(""));
+    let dir = h.path("flush");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+        .expect("chmod");
+    let (s, codes) = enroll_in(&h, &dir, "");
+    // The first login writes the record and the state file by rename.
+    h.login()
+        .answer(codes[0].as_str())
+        .run()
+        .assert("PAM_SUCCESS");
+    let eio = need!(failing_fdatasync_library(&h));
+    h.log();
+    let eio = eio.display().to_string();
+    avoid_step_edge();
+    for answer in [codes[1].clone(), totp_at(&s, now()), "000000".to_string()] {
+        secret(&answer);
+        let run = h
+            .login()
+            .answer(answer.as_str())
+            .env("LD_PRELOAD", &eio)
+            .run();
+        run.assert("PAM_SYSTEM_ERR");
+        assert!(
+            run.messages()
+                .iter()
+                .any(|m| m.contains("Cannot update your 2FA settings")),
+            "{run:#?}"
+        );
+        let log = h.log();
+        assert!(
+            log.iter()
+                .any(|l| l.contains("outcome=error") && l.contains("fdatasync")),
+            "no log line naming fdatasync: {log:#?}"
+        );
+    }
+    // A working disk again: the next code works, once.
+    h.login()
+        .answer(codes[2].as_str())
+        .run()
+        .assert("PAM_SUCCESS");
+    h.login()
+        .answer(codes[2].as_str())
+        .run()
+        .assert("PAM_AUTH_ERR");
+    keep_log(&h);
+    figure(
+        "disk.failing_flush",
+        "fdatasync failing with EIO (a preloaded library) under a login's in-place write: backup, TOTP and wrong codes all denied (PAM_SYSTEM_ERR, log names fdatasync); with a working disk the next backup code worked exactly once",
     );
 }

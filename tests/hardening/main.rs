@@ -169,6 +169,10 @@ const TESTS: &[Test] = &[
         disk::a_read_only_mount_denies_logins_that_cannot_be_recorded,
     ),
     (
+        "disk_a_failing_flush_denies_the_login_and_says_so",
+        disk::a_failing_flush_denies_the_login_and_says_so,
+    ),
+    (
         "paths_symlinks_to_root_directories_never_make_root_write_there",
         paths::symlinks_to_root_directories_never_make_root_write_there,
     ),
