@@ -173,33 +173,8 @@ pub struct UserFile {
     sync_directory: bool,
     /// Root's record of who is enrolled (in-home files; see `registry`).
     registry: Option<Registry>,
-    /// The last record parsed, with the identity of the file it came from:
-    /// a login reads the file before the prompt and again under the lock,
-    /// and the second parse is skipped when the file is the same one.
-    parsed: Mutex<Option<(FileKey, Parsed)>>,
-}
-
-/// What identifies one version of a file: every write goes to a new inode
-/// (rename), and any change in place moves the ctime, which no user can set.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct FileKey {
-    dev: u64,
-    ino: u64,
-    size: i64,
-    mtime: (i64, i64),
-    ctime: (i64, i64),
-}
-
-impl FileKey {
-    fn of(st: &FileStat) -> Self {
-        FileKey {
-            dev: st.st_dev,
-            ino: st.st_ino,
-            size: st.st_size,
-            mtime: (st.st_mtime, st.st_mtime_nsec),
-            ctime: (st.st_ctime, st.st_ctime_nsec),
-        }
-    }
+    /// The last record parsed, with the text it came from (wiped on drop).
+    parsed: Mutex<Option<(Zeroizing<String>, Parsed)>>,
 }
 
 impl Clone for UserFile {
@@ -575,7 +550,11 @@ impl UserFile {
         }
     }
 
-    /// The record file as written, parsed once per version of the file.
+    /// The record file as written, parsed once per text: a login reads the
+    /// file before the prompt and again under the lock, and the second
+    /// parse is skipped when the text is the same. The text, not the
+    /// file's `stat`: an inode freed by one rename can be reused by the
+    /// next with the same size inside one tick of the file timestamps.
     fn read_base(&self, dir: &OwnedFd) -> Result<Option<Parsed>> {
         let at = Location::in_dir(dir.as_fd(), &self.name, &self.path);
         let opened = match secure_open::open(at, Access::Read, &self.rules()) {
@@ -584,13 +563,16 @@ impl UserFile {
             Err(e) => return Err(e),
         };
         let stat = *opened.stat();
-        let key = FileKey::of(&stat);
-        if let Some((cached, parsed)) = self.cached()
-            && cached == key
-        {
-            return Ok(Some(Parsed { stat, ..parsed }));
-        }
         let text = opened.read_text()?;
+        if let Ok(slot) = self.parsed.lock()
+            && let Some((cached, parsed)) = slot.as_ref()
+            && **cached == *text
+        {
+            return Ok(Some(Parsed {
+                stat,
+                ..parsed.clone()
+            }));
+        }
         let mut base = UserRecord::from_toml(&self.path, &text)?;
         // The serial and the version are the file's, not the record's:
         // callers compare records, and every write is of this version.
@@ -598,13 +580,9 @@ impl UserFile {
         base.version = record_file::VERSION;
         let parsed = Parsed { base, serial, stat };
         if let Ok(mut slot) = self.parsed.lock() {
-            *slot = Some((key, parsed.clone()));
+            *slot = Some((text, parsed.clone()));
         }
         Ok(Some(parsed))
-    }
-
-    fn cached(&self) -> Option<(FileKey, Parsed)> {
-        self.parsed.lock().ok()?.clone()
     }
 
     /// What the file must be: the owner's alone (no access for group or
