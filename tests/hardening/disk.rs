@@ -76,6 +76,24 @@ fn enroll_in(h: &Harness, dir: &Path, config: &str) -> (String, Vec<String>) {
     (s, codes)
 }
 
+/// `run` (the `what` answer) was denied as a login whose change cannot be
+/// recorded: PAM_SYSTEM_ERR, the user told, and a log line saying `why`.
+fn denied_for(h: &Harness, run: &Run, what: &str, why: &str) {
+    run.assert("PAM_SYSTEM_ERR");
+    assert!(
+        run.messages()
+            .iter()
+            .any(|m| m.contains("Cannot update your 2FA settings")),
+        "{what}: {run:#?}"
+    );
+    let log = h.log();
+    assert!(
+        log.iter()
+            .any(|l| l.contains("outcome=error") && l.contains(why)),
+        "{what}: no log line saying `{why}`: {log:#?}"
+    );
+}
+
 /// Tries a backup code, a TOTP code and a wrong code where nothing can be
 /// written: each must be denied with `why` in the log and leave `dir` as
 /// it was. Returns the TOTP code (still unused).
@@ -91,20 +109,7 @@ fn denied_while_unwritable(h: &Harness, dir: &Path, s: &str, backup: &str, why: 
         ("wrong", "000000"),
     ] {
         let run = h.login().rhost("192.0.2.60").answer(answer).run();
-        assert_ne!(run.result, "PAM_SUCCESS", "{what}: {run:#?}");
-        run.assert("PAM_SYSTEM_ERR");
-        assert!(
-            run.messages()
-                .iter()
-                .any(|m| m.contains("Cannot update your 2FA settings")),
-            "{what}: {run:#?}"
-        );
-        let log = h.log();
-        assert!(
-            log.iter()
-                .any(|l| l.contains("outcome=error") && l.contains(why)),
-            "{what}: no log line saying `{why}`: {log:#?}"
-        );
+        denied_for(h, &run, what, why);
         assert_eq!(snapshot(dir), before, "{what}: the directory changed");
     }
     totp
@@ -274,26 +279,18 @@ pub fn a_failing_flush_denies_the_login_and_says_so() {
     h.log();
     let eio = eio.display().to_string();
     avoid_step_edge();
-    for answer in [codes[1].clone(), totp_at(&s, now()), "000000".to_string()] {
+    for (what, answer) in [
+        ("backup", codes[1].clone()),
+        ("totp", totp_at(&s, now())),
+        ("wrong", "000000".to_string()),
+    ] {
         secret(&answer);
         let run = h
             .login()
             .answer(answer.as_str())
             .env("LD_PRELOAD", &eio)
             .run();
-        run.assert("PAM_SYSTEM_ERR");
-        assert!(
-            run.messages()
-                .iter()
-                .any(|m| m.contains("Cannot update your 2FA settings")),
-            "{run:#?}"
-        );
-        let log = h.log();
-        assert!(
-            log.iter()
-                .any(|l| l.contains("outcome=error") && l.contains("fdatasync")),
-            "no log line naming fdatasync: {log:#?}"
-        );
+        denied_for(&h, &run, what, "fdatasync");
     }
     // A working disk again: the next code works, once.
     h.login()
