@@ -154,8 +154,8 @@ impl Slot {
 /// The newest intact slot of a state file's bytes; `None` when no slot is
 /// intact.
 pub(super) fn newest(bytes: &[u8]) -> Option<Newest> {
-    let slots = bytes.len().div_ceil(SLOT_BYTES).min(SLOTS);
     let chunks: Vec<&[u8]> = bytes.chunks(SLOT_BYTES).take(SLOTS).collect();
+    let slots = chunks.len();
     // Newest claimed generation first; only the checksum says a slot is
     // intact, so a damaged slot claiming any generation is passed over, and
     // the first that checks out is the newest intact one. One checksum per
@@ -290,6 +290,9 @@ impl UserFile {
 mod tests {
     use super::*;
 
+    /// A page's bytes and the count of writes to it they reflect.
+    type Page = (Vec<u8>, u64);
+
     /// A model of the ring on a disk with a page cache. Writes land in the
     /// cache; a flush started after a write completes later, taking each
     /// page it found dirty to the disk (as it was then, or as rewritten
@@ -299,9 +302,6 @@ mod tests {
     /// is not on disk is torn. Writers follow `write_state`: the next
     /// generation into the slot after the newest, flushing the file first
     /// when `rule` says so, and their own flush after.
-    /// A page's bytes and the count of writes to it they reflect.
-    type Page = (Vec<u8>, u64);
-
     struct Ring {
         disk: Vec<Page>,
         cache: Vec<Page>,
