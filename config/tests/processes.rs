@@ -15,7 +15,7 @@ use std::time::Instant;
 use common::*;
 use otpgate_config::record::{LockoutPolicy, VerifyPolicy};
 use otpgate_config::{Answer, Store, StoreExt, UserFile, Verdict};
-use otpgate_test_support::totp_record;
+use otpgate_test_support::{failing_fdatasync_library, totp_record};
 
 const PROCESSES: usize = 100;
 const UPDATES_PER_PROCESS: usize = 20;
@@ -295,23 +295,9 @@ fn failing_fdatasync() {
     })
     .unwrap(); // the state file exists: the next login writes in place
     let shim_dir = private_dir();
-    let source = shim_dir.path().join("eio.c");
-    let shim = shim_dir.path().join("eio.so");
-    std::fs::write(
-        &source,
-        "#include <errno.h>\nint fdatasync(int fd) { (void)fd; errno = EIO; return -1; }\n",
-    )
-    .unwrap();
-    let built = Command::new("gcc")
-        .args(["-shared", "-fPIC", "-o"])
-        .arg(&shim)
-        .arg(&source)
-        .status();
-    if !built.is_ok_and(|s| s.success()) {
-        assert!(std::env::var("CI").is_err(), "gcc is needed in CI");
-        println!("SKIP: no gcc to build the failing-fdatasync library");
+    let Some(shim) = failing_fdatasync_library(shim_dir.path()) else {
         return;
-    }
+    };
     let exit = Command::new(std::env::current_exe().unwrap())
         .args(["child", "sync", dir.path().to_str().unwrap()])
         .env("LD_PRELOAD", &shim)

@@ -12,11 +12,13 @@
 #![forbid(unsafe_code)]
 
 mod clock;
+mod preload;
 mod record;
 mod skip;
 mod user;
 
 pub use clock::FakeClock;
+pub use preload::failing_fdatasync_library;
 pub use record::{
     TEST_SECRET, TEST_SECRET_BASE32, code_at, test_secret, totp_record, totp_record_with,
 };

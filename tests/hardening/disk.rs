@@ -76,6 +76,12 @@ fn enroll_in(h: &Harness, dir: &Path, config: &str) -> (String, Vec<String>) {
     (s, codes)
 }
 
+/// `code` logs in once, and is refused the second time.
+fn works_once(h: &Harness, code: &str) {
+    h.login().answer(code).run().assert("PAM_SUCCESS");
+    h.login().answer(code).run().assert("PAM_AUTH_ERR");
+}
+
 /// `run` (the `what` answer) was denied as a login whose change cannot be
 /// recorded: PAM_SYSTEM_ERR, the user told, and a log line saying `why`.
 fn denied_for(h: &Harness, run: &Run, what: &str, why: &str) {
@@ -147,21 +153,13 @@ pub fn a_full_disk_denies_logins_that_cannot_be_recorded() {
     drop(filler);
     std::fs::remove_file(mnt.join("filler")).expect("rm filler");
     for code in [codes[0].as_str(), totp.as_str()] {
-        h.login().answer(code).run().assert("PAM_SUCCESS");
-        h.login().answer(code).run().assert("PAM_AUTH_ERR");
+        works_once(&h, code);
     }
     // Full again, now with the state file there: a login writes into the
     // blocks it already has, so it is recorded and succeeds, once.
     let mut filler = std::fs::File::create(mnt.join("filler")).expect("filler");
     fill(&mut filler);
-    h.login()
-        .answer(codes[1].as_str())
-        .run()
-        .assert("PAM_SUCCESS");
-    h.login()
-        .answer(codes[1].as_str())
-        .run()
-        .assert("PAM_AUTH_ERR");
+    works_once(&h, &codes[1]);
     drop(filler);
     std::fs::remove_file(mnt.join("filler")).expect("rm filler");
     let path = mnt.join("root.toml");
@@ -226,36 +224,13 @@ pub fn a_read_only_mount_denies_logins_that_cannot_be_recorded() {
         rw.display()
     ));
     for code in [codes[1].as_str(), totp.as_str()] {
-        h.login().answer(code).run().assert("PAM_SUCCESS");
-        h.login().answer(code).run().assert("PAM_AUTH_ERR");
+        works_once(&h, code);
     }
     keep_log(&h);
     figure(
         "disk.read_only",
         "user file on a read-only bind mount: backup, TOTP and wrong codes all denied (PAM_SYSTEM_ERR, log `Read-only file system`), nothing changed; writable again, the same codes worked exactly once. There is no switch to allow read-only state: it would reopen the replay window",
     );
-}
-
-/// A library that makes every `fdatasync` fail with EIO, as a dying disk or
-/// a lost NFS server does; `None` (after SKIP) without gcc.
-fn failing_fdatasync_library(h: &Harness) -> Option<PathBuf> {
-    let source = h.path("eio.c");
-    let library = h.path("eio.so");
-    std::fs::write(
-        &source,
-        "#include <errno.h>\nint fdatasync(int fd) { (void)fd; errno = EIO; return -1; }\n",
-    )
-    .expect("write eio.c");
-    let built = Command::new("gcc")
-        .args(["-shared", "-fPIC", "-o"])
-        .arg(&library)
-        .arg(&source)
-        .status();
-    require(
-        built.is_ok_and(|s| s.success()),
-        "gcc missing: cannot build the failing-fdatasync library",
-    )?;
-    Some(library)
 }
 
 /// The flush of a login's in-place write fails: the login is denied with
@@ -275,7 +250,7 @@ pub fn a_failing_flush_denies_the_login_and_says_so() {
         .answer(codes[0].as_str())
         .run()
         .assert("PAM_SUCCESS");
-    let eio = need!(failing_fdatasync_library(&h));
+    let eio = need!(failing_fdatasync_library(&h.path("")));
     h.log();
     let eio = eio.display().to_string();
     avoid_step_edge();
@@ -293,14 +268,7 @@ pub fn a_failing_flush_denies_the_login_and_says_so() {
         denied_for(&h, &run, what, "fdatasync");
     }
     // A working disk again: the next code works, once.
-    h.login()
-        .answer(codes[2].as_str())
-        .run()
-        .assert("PAM_SUCCESS");
-    h.login()
-        .answer(codes[2].as_str())
-        .run()
-        .assert("PAM_AUTH_ERR");
+    works_once(&h, &codes[2]);
     keep_log(&h);
     figure(
         "disk.failing_flush",

@@ -27,8 +27,8 @@ pub mod sshd;
 
 // The helpers every suite shares, one `use otpgate_tests::*` away.
 pub use otpgate_test_support::{
-    FakeClock, SystemUser, TEST_USER, alive_pids, need, require, require_root, require_tool,
-    test_user, totp_record_with,
+    FakeClock, SystemUser, TEST_USER, alive_pids, failing_fdatasync_library, need, require,
+    require_root, require_tool, test_user, totp_record_with,
 };
 
 /// The PAM service our tests write for the module alone.
