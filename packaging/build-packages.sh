@@ -47,7 +47,7 @@ export PATH="$cargo_bin:$PATH"
 ((rpm == 0)) || need_tool generate-rpm cargo-generate-rpm "$CARGO_GENERATE_RPM_VERSION"
 
 ./packaging/deps.sh --build-only
-cargo build --release --locked -p pam-module -p otpgate
+cargo build --release --locked -p pam-module -p otpgate -p otpgated
 ./packaging/assets.sh "$target/release/otpgate" "$target/release/assets"
 
 if ((deb)); then
@@ -57,6 +57,7 @@ if ((rpm)); then
     # cargo-generate-rpm does not strip (cargo-deb does): stripped copies.
     mkdir -p "$target/release/assets/stripped"
     strip --strip-unneeded -o "$target/release/assets/stripped/otpgate" "$target/release/otpgate"
+    strip --strip-unneeded -o "$target/release/assets/stripped/otpgated" "$target/release/otpgated"
     strip --strip-unneeded -o "$target/release/assets/stripped/libpam_otpgate.so" "$target/release/libpam_otpgate.so"
     cargo generate-rpm -p cli --target-dir "$target" -o "$out" >/dev/null
 fi

@@ -16,7 +16,10 @@ TEST_PKGS=(pamtester libpam-wrapper libnss-wrapper oathtool expect libpam-google
            msmtp
            # fail2ban-regex checks the shipped filter against the module's
            # lines; the package test checks the jail with fail2ban-client -t.
-           fail2ban)
+           fail2ban
+           # the package test checks the otpgated unit with systemd-analyze
+           # verify (installing the package starts nothing in a container).
+           systemd)
 
 # cargo-deny (bans, licenses, sources of the module's dependency tree; the
 # hardening suite runs it offline). Built from crates.io, pinned; about two

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds otpgate and installs the PAM module, the CLI, its man pages and
 # shell completions, an example config and /etc/pam.d/otpgate (the CLI's
-# password check; kept if present). It never edits an existing file in
+# password check; kept if present), and otpgated with its systemd unit (not
+# enabled: store.kind = "files", the default, needs no daemon). It never edits an existing file in
 # /etc/pam.d nor sshd_config: that step is yours (README, "Configure PAM"),
 # with a root shell kept open while you do it.
 #
@@ -21,7 +22,7 @@ while (($#)); do
 done
 
 ./packaging/deps.sh --build-only
-cargo build --release --locked -p pam-module -p otpgate
+cargo build --release --locked -p pam-module -p otpgate -p otpgated
 target=$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
 release="$target/release"
 ./packaging/assets.sh "$release/otpgate" "$release/assets"
@@ -35,6 +36,11 @@ fi
 
 install -D -m 0644 "$release/libpam_otpgate.so" "$destdir$pam_dir/pam_otpgate.so"
 install -D -m 0755 "$release/otpgate" "$destdir$prefix/bin/otpgate"
+install -D -m 0755 "$release/otpgated" "$destdir$prefix/sbin/otpgated"
+# systemd reads units from PREFIX/lib/systemd/system for /usr and /usr/local.
+unit="$destdir$prefix/lib/systemd/system/otpgated.service"
+install -D -m 0644 packaging/systemd/otpgated.service "$unit"
+sed -i "s|/usr/sbin/otpgated|$prefix/sbin/otpgated|" "$unit"
 # Man pages and completions under PREFIX/share (bash-completion and zsh's
 # vendor-completions read /usr/share; with PREFIX=/usr/local, point your
 # shell at /usr/local/share or use PREFIX=/usr).
@@ -63,6 +69,7 @@ cat <<MSG
 Installed:
   $destdir$pam_dir/pam_otpgate.so
   $destdir$prefix/bin/otpgate
+  $destdir$prefix/sbin/otpgated, $unit (not enabled)
   $destdir$prefix/share/man/man1/otpgate*.1.gz (and man5, man8), shell completions
   $destdir/etc/otpgate/config.toml (kept if it existed)
   $destdir/etc/pam.d/otpgate (the password check of otpgate enroll; kept if it existed)

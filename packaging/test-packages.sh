@@ -75,6 +75,8 @@ mkdir -p "$work/man1"
 "$target/release/otpgate" man --dir "$work/man1" >/dev/null
 {
     echo "-rwxr-xr-x ./usr/bin/otpgate"
+    echo "-rwxr-xr-x ./usr/sbin/otpgated"
+    echo "-rw-r--r-- ./usr/lib/systemd/system/otpgated.service"
     echo "-rw-r--r-- ./$pam_dir/pam_otpgate.so"
     echo "-rw-r--r-- ./etc/otpgate/config.toml"
     echo "-rw-r--r-- ./etc/pam.d/otpgate"
@@ -148,6 +150,24 @@ check "the module and the CLI are stripped (no .symtab)" \
     bash -c '! readelf -S "$1" "$2" | grep -q "\.symtab"' _ "$root/$pam_dir/pam_otpgate.so" "$root/usr/bin/otpgate"
 check "the unpacked otpgate runs (--version)" \
     bash -c '"$1" --version | grep -q "^otpgate "' _ "$root/usr/bin/otpgate"
+check "the unpacked otpgated runs (--version) and is stripped" \
+    bash -c '"$1" --version | grep -q "^otpgated " && ! readelf -S "$1" | grep -q "\.symtab"' _ "$root/usr/sbin/otpgated"
+check "the otpgated unit is shipped disabled (no enable link in the package, no systemctl in the scripts)" \
+    bash -c '! dpkg-deb -c "$1" | grep -q "wants/otpgated" && ! grep -q systemctl "$2"/DEBIAN/postinst' _ "$deb" "$work"
+if command -v systemd-analyze >/dev/null; then
+    # The unpacked unit, its ExecStart and man page where this root has them.
+    mkdir -p "$work/unit" "$work/manpath/man8"
+    sed "s|/usr/sbin/otpgated|$root/usr/sbin/otpgated|" "$root/usr/lib/systemd/system/otpgated.service" >"$work/unit/otpgated.service"
+    zcat "$root/usr/share/man/man8/otpgated.8.gz" >"$work/manpath/man8/otpgated.8"
+    check "systemd-analyze verify accepts the otpgated unit (and finds its man page)" \
+        env MANPATH="$work/manpath" systemd-analyze verify "$work/unit/otpgated.service"
+    check "the otpgated unit is hardened (ProtectSystem=strict, ProtectHome, NoNewPrivileges, a capability bounding set, StateDirectory 0700, RuntimeDirectory)" \
+        bash -c 'for k in ProtectSystem=strict ProtectHome=yes NoNewPrivileges=yes "CapabilityBoundingSet=CAP_SETUID CAP_SETGID CAP_KILL" StateDirectory=otpgate/records StateDirectoryMode=0700 RuntimeDirectory=otpgate; do grep -qx "$k" "$1" || { echo "missing $k"; exit 1; }; done' _ "$root/usr/lib/systemd/system/otpgated.service"
+elif [[ "${CI:-}" == true ]]; then
+    bad "systemd-analyze is installed (CI=true)"
+else
+    echo "SKIP: systemd-analyze not installed (Debian package systemd)"
+fi
 check "the man pages are gzip'd roff" \
     bash -c 'for m in "$1"/usr/share/man/man*/*.gz; do gzip -t "$m" && zcat "$m" | grep -q "^\.TH" || exit 1; done' _ "$root"
 check "the bash completion is valid bash" bash -n "$root/usr/share/bash-completion/completions/otpgate"

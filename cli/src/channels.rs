@@ -2,7 +2,9 @@
 //! METHOD`.
 
 use otpgate_config::channel::{self, Kind, Settings};
-use otpgate_config::verification::{CommandSender, Confirmation, PendingCheck, Recipient};
+use otpgate_config::verification::{
+    CommandSender, Confirmation, PendingCheck, Recipient, Verifier,
+};
 use otpgate_config::{StoreExt, UserRecord, texts};
 use serde::Serialize;
 
@@ -48,7 +50,7 @@ pub fn enroll(ctx: &mut Context, channel: &EnrollChannel) -> Result<()> {
         ctx.require_root("--force")?;
     }
     settings(ctx, kind)?;
-    let existing = ctx.store.read()?;
+    let existing = ctx.local_store("codes by email or SMS")?.read()?;
     if existing.is_some() && !args.force {
         eprintln!(
             "{} is enrolled; a current code is needed to change how codes reach them.",
@@ -63,7 +65,8 @@ pub fn enroll(ctx: &mut Context, channel: &EnrollChannel) -> Result<()> {
         confirm_destination(ctx, kind, &to)?;
     }
     let enrolled = existing.is_some();
-    let raced = ctx.store.update(|current| {
+    let store = ctx.local_store("codes by email or SMS")?;
+    let raced = store.update(|current| {
         if current.is_some() != enrolled {
             return Ok(true);
         }
@@ -72,7 +75,7 @@ pub fn enroll(ctx: &mut Context, channel: &EnrollChannel) -> Result<()> {
         Ok(false)
     })?;
     if raced {
-        return Err(CliError::enrollment_raced(&ctx.store.describe()));
+        return Err(CliError::enrollment_raced(&store.describe()));
     }
     if ctx.json {
         return output::print_json(&EnrolledJson {
@@ -85,7 +88,7 @@ pub fn enroll(ctx: &mut Context, channel: &EnrollChannel) -> Result<()> {
         "Enrolled {} for codes by {} to {to}; saved to {}.",
         ctx.account.name,
         kind.display(),
-        ctx.store.describe()
+        store.describe()
     );
     println!(
         "At login, press Enter at the code prompt to have a code sent. Consider \
@@ -108,9 +111,14 @@ fn confirm_destination(ctx: &mut Context, kind: Kind, to: &str) -> Result<()> {
         user: &ctx.account.name,
         service: SERVICE,
     };
-    let sent =
-        ctx.verifier()
-            .send_confirmation(kind, to, now, recipient, &CommandSender::default())?;
+    let store = ctx.local_store("codes by email or SMS")?;
+    let sent = Verifier::new(&ctx.config, store).send_confirmation(
+        kind,
+        to,
+        now,
+        recipient,
+        &CommandSender::default(),
+    )?;
     let pending = match sent {
         Confirmation::Pending(pending) => pending,
         Confirmation::Failed(why) => return Err(CliError::SendFailed { kind, why }),
@@ -145,8 +153,8 @@ pub fn disable_method(ctx: &mut Context, method: MethodArg, force: bool) -> Resu
     let record = ctx.enrolled()?;
     let present = match method {
         MethodArg::App => record.has_app(),
-        MethodArg::Email => record.email.is_some(),
-        MethodArg::Sms => record.sms.is_some(),
+        MethodArg::Email => record.record.email.is_some(),
+        MethodArg::Sms => record.record.sms.is_some(),
     };
     let name = match method {
         MethodArg::App => "the authenticator app",
@@ -159,8 +167,9 @@ pub fn disable_method(ctx: &mut Context, method: MethodArg, force: bool) -> Resu
             what: name,
         });
     }
+    ctx.local_store("codes by email or SMS")?;
     ctx.confirm_current_code(force)?;
-    let removed_all = ctx.store.update(|slot| {
+    let removed_all = ctx.local_store("codes by email or SMS")?.update(|slot| {
         let Some(r) = slot.as_mut() else {
             return Ok(None);
         };

@@ -4,7 +4,7 @@
 //! `texts`, the same a login shows.
 
 use otpgate_config::channel::{self, Kind};
-use otpgate_config::verification::{CommandSender, Menu, Offer, Recipient, SendOutcome};
+use otpgate_config::verification::{Menu, Offer, Recipient, SendOutcome};
 use otpgate_config::{Answer, Method, texts};
 
 use crate::context::{Check, Context};
@@ -94,8 +94,8 @@ impl Context {
     /// Channels the user can have a code sent by now: configured here and
     /// enrolled by the user, in menu order.
     pub fn menu(&self) -> Menu {
-        match self.store.read() {
-            Ok(Some(record)) => Menu::for_record(&self.config, &record),
+        match self.service().view() {
+            Ok(Some(view)) => Menu::for_record(&self.config, &view.record),
             _ => Menu::default(),
         }
     }
@@ -109,9 +109,8 @@ impl Context {
             user: &self.account.name,
             service: SERVICE,
         };
-        let sender = CommandSender::default();
         let kind: Kind = offer.kind;
-        match self.verifier().send_code(offer, now, recipient, &sender)? {
+        match self.service().send_code(offer, now, recipient)? {
             SendOutcome::Sent { minutes, .. } => {
                 let to = channel::mask(kind, &offer.to);
                 eprintln!("{}", texts::code_sent(kind, &to, minutes));

@@ -3,11 +3,14 @@
 
 use std::path::Path;
 
-use otpgate_config::system::{ConfigOwner, DEFAULT_PATH};
-use otpgate_config::verification::{BackupUse, Checked, Refusal, Verifier};
-use otpgate_config::{
-    Account, Answer, Error, Method, Store, SystemConfig, UserRecord, store, texts,
-};
+use std::sync::Arc;
+
+use otpgate_config::record::View;
+use otpgate_config::remote::Daemon;
+use otpgate_config::service::{self, Local, Service};
+use otpgate_config::system::{ConfigOwner, DEFAULT_PATH, StoreKind};
+use otpgate_config::verification::{BackupUse, Checked, CommandSender, Refusal};
+use otpgate_config::{Account, Answer, Error, Method, Store, SystemConfig, store, texts};
 
 use crate::error::{CliError, Result};
 use crate::input::Input;
@@ -15,8 +18,9 @@ use crate::input::Input;
 pub struct Context {
     pub config: SystemConfig,
     pub account: Account,
-    /// Where the account's record is; commands never build its path.
-    pub store: Box<dyn Store>,
+    /// Where the account's record is: a store here (`store.kind =
+    /// "files"`) or `otpgated`. Commands never build its path.
+    records: Records,
     /// The real uid running the command is root.
     pub is_root: bool,
     /// The clock, read once for the whole command.
@@ -73,11 +77,14 @@ impl Context {
             }
         };
         let config = load_config(config)?;
-        let store = store::open(&config, &account)?;
+        let records = match config.store.kind {
+            StoreKind::Files => Records::Here(Arc::from(store::open(&config, &account)?)),
+            StoreKind::Daemon => Records::Daemon(Daemon::new(&config, &account.name)),
+        };
         Ok(Context {
             config,
             account,
-            store,
+            records,
             is_root,
             now,
             json,
@@ -94,9 +101,44 @@ impl Context {
         }
     }
 
-    /// The stored record, or [`CliError::NotEnrolled`].
-    pub fn enrolled(&self) -> Result<UserRecord> {
-        self.store.read()?.ok_or_else(|| self.not_enrolled())
+    /// The record as the command may see it (no secret), or
+    /// [`CliError::NotEnrolled`].
+    pub fn enrolled(&self) -> Result<View> {
+        self.service().view()?.ok_or_else(|| self.not_enrolled())
+    }
+
+    /// The verification service and account changes on this user's
+    /// record, wherever it is.
+    pub fn service(&self) -> Box<dyn Service + '_> {
+        match &self.records {
+            Records::Here(store) => Box::new(Local::new(
+                &self.config,
+                Box::new(Arc::clone(store)),
+                &SENDER,
+            )),
+            Records::Daemon(daemon) => Box::new(daemon),
+        }
+    }
+
+    /// The store in this process, for what does not go through
+    /// `otpgated` yet (codes by email/SMS at enrollment, imports, `reset`
+    /// of a record that cannot be reached).
+    pub fn local_store(&self, what: &str) -> Result<&dyn Store> {
+        match &self.records {
+            Records::Here(store) => Ok(store.as_ref()),
+            Records::Daemon(_) => Err(CliError::Library(Error::Daemon {
+                socket: self.config.store.socket.clone().into(),
+                cause: format!(
+                    "records are kept by otpgated (store.kind = \"daemon\"); {what} does not go \
+                     through it yet"
+                ),
+            })),
+        }
+    }
+
+    /// Where the record is, for messages.
+    pub fn describe(&self) -> String {
+        self.service().describe()
     }
 
     pub fn not_enrolled(&self) -> CliError {
@@ -117,7 +159,12 @@ impl Context {
         };
         // Not a code at all is a wrong answer too, and counts.
         let code: &[u8] = answer.map_or(b"", |a| a.as_str().as_bytes());
-        let checked = self.verifier().check(&[code], self.now, backup)?;
+        let check = service::Check {
+            candidates: &[code],
+            backup,
+            source: None,
+        };
+        let checked = self.service().check(check, self.now)?;
         Ok(match checked {
             Checked::Accepted { method, .. } => Check::Accepted(method),
             Checked::Refused {
@@ -133,9 +180,13 @@ impl Context {
             Checked::NotEnrolled => Check::NotEnrolled,
         })
     }
-
-    /// The verification service on this user's store.
-    pub fn verifier(&self) -> Verifier<'_> {
-        Verifier::new(&self.config, self.store.as_ref())
-    }
 }
+
+/// Where an account command finds the record.
+enum Records {
+    Here(Arc<dyn Store>),
+    Daemon(Daemon),
+}
+
+/// How the command sends codes when the records are here.
+static SENDER: CommandSender = CommandSender { prepare: |_| {} };

@@ -3,6 +3,7 @@
 
 use std::io::Write;
 
+use otpgate_config::change::{Change, Changed};
 use otpgate_config::otp::{self, Algorithm, Generator, Secret, UriParams};
 use otpgate_config::record::Verdict;
 use otpgate_config::{Account, Answer, UserRecord};
@@ -35,7 +36,7 @@ pub fn run(ctx: &mut Context, args: &EnrollArgs) -> Result<()> {
     if args.force {
         ctx.require_root("--force")?;
     }
-    let existing = ctx.store.read()?;
+    let existing = ctx.service().view()?;
     ctx.may_replace(existing.is_some(), args.force)?;
 
     if crate::password::needed(ctx, existing.is_some()) {
@@ -51,7 +52,7 @@ pub fn run(ctx: &mut Context, args: &EnrollArgs) -> Result<()> {
     } else {
         UserRecord::new_totp(secret.clone(), algorithm, args.digits, args.period)
     };
-    record.validate(std::path::Path::new(&ctx.store.describe()))?;
+    record.validate(std::path::Path::new(&ctx.describe()))?;
 
     write_qr_files(args, &uri, &ctx.account)?;
     if !ctx.json {
@@ -62,16 +63,27 @@ pub fn run(ctx: &mut Context, args: &EnrollArgs) -> Result<()> {
         confirm_new_code(ctx, &mut record, &secret, args)?;
     }
 
-    let digits = ctx.config.backup_code_digits;
-    let codes = record.new_backup_codes(ctx.config.backup_codes as usize, digits)?;
-    write_backup_codes_file(ctx, args, &host, &codes)?;
-
-    let saved = save(ctx, existing.is_some(), record);
-    if let Err(e) = saved {
-        if let Some(path) = &args.backup_codes_file {
-            output::remove_written(path, &ctx.account);
+    // The backup codes are made where the record is saved (by otpgated,
+    // when it keeps the records), in the same transaction; their file is
+    // created first, so a path that cannot be used saves nothing.
+    let file = match &args.backup_codes_file {
+        Some(path) => Some(output::create_new_file(path, &ctx.account)?),
+        None => None,
+    };
+    let codes = match save(ctx, existing.is_some(), record) {
+        Ok(codes) => codes,
+        Err(e) => {
+            if let Some(file) = file {
+                file.discard();
+            }
+            return Err(e);
         }
-        return Err(e);
+    };
+    if let Some(file) = file {
+        // Saved already: a failure here still shows the codes below.
+        if let Err(e) = file.write(&backup_codes_text(ctx, &host, &codes)) {
+            eprintln!("otpgate: {e}");
+        }
     }
 
     if ctx.json {
@@ -148,15 +160,7 @@ fn write_qr_files(args: &EnrollArgs, uri: &str, owner: &Account) -> Result<()> {
 }
 
 /// `--backup-codes-file`: a heading, then one code per line.
-fn write_backup_codes_file(
-    ctx: &Context,
-    args: &EnrollArgs,
-    host: &str,
-    codes: &[Zeroizing<String>],
-) -> Result<()> {
-    let Some(path) = &args.backup_codes_file else {
-        return Ok(());
-    };
+fn backup_codes_text(ctx: &Context, host: &str, codes: &[Zeroizing<String>]) -> Zeroizing<Vec<u8>> {
     let heading = format!(
         "otpgate backup codes for {} on {host}; each works once\n",
         ctx.account.name
@@ -166,7 +170,7 @@ fn write_backup_codes_file(
         content.extend_from_slice(c.as_bytes());
         content.push(b'\n');
     }
-    output::write_new_file(path, &content, &ctx.account)
+    content
 }
 
 /// The text after a saved enrollment: where it went and the backup codes.
@@ -177,7 +181,7 @@ fn print_enrolled(ctx: &Context, args: &EnrollArgs, codes: &[Zeroizing<String>])
         "\nEnrolled {} ({}); saved to {}.",
         ctx.account.name,
         if args.hotp { "HOTP" } else { "TOTP" },
-        ctx.store.describe()
+        ctx.describe()
     );
     if codes.is_empty() {
         let _ = writeln!(out, "No backup codes (the config sets backup_codes = 0).");
@@ -301,11 +305,28 @@ fn hostname() -> String {
         .unwrap_or_else(|| "localhost".into())
 }
 
-/// Writes the new enrollment unless the file changed underneath: someone
-/// else enrolling meanwhile wins, nothing is overwritten. The email address
-/// and phone number of the enrollment replaced are kept.
-pub fn save(ctx: &Context, replacing: bool, record: UserRecord) -> Result<()> {
-    let raced = ctx.store.update(|current| {
+/// Saves the new enrollment with fresh backup codes, which it returns,
+/// unless the record changed underneath: someone else enrolling meanwhile
+/// wins, nothing is overwritten (`Change::Enroll`).
+fn save(ctx: &Context, replacing: bool, record: UserRecord) -> Result<Vec<Zeroizing<String>>> {
+    let change = Change::Enroll {
+        record: Box::new(record),
+        replacing,
+    };
+    match ctx.service().change(&change, ctx.now)? {
+        Changed::BackupCodes { codes } => Ok(codes),
+        Changed::Raced => Err(CliError::enrollment_raced(&ctx.describe())),
+        other => Err(crate::manage::unexpected(&other)),
+    }
+}
+
+/// Writes an imported record as it is (its scratch codes are its backup
+/// codes) unless the file changed underneath: someone else enrolling
+/// meanwhile wins, nothing is overwritten. The email address and phone
+/// number of the enrollment replaced are kept.
+pub fn save_imported(ctx: &Context, replacing: bool, record: UserRecord) -> Result<()> {
+    let store = ctx.local_store("importing another tool's file")?;
+    let raced = store.update(|current| {
         if current.is_some() != replacing {
             return Ok(true);
         }
@@ -318,7 +339,7 @@ pub fn save(ctx: &Context, replacing: bool, record: UserRecord) -> Result<()> {
         Ok(false)
     })?;
     if raced {
-        return Err(CliError::enrollment_raced(&ctx.store.describe()));
+        return Err(CliError::enrollment_raced(&store.describe()));
     }
     Ok(())
 }

@@ -73,7 +73,7 @@ pub(crate) fn store(
     force: bool,
     record: UserRecord,
 ) -> Result<(&'static str, usize)> {
-    let existing = ctx.store.read()?;
+    let existing = ctx.local_store("importing another tool's file")?.read()?;
     ctx.may_replace(existing.is_some(), force)?;
     if crate::password::needed(ctx, existing.is_some()) {
         crate::password::confirm(ctx)?;
@@ -84,7 +84,7 @@ pub(crate) fn store(
         "totp"
     };
     let left = record.backup.codes.len();
-    crate::enroll::save(ctx, existing.is_some(), record)?;
+    crate::enroll::save_imported(ctx, existing.is_some(), record)?;
     Ok((method, left))
 }
 
@@ -105,7 +105,7 @@ pub fn google_authenticator(ctx: &mut Context, args: &ImportArgs) -> Result<()> 
     if ctx.json {
         return output::print_json(&ImportJson {
             user: &ctx.account.name,
-            file: ctx.store.describe(),
+            file: ctx.describe(),
             method,
             backup_codes_left: left,
             notes: &notes,
@@ -116,7 +116,7 @@ pub fn google_authenticator(ctx: &mut Context, args: &ImportArgs) -> Result<()> 
         path.display(),
         ctx.account.name,
         method.to_uppercase(),
-        ctx.store.describe()
+        ctx.describe()
     );
     println!(
         "The authenticator app keeps working. Once pam.d uses pam_otpgate.so instead of \

@@ -274,7 +274,7 @@ pub fn oath(ctx: &mut Context, args: &OathArgs) -> Result<()> {
     if ctx.json {
         return output::print_json(&ImportJson {
             user: &user,
-            file: ctx.store.describe(),
+            file: ctx.describe(),
             method,
             backup_codes_left: left,
             notes: &notes,
@@ -284,7 +284,7 @@ pub fn oath(ctx: &mut Context, args: &OathArgs) -> Result<()> {
         "Imported line {line} of {} for {user} ({}); saved to {}.",
         args.file.display(),
         method.to_uppercase(),
-        ctx.store.describe()
+        ctx.describe()
     );
     println!(
         "The token keeps working. There are no backup codes yet: run `otpgate backup-codes`. \

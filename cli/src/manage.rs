@@ -3,9 +3,10 @@
 
 use std::io::Write;
 
-use otpgate_config::StoreExt;
+use otpgate_config::change::{Change, Changed};
 use otpgate_config::channel::Kind;
 use otpgate_config::otp::Algorithm;
+use otpgate_config::record::{AppMethod, View};
 use otpgate_config::system::Requirement;
 use otpgate_config::{Error, Method, UserRecord};
 use serde::Serialize;
@@ -173,24 +174,18 @@ struct Enrolled<'a> {
 }
 
 impl<'a> Enrolled<'a> {
-    fn of(r: &'a UserRecord, now: u64) -> Self {
-        let app = match (&r.totp, &r.hotp) {
-            (Some(t), _) => Some(App {
-                kind: "totp",
-                algorithm: t.algorithm,
-                digits: t.digits,
-                period: Some(t.period),
-                counter: None,
-            }),
-            (None, Some(h)) => Some(App {
-                kind: "hotp",
-                algorithm: h.algorithm,
-                digits: h.digits,
-                period: None,
-                counter: Some(h.counter),
-            }),
-            (None, None) => None,
-        };
+    fn of(view: &'a View, now: u64) -> Self {
+        let r = &view.record;
+        let app = view.app.map(|a| App {
+            kind: match a.method {
+                AppMethod::Totp => "totp",
+                AppMethod::Hotp => "hotp",
+            },
+            algorithm: a.algorithm,
+            digits: a.digits,
+            period: a.period,
+            counter: a.counter,
+        });
         let mut methods: Vec<&'static str> = app.iter().map(|a| a.kind).collect();
         if r.email.is_some() {
             methods.push("email");
@@ -216,9 +211,9 @@ impl<'a> Enrolled<'a> {
 }
 
 pub fn status(ctx: &Context) -> Result<()> {
-    let record = ctx.store.read()?;
+    let record = ctx.service().view()?;
     let requirement = requirement_name(ctx.config.requirement(&ctx.account));
-    let file = ctx.store.describe();
+    let file = ctx.describe();
     let enrolled = record.as_ref().map(|r| Enrolled::of(r, ctx.now));
     if ctx.json {
         return output::print_json(&StatusJson::new(
@@ -326,8 +321,8 @@ struct VerifyJson {
 }
 
 pub fn verify(ctx: &mut Context, args: &VerifyArgs) -> Result<()> {
-    let record = ctx.enrolled()?;
-    if let Some(until) = record.locked_until(ctx.now) {
+    let view = ctx.enrolled()?;
+    if let Some(until) = view.record.locked_until(ctx.now) {
         return Err(CliError::LockedOut { until, now: false });
     }
     let answer = ctx.input.code(otpgate_config::texts::PROMPT)?;
@@ -343,7 +338,7 @@ pub fn verify(ctx: &mut Context, args: &VerifyArgs) -> Result<()> {
         Check::LockedOut(until) => return Err(CliError::LockedOut { until, now: false }),
         Check::NotEnrolled => return Err(ctx.not_enrolled()),
     };
-    let left = ctx.store.read()?.map_or(0, |r| r.backup.codes.len());
+    let left = ctx.service().view()?.map_or(0, |v| v.backup_codes_left());
     let consumed = method == Method::Backup && args.consume;
     if ctx.json {
         return output::print_json(&VerifyJson {
@@ -376,13 +371,11 @@ struct BackupJson<'a> {
 pub fn backup_codes(ctx: &mut Context, args: &BackupCodesArgs) -> Result<()> {
     ctx.enrolled()?;
     ctx.confirm_current_code(args.force)?;
-    let count = ctx.config.backup_codes as usize;
-    let digits = ctx.config.backup_code_digits;
-    let codes = ctx.store.update(|record| match record.as_mut() {
-        Some(r) => r.new_backup_codes(count, digits).map(Some),
-        None => Ok(None),
-    })?;
-    let codes = codes.ok_or_else(|| ctx.not_enrolled())?;
+    let codes = match ctx.service().change(&Change::NewBackupCodes, ctx.now)? {
+        Changed::BackupCodes { codes } => codes,
+        Changed::NotEnrolled => return Err(ctx.not_enrolled()),
+        other => return Err(unexpected(&other)),
+    };
     if let Some(path) = &args.file {
         let mut text = Zeroizing::new(format!(
             "otpgate backup codes for {}; each works once\n",
@@ -420,8 +413,8 @@ pub fn trusted(ctx: &Context, command: &TrustedCommand) -> Result<()> {
     let now = ctx.now;
     match command {
         TrustedCommand::List => {
-            let record = ctx.enrolled()?;
-            let hosts = trusted_now(&record, now);
+            let view = ctx.enrolled()?;
+            let hosts = trusted_now(&view.record, now);
             if ctx.json {
                 #[derive(Serialize)]
                 struct ListJson<'a> {
@@ -440,33 +433,24 @@ pub fn trusted(ctx: &Context, command: &TrustedCommand) -> Result<()> {
             Ok(())
         }
         TrustedCommand::Remove { host } => {
-            let found = ctx.store.update(|record| {
-                let Some(r) = record.as_mut() else {
-                    return Ok(None);
-                };
-                let before = r.trusted_hosts.len();
-                r.trusted_hosts.retain(|h| &h.host != host);
-                let found = r.trusted_hosts.len() != before;
-                r.prune_trusted_hosts(now);
-                Ok(Some(found))
-            })?;
-            match found {
-                None => Err(ctx.not_enrolled()),
-                Some(false) => Err(CliError::NotTrusted { host: host.clone() }),
-                Some(true) => report(ctx, &format!("{host} is no longer trusted.")),
+            let change = Change::ForgetHost { host: host.clone() };
+            match ctx.service().change(&change, now)? {
+                Changed::NotEnrolled => Err(ctx.not_enrolled()),
+                Changed::Forgot { found: false } => {
+                    Err(CliError::NotTrusted { host: host.clone() })
+                }
+                Changed::Forgot { found: true } => {
+                    report(ctx, &format!("{host} is no longer trusted."))
+                }
+                other => Err(unexpected(&other)),
             }
         }
         TrustedCommand::Clear => {
-            let removed = ctx.store.update(|record| {
-                let Some(r) = record.as_mut() else {
-                    return Ok(None);
-                };
-                r.prune_trusted_hosts(now);
-                let n = r.trusted_hosts.len();
-                r.trusted_hosts.clear();
-                Ok(Some(n))
-            })?;
-            let n = removed.ok_or_else(|| ctx.not_enrolled())?;
+            let n = match ctx.service().change(&Change::ForgetAllHosts, now)? {
+                Changed::ForgotAll { count } => count,
+                Changed::NotEnrolled => return Err(ctx.not_enrolled()),
+                other => return Err(unexpected(&other)),
+            };
             report(
                 ctx,
                 &format!("Removed {n} trusted host{}.", if n == 1 { "" } else { "s" }),
@@ -496,12 +480,19 @@ pub fn report(ctx: &Context, message: &str) -> Result<()> {
 
 /// Removes the file; `Err(NotEnrolled)` when there is none.
 fn remove_enrollment(ctx: &Context) -> Result<()> {
-    let existed = ctx.store.update(|record| Ok(record.take().is_some()))?;
-    if existed {
-        Ok(())
-    } else {
-        Err(ctx.not_enrolled())
+    match ctx.service().change(&Change::Disable, ctx.now)? {
+        Changed::Disabled => Ok(()),
+        Changed::NotEnrolled => Err(ctx.not_enrolled()),
+        other => Err(unexpected(&other)),
     }
+}
+
+/// A store that answered a change with the outcome of another: a bug
+/// there (or a daemon of another build); nothing is claimed done.
+pub fn unexpected(changed: &Changed) -> CliError {
+    CliError::Library(Error::StoreContract {
+        store: format!("unexpected outcome {changed:?}"),
+    })
 }
 
 pub fn after_removal_warning(ctx: &Context) -> Option<String> {
@@ -529,18 +520,15 @@ pub fn disable(ctx: &mut Context, force: bool) -> Result<()> {
 
 pub fn unlock(ctx: &Context) -> Result<()> {
     ctx.require_root("unlock")?;
-    let now = ctx.now;
-    let was_locked = ctx.store.update(|record| {
-        let Some(r) = record.as_mut() else {
-            return Ok(None);
-        };
-        let locked = r.locked_until(now).is_some() || r.state.failures > 0;
-        r.unlock();
-        Ok(Some(locked))
-    })?;
-    match was_locked.ok_or_else(|| ctx.not_enrolled())? {
-        true => report(ctx, &format!("{} is unlocked.", ctx.account.name)),
-        false => report(ctx, &format!("{} was not locked out.", ctx.account.name)),
+    match ctx.service().change(&Change::Unlock, ctx.now)? {
+        Changed::Unlocked { was_locked: true } => {
+            report(ctx, &format!("{} is unlocked.", ctx.account.name))
+        }
+        Changed::Unlocked { was_locked: false } => {
+            report(ctx, &format!("{} was not locked out.", ctx.account.name))
+        }
+        Changed::NotEnrolled => Err(ctx.not_enrolled()),
+        other => Err(unexpected(&other)),
     }
 }
 
@@ -559,7 +547,8 @@ pub fn reset(ctx: &Context) -> Result<()> {
             ),
         ),
         Err(CliError::Library(Error::Unavailable { store, .. })) => {
-            ctx.store.forget()?;
+            ctx.local_store("forgetting an unreachable record")?
+                .forget()?;
             report(
                 ctx,
                 &format!(

@@ -29,21 +29,48 @@ pub fn print_json<T: Serialize>(value: &T) -> Result<()> {
 /// theirs — a path the user chose (a symlinked directory into `/root`, say)
 /// cannot make root leave a file holding their secret somewhere else.
 pub fn write_new_file(path: &Path, bytes: &[u8], owner: &Account) -> Result<()> {
+    create_new_file(path, owner)?.write(bytes)
+}
+
+/// A file [`create_new_file`] made, empty until written.
+pub struct NewFile<'a> {
+    file: std::fs::File,
+    path: &'a Path,
+    owner: &'a Account,
+}
+
+/// The creating half of [`write_new_file`]: the file is there (or the
+/// error is) before anything it is for is saved.
+pub fn create_new_file<'a>(path: &'a Path, owner: &'a Account) -> Result<NewFile<'a>> {
     let id = FsIdentity::of(owner);
     let rules = Rules::any_regular_file();
-    let mut file = with_identity(Some(&id), || {
+    let file = with_identity(Some(&id), || {
         secure_open::open(Location::path(path), Access::CreateNew, &rules).map(|o| o.into_file())
     })?;
-    file.write_all(bytes)
-        .and_then(|()| file.sync_all())
-        .map_err(|e| {
-            remove_written(path, owner);
-            CliError::Output {
-                path: path.to_path_buf(),
-                action: "write",
-                source: e,
-            }
-        })
+    Ok(NewFile { file, path, owner })
+}
+
+impl NewFile<'_> {
+    /// Writes `bytes` and flushes them to disk; on failure the file is
+    /// removed.
+    pub fn write(mut self, bytes: &[u8]) -> Result<()> {
+        self.file
+            .write_all(bytes)
+            .and_then(|()| self.file.sync_all())
+            .map_err(|e| {
+                remove_written(self.path, self.owner);
+                CliError::Output {
+                    path: self.path.to_path_buf(),
+                    action: "write",
+                    source: e,
+                }
+            })
+    }
+
+    /// Removes the file again (what it was for was not saved).
+    pub fn discard(self) {
+        remove_written(self.path, self.owner);
+    }
 }
 
 /// Removes a file [`write_new_file`] made for `owner`, with their identity

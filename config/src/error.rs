@@ -107,6 +107,15 @@ pub enum Error {
     /// (or the newest does not fit the record): reading the record alone
     /// could bring used codes back, so logins are refused.
     StateDamaged { path: PathBuf, why: &'static str },
+    /// `otpgated` could not be asked: not running, no socket, a timeout, a
+    /// reply that is not ours (`cause` says which).
+    Daemon { socket: PathBuf, cause: String },
+    /// `otpgated` answered and did not carry the request out.
+    DaemonRefused {
+        socket: PathBuf,
+        kind: crate::protocol::Failure,
+        message: String,
+    },
 }
 
 /// Result alias for this crate.
@@ -401,6 +410,12 @@ impl fmt::Display for Error {
             }
             Error::Unavailable { user, store, entry } => write_unavailable(f, user, store, entry),
             Error::StateDamaged { path, why } => write_state_damaged(f, path, why),
+            Error::Daemon { socket, cause } => {
+                write!(f, "otpgated at {}: {cause}", socket.display())
+            }
+            Error::DaemonRefused {
+                socket, message, ..
+            } => write!(f, "otpgated at {} refused: {message}", socket.display()),
         }
     }
 }

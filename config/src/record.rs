@@ -55,9 +55,11 @@ use crate::otp::{self, Algorithm, Generator, Secret};
 pub(crate) mod hot;
 mod sends;
 mod sources;
+mod view;
 
 pub use sends::EnrollmentSends;
 pub use sources::{MAX_SOURCES, SourceFailures, source_key};
+pub use view::{App, AppMethod, View};
 
 /// The file version this build writes. Version 2 files may have newer
 /// login state in `<name>.state` (docs/ARCHITECTURE.md §5.4), so a build

@@ -133,9 +133,20 @@ impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
     }
 }
 
-/// Opens the store the system config names for `account` (today: the
-/// user file; `[store]` will choose a daemon).
+/// Opens the store the system config names for `account`: the user file.
+/// With `store.kind = "daemon"` the records are `otpgated`'s and no
+/// process but the daemon opens them; a login asks it through
+/// [`crate::remote::Daemon`], and a caller that needs the record itself is
+/// refused rather than handed a file nobody reads.
 pub fn open(config: &SystemConfig, account: &Account) -> Result<Box<dyn Store>> {
+    if config.store.kind == crate::system::StoreKind::Daemon {
+        return Err(Error::Daemon {
+            socket: config.store.socket.clone().into(),
+            cause: "records are kept by otpgated (store.kind = \"daemon\"), and this \
+                    command does not manage them through it yet"
+                .into(),
+        });
+    }
     Ok(Box::new(UserFile::for_account(config, account)?))
 }
 
@@ -248,6 +259,23 @@ impl UserFile {
             parsed: Mutex::new(None),
             path,
         })
+    }
+
+    /// `account`'s record in a directory of `owner`'s alone (`otpgated`'s
+    /// state directory): the file and the directory must be `owner`'s, the
+    /// user owns nothing there and is never switched to. `config` says how
+    /// durable a rename is (`fsync_directory`).
+    pub fn owned_by(
+        path: PathBuf,
+        account: &Account,
+        owner: u32,
+        config: &SystemConfig,
+    ) -> Result<Self> {
+        let mut file = UserFile::new(path, account, false)?;
+        file.owners = vec![owner];
+        file.dir_owners = vec![owner];
+        file.sync_directory = config.fsync_directory;
+        Ok(file)
     }
 
     /// The file's path.

@@ -160,6 +160,99 @@ pub struct SystemConfig {
     pub policy: Policy,
     /// Codes sent by email or SMS; a channel that is absent is off.
     pub channels: Channels,
+    /// Where the records are: per-user files, or `otpgated`.
+    pub store: StoreConfig,
+    /// `otpgated`'s own settings (the module and the CLI ignore them).
+    pub daemon: DaemonConfig,
+}
+
+/// Which store holds the users' records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreKind {
+    /// One file per user (`user_file`), read and written by the module and
+    /// the CLI themselves: no daemon needed.
+    #[default]
+    Files,
+    /// `otpgated` holds the records; the module and the CLI ask it over
+    /// `store.socket`.
+    Daemon,
+}
+
+/// The `[store]` table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    pub kind: StoreKind,
+    /// `otpgated`'s socket (`kind = "daemon"`).
+    pub socket: String,
+    /// Seconds a request to `otpgated` may take, connecting included, before
+    /// the login is denied (a send adds the channel's own timeout).
+    pub timeout: u32,
+}
+
+/// Where `otpgated` listens unless `store.socket` says otherwise.
+pub const DEFAULT_SOCKET: &str = "/run/otpgate/otpgated.sock";
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            kind: StoreKind::Files,
+            socket: DEFAULT_SOCKET.into(),
+            timeout: 2,
+        }
+    }
+}
+
+/// Where `otpgated` keeps the records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DaemonBackend {
+    /// One file per user under `daemon.state_dir`, the daemon's own.
+    #[default]
+    Files,
+}
+
+/// The `[daemon]` table: read by `otpgated` only.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DaemonConfig {
+    pub backend: DaemonBackend,
+    /// The records (`backend = "files"`): a directory of the daemon's own,
+    /// mode 0700.
+    pub state_dir: String,
+    /// Non-root users whose processes may run logins for any user (a PAM
+    /// application such as OpenVPN or a mail server that does not run as
+    /// root). Root always may.
+    pub login_users: Vec<String>,
+    /// The same for members of these groups (primary or supplementary
+    /// group of the connecting process).
+    pub login_groups: Vec<String>,
+    /// Connections served at once; more wait in the listen queue.
+    pub max_connections: u32,
+    /// Connections at once from one non-root user that is not in
+    /// `login_users`/`login_groups`.
+    pub max_connections_per_user: u32,
+    /// Seconds a client has to send a whole request; a connection idle
+    /// that long is closed.
+    pub client_timeout: u32,
+}
+
+/// Where `otpgated` keeps its files unless `daemon.state_dir` says otherwise.
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/otpgate/records";
+
+impl Default for DaemonConfig {
+    fn default() -> Self {
+        DaemonConfig {
+            backend: DaemonBackend::Files,
+            state_dir: DEFAULT_STATE_DIR.into(),
+            login_users: Vec::new(),
+            login_groups: Vec::new(),
+            max_connections: 1024,
+            max_connections_per_user: 16,
+            client_timeout: 5,
+        }
+    }
 }
 
 impl Default for SystemConfig {
@@ -185,6 +278,8 @@ impl Default for SystemConfig {
             fsync_directory: true,
             policy: Policy::default(),
             channels: Channels::default(),
+            store: StoreConfig::default(),
+            daemon: DaemonConfig::default(),
         }
     }
 }
@@ -304,7 +399,51 @@ impl SystemConfig {
         if self.issuer.contains(':') {
             return Err(invalid("issuer", "must not contain `:`"));
         }
-        self.channels.validate(source)
+        self.channels.validate(source)?;
+        self.validate_daemon(source)
+    }
+
+    /// `[store]` and `[daemon]`: absolute paths, sane limits.
+    fn validate_daemon(&self, source: &str) -> Result<()> {
+        let absolute = |key: &str, path: &str| {
+            if path.starts_with('/') && !path.contains('\0') {
+                Ok(())
+            } else {
+                Err(Error::Invalid {
+                    source: source.into(),
+                    key: key.to_string(),
+                    message: "must be an absolute path".into(),
+                })
+            }
+        };
+        absolute("store.socket", &self.store.socket)?;
+        absolute("daemon.state_dir", &self.daemon.state_dir)?;
+        let d = &self.daemon;
+        let ranges: [(&str, u64, u64, u64); 4] = [
+            ("store.timeout", self.store.timeout.into(), 1, 60),
+            (
+                "daemon.max_connections",
+                d.max_connections.into(),
+                1,
+                65_536,
+            ),
+            (
+                "daemon.max_connections_per_user",
+                d.max_connections_per_user.into(),
+                1,
+                65_536,
+            ),
+            ("daemon.client_timeout", d.client_timeout.into(), 1, 600),
+        ];
+        for (key, value, lo, hi) in ranges {
+            Error::check_range(source, key, value, lo..=hi)?;
+        }
+        Ok(())
+    }
+
+    /// How long one request to `otpgated` may take.
+    pub fn daemon_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.store.timeout.into())
     }
 
     /// The parsed `trusted_networks` (validated at load time).

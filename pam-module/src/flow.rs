@@ -12,12 +12,16 @@
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::Duration;
 
+use otpgate_config::record::View;
 use otpgate_config::record::{Method, source_key};
+use otpgate_config::remote::Daemon;
+use otpgate_config::service::{Local, Service};
 use otpgate_config::store::Backend;
+use otpgate_config::system::StoreKind;
 use otpgate_config::system::{LocalConsole, Requirement, is_local_terminal};
 use otpgate_config::texts;
 use otpgate_config::verification::{Menu, Sender};
-use otpgate_config::{Account, Error, Store, SystemConfig, UserRecord};
+use otpgate_config::{Account, Error, SystemConfig, UserRecord};
 use pam::constants::PamResultCode;
 use zeroize::Zeroizing;
 
@@ -355,14 +359,18 @@ fn run(login: &mut Login<'_>, args: &Args, env: &Env<'_>) -> Result<Code, Code> 
         forward_whole(login, args)?;
         return Err(login.decide(Code::Success, Some("exempt"), Reason::Exempt));
     }
-    let store = open_store(login, env, &config, &account)?;
-    let record = read_record(login, args, store.as_ref(), requirement)?;
+    #[cfg(debug_assertions)]
+    let hook = || args.maybe_panic(crate::args::DebugPanic::Update);
+    #[cfg(not(debug_assertions))]
+    let hook = || {};
+    let service = open_service(login, env, &config, &account, &hook)?;
+    let view = read_view(login, args, service.as_ref(), requirement)?;
     // With forward_pass, wrong answers count against their source only.
     let source = args.forward_pass.then(|| source_key(login.remote()));
-    skip_for_record(login, args, &record, source.as_deref(), now)?;
-    let menu = menu(args, &config, &record);
-    usable(login, args, &record, &menu)?;
-    let mut ask = ask::Ask::new(&config, args, store.as_ref(), &record, now, menu, env)
+    skip_for_record(login, args, &view.record, source.as_deref(), now)?;
+    let menu = menu(args, &config, &view.record);
+    usable(login, args, &view, &menu)?;
+    let mut ask = ask::Ask::new(&config, args, service.as_ref(), &view, now, menu)
         .counting_by(source.as_deref());
     Ok(ask.run(login))
 }
@@ -474,30 +482,40 @@ fn skip_for_network(login: &mut Login<'_>, config: &SystemConfig) -> Result<(), 
     }
 }
 
-/// Step 4a: the user's store.
-fn open_store(
+/// Step 4a: the user's store: `otpgated` (`store.kind = "daemon"`), or
+/// the backend's store in this process. `hook` runs inside every
+/// transaction of a store here (debug builds' panic injection).
+fn open_service<'a>(
     login: &mut Login<'_>,
-    env: &Env<'_>,
-    config: &SystemConfig,
+    env: &Env<'a>,
+    config: &'a SystemConfig,
     account: &Account,
-) -> Result<Box<dyn Store>, Code> {
-    let store = env
-        .stores
-        .open(config, account)
-        .map_err(|e| login.decide(Code::SystemErr, None, Reason::Store(e.to_string())))?;
-    login.debug(&format!("user file {}", store.describe()));
-    Ok(store)
+    hook: &'a dyn Fn(),
+) -> Result<Box<dyn Service + 'a>, Code> {
+    let service: Box<dyn Service + 'a> = match config.store.kind {
+        StoreKind::Daemon => Box::new(Daemon::new(config, &account.name)),
+        StoreKind::Files => {
+            let store = env
+                .stores
+                .open(config, account)
+                .map_err(|e| login.decide(Code::SystemErr, None, Reason::Store(e.to_string())))?;
+            Box::new(Local::new(config, store, env.sender).with_hook(hook))
+        }
+    };
+    login.debug(&format!("record at {}", service.describe()));
+    Ok(service)
 }
 
-/// Step 4b: the user's record; none is a pass or a denial by policy.
-fn read_record(
+/// Step 4b: the user's record as a login sees it; none is a pass or a
+/// denial by policy.
+fn read_view(
     login: &mut Login<'_>,
     args: &Args,
-    store: &dyn Store,
+    service: &dyn Service,
     requirement: Requirement,
-) -> Result<UserRecord, Code> {
-    match store.read() {
-        Ok(Some(record)) => Ok(record),
+) -> Result<View, Code> {
+    match service.view() {
+        Ok(Some(view)) => Ok(view),
         Ok(None) if requirement == Requirement::Required => {
             forward_whole(login, args)?;
             login.error(ENROLL_HINT);
@@ -582,16 +600,11 @@ fn menu(args: &Args, config: &SystemConfig, record: &UserRecord) -> Menu {
 }
 
 /// Step 7 needs a way to get a code: an app, backup codes, a channel.
-fn usable(
-    login: &mut Login<'_>,
-    args: &Args,
-    record: &UserRecord,
-    menu: &Menu,
-) -> Result<(), Code> {
+fn usable(login: &mut Login<'_>, args: &Args, view: &View, menu: &Menu) -> Result<(), Code> {
     if menu.is_empty()
-        && !record.has_app()
-        && record.backup.codes.is_empty()
-        && record.sent_codes.is_empty()
+        && !view.has_app()
+        && view.record.backup.codes.is_empty()
+        && view.record.sent_codes.is_empty()
     {
         forward_whole(login, args)?;
         login.error(texts::NO_METHOD);

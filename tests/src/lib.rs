@@ -16,13 +16,13 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::OnceLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use otpgate_config::UserRecord;
 use otpgate_config::otp::{Algorithm, Secret};
 
 pub mod channels;
+pub mod daemon;
 pub mod sshd;
 
 // The helpers every suite shares, one `use otpgate_tests::*` away.
@@ -58,32 +58,53 @@ pub fn target_dir() -> PathBuf {
         .to_path_buf()
 }
 
-/// The built module, `target/<profile>/libpam_otpgate.so`. `cargo test`
-/// does not build cdylibs of other packages, so the first call runs
-/// `cargo build -p pam-module` (same profile), once per test binary.
-pub fn module() -> PathBuf {
-    static BUILT: OnceLock<Result<(), String>> = OnceLock::new();
-    let result = BUILT.get_or_init(|| {
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
-        let mut cmd = Command::new(cargo);
-        cmd.args(["build", "--quiet", "-p", "pam-module", "--manifest-path"])
-            .arg(&manifest);
-        if !cfg!(debug_assertions) {
-            cmd.arg("--release");
-        }
-        match cmd.status() {
-            Ok(s) if s.success() => Ok(()),
-            Ok(s) => Err(format!("cargo build -p pam-module: {s}")),
-            Err(e) => Err(format!("cargo build -p pam-module: {e}")),
-        }
-    });
-    if let Err(e) = result {
-        panic!("{e}");
+/// Builds `package` with this test binary's profile, once per test
+/// binary and package: `cargo test` does not build cdylibs or binaries of
+/// other packages.
+fn build_once(package: &'static str) {
+    static BUILT: std::sync::Mutex<Vec<&'static str>> = std::sync::Mutex::new(Vec::new());
+    let mut built = BUILT.lock().unwrap_or_else(|p| p.into_inner());
+    if built.contains(&package) {
+        return;
     }
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
+    let mut cmd = Command::new(cargo);
+    cmd.args(["build", "--quiet", "-p", package, "--manifest-path"])
+        .arg(&manifest);
+    if !cfg!(debug_assertions) {
+        cmd.arg("--release");
+    }
+    match cmd.status() {
+        Ok(s) if s.success() => built.push(package),
+        Ok(s) => panic!("cargo build -p {package}: {s}"),
+        Err(e) => panic!("cargo build -p {package}: {e}"),
+    }
+}
+
+/// The built module, `target/<profile>/libpam_otpgate.so`, built on first
+/// use.
+pub fn module() -> PathBuf {
+    build_once("pam-module");
     let so = target_dir().join("libpam_otpgate.so");
     assert!(so.exists(), "{} missing after the build", so.display());
     so
+}
+
+/// The built command, `target/<profile>/otpgate`, built on first use.
+pub fn otpgate_binary() -> PathBuf {
+    build_once("otpgate");
+    let bin = target_dir().join("otpgate");
+    assert!(bin.exists(), "{} missing after the build", bin.display());
+    bin
+}
+
+/// The built daemon, `target/<profile>/otpgated`, built on first use.
+pub fn otpgated_binary() -> PathBuf {
+    build_once("otpgated");
+    let bin = target_dir().join("otpgated");
+    assert!(bin.exists(), "{} missing after the build", bin.display());
+    bin
 }
 
 /// Seconds since 1970.

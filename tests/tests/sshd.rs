@@ -636,3 +636,65 @@ fn su_login_to_the_test_user_asks_password_then_code() {
     let again = su(format!("{PASSWORD}\n{}\n", totp_at(&secret, now())));
     assert!(!again.status.success(), "{again:?}");
 }
+
+// --- through otpgated (store.kind = "daemon", issue #15) ---------------------
+
+/// The same logins with the records held by `otpgated`: sshd's module asks
+/// the daemon (as root, from sshd's monitor); a code works once, a backup
+/// code once, a remembered host skips the code, and with the daemon gone
+/// the login is refused after the password.
+#[test]
+fn ssh_through_otpgated_codes_work_once_and_a_remembered_host_skips_the_code() {
+    use otpgate_config::otp::Algorithm;
+    use otpgate_tests::daemon::{Otpgated, daemon_config};
+    let h = need!(Harness::new(""));
+    h.write_config(&daemon_config(
+        &h,
+        "remember_days = 7\nmax_attempts = 1",
+        "",
+        "",
+    ));
+    let auth = vec![password_line(&h), h.module_line("required", "")];
+    let sshd = need!(Sshd::start(
+        &h,
+        &SshdSetup::new("keyboard-interactive", auth)
+    ));
+    let mut daemon = Otpgated::start(&h);
+    let secret = new_secret();
+    let mut record = totp_record_with(&secret, Algorithm::SHA1, 6);
+    let backup = record.new_backup_codes(1, 8).unwrap()[0].to_string();
+    h.write_record("root", &record);
+    avoid_step_edge();
+    let code = totp_at(&secret, now());
+    sshd.ssh("root")
+        .code(&code)
+        .trust("n")
+        .run()
+        .assert_logged_in();
+    let again = sshd.ssh("root").code(&code).run();
+    again.assert_refused();
+    assert!(again.prompted(CODE_PROMPT), "{again:#?}");
+    sshd.ssh("root").code(&backup).run().assert_logged_in();
+    sshd.ssh("root").code(&backup).run().assert_refused();
+    let trusted = sshd
+        .ssh("root")
+        .code(&totp_at(&secret, now() + 30))
+        .trust("y")
+        .run();
+    trusted.assert_logged_in();
+    let next = sshd.ssh("root").run();
+    next.assert_logged_in();
+    assert!(!next.prompted(CODE_PROMPT), "{next:#?}");
+    let log = h.log();
+    assert!(
+        log.iter().any(|l| l.contains("method=remembered-host")),
+        "{log:#?}"
+    );
+    daemon.kill9();
+    let down = sshd.ssh("root").code(&totp_at(&secret, now() + 60)).run();
+    down.assert_refused();
+    assert!(
+        h.log().iter().any(|l| l.contains("is otpgated running?")),
+        "the log names the cause"
+    );
+}

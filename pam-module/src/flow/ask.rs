@@ -6,13 +6,15 @@
 use std::time::Duration;
 
 use otpgate_config::record::Method;
+use otpgate_config::record::View;
+use otpgate_config::service::{Check, Service, Trust};
 use otpgate_config::verification::{
-    BackupUse, Checked, Menu, Offer, Recipient, Refusal, SendOutcome, Verifier,
+    BackupUse, Checked, Menu, Offer, Recipient, Refusal, SendOutcome,
 };
-use otpgate_config::{Answer, Store, StoreExt, SystemConfig, UserRecord, channel, net, texts};
+use otpgate_config::{Answer, SystemConfig, channel, net, texts};
 use zeroize::Zeroizing;
 
-use super::{Code, Env, FORWARD_PROMPT, Login, PROMPT, Secret};
+use super::{Code, FORWARD_PROMPT, Login, PROMPT, Secret};
 use crate::args::Args;
 use crate::log::Severity;
 use crate::reason::{Reason, Why};
@@ -41,8 +43,7 @@ type Candidate = (Secret, Secret);
 pub(super) struct Ask<'a> {
     config: &'a SystemConfig,
     args: &'a Args,
-    store: &'a dyn Store,
-    sender: &'a dyn otpgate_config::verification::Sender,
+    service: &'a dyn Service,
     /// Lengths a code may have (the OTP's, the backup codes'), for splitting
     /// `forward_pass` answers.
     digits: Vec<usize>,
@@ -57,27 +58,20 @@ pub(super) struct Ask<'a> {
     source: Option<&'a str>,
 }
 
-#[cfg(debug_assertions)]
-fn panic_hook(args: &Args) -> impl Fn() + '_ {
-    || args.maybe_panic(crate::args::DebugPanic::Update)
-}
-
 impl<'a> Ask<'a> {
     pub(super) fn new(
         config: &'a SystemConfig,
         args: &'a Args,
-        store: &'a dyn Store,
-        record: &UserRecord,
+        service: &'a dyn Service,
+        view: &View,
         now: u64,
         menu: Menu,
-        env: &Env<'a>,
     ) -> Self {
         Ask {
             config,
             args,
-            store,
-            sender: env.sender,
-            digits: code_lengths(record, config),
+            service,
+            digits: code_lengths(view, config),
             now,
             menu,
             prompts_left: config.max_attempts,
@@ -95,23 +89,13 @@ impl<'a> Ask<'a> {
 
     pub(super) fn run(&mut self, login: &mut Login<'_>) -> Code {
         self.start = Some(login.clock.monotonic());
-        #[cfg(debug_assertions)]
-        let hook = panic_hook(self.args);
-        #[cfg(debug_assertions)]
-        let verifier = Verifier::new(self.config, self.store).with_hook(&hook);
-        #[cfg(not(debug_assertions))]
-        let verifier = Verifier::new(self.config, self.store);
-        let verifier = match self.source {
-            Some(source) => verifier.per_source(source),
-            None => verifier,
-        };
         loop {
-            let (raw, source) = match self.next_answer(login, &verifier) {
+            let (raw, source) = match self.next_answer(login) {
                 Next::Answer(raw, source) => (raw, source),
                 Next::Again => continue,
                 Next::Done(code) => return code,
             };
-            if let Some(code) = self.judge(login, &verifier, &raw, source) {
+            if let Some(code) = self.judge(login, &raw, source) {
                 return code;
             }
         }
@@ -124,7 +108,7 @@ impl<'a> Ask<'a> {
         self.now.saturating_add(spent)
     }
 
-    fn next_answer(&mut self, login: &mut Login<'_>, verifier: &Verifier<'_>) -> Next {
+    fn next_answer(&mut self, login: &mut Login<'_>) -> Next {
         if self.first_pass {
             self.first_pass = false;
             return self.take_authtok(login);
@@ -138,7 +122,7 @@ impl<'a> Ask<'a> {
             Err(code) => return Next::Done(code),
         };
         match self.menu.choice(&answer).cloned() {
-            Some(offer) => self.send(login, verifier, &offer),
+            Some(offer) => self.send(login, &offer),
             None => Next::Answer(answer, Source::Prompt),
         }
     }
@@ -202,7 +186,7 @@ impl<'a> Ask<'a> {
     }
 
     /// Sends a code the user picked from the menu and tells them.
-    fn send(&mut self, login: &mut Login<'_>, verifier: &Verifier<'_>, offer: &Offer) -> Next {
+    fn send(&mut self, login: &mut Login<'_>, offer: &Offer) -> Next {
         let now = self.time(login);
         let user = login.user.clone().unwrap_or_default();
         let service = login.service.clone().unwrap_or_default();
@@ -211,7 +195,7 @@ impl<'a> Ask<'a> {
             service: &service,
         };
         let kind = offer.kind;
-        let outcome = match verifier.send_code(offer, now, recipient, self.sender) {
+        let outcome = match self.service.send_code(offer, now, recipient) {
             Ok(outcome) => outcome,
             Err(e) => {
                 login.error(texts::CANNOT_UPDATE);
@@ -264,13 +248,7 @@ impl<'a> Ask<'a> {
     }
 
     /// Checks an answer; `Some` when the login is decided.
-    fn judge(
-        &mut self,
-        login: &mut Login<'_>,
-        verifier: &Verifier<'_>,
-        raw: &[u8],
-        source: Source,
-    ) -> Option<Code> {
+    fn judge(&mut self, login: &mut Login<'_>, raw: &[u8], source: Source) -> Option<Code> {
         let candidates = self.candidates(raw);
         if source == Source::AuthTok
             && self.args.try_first_pass
@@ -283,7 +261,12 @@ impl<'a> Ask<'a> {
         }
         let now = self.time(login);
         let codes: Vec<&[u8]> = candidates.iter().map(|(_, c)| c.as_slice()).collect();
-        let checked = match verifier.check(&codes, now, BackupUse::Consume) {
+        let check = Check {
+            candidates: &codes,
+            backup: BackupUse::Consume,
+            source: self.source,
+        };
+        let checked = match self.service.check(check, now) {
             Ok(c) => c,
             Err(e) => {
                 login.error(texts::CANNOT_UPDATE);
@@ -428,12 +411,13 @@ impl<'a> Ask<'a> {
         if service.is_empty() || !said_yes(login, &texts::trust_question(&address, days)) {
             return;
         }
-        let until = now.saturating_add(u64::from(days) * 86_400);
-        let result = self.store.update(|slot| {
-            Ok(slot
-                .as_mut()
-                .and_then(|record| record.trust_host(&address, &service, until, now)))
-        });
+        let trust = Trust {
+            host: address,
+            service,
+            days,
+        };
+        let result = self.service.trust_host(&trust, now);
+        let service = trust.service;
         match result {
             Ok(Some(host)) => {
                 login.info(&texts::trusted_for(&host, &service, days));
@@ -469,13 +453,10 @@ fn said_yes(login: &mut Login<'_>, question: &str) -> bool {
 /// Code lengths of a record: its OTP digits and the backup code length
 /// (longest first, so a password ending in digits keeps them only when no
 /// longer code matches).
-fn code_lengths(record: &UserRecord, config: &SystemConfig) -> Vec<usize> {
+fn code_lengths(view: &View, config: &SystemConfig) -> Vec<usize> {
     let mut v = Vec::new();
-    if let Some(t) = &record.totp {
-        v.push(usize::from(t.digits));
-    }
-    if let Some(h) = &record.hotp {
-        v.push(usize::from(h.digits));
+    if let Some(app) = &view.app {
+        v.push(usize::from(app.digits));
     }
     v.push(usize::from(config.backup_code_digits));
     v.sort_unstable_by(|a, b| b.cmp(a));

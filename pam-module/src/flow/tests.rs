@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::Arc;
 
+use otpgate_config::Store;
 use otpgate_config::channel::Kind;
 use otpgate_config::deliver::{Message, Outcome};
 use otpgate_config::store::{MemoryBackend, MemoryStore};

@@ -10,6 +10,10 @@
 //!   (`renameat2(RENAME_EXCHANGE)`) as fast as it can for `SECONDS`, then
 //!   prints the number of exchanges. Run as the test user, it is a user
 //!   racing symlinks against the logins of a root process.
+//! - `ask SOCKET`: sends the TOML request read from standard input to
+//!   `otpgated` at `SOCKET` in one frame and prints the reply's TOML (or
+//!   `error: ...`). Run as the test user, it is a user's own client of
+//!   the daemon, which need not be our CLI.
 #![forbid(unsafe_code)]
 
 use std::path::Path;
@@ -24,11 +28,14 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("update-loop") if args.len() == 2 => update_loop(Path::new(&args[1])),
+        Some("ask") if args.len() == 2 => ask(Path::new(&args[1])),
         Some("swap") if args.len() >= 4 && args.len().is_multiple_of(2) => {
             swap(&args[1], &args[2..])
         }
         _ => {
-            eprintln!("usage: otpgate-hardening-helper update-loop FILE | swap SECONDS A B...");
+            eprintln!(
+                "usage: otpgate-hardening-helper update-loop FILE | swap SECONDS A B... | ask SOCKET"
+            );
             ExitCode::from(2)
         }
     }
@@ -109,4 +116,35 @@ fn swap(seconds: &str, pairs: &[String]) -> ExitCode {
     }
     println!("{swaps} {failures}");
     ExitCode::SUCCESS
+}
+
+fn ask(socket: &Path) -> ExitCode {
+    use otpgate_config::protocol::{self, Reply};
+    use std::io::Read;
+    let mut request = String::new();
+    if std::io::stdin().read_to_string(&mut request).is_err() {
+        return ExitCode::from(2);
+    }
+    let mut stream = match std::os::unix::net::UnixStream::connect(socket) {
+        Ok(s) => s,
+        Err(e) => {
+            println!("error: connect: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+    if let Err(e) = protocol::write_payload(&mut stream, request.as_bytes()) {
+        println!("error: write: {e}");
+        return ExitCode::FAILURE;
+    }
+    match protocol::read_frame::<Reply>(&mut stream) {
+        Ok(reply) => {
+            print!("{}", toml::to_string(&reply).unwrap_or_default());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            println!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }

@@ -1,0 +1,248 @@
+//! The account changes the `otpgate` command makes to a record, as values:
+//! new backup codes, forgetting remembered hosts, disabling, unlocking,
+//! saving an enrollment. [`Change::apply`] is the one place each is done,
+//! whether the command changes its own file store or `otpgated` does it
+//! for the command (docs/ARCHITECTURE.md, §3.1).
+
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+use crate::error::Result;
+use crate::record::UserRecord;
+use crate::system::SystemConfig;
+
+/// One change to a user's record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "change", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum Change {
+    /// Replaces the backup codes (count and digits from the config).
+    NewBackupCodes,
+    /// Forgets every remembered trust of `host`.
+    ForgetHost { host: String },
+    /// Forgets every remembered host.
+    ForgetAllHosts,
+    /// Removes the enrollment.
+    Disable,
+    /// Ends a lockout and clears the failure count.
+    Unlock,
+    /// Saves a new enrollment, with fresh backup codes; `replacing` says
+    /// whether the caller saw one already (someone else enrolling
+    /// meanwhile wins: nothing is overwritten). The email address and
+    /// phone number of the enrollment replaced are kept.
+    Enroll {
+        record: Box<UserRecord>,
+        replacing: bool,
+    },
+}
+
+/// What a change came to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "changed", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum Changed {
+    /// There is no record to change.
+    NotEnrolled,
+    /// `NewBackupCodes`, `Enroll`: the new backup codes, in clear, the
+    /// only time they exist so.
+    BackupCodes { codes: Vec<Zeroizing<String>> },
+    /// `ForgetHost`: whether the host was remembered.
+    Forgot { found: bool },
+    /// `ForgetAllHosts`: how many trusts were forgotten.
+    ForgotAll { count: u32 },
+    /// `Disable`.
+    Disabled,
+    /// `Unlock`: whether the account was locked or had failures.
+    Unlocked { was_locked: bool },
+    /// `Enroll`: someone else enrolled or disabled meanwhile; nothing saved.
+    Raced,
+}
+
+impl Change {
+    /// Whether a user who is not root must prove a current code before
+    /// the daemon makes this change for them: it would hand them a new way
+    /// in (backup codes, a new secret) or remove the second factor.
+    /// Forgetting hosts only makes logins stricter.
+    pub fn needs_proof(&self, enrolled: bool) -> bool {
+        match self {
+            Change::NewBackupCodes | Change::Disable => true,
+            Change::Enroll { .. } => enrolled,
+            Change::ForgetHost { .. } | Change::ForgetAllHosts | Change::Unlock => false,
+        }
+    }
+
+    /// Whether only root may ask for this change.
+    pub fn root_only(&self) -> bool {
+        matches!(self, Change::Unlock)
+    }
+
+    /// A short name for log lines.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Change::NewBackupCodes => "new-backup-codes",
+            Change::ForgetHost { .. } => "forget-host",
+            Change::ForgetAllHosts => "forget-all-hosts",
+            Change::Disable => "disable",
+            Change::Unlock => "unlock",
+            Change::Enroll { .. } => "enroll",
+        }
+    }
+
+    /// Makes the change to `slot` (inside the store's transaction; may run
+    /// more than once, so it acts on the record alone).
+    pub fn apply(
+        &self,
+        slot: &mut Option<UserRecord>,
+        config: &SystemConfig,
+        now: u64,
+    ) -> Result<Changed> {
+        if let Change::Enroll { record, replacing } = self {
+            return enroll(slot, record, *replacing, config);
+        }
+        let Some(record) = slot.as_mut() else {
+            return Ok(Changed::NotEnrolled);
+        };
+        Ok(match self {
+            Change::NewBackupCodes => Changed::BackupCodes {
+                codes: new_backup_codes(record, config)?,
+            },
+            Change::ForgetHost { host } => {
+                let before = record.trusted_hosts.len();
+                record.trusted_hosts.retain(|h| &h.host != host);
+                let found = record.trusted_hosts.len() != before;
+                record.prune_trusted_hosts(now);
+                Changed::Forgot { found }
+            }
+            Change::ForgetAllHosts => {
+                record.prune_trusted_hosts(now);
+                let count = u32::try_from(record.trusted_hosts.len()).unwrap_or(u32::MAX);
+                record.trusted_hosts.clear();
+                Changed::ForgotAll { count }
+            }
+            Change::Disable => {
+                *slot = None;
+                Changed::Disabled
+            }
+            Change::Unlock => {
+                let was_locked = record.locked_until(now).is_some() || record.state.failures > 0;
+                record.unlock();
+                Changed::Unlocked { was_locked }
+            }
+            Change::Enroll { .. } => unreachable!("handled above"),
+        })
+    }
+}
+
+fn new_backup_codes(
+    record: &mut UserRecord,
+    config: &SystemConfig,
+) -> Result<Vec<Zeroizing<String>>> {
+    record.new_backup_codes(config.backup_codes as usize, config.backup_code_digits)
+}
+
+/// [`Change::Enroll`].
+fn enroll(
+    slot: &mut Option<UserRecord>,
+    record: &UserRecord,
+    replacing: bool,
+    config: &SystemConfig,
+) -> Result<Changed> {
+    if slot.is_some() != replacing {
+        return Ok(Changed::Raced);
+    }
+    // Only the app is taken from the caller, and the TOTP step its
+    // confirmation code used (a later step can only refuse more codes):
+    // failures, trusts, codes and destinations of its choosing would be a
+    // way around the rules.
+    let mut new = UserRecord::new_channels_only();
+    new.totp = record.totp.clone();
+    new.hotp = record.hotp.clone();
+    new.state.last_step = record.state.last_step;
+    new.validate(std::path::Path::new("the new enrollment"))?;
+    if let Some(old) = slot.as_ref() {
+        new.email = old.email.clone();
+        new.sms = old.sms.clone();
+    }
+    let codes = new_backup_codes(&mut new, config)?;
+    *slot = Some(new);
+    Ok(Changed::BackupCodes { codes })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::totp_record;
+
+    fn config() -> SystemConfig {
+        SystemConfig::default()
+    }
+
+    #[test]
+    fn new_backup_codes_replace_the_old_ones() {
+        let mut slot = Some(totp_record());
+        let first = Change::NewBackupCodes
+            .apply(&mut slot, &config(), 0)
+            .unwrap();
+        let Changed::BackupCodes { codes } = first else {
+            panic!("{first:?}")
+        };
+        assert_eq!(codes.len(), 10);
+        let hashes = slot.as_ref().unwrap().backup.codes.clone();
+        Change::NewBackupCodes
+            .apply(&mut slot, &config(), 0)
+            .unwrap();
+        assert_ne!(slot.unwrap().backup.codes, hashes);
+    }
+
+    #[test]
+    fn an_enrollment_never_overwrites_one_made_meanwhile() {
+        let change = Change::Enroll {
+            record: Box::new(totp_record()),
+            replacing: false,
+        };
+        let mut slot = Some(totp_record());
+        assert_eq!(
+            change.apply(&mut slot, &config(), 0).unwrap(),
+            Changed::Raced
+        );
+        let mut empty = None;
+        let done = change.apply(&mut empty, &config(), 0).unwrap();
+        assert!(matches!(done, Changed::BackupCodes { codes } if codes.len() == 10));
+        assert!(empty.is_some());
+    }
+
+    #[test]
+    fn an_enrollment_takes_only_the_app_from_the_caller() {
+        let mut offered = totp_record();
+        offered.state.last_step = 99;
+        offered.state.failures = 3;
+        offered.backup.codes = vec!["chosen".into()];
+        offered.trust_host("203.0.113.7", "sshd", 1_000, 0);
+        let change = Change::Enroll {
+            record: Box::new(offered.clone()),
+            replacing: false,
+        };
+        let mut slot = None;
+        change.apply(&mut slot, &config(), 0).unwrap();
+        let saved = slot.unwrap();
+        assert_eq!(saved.totp, offered.totp);
+        assert_eq!(
+            saved.state.last_step, 99,
+            "the confirmation code stays used"
+        );
+        assert_eq!(saved.state.failures, 0);
+        assert!(saved.trusted_hosts.is_empty());
+        assert!(!saved.backup.codes.contains(&"chosen".to_string()));
+    }
+
+    #[test]
+    fn what_needs_a_code_first() {
+        assert!(Change::NewBackupCodes.needs_proof(true));
+        assert!(Change::Disable.needs_proof(true));
+        let enroll = Change::Enroll {
+            record: Box::new(totp_record()),
+            replacing: true,
+        };
+        assert!(enroll.needs_proof(true) && !enroll.needs_proof(false));
+        assert!(!Change::ForgetAllHosts.needs_proof(true));
+        assert!(Change::Unlock.root_only() && !Change::Disable.root_only());
+    }
+}

@@ -1,0 +1,498 @@
+//! The protocol between `otpgated` and its clients (the PAM module, the
+//! CLI): one request, one reply, each in a frame (docs/ARCHITECTURE.md,
+//! §5.5).
+//!
+//! A frame is a 9-byte header, `OTPG`, the protocol version (one byte) and
+//! the payload's length (four bytes, big-endian), then the payload: a TOML
+//! document of at most [`MAX_PAYLOAD`] bytes. A peer reads the header
+//! first and refuses a wrong magic, another version or a length over the
+//! cap before it reads or allocates the payload, so garbage costs nine
+//! bytes of reading. TOML because every message is a small table of
+//! strings and numbers that the crates here parse already, and a person
+//! can read it in a trace.
+
+use std::io::{self, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+use crate::change::{Change, Changed};
+use crate::channel::Kind;
+use crate::record::{Method, View};
+use crate::service::Trust;
+use crate::verification::{Checked, Refusal, SendOutcome};
+
+/// The first four bytes of every frame.
+pub const MAGIC: [u8; 4] = *b"OTPG";
+/// The protocol version this build speaks.
+pub const VERSION: u8 = 1;
+/// Largest payload accepted (a request is under 1 KiB; a view with every
+/// list full is under 32 KiB).
+pub const MAX_PAYLOAD: usize = 64 * 1024;
+/// Bytes before the payload.
+pub const HEADER_LEN: usize = 9;
+
+/// A request: what to do, for which user. The daemon decides from the
+/// peer's credentials whether this peer may ask it (`otpgated`'s `peer`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum Request {
+    /// The user's record without secrets.
+    View { user: String },
+    /// Checks an answer: every candidate (one answer, or the splits of a
+    /// `forward_pass` answer) in one transaction.
+    Check {
+        user: String,
+        candidates: Vec<Zeroizing<String>>,
+        /// Confirm a backup code without using it up (`otpgate verify`).
+        #[serde(default)]
+        keep_backup: bool,
+        /// Count a wrong answer against this source only (`forward_pass`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        source: Option<String>,
+    },
+    /// Creates a code and sends it by `channel` to `to` (the destination
+    /// the login offered; refused if it changed meanwhile).
+    SendCode {
+        user: String,
+        channel: Kind,
+        to: String,
+        /// The PAM service, for the message.
+        service: String,
+    },
+    /// Remembers a host after a code from the app.
+    TrustHost { user: String, trust: Trust },
+    /// An account change of the `otpgate` command. `proof`: the token of
+    /// an accepted check, for a change that needs a current code.
+    Change {
+        user: String,
+        change: Change,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        proof: Option<Zeroizing<String>>,
+    },
+}
+
+impl Request {
+    /// The user the request is about.
+    pub fn user(&self) -> &str {
+        match self {
+            Request::View { user }
+            | Request::Check { user, .. }
+            | Request::SendCode { user, .. }
+            | Request::TrustHost { user, .. }
+            | Request::Change { user, .. } => user,
+        }
+    }
+
+    /// The operation's name, for log lines.
+    pub fn op(&self) -> &'static str {
+        match self {
+            Request::View { .. } => "view",
+            Request::Check { .. } => "check",
+            Request::SendCode { .. } => "send-code",
+            Request::TrustHost { .. } => "trust-host",
+            Request::Change { .. } => "change",
+        }
+    }
+}
+
+/// A reply to one request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "reply", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum Reply {
+    /// `View`: the view, or none (not enrolled).
+    View {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        view: Option<Box<View>>,
+    },
+    Checked {
+        checked: WireChecked,
+        /// For a user who is not root, after an accepted code: the token
+        /// that lets one following change that needs a code be made.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        proof: Option<Zeroizing<String>>,
+    },
+    Changed {
+        changed: Changed,
+    },
+    Sent {
+        outcome: WireSent,
+    },
+    Trusted {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        host: Option<String>,
+    },
+    /// The request was not carried out.
+    Error {
+        kind: Failure,
+        message: String,
+    },
+}
+
+/// Why a request was not carried out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Failure {
+    /// This peer may not ask this (the permission table).
+    Forbidden,
+    /// No such user.
+    UnknownUser,
+    /// A frame or request the daemon cannot read.
+    BadRequest,
+    /// Another protocol version.
+    Version,
+    /// The daemon's store failed (I/O, a damaged record, a lock timeout).
+    Store,
+    /// The daemon is at its connection limit.
+    Busy,
+}
+
+/// [`Checked`] as it travels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum WireChecked {
+    Accepted {
+        method: WireMethod,
+        backups_left: u32,
+        candidate: u32,
+    },
+    Refused {
+        why: WireRefusal,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tried: Option<WireMethod>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        locked_until: Option<u64>,
+    },
+    Locked {
+        until: u64,
+    },
+    NotEnrolled,
+}
+
+/// [`Method`] as it travels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WireMethod {
+    Totp,
+    Hotp,
+    Backup,
+    Email,
+    Sms,
+}
+
+/// [`Refusal`] as it travels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WireRefusal {
+    Wrong,
+    Replayed,
+    Expired,
+}
+
+/// [`SendOutcome`] as it travels.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum WireSent {
+    Sent { took_ms: u64, minutes: u32 },
+    Failed { why: String },
+    Limited { next: u64, max: u32 },
+    Locked { until: u64 },
+    Gone,
+}
+
+impl From<Method> for WireMethod {
+    fn from(m: Method) -> Self {
+        match m {
+            Method::Totp => WireMethod::Totp,
+            Method::Hotp => WireMethod::Hotp,
+            Method::Backup => WireMethod::Backup,
+            Method::Email => WireMethod::Email,
+            Method::Sms => WireMethod::Sms,
+        }
+    }
+}
+
+impl From<WireMethod> for Method {
+    fn from(m: WireMethod) -> Self {
+        match m {
+            WireMethod::Totp => Method::Totp,
+            WireMethod::Hotp => Method::Hotp,
+            WireMethod::Backup => Method::Backup,
+            WireMethod::Email => Method::Email,
+            WireMethod::Sms => Method::Sms,
+        }
+    }
+}
+
+impl From<Refusal> for WireRefusal {
+    fn from(r: Refusal) -> Self {
+        match r {
+            Refusal::Wrong => WireRefusal::Wrong,
+            Refusal::Replayed => WireRefusal::Replayed,
+            Refusal::Expired => WireRefusal::Expired,
+        }
+    }
+}
+
+impl From<WireRefusal> for Refusal {
+    fn from(r: WireRefusal) -> Self {
+        match r {
+            WireRefusal::Wrong => Refusal::Wrong,
+            WireRefusal::Replayed => Refusal::Replayed,
+            WireRefusal::Expired => Refusal::Expired,
+        }
+    }
+}
+
+impl From<Checked> for WireChecked {
+    fn from(c: Checked) -> Self {
+        let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+        match c {
+            Checked::Accepted {
+                method,
+                backups_left,
+                candidate,
+            } => WireChecked::Accepted {
+                method: method.into(),
+                backups_left: count(backups_left),
+                candidate: count(candidate),
+            },
+            Checked::Refused {
+                why,
+                tried,
+                locked_until,
+            } => WireChecked::Refused {
+                why: why.into(),
+                tried: tried.map(Into::into),
+                locked_until,
+            },
+            Checked::Locked(until) => WireChecked::Locked { until },
+            Checked::NotEnrolled => WireChecked::NotEnrolled,
+        }
+    }
+}
+
+impl From<WireChecked> for Checked {
+    fn from(c: WireChecked) -> Self {
+        match c {
+            WireChecked::Accepted {
+                method,
+                backups_left,
+                candidate,
+            } => Checked::Accepted {
+                method: method.into(),
+                backups_left: backups_left as usize,
+                candidate: candidate as usize,
+            },
+            WireChecked::Refused {
+                why,
+                tried,
+                locked_until,
+            } => Checked::Refused {
+                why: why.into(),
+                tried: tried.map(Into::into),
+                locked_until,
+            },
+            WireChecked::Locked { until } => Checked::Locked(until),
+            WireChecked::NotEnrolled => Checked::NotEnrolled,
+        }
+    }
+}
+
+impl From<SendOutcome> for WireSent {
+    fn from(s: SendOutcome) -> Self {
+        match s {
+            SendOutcome::Sent { took, minutes } => WireSent::Sent {
+                took_ms: u64::try_from(took.as_millis()).unwrap_or(u64::MAX),
+                minutes,
+            },
+            SendOutcome::Failed(why) => WireSent::Failed { why },
+            SendOutcome::Limited { next, max } => WireSent::Limited { next, max },
+            SendOutcome::Locked(until) => WireSent::Locked { until },
+            SendOutcome::Gone => WireSent::Gone,
+        }
+    }
+}
+
+impl From<WireSent> for SendOutcome {
+    fn from(s: WireSent) -> Self {
+        match s {
+            WireSent::Sent { took_ms, minutes } => SendOutcome::Sent {
+                took: std::time::Duration::from_millis(took_ms),
+                minutes,
+            },
+            WireSent::Failed { why } => SendOutcome::Failed(why),
+            WireSent::Limited { next, max } => SendOutcome::Limited { next, max },
+            WireSent::Locked { until } => SendOutcome::Locked(until),
+            WireSent::Gone => SendOutcome::Gone,
+        }
+    }
+}
+
+/// What can go wrong reading a frame.
+#[derive(Debug)]
+pub enum FrameError {
+    /// The peer closed the connection before a frame began.
+    Closed,
+    Io(io::Error),
+    /// Not `OTPG`.
+    Magic,
+    /// A version this build does not speak.
+    Version(u8),
+    /// A declared payload over [`MAX_PAYLOAD`].
+    TooLarge(u64),
+    /// A payload that is not UTF-8 or not a message of ours.
+    Malformed(String),
+}
+
+impl std::fmt::Display for FrameError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FrameError::Closed => write!(f, "connection closed"),
+            FrameError::Io(e) if is_timeout(e) => write!(f, "timed out"),
+            FrameError::Io(e) => write!(f, "{e}"),
+            FrameError::Magic => write!(f, "not an otpgate frame (bad magic)"),
+            FrameError::Version(v) => write!(
+                f,
+                "protocol version {v} is not supported (this build speaks version {VERSION})"
+            ),
+            FrameError::TooLarge(n) => {
+                write!(f, "frame of {n} bytes is over the limit of {MAX_PAYLOAD}")
+            }
+            FrameError::Malformed(why) => write!(f, "malformed message: {why}"),
+        }
+    }
+}
+
+/// A stream whose every read and write gives up at one deadline, so a peer
+/// that sends a byte at a time cannot stretch a request past it.
+pub struct Timed<'a> {
+    stream: &'a mut UnixStream,
+    deadline: Instant,
+}
+
+impl<'a> Timed<'a> {
+    pub fn new(stream: &'a mut UnixStream, deadline: Instant) -> Self {
+        Timed { stream, deadline }
+    }
+
+    fn left(&self) -> io::Result<Duration> {
+        self.deadline
+            .checked_duration_since(Instant::now())
+            .filter(|d| !d.is_zero())
+            .ok_or_else(|| io::Error::from(io::ErrorKind::TimedOut))
+    }
+}
+
+impl Read for Timed<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let left = self.left()?;
+        self.stream.set_read_timeout(Some(left))?;
+        self.stream.read(buf)
+    }
+}
+
+impl Write for Timed<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let left = self.left()?;
+        self.stream.set_write_timeout(Some(left))?;
+        self.stream.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.stream.flush()
+    }
+}
+
+/// True for the errors a socket timeout gives.
+pub fn is_timeout(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
+}
+
+/// Writes `message` as one frame (header and payload in one write).
+pub fn write_frame<T: Serialize>(w: &mut impl Write, message: &T) -> Result<(), FrameError> {
+    let text =
+        Zeroizing::new(toml::to_string(message).map_err(|e| FrameError::Malformed(e.to_string()))?);
+    write_payload(w, text.as_bytes())
+}
+
+/// Writes a frame around `payload`, which the caller checked for size.
+pub fn write_payload(w: &mut impl Write, payload: &[u8]) -> Result<(), FrameError> {
+    let len = u32::try_from(payload.len())
+        .ok()
+        .filter(|&n| n as usize <= MAX_PAYLOAD)
+        .ok_or(FrameError::TooLarge(payload.len() as u64))?;
+    let mut frame = Zeroizing::new(Vec::with_capacity(HEADER_LEN + payload.len()));
+    frame.extend_from_slice(&MAGIC);
+    frame.push(VERSION);
+    frame.extend_from_slice(&len.to_be_bytes());
+    frame.extend_from_slice(payload);
+    w.write_all(&frame).map_err(FrameError::Io)?;
+    w.flush().map_err(FrameError::Io)
+}
+
+/// Reads one frame's payload: the header checked before anything else is
+/// read or allocated.
+pub fn read_payload(r: &mut impl Read) -> Result<Zeroizing<String>, FrameError> {
+    let mut header = [0u8; HEADER_LEN];
+    read_header(r, &mut header)?;
+    let len = parse_header(&header)?;
+    let mut payload = Zeroizing::new(vec![0u8; len]);
+    r.read_exact(&mut payload).map_err(|e| match e.kind() {
+        io::ErrorKind::UnexpectedEof => FrameError::Malformed("truncated payload".into()),
+        _ => FrameError::Io(e),
+    })?;
+    let text = String::from_utf8(std::mem::take(&mut *payload))
+        .map_err(|_| FrameError::Malformed("payload is not UTF-8".into()))?;
+    Ok(Zeroizing::new(text))
+}
+
+/// Reads and parses one frame.
+pub fn read_frame<T: for<'de> Deserialize<'de>>(r: &mut impl Read) -> Result<T, FrameError> {
+    let text = read_payload(r)?;
+    parse_message(&text)
+}
+
+/// Parses a payload as a message.
+pub fn parse_message<T: for<'de> Deserialize<'de>>(text: &str) -> Result<T, FrameError> {
+    toml::from_str(text).map_err(|e| FrameError::Malformed(e.message().to_string()))
+}
+
+/// Fills `header`; a peer that closes before the first byte is
+/// [`FrameError::Closed`], one that closes in the middle is malformed.
+fn read_header(r: &mut impl Read, header: &mut [u8; HEADER_LEN]) -> Result<(), FrameError> {
+    let mut got = 0;
+    while got < HEADER_LEN {
+        match r.read(&mut header[got..]) {
+            Ok(0) if got == 0 => return Err(FrameError::Closed),
+            Ok(0) => return Err(FrameError::Malformed("truncated header".into())),
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(FrameError::Io(e)),
+        }
+    }
+    Ok(())
+}
+
+/// The payload length a header announces, if the header is ours.
+pub fn parse_header(header: &[u8; HEADER_LEN]) -> Result<usize, FrameError> {
+    if header[..4] != MAGIC {
+        return Err(FrameError::Magic);
+    }
+    if header[4] != VERSION {
+        return Err(FrameError::Version(header[4]));
+    }
+    let len = u32::from_be_bytes([header[5], header[6], header[7], header[8]]);
+    if len as usize > MAX_PAYLOAD {
+        return Err(FrameError::TooLarge(len.into()));
+    }
+    Ok(len as usize)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,225 @@
+use super::*;
+use crate::record::View;
+use crate::testing::totp_record;
+
+fn framed<T: Serialize>(message: &T) -> Vec<u8> {
+    let mut out = Vec::new();
+    write_frame(&mut out, message).unwrap();
+    out
+}
+
+fn every_request() -> Vec<Request> {
+    vec![
+        Request::View {
+            user: "alice".into(),
+        },
+        Request::Check {
+            user: "alice".into(),
+            candidates: vec![Zeroizing::new("123456".into()), Zeroizing::new("".into())],
+            keep_backup: true,
+            source: Some("203.0.113.7".into()),
+        },
+        Request::SendCode {
+            user: "alice".into(),
+            channel: Kind::Email,
+            to: "alice@example.org".into(),
+            service: "sshd".into(),
+        },
+        Request::TrustHost {
+            user: "alice".into(),
+            trust: Trust {
+                host: "203.0.113.7".into(),
+                service: "sshd".into(),
+                days: 7,
+            },
+        },
+        Request::Change {
+            user: "alice".into(),
+            change: Change::Enroll {
+                record: Box::new(totp_record()),
+                replacing: true,
+            },
+            proof: Some(Zeroizing::new("tok".into())),
+        },
+        Request::Change {
+            user: "alice".into(),
+            change: Change::ForgetHost { host: "::1".into() },
+            proof: None,
+        },
+    ]
+}
+
+fn every_reply() -> Vec<Reply> {
+    vec![
+        Reply::View { view: None },
+        Reply::View {
+            view: Some(Box::new(View::of(&totp_record()))),
+        },
+        Reply::Checked {
+            checked: Checked::Accepted {
+                method: Method::Backup,
+                backups_left: 9,
+                candidate: 0,
+            }
+            .into(),
+            proof: Some(Zeroizing::new("tok".into())),
+        },
+        Reply::Changed {
+            changed: Changed::BackupCodes {
+                codes: vec![Zeroizing::new("12345678".into())],
+            },
+        },
+        Reply::Checked {
+            proof: None,
+            checked: Checked::Refused {
+                why: Refusal::Replayed,
+                tried: Some(Method::Totp),
+                locked_until: Some(5),
+            }
+            .into(),
+        },
+        Reply::Checked {
+            checked: Checked::Locked(77).into(),
+            proof: None,
+        },
+        Reply::Checked {
+            checked: Checked::NotEnrolled.into(),
+            proof: None,
+        },
+        Reply::Sent {
+            outcome: SendOutcome::Limited { next: 9, max: 3 }.into(),
+        },
+        Reply::Sent {
+            outcome: SendOutcome::Failed("exit 1".into()).into(),
+        },
+        Reply::Trusted {
+            host: Some("::1".into()),
+        },
+        Reply::Error {
+            kind: Failure::Forbidden,
+            message: "no".into(),
+        },
+    ]
+}
+
+#[test]
+fn every_message_reads_back_as_written() {
+    for request in every_request() {
+        let back: Request = read_frame(&mut framed(&request).as_slice()).unwrap();
+        assert_eq!(back, request);
+    }
+    for reply in every_reply() {
+        let back: Reply = read_frame(&mut framed(&reply).as_slice()).unwrap();
+        assert_eq!(back, reply);
+    }
+}
+
+#[test]
+fn the_header_is_checked_before_the_payload_is_read() {
+    let mut frame = framed(&every_request()[0]);
+    frame[0] = b'X';
+    assert!(matches!(
+        read_payload(&mut frame.as_slice()),
+        Err(FrameError::Magic)
+    ));
+    let mut frame = framed(&every_request()[0]);
+    frame[4] = 2;
+    let err = read_payload(&mut frame.as_slice()).unwrap_err();
+    assert!(matches!(err, FrameError::Version(2)));
+    assert!(
+        err.to_string().contains("version 2 is not supported"),
+        "{err}"
+    );
+    // A header announcing 4 GiB, followed by nothing: refused from the
+    // header alone, nothing allocated.
+    let mut huge = MAGIC.to_vec();
+    huge.push(VERSION);
+    huge.extend_from_slice(&u32::MAX.to_be_bytes());
+    assert!(matches!(
+        read_payload(&mut huge.as_slice()),
+        Err(FrameError::TooLarge(n)) if n == u64::from(u32::MAX)
+    ));
+}
+
+#[test]
+fn truncated_frames_and_empty_streams_are_told_apart() {
+    assert!(matches!(
+        read_payload(&mut &b""[..]),
+        Err(FrameError::Closed)
+    ));
+    let frame = framed(&every_request()[1]);
+    for cut in 1..frame.len() {
+        let err = read_payload(&mut &frame[..cut]).unwrap_err();
+        assert!(
+            matches!(err, FrameError::Malformed(_)),
+            "cut at {cut}: {err}"
+        );
+    }
+}
+
+#[test]
+fn a_payload_over_the_cap_is_never_written() {
+    let big = Request::View {
+        user: "a".repeat(MAX_PAYLOAD),
+    };
+    let mut out = Vec::new();
+    assert!(matches!(
+        write_frame(&mut out, &big),
+        Err(FrameError::TooLarge(_))
+    ));
+    assert!(out.is_empty());
+}
+
+#[test]
+fn unknown_operations_and_fields_are_malformed() {
+    for text in [
+        "op = \"unlock-everyone\"\nuser = \"alice\"\n",
+        "op = \"view\"\nuser = \"alice\"\nas_root = true\n",
+        "op = \"view\"\n",
+        "user = \"alice\"\n",
+        "\u{0}\u{1}",
+    ] {
+        let mut frame = Vec::new();
+        write_payload(&mut frame, text.as_bytes()).unwrap();
+        let err = read_frame::<Request>(&mut frame.as_slice()).unwrap_err();
+        assert!(matches!(err, FrameError::Malformed(_)), "{text:?}: {err}");
+    }
+}
+
+/// Random bytes, and random changes to good frames, never panic the
+/// reader of either side and never read as a message they are not.
+#[test]
+fn fuzzed_frames_are_errors_or_messages_never_panics() {
+    let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let good: Vec<Vec<u8>> = every_request()
+        .iter()
+        .map(framed)
+        .chain(every_reply().iter().map(framed))
+        .collect();
+    for round in 0..20_000 {
+        let mut bytes = if round % 4 == 0 {
+            (0..next() % 64).map(|_| next() as u8).collect()
+        } else {
+            good[(next() % good.len() as u64) as usize].clone()
+        };
+        for _ in 0..1 + next() % 4 {
+            if bytes.is_empty() {
+                break;
+            }
+            let at = (next() % bytes.len() as u64) as usize;
+            match next() % 3 {
+                0 => bytes[at] = next() as u8,
+                1 => bytes.truncate(at),
+                _ => bytes.insert(at, next() as u8),
+            }
+        }
+        let _ = read_frame::<Request>(&mut bytes.as_slice());
+        let _ = read_frame::<Reply>(&mut bytes.as_slice());
+    }
+}

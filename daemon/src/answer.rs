@@ -1,0 +1,137 @@
+//! One request carried out: the user looked up, the peer's permission
+//! checked, then the verification service over the daemon's own store
+//! (the same [`Local`] a login without the daemon uses), at the daemon's
+//! clock.
+
+use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use otpgate_config::protocol::{Reply, Request};
+use otpgate_config::service::{Check, Local, Service};
+use otpgate_config::verification::{BackupUse, Checked, CommandSender, Offer, Recipient};
+use otpgate_config::{Account, SystemConfig, UserFile};
+
+use crate::error::Error;
+use crate::peer::{Peer, Role};
+use crate::proof::Proofs;
+
+/// What every request needs: the config, where the records are, the
+/// proofs handed out.
+pub struct Context {
+    pub config: SystemConfig,
+    /// The owner of the state directory and its files: this process.
+    pub owner: u32,
+    pub proofs: Proofs,
+}
+
+impl Context {
+    /// The record file of `account`.
+    fn store(&self, account: &Account) -> Result<UserFile, Error> {
+        let path = Path::new(&self.config.daemon.state_dir).join(format!("{}.toml", account.name));
+        UserFile::owned_by(path, account, self.owner, &self.config).map_err(Error::Store)
+    }
+}
+
+/// Carries `request` out for `peer`.
+pub fn answer(ctx: &Context, peer: &Peer, request: &Request) -> Result<Reply, Error> {
+    let account = match Account::lookup(request.user()) {
+        Ok(account) => account,
+        Err(otpgate_config::Error::UnknownUser { name }) => return Err(Error::UnknownUser(name)),
+        Err(e) => return Err(Error::Store(e)),
+    };
+    peer.may(request, &account)?;
+    let now = now()?;
+    let sender = CommandSender::default();
+    let store = ctx.store(&account)?;
+    let service = Local::new(&ctx.config, Box::new(store), &sender);
+    let reply = match request {
+        Request::View { .. } => Reply::View {
+            view: service.view().map_err(Error::Store)?.map(Box::new),
+        },
+        Request::Check {
+            candidates,
+            keep_backup,
+            source,
+            ..
+        } => {
+            let codes: Vec<&[u8]> = candidates.iter().map(|c| c.as_bytes()).collect();
+            let check = Check {
+                candidates: &codes,
+                backup: if *keep_backup {
+                    BackupUse::Keep
+                } else {
+                    BackupUse::Consume
+                },
+                source: source.as_deref(),
+            };
+            let checked = service.check(check, now).map_err(Error::Store)?;
+            let proof = match (checked, peer.role) {
+                (Checked::Accepted { .. }, Role::SelfService) => Some(
+                    ctx.proofs
+                        .issue(peer.uid, &account.name)
+                        .map_err(Error::Store)?,
+                ),
+                _ => None,
+            };
+            Reply::Checked {
+                checked: checked.into(),
+                proof,
+            }
+        }
+        Request::SendCode {
+            channel,
+            to,
+            service: pam_service,
+            ..
+        } => {
+            let offer = Offer {
+                kind: *channel,
+                to: to.clone(),
+            };
+            let recipient = Recipient {
+                user: &account.name,
+                service: pam_service,
+            };
+            Reply::Sent {
+                outcome: service
+                    .send_code(&offer, now, recipient)
+                    .map_err(Error::Store)?
+                    .into(),
+            }
+        }
+        Request::TrustHost { trust, .. } => Reply::Trusted {
+            host: service.trust_host(trust, now).map_err(Error::Store)?,
+        },
+        Request::Change { change, proof, .. } => {
+            if peer.role == Role::SelfService {
+                let enrolled = service.view().map_err(Error::Store)?.is_some();
+                let proven = || {
+                    ctx.proofs.redeem(
+                        proof.as_deref().map(|p| p.as_str()),
+                        peer.uid,
+                        &account.name,
+                    )
+                };
+                if change.needs_proof(enrolled) && !proven() {
+                    return Err(Error::Forbidden(format!(
+                        "{} needs a current code checked first",
+                        change.name()
+                    )));
+                }
+            }
+            Reply::Changed {
+                changed: service.change(change, now).map_err(Error::Store)?,
+            }
+        }
+    };
+    Ok(reply)
+}
+
+/// The daemon's clock: a client never chooses the time a code or a
+/// lockout is judged at.
+fn now() -> Result<u64, Error> {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .map_err(|_| Error::Clock)
+}

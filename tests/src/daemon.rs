@@ -1,0 +1,99 @@
+//! `otpgated` started by a test, in the harness's temp dir: records in the
+//! harness's `users/` (so `Harness::write_record` enrolls a user for the
+//! daemon and `Harness::record` reads back what it stored), the socket in
+//! `run/`, its log in `otpgated.log`. Stopped (SIGKILL) when dropped.
+
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::{Harness, otpgated_binary};
+
+/// The `[store]` and `[daemon]` tables that point the module at a daemon
+/// of this harness; `top` is top-level keys (TOML wants them first),
+/// `store` and `daemon` more keys of those tables.
+pub fn daemon_config(h: &Harness, top: &str, store: &str, daemon: &str) -> String {
+    format!(
+        "{top}\n[store]\nkind = \"daemon\"\nsocket = \"{}\"\n{store}\n\n[daemon]\nstate_dir = \"{}\"\n{daemon}\n",
+        socket_path(h).display(),
+        h.path("users").display()
+    )
+}
+
+/// Where the daemon of `h` listens.
+pub fn socket_path(h: &Harness) -> PathBuf {
+    h.path("run/otpgated.sock")
+}
+
+/// A running `otpgated`.
+pub struct Otpgated {
+    child: Child,
+    pub socket: PathBuf,
+    log: PathBuf,
+}
+
+impl Otpgated {
+    /// Starts the daemon on `h`'s config (written with [`daemon_config`])
+    /// and waits until it accepts connections.
+    pub fn start(h: &Harness) -> Otpgated {
+        let log = h.path("otpgated.log");
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .expect("daemon log");
+        let mut cmd = Command::new(otpgated_binary());
+        cmd.arg("--config")
+            .arg(h.config_path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(out);
+        cmd.envs(h.driver_env().iter().map(|(k, v)| (k, v)));
+        let child = cmd.spawn().expect("start otpgated");
+        let mut d = Otpgated {
+            child,
+            socket: socket_path(h),
+            log,
+        };
+        d.wait_ready();
+        d
+    }
+
+    fn wait_ready(&mut self) {
+        let start = Instant::now();
+        while UnixStream::connect(&self.socket).is_err() {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("otpgated exited ({status}): {}", self.log());
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "otpgated not ready after 10 s: {}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Stops it with SIGKILL, as a crash would.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Everything it logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Otpgated {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}

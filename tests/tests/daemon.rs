@@ -1,0 +1,583 @@
+//! Logins through `otpgated` (`store.kind = "daemon"`): the real module in
+//! real libpam (the C driver) asking a real daemon started by the test,
+//! which keeps the records in a directory of its own. Issue #15.
+#![forbid(unsafe_code)]
+
+use std::io::{Read, Write};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+use std::sync::Barrier;
+use std::time::{Duration, Instant};
+
+use otpgate_config::otp::Algorithm;
+use otpgate_tests::daemon::{Otpgated, daemon_config};
+use otpgate_tests::*;
+
+const PROMPT: &str = "Verification code: ";
+
+/// A harness whose module asks a daemon; `top` are top-level config keys.
+fn harness(top: &str) -> Option<Harness> {
+    harness_with(top, "", "")
+}
+
+/// [`harness`] with more keys for `[store]` and `[daemon]`.
+fn harness_with(top: &str, store: &str, daemon: &str) -> Option<Harness> {
+    let h = Harness::new("")?;
+    h.write_config(&daemon_config(&h, top, store, daemon));
+    h.otp_service("");
+    Some(h)
+}
+
+/// Enrolls root (in the daemon's directory) with a fresh TOTP secret and
+/// `backups` backup codes.
+fn enroll(h: &Harness, backups: usize) -> (String, Vec<String>) {
+    let secret = new_secret();
+    let mut record = totp_record_with(&secret, Algorithm::SHA1, 6);
+    let codes = record
+        .new_backup_codes(backups, 8)
+        .expect("backup codes")
+        .iter()
+        .map(|c| c.to_string())
+        .collect();
+    h.write_record("root", &record);
+    (secret, codes)
+}
+
+/// Decision lines of the module's log since the last call.
+fn decisions(h: &Harness) -> Vec<String> {
+    h.log()
+        .into_iter()
+        .filter(|l| l.contains("outcome=") && !l.contains(" outcome=refused "))
+        .collect()
+}
+
+#[test]
+fn through_the_daemon_a_code_works_once_and_a_wrong_one_counts() {
+    let h = need!(harness("max_attempts = 1"));
+    let d = Otpgated::start(&h);
+    let (secret, backups) = enroll(&h, 2);
+    avoid_step_edge();
+    let code = totp_at(&secret, now());
+    let run = h.login().rhost("192.0.2.10").answer(&code).run();
+    run.assert("PAM_SUCCESS");
+    assert_eq!(run.prompts(), [PROMPT]);
+    let line = decisions(&h).concat();
+    assert!(
+        line.contains("method=totp") && line.contains("outcome=success"),
+        "{line}"
+    );
+    assert!(!line.contains(&code) && !line.contains(&secret), "{line}");
+    // The daemon recorded the step: the same code again is a replay.
+    h.login().answer(&code).run().assert("PAM_AUTH_ERR");
+    assert!(h.log().concat().contains("code already used"));
+    // A wrong code is counted in the daemon's record.
+    h.login().answer("000000").run().assert("PAM_AUTH_ERR");
+    assert_eq!(h.record("root").state.failures, 2);
+    // A backup code works once, and says how many are left.
+    let run = h.login().answer(&backups[0]).run();
+    run.assert("PAM_SUCCESS");
+    assert_eq!(run.messages(), ["Backup code used; 1 left."]);
+    h.login().answer(&backups[0]).run().assert("PAM_AUTH_ERR");
+    assert_eq!(h.record("root").backup.codes.len(), 1);
+    assert!(
+        !d.log().contains(&backups[0]),
+        "the daemon never logs a code"
+    );
+}
+
+#[test]
+fn through_the_daemon_a_lockout_holds_and_says_until_when() {
+    let h = need!(harness("lockout_after = 2\nlockout_minutes = 15"));
+    let _d = Otpgated::start(&h);
+    let (secret, _) = enroll(&h, 0);
+    let run = h.login().answer("000001").answer("000002").run();
+    run.assert("PAM_MAXTRIES");
+    assert!(
+        run.messages()
+            .concat()
+            .contains("Too many wrong codes. Account locked until "),
+        "{:?}",
+        run.messages()
+    );
+    assert!(h.record("root").state.locked_until >= now() + 14 * 60);
+    let run = h.login().answer(totp_at(&secret, now())).run();
+    run.assert("PAM_MAXTRIES");
+    assert!(run.prompts().is_empty(), "no prompt while locked");
+}
+
+#[test]
+fn through_the_daemon_a_remembered_host_skips_the_code() {
+    let h = need!(harness("remember_days = 3"));
+    let _d = Otpgated::start(&h);
+    let (secret, _) = enroll(&h, 0);
+    let run = h
+        .login()
+        .rhost("203.0.113.7")
+        .answer(totp_at(&secret, now()))
+        .answer("y")
+        .run();
+    run.assert("PAM_SUCCESS");
+    assert_eq!(h.record("root").trusted_hosts.len(), 1);
+    h.log();
+    let run = h.login().rhost("203.0.113.7").run();
+    run.assert("PAM_SUCCESS");
+    assert!(run.prompts().is_empty());
+    assert!(decisions(&h).concat().contains("method=remembered-host"));
+    // Another address is asked.
+    let run = h.login().rhost("203.0.113.8").answer("000000").run();
+    assert_eq!(run.prompts()[0], PROMPT);
+}
+
+/// No daemon: the login is denied at once with one log line naming the
+/// cause; a trusted network still passes without asking anyone.
+#[test]
+fn without_the_daemon_logins_are_denied_fast_and_the_log_says_why() {
+    let h = need!(harness("trusted_networks = [\"10.0.0.0/8\"]"));
+    enroll(&h, 0);
+    let start = Instant::now();
+    let run = h.login().rhost("192.0.2.10").answer("123456").run();
+    run.assert("PAM_SYSTEM_ERR");
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        start.elapsed()
+    );
+    assert!(run.prompts().is_empty(), "no prompt without the daemon");
+    let lines = decisions(&h);
+    assert_eq!(lines.len(), 1, "{lines:#?}");
+    assert!(
+        lines[0].contains("otpgated at") && lines[0].contains("is otpgated running?"),
+        "{}",
+        lines[0]
+    );
+    h.login().rhost("10.1.2.3").run().assert("PAM_SUCCESS");
+}
+
+/// A daemon that is stopped (SIGSTOP: it accepts nothing, answers
+/// nothing) costs a login the timeout, then a denial; continued, it
+/// serves again.
+#[test]
+fn a_stopped_daemon_denies_within_the_timeout() {
+    let h = need!(harness_with("", "timeout = 1", ""));
+    let d = Otpgated::start(&h);
+    let (secret, _) = enroll(&h, 0);
+    let pid = nix::unistd::Pid::from_raw(d.pid() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP).unwrap();
+    let start = Instant::now();
+    let run = h.login().answer("123456").run();
+    let took = start.elapsed();
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGCONT).unwrap();
+    run.assert("PAM_SYSTEM_ERR");
+    assert!(
+        took < Duration::from_millis(1900),
+        "took {took:?} with timeout = 1"
+    );
+    assert!(h.log().concat().contains("no reply within 1 s"));
+    avoid_step_edge();
+    h.login()
+        .answer(totp_at(&secret, now()))
+        .run()
+        .assert("PAM_SUCCESS");
+}
+
+/// Logins started together, one answer each.
+fn race(h: &Harness, answers: &[String]) -> Vec<Run> {
+    let barrier = Barrier::new(answers.len());
+    std::thread::scope(|s| {
+        let threads: Vec<_> = answers
+            .iter()
+            .map(|a| {
+                let barrier = &barrier;
+                s.spawn(move || {
+                    barrier.wait();
+                    h.login().rhost("192.0.2.10").answer(a.as_str()).run()
+                })
+            })
+            .collect();
+        let drain = s.spawn(|| {
+            for _ in 0..200 {
+                h.log();
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        });
+        let runs = threads.into_iter().map(|t| t.join().unwrap()).collect();
+        drain.join().unwrap();
+        runs
+    })
+}
+
+#[test]
+fn a_backup_code_raced_by_100_logins_through_the_daemon_works_once() {
+    let h = need!(harness("max_attempts = 1\nlockout_after = 0"));
+    let _d = Otpgated::start(&h);
+    let (_, backups) = enroll(&h, 1);
+    let runs = race(&h, &vec![backups[0].clone(); 100]);
+    let ok = runs.iter().filter(|r| r.result == "PAM_SUCCESS").count();
+    assert_eq!(
+        ok,
+        1,
+        "{:?}",
+        runs.iter().map(|r| &r.result).collect::<Vec<_>>()
+    );
+    assert!(
+        runs.iter()
+            .all(|r| r.result == "PAM_SUCCESS" || r.result == "PAM_AUTH_ERR")
+    );
+    assert!(h.record("root").backup.codes.is_empty());
+}
+
+/// kill -9 of the daemon while logins race with ten backup codes: logins
+/// meanwhile are denied, none is accepted twice, and after a restart (no
+/// repair) the codes never accepted still work, once each.
+#[test]
+fn kill_9_of_the_daemon_during_racing_logins_accepts_no_code_twice() {
+    let h = need!(harness("max_attempts = 1\nlockout_after = 0"));
+    let mut d = Otpgated::start(&h);
+    let (_, backups) = enroll(&h, 10);
+    let answers: Vec<String> = (0..60).map(|i| backups[i % 10].clone()).collect();
+    let runs = std::thread::scope(|s| {
+        let racing = s.spawn(|| race(&h, &answers));
+        std::thread::sleep(Duration::from_millis(150));
+        d.kill9();
+        racing.join().unwrap()
+    });
+    let mut accepted = vec![0; 10];
+    for (i, run) in runs.iter().enumerate() {
+        assert!(
+            ["PAM_SUCCESS", "PAM_AUTH_ERR", "PAM_SYSTEM_ERR"].contains(&run.result.as_str()),
+            "{}",
+            run.result
+        );
+        if run.result == "PAM_SUCCESS" {
+            accepted[i % 10] += 1;
+        }
+    }
+    assert!(accepted.iter().all(|&n| n <= 1), "{accepted:?}");
+    h.login().answer(&backups[0]).run().assert("PAM_SYSTEM_ERR");
+    let _d = Otpgated::start(&h);
+    for (code, &n) in backups.iter().zip(&accepted) {
+        let want = if n == 0 {
+            "PAM_SUCCESS"
+        } else {
+            "PAM_AUTH_ERR"
+        };
+        h.login().answer(code).run().assert(want);
+        h.login().answer(code).run().assert("PAM_AUTH_ERR");
+    }
+}
+
+/// Sends raw bytes and returns what the daemon answered before closing.
+fn raw(socket: &std::path::Path, bytes: &[u8]) -> Vec<u8> {
+    let mut s = UnixStream::connect(socket).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let _ = s.write_all(bytes);
+    let _ = s.shutdown(std::net::Shutdown::Write);
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    out
+}
+
+/// The daemon's resident memory, in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap()
+}
+
+/// Garbage, a wrong version, a 4 GiB header, truncated frames, a client
+/// that sends a byte a second and a thousand idle connections: each gets a
+/// clear refusal or a closed connection, a login meanwhile works, and the
+/// daemon's memory stays bounded.
+#[test]
+fn hostile_clients_do_not_stop_logins() {
+    let h = need!(harness_with("", "", "client_timeout = 2"));
+    let d = Otpgated::start(&h);
+    let (secret, _) = enroll(&h, 0);
+    let reply = |bytes: &[u8]| String::from_utf8_lossy(&raw(&d.socket, bytes)).into_owned();
+    assert!(reply(b"GET / HTTP/1.0\r\n\r\n").contains("bad magic"));
+    assert!(reply(b"OTPG\x07\x00\x00\x00\x02hi").contains("version 7 is not supported"));
+    assert!(reply(b"OTPG\x01\xff\xff\xff\xff").contains("over the limit"));
+    assert!(reply(b"OTPG\x01\x00\x00\x00\x40op").contains("truncated"));
+    let mut frame = b"OTPG\x01\x00\x00\x00\x0bop = \"xyz\"".to_vec();
+    assert!(reply(&frame).contains("bad-request"));
+    frame.truncate(3);
+    assert!(reply(&frame).contains("truncated header"));
+    let base = rss_kib(d.pid());
+    // A slow client and 1,000 idle ones, all held open.
+    let mut idle: Vec<UnixStream> = (0..1000)
+        .map(|_| UnixStream::connect(&d.socket).unwrap())
+        .collect();
+    let mut slow = UnixStream::connect(&d.socket).unwrap();
+    slow.write_all(b"OT").unwrap();
+    avoid_step_edge();
+    let start = Instant::now();
+    h.login()
+        .answer(totp_at(&secret, now()))
+        .run()
+        .assert("PAM_SUCCESS");
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        start.elapsed()
+    );
+    let grown = rss_kib(d.pid()).saturating_sub(base);
+    assert!(grown < 64 * 1024, "1,000 idle connections cost {grown} KiB");
+    // The slow client is cut off at client_timeout.
+    std::thread::sleep(Duration::from_millis(2500));
+    let _ = slow.write_all(b"PG");
+    let mut buf = Vec::new();
+    slow.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let _ = slow.read_to_end(&mut buf);
+    assert!(buf.is_empty(), "a timed-out client gets nothing: {buf:?}");
+    idle.clear();
+    assert!(!d.log().contains("panicked"), "{}", d.log());
+}
+
+/// Runs the hardening helper's `ask` as `uid`: one request, the reply's
+/// TOML.
+fn ask_as(uid: u32, gid: u32, socket: &std::path::Path, request: &str) -> String {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_otpgate-hardening-helper"))
+        .arg("ask")
+        .arg(socket)
+        .uid(uid)
+        .gid(gid)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(request.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Attack: a user (or malware running as the user) reads another user's
+/// state, runs a login for someone else, or grants their own account a
+/// remembered host. The daemon refuses each from the peer's credentials;
+/// the state directory cannot be read at all; the user's own view has no
+/// secret in it.
+#[test]
+fn a_user_gets_only_their_own_view_and_no_secret() {
+    let h = need!(harness(""));
+    let user = need!(test_user());
+    // The user must reach the socket (not the records): 0711 down to it.
+    for dir in [h.path(""), h.path("run")] {
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o711)).unwrap();
+    }
+    let d = Otpgated::start(&h);
+    let (secret, _) = enroll(&h, 2);
+    let mut record = totp_record_with(&new_secret(), Algorithm::SHA1, 6);
+    let user_secret = record.totp.as_ref().unwrap().secret.to_base32().to_string();
+    record.new_backup_codes(2, 8).unwrap();
+    h.write_record(&user.name, &record);
+    let (uid, gid) = (user.uid, user.gid);
+
+    let own = ask_as(
+        uid,
+        gid,
+        &d.socket,
+        &format!("op = \"view\"\nuser = \"{}\"\n", user.name),
+    );
+    assert!(
+        own.contains("reply = \"view\"") && own.contains("method = \"totp\""),
+        "{own}"
+    );
+    assert!(
+        !own.contains(&user_secret),
+        "the secret never leaves the daemon: {own}"
+    );
+    for hash in &record.backup.codes {
+        assert!(!own.contains(hash.as_str()), "{own}");
+    }
+    for request in [
+        "op = \"view\"\nuser = \"root\"\n".to_string(),
+        "op = \"check\"\nuser = \"root\"\ncandidates = [\"000000\"]\n".to_string(),
+        format!(
+            "op = \"trust-host\"\nuser = \"{}\"\n[trust]\nhost = \"203.0.113.9\"\nservice = \"sshd\"\ndays = 30\n",
+            user.name
+        ),
+    ] {
+        let reply = ask_as(uid, gid, &d.socket, &request);
+        assert!(
+            reply.contains("kind = \"forbidden\""),
+            "{request} -> {reply}"
+        );
+    }
+    // Root's record was not touched by the refused check.
+    assert_eq!(h.record("root").state.failures, 0);
+    assert!(h.record(&user.name).trusted_hosts.is_empty());
+    // The records themselves are out of reach.
+    let read = Command::new("cat")
+        .arg(h.user_file("root"))
+        .uid(uid)
+        .gid(gid)
+        .output()
+        .unwrap();
+    assert!(!read.status.success());
+    assert!(!String::from_utf8_lossy(&read.stdout).contains(&secret));
+    let _ = std::fs::remove_file(h.user_file(&user.name));
+}
+
+/// Runs `otpgate --config <h's config> ARGS` as `uid`, typing `stdin`.
+fn otpgate_as(h: &Harness, uid: u32, gid: u32, args: &[&str], stdin: &str) -> (bool, String) {
+    let mut cmd = Command::new(otpgate_binary());
+    cmd.arg("--config").arg(h.config_path()).args(args);
+    cmd.uid(uid).gid(gid).env("HOME", "/").current_dir("/");
+    let out = output_with_stdin(&mut cmd, stdin);
+    (out.status.success(), printed(&out))
+}
+
+/// A harness the test user can use: the socket and the (root-owned)
+/// config readable, the records not.
+fn user_harness(top: &str) -> Option<(Harness, otpgate_test_support::SystemUser)> {
+    let h = harness(&format!("enroll_password_check = false\n{top}"))?;
+    let user = test_user()?;
+    for dir in [h.path(""), h.path("run")] {
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o711)).unwrap();
+    }
+    std::fs::set_permissions(h.config_path(), std::fs::Permissions::from_mode(0o644)).unwrap();
+    let _ = std::fs::remove_file(h.user_file(&user.name));
+    Some((h, user))
+}
+
+/// The unprivileged test user runs the real `otpgate` command against
+/// the daemon: enrolls, sees their status (no secret), makes new backup
+/// codes and disables with a current code; the records stay root's and
+/// unreadable to them, and a login of theirs works through the daemon.
+#[test]
+fn as_the_test_user_the_command_manages_the_enrollment_through_the_daemon() {
+    // Three codes of one secret are used below, a step apart each.
+    let (h, user) = need!(user_harness("max_attempts = 1\ntotp_window = 2"));
+    let d = Otpgated::start(&h);
+    let (uid, gid) = (user.uid, user.gid);
+    let secret = new_secret();
+    let (ok, out) = otpgate_as(
+        &h,
+        uid,
+        gid,
+        &["enroll", "--secret", &secret, "--no-confirm", "--json"],
+        "",
+    );
+    assert!(ok, "{out}");
+    assert!(out.contains("\"backup_codes\""), "{out}");
+    let file = h.user_file(&user.name);
+    let meta = std::fs::metadata(&file).expect("the daemon saved the record");
+    assert_eq!((meta.uid(), meta.mode() & 0o777), (0, 0o600));
+    assert_eq!(
+        h.record(&user.name)
+            .totp
+            .unwrap()
+            .secret
+            .to_base32()
+            .as_str(),
+        secret
+    );
+
+    let (ok, out) = otpgate_as(&h, uid, gid, &["status", "--json"], "");
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("\"enrolled\":true") && out.contains("\"method\":\"totp\""),
+        "{out}"
+    );
+    assert!(out.contains("otpgated at"), "status says where: {out}");
+    assert!(
+        !out.contains(&secret),
+        "status never shows the secret: {out}"
+    );
+
+    // New backup codes need a current code, checked by the daemon.
+    avoid_step_edge();
+    let (ok, out) = otpgate_as(
+        &h,
+        uid,
+        gid,
+        &["backup-codes", "--json"],
+        "000000\n000000\n000000\n",
+    );
+    assert!(!ok, "{out}");
+    let (ok, out) = otpgate_as(
+        &h,
+        uid,
+        gid,
+        &["backup-codes", "--json"],
+        &format!("{}\n", totp_at(&secret, now())),
+    );
+    assert!(ok, "{out}");
+    assert_eq!(h.record(&user.name).backup.codes.len(), 10);
+
+    // A login of the user through the daemon (root's driver).
+    h.login()
+        .user(&user.name)
+        .answer(totp_at(&secret, now() + 30))
+        .run()
+        .assert("PAM_SUCCESS");
+
+    let (ok, out) = otpgate_as(&h, uid, gid, &["unlock", "--user", "root"], "");
+    assert!(!ok && out.contains("only root"), "{out}");
+    let (ok, out) = otpgate_as(&h, uid, gid, &["trusted", "clear"], "");
+    assert!(ok, "{out}");
+    let (ok, out) = otpgate_as(
+        &h,
+        uid,
+        gid,
+        &["disable"],
+        &format!("{}\n", totp_at(&secret, now() + 60)),
+    );
+    assert!(ok, "{out}");
+    assert!(!file.exists(), "disabled: the record is gone");
+    assert!(!d.log().contains(&secret));
+}
+
+/// Attack: malware running as the user skips the command and asks the
+/// daemon itself for new backup codes, to disable the second factor, or to
+/// replace the enrollment with a secret of its own, without a code. Each
+/// is refused, and nothing changes.
+#[test]
+fn as_the_test_user_changes_that_need_a_code_are_refused_without_one() {
+    let (h, user) = need!(user_harness(""));
+    let d = Otpgated::start(&h);
+    let mut record = totp_record_with(&new_secret(), Algorithm::SHA1, 6);
+    record.new_backup_codes(3, 8).unwrap();
+    h.write_record(&user.name, &record);
+    let before = std::fs::read(h.user_file(&user.name)).unwrap();
+    let name = &user.name;
+    let other = totp_record_with(&new_secret(), Algorithm::SHA1, 6);
+    let mut enroll = toml::Table::new();
+    enroll.insert("op".into(), "change".into());
+    enroll.insert("user".into(), name.as_str().into());
+    let mut change = toml::Table::try_from(&otpgate_config::change::Change::Enroll {
+        record: Box::new(other),
+        replacing: true,
+    })
+    .unwrap();
+    change.insert("change".into(), "enroll".into());
+    enroll.insert("change".into(), change.into());
+    for request in [
+        format!("op = \"change\"\nuser = \"{name}\"\n[change]\nchange = \"new-backup-codes\"\n"),
+        format!("op = \"change\"\nuser = \"{name}\"\n[change]\nchange = \"disable\"\n"),
+        format!(
+            "op = \"change\"\nuser = \"{name}\"\nproof = \"12345678901234567890123456789012\"\n[change]\nchange = \"disable\"\n"
+        ),
+        format!("op = \"change\"\nuser = \"{name}\"\n[change]\nchange = \"unlock\"\n"),
+        toml::to_string(&enroll).unwrap(),
+    ] {
+        let reply = ask_as(user.uid, user.gid, &d.socket, &request);
+        assert!(
+            reply.contains("kind = \"forbidden\""),
+            "{request} -> {reply}"
+        );
+    }
+    assert_eq!(std::fs::read(h.user_file(&user.name)).unwrap(), before);
+    let _ = std::fs::remove_file(h.user_file(&user.name));
+}
