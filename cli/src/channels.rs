@@ -1,11 +1,13 @@
 //! Sent codes in the CLI: `otpgate enroll email|sms`, `otpgate disable
 //! METHOD`.
 
+use otpgate_config::change::{Change, Changed, MethodName};
 use otpgate_config::channel::{self, Kind, Settings};
+use otpgate_config::protocol::WireConfirmation;
+use otpgate_config::texts;
 use otpgate_config::verification::{
-    CommandSender, Confirmation, PendingCheck, Recipient, Verifier,
+    CommandSender, Confirmation, Pending, PendingCheck, Recipient, Verifier,
 };
-use otpgate_config::{StoreExt, UserRecord, texts};
 use serde::Serialize;
 
 use crate::cli::{ChannelArgs, EnrollChannel, MethodArg};
@@ -50,7 +52,7 @@ pub fn enroll(ctx: &mut Context, channel: &EnrollChannel) -> Result<()> {
         ctx.require_root("--force")?;
     }
     settings(ctx, kind)?;
-    let existing = ctx.local_store("codes by email or SMS")?.read()?;
+    let existing = ctx.service().view()?;
     if existing.is_some() && !args.force {
         eprintln!(
             "{} is enrolled; a current code is needed to change how codes reach them.",
@@ -64,18 +66,15 @@ pub fn enroll(ctx: &mut Context, channel: &EnrollChannel) -> Result<()> {
     if !args.no_confirm {
         confirm_destination(ctx, kind, &to)?;
     }
-    let enrolled = existing.is_some();
-    let store = ctx.local_store("codes by email or SMS")?;
-    let raced = store.update(|current| {
-        if current.is_some() != enrolled {
-            return Ok(true);
-        }
-        let record = current.get_or_insert_with(UserRecord::new_channels_only);
-        record.set_destination(kind, Some(to.clone()));
-        Ok(false)
-    })?;
-    if raced {
-        return Err(CliError::enrollment_raced(&store.describe()));
+    let change = Change::SetDestination {
+        channel: kind,
+        to: to.clone(),
+        creating: existing.is_none(),
+    };
+    match ctx.service().change(&change, ctx.now)? {
+        Changed::DestinationSet => {}
+        Changed::Raced => return Err(CliError::enrollment_raced(&ctx.describe())),
+        other => return Err(crate::manage::unexpected(&other)),
     }
     if ctx.json {
         return output::print_json(&EnrolledJson {
@@ -88,7 +87,7 @@ pub fn enroll(ctx: &mut Context, channel: &EnrollChannel) -> Result<()> {
         "Enrolled {} for codes by {} to {to}; saved to {}.",
         ctx.account.name,
         kind.display(),
-        store.describe()
+        ctx.describe()
     );
     println!(
         "At login, press Enter at the code prompt to have a code sent. Consider \
@@ -106,33 +105,21 @@ pub fn enroll(ctx: &mut Context, channel: &EnrollChannel) -> Result<()> {
 /// anything is saved. The code is held only hashed, by the verification
 /// service; the comparison is the backup codes' constant-time one.
 fn confirm_destination(ctx: &mut Context, kind: Kind, to: &str) -> Result<()> {
-    let now = crate::time::now()?;
-    let recipient = Recipient {
-        user: &ctx.account.name,
-        service: SERVICE,
-    };
-    let store = ctx.local_store("codes by email or SMS")?;
-    let sent = Verifier::new(&ctx.config, store).send_confirmation(
-        kind,
-        to,
-        now,
-        recipient,
-        &CommandSender::default(),
-    )?;
-    let pending = match sent {
-        Confirmation::Pending(pending) => pending,
-        Confirmation::Failed(why) => return Err(CliError::SendFailed { kind, why }),
-        Confirmation::Limited { next, .. } => {
-            return Err(CliError::SendLimited { kind, until: next });
-        }
-        Confirmation::NotConfigured => return Err(CliError::NotConfigured { kind }),
-    };
-    eprintln!("{}", texts::code_sent(kind, to, pending.minutes));
+    let (held, minutes) = send_confirmation(ctx, kind, to)?;
+    eprintln!("{}", texts::code_sent(kind, to, minutes));
     for left in (0..CONFIRM_TRIES).rev() {
         let answer = ctx
             .input
             .code(&format!("Code from the {}: ", kind.display()))?;
-        match pending.check(answer.as_ref(), crate::time::now()?) {
+        let check = match (&held, answer.as_ref()) {
+            (Held::Here(pending), answer) => pending.check(answer, crate::time::now()?),
+            (Held::Daemon, Some(answer)) => match ctx.daemon() {
+                Some(daemon) => daemon.check_confirmation(kind, to, answer.as_str())?,
+                None => PendingCheck::Wrong,
+            },
+            (Held::Daemon, None) => PendingCheck::Wrong,
+        };
+        match check {
             PendingCheck::Right => return Ok(()),
             PendingCheck::Expired => {
                 eprintln!("{}", texts::expired_code(0));
@@ -145,6 +132,49 @@ fn confirm_destination(ctx: &mut Context, kind: Kind, to: &str) -> Result<()> {
         "the code did not come back; nothing was saved, run `otpgate enroll {}` again",
         kind.as_str()
     )))
+}
+
+/// Where the code sent to a destination being enrolled is held until it
+/// comes back: here (the file store), or in `otpgated`.
+enum Held {
+    Here(Pending),
+    Daemon,
+}
+
+/// Sends the confirmation code to `to`: the code and how long it lasts.
+fn send_confirmation(ctx: &Context, kind: Kind, to: &str) -> Result<(Held, u32)> {
+    let now = crate::time::now()?;
+    if let Some(daemon) = ctx.daemon() {
+        return match daemon.send_confirmation(kind, to)? {
+            WireConfirmation::Sent { minutes } => Ok((Held::Daemon, minutes)),
+            WireConfirmation::Failed { why } => Err(CliError::SendFailed { kind, why }),
+            WireConfirmation::Limited { next, .. } => {
+                Err(CliError::SendLimited { kind, until: next })
+            }
+            WireConfirmation::NotConfigured => Err(CliError::NotConfigured { kind }),
+        };
+    }
+    let recipient = Recipient {
+        user: &ctx.account.name,
+        service: SERVICE,
+    };
+    let store = ctx.local_store("codes by email or SMS")?;
+    let sent = Verifier::new(&ctx.config, store).send_confirmation(
+        kind,
+        to,
+        now,
+        recipient,
+        &CommandSender::default(),
+    )?;
+    match sent {
+        Confirmation::Pending(pending) => {
+            let minutes = pending.minutes;
+            Ok((Held::Here(pending), minutes))
+        }
+        Confirmation::Failed(why) => Err(CliError::SendFailed { kind, why }),
+        Confirmation::Limited { next, .. } => Err(CliError::SendLimited { kind, until: next }),
+        Confirmation::NotConfigured => Err(CliError::NotConfigured { kind }),
+    }
 }
 
 /// `otpgate disable app|email|sms`: removes one method after a current
@@ -167,26 +197,20 @@ pub fn disable_method(ctx: &mut Context, method: MethodArg, force: bool) -> Resu
             what: name,
         });
     }
-    ctx.local_store("codes by email or SMS")?;
     ctx.confirm_current_code(force)?;
-    let removed_all = ctx.local_store("codes by email or SMS")?.update(|slot| {
-        let Some(r) = slot.as_mut() else {
-            return Ok(None);
-        };
-        match method {
-            MethodArg::App => {
-                r.totp = None;
-                r.hotp = None;
-            }
-            MethodArg::Email => r.set_destination(Kind::Email, None),
-            MethodArg::Sms => r.set_destination(Kind::Sms, None),
-        }
-        if r.has_no_method() {
-            *slot = None;
-            return Ok(Some(true));
-        }
-        Ok(Some(false))
-    })?;
+    let which = match method {
+        MethodArg::App => MethodName::App,
+        MethodArg::Email => MethodName::Email,
+        MethodArg::Sms => MethodName::Sms,
+    };
+    let removed_all = match ctx
+        .service()
+        .change(&Change::RemoveMethod { method: which }, ctx.now)?
+    {
+        Changed::MethodRemoved { removed_all } => Some(removed_all),
+        Changed::NotEnrolled => None,
+        other => return Err(crate::manage::unexpected(&other)),
+    };
     match removed_all {
         None => Err(ctx.not_enrolled()),
         Some(false) => report(ctx, &format!("Removed {name} for {}.", ctx.account.name)),

@@ -84,6 +84,9 @@ pub enum Command {
     /// Import an enrollment from another tool, keeping the user's app.
     #[command(subcommand)]
     Import(ImportCommand),
+    /// Move records between stores (root).
+    #[command(subcommand)]
+    Store(StoreCommand),
     /// Check the system config, the pam.d files that load pam_otpgate.so and
     /// sshd_config; say what happens at login and what is wrong.
     Check(CheckArgs),
@@ -289,6 +292,28 @@ pub enum TrustedCommand {
     },
     /// Stop trusting every host.
     Clear,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StoreCommand {
+    /// Copy users' files (user_file: homes or central storage) into
+    /// otpgated at store.socket, state and backup codes included. Run it
+    /// before and again after switching to store.kind = "daemon": a record
+    /// imported already keeps every code either copy used. Records of
+    /// another enrollment are refused, never overwritten.
+    Import(StoreImportArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct StoreImportArgs {
+    /// Users to import.
+    #[arg(value_name = "USER", required_unless_present = "all")]
+    pub users: Vec<String>,
+    /// Every user with a file: those root's enrolled record names, the
+    /// accounts in /etc/passwd, and the files of a central user_file
+    /// directory.
+    #[arg(long, conflicts_with = "users")]
+    pub all: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -45,7 +45,7 @@ pub enum Check {
 /// The system config, from a file root owns whoever runs the command: a
 /// user's own file could switch off checks meant for them (the password
 /// before a first enrollment, the send limit...).
-fn load_config(path: Option<&Path>) -> Result<SystemConfig> {
+pub(crate) fn load_config(path: Option<&Path>) -> Result<SystemConfig> {
     let (path, required) = match path {
         Some(path) => (path, true),
         None => (Path::new(DEFAULT_PATH), false),
@@ -133,6 +133,14 @@ impl Context {
                      through it yet"
                 ),
             })),
+        }
+    }
+
+    /// The daemon client, when `otpgated` keeps the records.
+    pub fn daemon(&self) -> Option<&Daemon> {
+        match &self.records {
+            Records::Daemon(daemon) => Some(daemon),
+            Records::Here(_) => None,
         }
     }
 

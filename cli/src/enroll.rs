@@ -6,8 +6,8 @@ use std::io::Write;
 use otpgate_config::change::{Change, Changed};
 use otpgate_config::otp::{self, Algorithm, Generator, Secret, UriParams};
 use otpgate_config::record::Verdict;
+use otpgate_config::texts;
 use otpgate_config::{Account, Answer, UserRecord};
-use otpgate_config::{StoreExt, texts};
 use serde::Serialize;
 use zeroize::Zeroizing;
 
@@ -320,26 +320,16 @@ fn save(ctx: &Context, replacing: bool, record: UserRecord) -> Result<Vec<Zeroiz
     }
 }
 
-/// Writes an imported record as it is (its scratch codes are its backup
-/// codes) unless the file changed underneath: someone else enrolling
-/// meanwhile wins, nothing is overwritten. The email address and phone
-/// number of the enrollment replaced are kept.
+/// Saves an imported record with its own backup codes (the other tool's
+/// scratch codes) unless the record changed underneath (`Change::Import`).
 pub fn save_imported(ctx: &Context, replacing: bool, record: UserRecord) -> Result<()> {
-    let store = ctx.local_store("importing another tool's file")?;
-    let raced = store.update(|current| {
-        if current.is_some() != replacing {
-            return Ok(true);
-        }
-        let mut new = record.clone();
-        if let Some(old) = current.as_ref() {
-            new.email = old.email.clone();
-            new.sms = old.sms.clone();
-        }
-        *current = Some(new);
-        Ok(false)
-    })?;
-    if raced {
-        return Err(CliError::enrollment_raced(&store.describe()));
+    let change = Change::Import {
+        record: Box::new(record),
+        replacing,
+    };
+    match ctx.service().change(&change, ctx.now)? {
+        Changed::BackupCodes { .. } => Ok(()),
+        Changed::Raced => Err(CliError::enrollment_raced(&ctx.describe())),
+        other => Err(crate::manage::unexpected(&other)),
     }
-    Ok(())
 }

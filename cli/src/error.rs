@@ -25,6 +25,8 @@ pub enum CliError {
     AlreadyEnrolled { user: String },
     /// `otpgate check` found this many errors and warnings.
     CheckFailed(usize),
+    /// `otpgate store import` refused this many records.
+    ImportRefused(usize),
     /// Another process enrolled or removed the enrollment while this one
     /// was asking for codes: nothing is saved over it. `store` describes
     /// the user's record (today the user file's path).
@@ -110,6 +112,7 @@ impl CliError {
             CliError::LockedOut { .. } => 6,
             CliError::AlreadyEnrolled { .. } => 7,
             CliError::CheckFailed(_) => 8,
+            CliError::ImportRefused(_) => 10,
             CliError::NotTrusted { .. } | CliError::NothingToRemove { .. } => 9,
             // Listed, not `_`: a new variant must choose its status.
             CliError::Library(_)
@@ -155,6 +158,11 @@ impl fmt::Display for CliError {
                 f,
                 "check found {n} problem{} (listed above)",
                 if *n == 1 { "" } else { "s" }
+            ),
+            CliError::ImportRefused(n) => write!(
+                f,
+                "{n} record{} not imported (listed above)",
+                if *n == 1 { " was" } else { "s were" }
             ),
             CliError::AlreadyEnrolled { user } => write!(
                 f,

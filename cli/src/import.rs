@@ -73,7 +73,7 @@ pub(crate) fn store(
     force: bool,
     record: UserRecord,
 ) -> Result<(&'static str, usize)> {
-    let existing = ctx.local_store("importing another tool's file")?.read()?;
+    let existing = ctx.service().view()?;
     ctx.may_replace(existing.is_some(), force)?;
     if crate::password::needed(ctx, existing.is_some()) {
         crate::password::confirm(ctx)?;

@@ -18,6 +18,7 @@ mod manage;
 mod output;
 mod password;
 mod qr;
+mod store_import;
 mod time;
 
 use std::io::Write;
@@ -25,7 +26,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use crate::cli::{Cli, Command, ImportCommand, TrustedCommand};
+use crate::cli::{Cli, Command, ImportCommand, StoreCommand, TrustedCommand};
 use crate::context::Context;
 use crate::error::{CliError, Result};
 
@@ -58,6 +59,9 @@ fn run(cli: &Cli, target: &mut Option<String>) -> Result<()> {
         }
         Command::Man { dir } => return man(dir.as_deref()),
         Command::Check(args) => return check::run(cli.config.as_deref(), cli.json, args),
+        Command::Store(StoreCommand::Import(args)) => {
+            return store_import::run(cli.config.as_deref(), cli.json, args);
+        }
         _ => {}
     }
     let now = time::now()?;
@@ -82,7 +86,10 @@ fn run(cli: &Cli, target: &mut Option<String>) -> Result<()> {
             import::google_authenticator(&mut ctx, args)
         }
         Command::Import(ImportCommand::Oath(args)) => import_oath::oath(&mut ctx, args),
-        Command::Completions { .. } | Command::Man { .. } | Command::Check(_) => Ok(()),
+        Command::Completions { .. }
+        | Command::Man { .. }
+        | Command::Check(_)
+        | Command::Store(_) => Ok(()),
     }
 }
 
@@ -101,7 +108,10 @@ fn log_outcome(command: &Command, user: &str, result: &Result<()>) {
         Command::Unlock => "unlock",
         Command::Reset => "reset",
         Command::Import(_) => "import",
-        Command::Completions { .. } | Command::Man { .. } | Command::Check(_) => return,
+        Command::Completions { .. }
+        | Command::Man { .. }
+        | Command::Check(_)
+        | Command::Store(_) => return,
     };
     let read_only = matches!(
         command,

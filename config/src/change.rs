@@ -7,6 +7,7 @@
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
+use crate::channel::Kind;
 use crate::error::Result;
 use crate::record::UserRecord;
 use crate::system::SystemConfig;
@@ -33,6 +34,40 @@ pub enum Change {
         record: Box<UserRecord>,
         replacing: bool,
     },
+    /// Saves an enrollment imported from another tool (`otpgate import`):
+    /// like `Enroll`, but the backup codes are the record's own (the
+    /// other tool's scratch codes, hashed).
+    Import {
+        record: Box<UserRecord>,
+        replacing: bool,
+    },
+    /// Takes over a record from the file store (`otpgate store import`),
+    /// state and backup codes included. Held already (an earlier import of
+    /// the same enrollment): what was used in either copy stays used
+    /// ([`UserRecord::fold_used`]); a different enrollment is a conflict,
+    /// never overwritten.
+    Adopt { record: Box<UserRecord> },
+    /// Sets the destination of sent codes by `channel` (`otpgate enroll
+    /// email|sms`, once a code sent there came back); `creating` says the
+    /// caller saw no record (a channel-only enrollment is made), and as
+    /// with `Enroll` an enrollment made or removed meanwhile wins.
+    SetDestination {
+        channel: Kind,
+        to: String,
+        creating: bool,
+    },
+    /// Removes one way to log in (`otpgate disable app|email|sms`); the
+    /// last one removes the enrollment.
+    RemoveMethod { method: MethodName },
+}
+
+/// A way to log in that `otpgate disable METHOD` removes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MethodName {
+    App,
+    Email,
+    Sms,
 }
 
 /// What a change came to.
@@ -54,6 +89,15 @@ pub enum Changed {
     Unlocked { was_locked: bool },
     /// `Enroll`: someone else enrolled or disabled meanwhile; nothing saved.
     Raced,
+    /// `Adopt`: saved; `merged` when a copy was held already.
+    Adopted { merged: bool },
+    /// `Adopt`: the record held is another enrollment; nothing changed.
+    Conflict { why: String },
+    /// `SetDestination`: saved.
+    DestinationSet,
+    /// `RemoveMethod`: removed; `removed_all` when it was the last one and
+    /// the enrollment is gone.
+    MethodRemoved { removed_all: bool },
 }
 
 impl Change {
@@ -64,14 +108,16 @@ impl Change {
     pub fn needs_proof(&self, enrolled: bool) -> bool {
         match self {
             Change::NewBackupCodes | Change::Disable => true,
-            Change::Enroll { .. } => enrolled,
+            Change::Enroll { .. } | Change::Import { .. } => enrolled,
             Change::ForgetHost { .. } | Change::ForgetAllHosts | Change::Unlock => false,
+            Change::Adopt { .. } | Change::RemoveMethod { .. } => true,
+            Change::SetDestination { .. } => enrolled,
         }
     }
 
     /// Whether only root may ask for this change.
     pub fn root_only(&self) -> bool {
-        matches!(self, Change::Unlock)
+        matches!(self, Change::Unlock | Change::Adopt { .. })
     }
 
     /// A short name for log lines.
@@ -83,6 +129,10 @@ impl Change {
             Change::Disable => "disable",
             Change::Unlock => "unlock",
             Change::Enroll { .. } => "enroll",
+            Change::Import { .. } => "import",
+            Change::Adopt { .. } => "adopt",
+            Change::SetDestination { .. } => "set-destination",
+            Change::RemoveMethod { .. } => "remove-method",
         }
     }
 
@@ -94,8 +144,28 @@ impl Change {
         config: &SystemConfig,
         now: u64,
     ) -> Result<Changed> {
-        if let Change::Enroll { record, replacing } = self {
-            return enroll(slot, record, *replacing, config);
+        match self {
+            Change::Enroll { record, replacing } => {
+                return enroll(slot, record, *replacing, Some(config));
+            }
+            Change::Import { record, replacing } => {
+                return enroll(slot, record, *replacing, None);
+            }
+            Change::Adopt { record } => return adopt(slot, record),
+            Change::SetDestination {
+                channel,
+                to,
+                creating,
+            } => {
+                if slot.is_some() == *creating {
+                    return Ok(Changed::Raced);
+                }
+                let record = slot.get_or_insert_with(UserRecord::new_channels_only);
+                record.set_destination(*channel, Some(to.clone()));
+                record.validate(std::path::Path::new("the new destination"))?;
+                return Ok(Changed::DestinationSet);
+            }
+            _ => {}
         }
         let Some(record) = slot.as_mut() else {
             return Ok(Changed::NotEnrolled);
@@ -126,7 +196,25 @@ impl Change {
                 record.unlock();
                 Changed::Unlocked { was_locked }
             }
-            Change::Enroll { .. } => unreachable!("handled above"),
+            Change::RemoveMethod { method } => {
+                match method {
+                    MethodName::App => {
+                        record.totp = None;
+                        record.hotp = None;
+                    }
+                    MethodName::Email => record.set_destination(Kind::Email, None),
+                    MethodName::Sms => record.set_destination(Kind::Sms, None),
+                }
+                let removed_all = record.has_no_method();
+                if removed_all {
+                    *slot = None;
+                }
+                Changed::MethodRemoved { removed_all }
+            }
+            Change::Enroll { .. }
+            | Change::Import { .. }
+            | Change::Adopt { .. }
+            | Change::SetDestination { .. } => unreachable!("handled above"),
         })
     }
 }
@@ -138,12 +226,13 @@ fn new_backup_codes(
     record.new_backup_codes(config.backup_codes as usize, config.backup_code_digits)
 }
 
-/// [`Change::Enroll`].
+/// [`Change::Enroll`] (new backup codes from `config`) and
+/// [`Change::Import`] (`None`: the record's own, returned as none in clear).
 fn enroll(
     slot: &mut Option<UserRecord>,
     record: &UserRecord,
     replacing: bool,
-    config: &SystemConfig,
+    new_codes: Option<&SystemConfig>,
 ) -> Result<Changed> {
     if slot.is_some() != replacing {
         return Ok(Changed::Raced);
@@ -161,9 +250,31 @@ fn enroll(
         new.email = old.email.clone();
         new.sms = old.sms.clone();
     }
-    let codes = new_backup_codes(&mut new, config)?;
+    let codes = match new_codes {
+        Some(config) => new_backup_codes(&mut new, config)?,
+        None => {
+            new.backup = record.backup.clone();
+            new.validate(std::path::Path::new("the imported enrollment"))?;
+            Vec::new()
+        }
+    };
     *slot = Some(new);
     Ok(Changed::BackupCodes { codes })
+}
+
+/// [`Change::Adopt`].
+fn adopt(slot: &mut Option<UserRecord>, record: &UserRecord) -> Result<Changed> {
+    record.validate(std::path::Path::new("the imported record"))?;
+    let Some(held) = slot.as_mut() else {
+        let mut new = record.clone();
+        new.serial = None;
+        *slot = Some(new);
+        return Ok(Changed::Adopted { merged: false });
+    };
+    match held.fold_used(record) {
+        Ok(()) => Ok(Changed::Adopted { merged: true }),
+        Err(why) => Ok(Changed::Conflict { why: why.into() }),
+    }
 }
 
 #[cfg(test)]
@@ -231,6 +342,55 @@ mod tests {
         assert_eq!(saved.state.failures, 0);
         assert!(saved.trusted_hosts.is_empty());
         assert!(!saved.backup.codes.contains(&"chosen".to_string()));
+    }
+
+    #[test]
+    fn adopting_twice_keeps_what_either_copy_used() {
+        let mut source = totp_record();
+        let codes = source.new_backup_codes(3, 8).unwrap();
+        let adopt = |record: &UserRecord| Change::Adopt {
+            record: Box::new(record.clone()),
+        };
+        let mut slot = None;
+        let first = adopt(&source).apply(&mut slot, &config(), 0).unwrap();
+        assert_eq!(first, Changed::Adopted { merged: false });
+        // Meanwhile the daemon's copy used code 0 and step 100, the file's
+        // copy code 1 and step 90.
+        let held = slot.as_mut().unwrap();
+        let at = crate::backup::find(&held.backup.codes, &codes[0]).unwrap();
+        held.backup.codes.remove(at);
+        held.state.last_step = 100;
+        let at = crate::backup::find(&source.backup.codes, &codes[1]).unwrap();
+        source.backup.codes.remove(at);
+        source.state.last_step = 90;
+        let again = adopt(&source).apply(&mut slot, &config(), 0).unwrap();
+        assert_eq!(again, Changed::Adopted { merged: true });
+        let held = slot.as_ref().unwrap();
+        assert_eq!(held.state.last_step, 100);
+        assert_eq!(held.backup.codes.len(), 1);
+        assert!(crate::backup::find(&held.backup.codes, &codes[2]).is_some());
+        // The same again changes nothing.
+        let before = held.clone();
+        adopt(&source).apply(&mut slot, &config(), 0).unwrap();
+        assert_eq!(slot.as_ref().unwrap(), &before);
+    }
+
+    #[test]
+    fn another_enrollment_is_a_conflict_and_changes_nothing() {
+        let mut slot = Some(totp_record());
+        let other = UserRecord::new_totp(
+            crate::otp::Secret::from_bytes(vec![7; 20]).unwrap(),
+            crate::otp::Algorithm::SHA1,
+            6,
+            30,
+        );
+        let before = slot.clone();
+        let change = Change::Adopt {
+            record: Box::new(other),
+        };
+        let out = change.apply(&mut slot, &config(), 0).unwrap();
+        assert!(matches!(out, Changed::Conflict { .. }), "{out:?}");
+        assert_eq!(slot, before);
     }
 
     #[test]

@@ -22,7 +22,7 @@ use crate::change::{Change, Changed};
 use crate::channel::Kind;
 use crate::record::{Method, View};
 use crate::service::Trust;
-use crate::verification::{Checked, Refusal, SendOutcome};
+use crate::verification::{Checked, PendingCheck, Refusal, SendOutcome};
 
 /// The first four bytes of every frame.
 pub const MAGIC: [u8; 4] = *b"OTPG";
@@ -64,6 +64,21 @@ pub enum Request {
     },
     /// Remembers a host after a code from the app.
     TrustHost { user: String, trust: Trust },
+    /// Sends a code to `to`, a destination being enrolled (`otpgate enroll
+    /// email|sms`); the daemon keeps it, hashed, until it comes back.
+    SendConfirmation {
+        user: String,
+        channel: Kind,
+        to: String,
+    },
+    /// The code sent by `SendConfirmation`, typed back; right, it lets one
+    /// `SetDestination` change of that destination be made.
+    CheckConfirmation {
+        user: String,
+        channel: Kind,
+        to: String,
+        code: Zeroizing<String>,
+    },
     /// An account change of the `otpgate` command. `proof`: the token of
     /// an accepted check, for a change that needs a current code.
     Change {
@@ -82,6 +97,8 @@ impl Request {
             | Request::Check { user, .. }
             | Request::SendCode { user, .. }
             | Request::TrustHost { user, .. }
+            | Request::SendConfirmation { user, .. }
+            | Request::CheckConfirmation { user, .. }
             | Request::Change { user, .. } => user,
         }
     }
@@ -93,6 +110,8 @@ impl Request {
             Request::Check { .. } => "check",
             Request::SendCode { .. } => "send-code",
             Request::TrustHost { .. } => "trust-host",
+            Request::SendConfirmation { .. } => "send-confirmation",
+            Request::CheckConfirmation { .. } => "check-confirmation",
             Request::Change { .. } => "change",
         }
     }
@@ -116,6 +135,14 @@ pub enum Reply {
     },
     Changed {
         changed: Changed,
+    },
+    /// `SendConfirmation`.
+    ConfirmationSent {
+        outcome: WireConfirmation,
+    },
+    /// `CheckConfirmation`.
+    ConfirmationChecked {
+        check: WirePendingCheck,
     },
     Sent {
         outcome: WireSent,
@@ -327,6 +354,45 @@ impl From<WireSent> for SendOutcome {
             WireSent::Limited { next, max } => SendOutcome::Limited { next, max },
             WireSent::Locked { until } => SendOutcome::Locked(until),
             WireSent::Gone => SendOutcome::Gone,
+        }
+    }
+}
+
+/// A confirmation send, as it travels (the code stays in the daemon).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum WireConfirmation {
+    Sent { minutes: u32 },
+    Failed { why: String },
+    Limited { next: u64, max: u32 },
+    NotConfigured,
+}
+
+/// [`PendingCheck`] as it travels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WirePendingCheck {
+    Right,
+    Expired,
+    Wrong,
+}
+
+impl From<PendingCheck> for WirePendingCheck {
+    fn from(c: PendingCheck) -> Self {
+        match c {
+            PendingCheck::Right => WirePendingCheck::Right,
+            PendingCheck::Expired => WirePendingCheck::Expired,
+            PendingCheck::Wrong => WirePendingCheck::Wrong,
+        }
+    }
+}
+
+impl From<WirePendingCheck> for PendingCheck {
+    fn from(c: WirePendingCheck) -> Self {
+        match c {
+            WirePendingCheck::Right => PendingCheck::Right,
+            WirePendingCheck::Expired => PendingCheck::Expired,
+            WirePendingCheck::Wrong => PendingCheck::Wrong,
         }
     }
 }

@@ -744,6 +744,56 @@ impl UserRecord {
             .retain(|h| h.until > now && !h.service.is_empty());
     }
 
+    /// Folds the use of one-time codes in `other`, another copy of this
+    /// same enrollment (the file a record was imported from, still used by
+    /// logins until the switch to `otpgated`), into this one: a TOTP step,
+    /// HOTP counter, backup code or sent code used in either copy is used,
+    /// failures and lockouts count as the higher, sends add up. Trusts,
+    /// destinations and per-source failures stay this copy's (the other's
+    /// newer trusts are dropped: a login is asked again). `Err` with the
+    /// reason, nothing changed, when `other` is another enrollment: another
+    /// app, or backup codes made anew (no code in common).
+    pub fn fold_used(&mut self, other: &UserRecord) -> std::result::Result<(), &'static str> {
+        let same_totp = match (&self.totp, &other.totp) {
+            (Some(a), Some(b)) => a == b,
+            (None, None) => true,
+            _ => false,
+        };
+        let same_hotp = match (&self.hotp, &other.hotp) {
+            (Some(a), Some(b)) => {
+                a.secret == b.secret && a.algorithm == b.algorithm && a.digits == b.digits
+            }
+            (None, None) => true,
+            _ => false,
+        };
+        if !(same_totp && same_hotp) {
+            return Err("another enrollment (another secret or app settings)");
+        }
+        let (mine, theirs) = (&self.backup.codes, &other.backup.codes);
+        if !mine.is_empty() && !theirs.is_empty() && !mine.iter().any(|c| theirs.contains(c)) {
+            return Err("the backup codes were made anew in one copy");
+        }
+        self.backup.codes.retain(|c| theirs.contains(c));
+        self.sent_codes
+            .retain(|c| other.sent_codes.iter().any(|o| o.code == c.code));
+        self.state.last_step = self.state.last_step.max(other.state.last_step);
+        if let (Some(h), Some(o)) = (self.hotp.as_mut(), other.hotp.as_ref()) {
+            h.counter = h.counter.max(o.counter);
+        }
+        self.state.failures = self.state.failures.max(other.state.failures);
+        self.state.locked_until = self.state.locked_until.max(other.state.locked_until);
+        for send in &other.sends {
+            if !self.sends.contains(send) {
+                self.sends.push(send.clone());
+            }
+        }
+        // The newest count for the hourly limit; keep the file's bound.
+        self.sends.sort_by_key(|s| s.at);
+        let extra = self.sends.len().saturating_sub(MAX_SENT);
+        self.sends.drain(..extra);
+        Ok(())
+    }
+
     /// Replaces the backup codes with fresh ones; returns them in clear,
     /// the only time they exist so.
     pub fn new_backup_codes(

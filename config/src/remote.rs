@@ -24,12 +24,13 @@ use nix::sys::stat::stat;
 use zeroize::Zeroizing;
 
 use crate::change::{Change, Changed};
+use crate::channel::Kind;
 use crate::error::{Error, Result};
-use crate::protocol::{self, FrameError, Reply, Request, Timed};
+use crate::protocol::{self, FrameError, Reply, Request, Timed, WireConfirmation};
 use crate::record::View;
 use crate::service::{Check, Service, Trust};
 use crate::system::SystemConfig;
-use crate::verification::{BackupUse, Checked, Offer, Recipient, SendOutcome};
+use crate::verification::{BackupUse, Checked, Offer, PendingCheck, Recipient, SendOutcome};
 
 /// How long to wait between connection attempts while the daemon's listen
 /// queue is full.
@@ -131,6 +132,34 @@ impl Daemon {
 
     fn lock_proof(&self) -> std::sync::MutexGuard<'_, Option<Zeroizing<String>>> {
         self.proof.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Has the daemon send a code to `to`, a destination being enrolled,
+    /// and keep it until [`Daemon::check_confirmation`].
+    pub fn send_confirmation(&self, channel: Kind, to: &str) -> Result<WireConfirmation> {
+        let request = Request::SendConfirmation {
+            user: self.user.clone(),
+            channel,
+            to: to.to_string(),
+        };
+        match self.call(&request, self.timeout + self.send_timeout)? {
+            Reply::ConfirmationSent { outcome } => Ok(outcome),
+            other => Err(self.unexpected(&other)),
+        }
+    }
+
+    /// Has the daemon compare `code` with the one it sent to `to`.
+    pub fn check_confirmation(&self, channel: Kind, to: &str, code: &str) -> Result<PendingCheck> {
+        let request = Request::CheckConfirmation {
+            user: self.user.clone(),
+            channel,
+            to: to.to_string(),
+            code: Zeroizing::new(code.to_string()),
+        };
+        match self.call(&request, self.timeout)? {
+            Reply::ConfirmationChecked { check } => Ok(check.into()),
+            other => Err(self.unexpected(&other)),
+        }
     }
 
     /// A reply of another kind than the request's is a broken daemon.
@@ -246,5 +275,147 @@ fn connect(path: &Path, deadline: Instant) -> std::result::Result<UnixStream, St
             }
             Err(e) => return Err(format!("connect: {e}")),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+    use std::os::unix::net::UnixListener;
+
+    use super::*;
+
+    /// A server on a socket in a fresh private directory that answers
+    /// every connection with `reply(n)` (n counts connections) and closes.
+    fn server(reply: impl Fn(usize) -> Vec<u8> + Send + 'static) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("d.sock");
+        let listener = UnixListener::bind(&path).unwrap();
+        std::thread::spawn(move || {
+            for (n, stream) in listener.incoming().enumerate() {
+                let Ok(mut stream) = stream else { return };
+                let mut header = [0u8; protocol::HEADER_LEN];
+                let _ = stream.read_exact(&mut header);
+                let len = protocol::parse_header(&header).unwrap_or(0);
+                let mut body = vec![0u8; len];
+                let _ = stream.read_exact(&mut body);
+                let _ = stream.write_all(&reply(n));
+            }
+        });
+        (dir, path)
+    }
+
+    fn client(socket: &Path) -> Daemon {
+        let mut config = SystemConfig::default();
+        config.store.socket = socket.display().to_string();
+        config.store.timeout = 1;
+        Daemon::new(&config, "alice")
+    }
+
+    #[test]
+    fn no_socket_is_a_clear_error_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let start = Instant::now();
+        let err = client(&dir.path().join("none.sock")).view().unwrap_err();
+        assert!(err.to_string().contains("is otpgated running?"), "{err}");
+        assert!(start.elapsed() < Duration::from_millis(500));
+    }
+
+    #[test]
+    fn a_server_that_never_answers_costs_the_timeout_then_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("d.sock");
+        let _listener = UnixListener::bind(&path).unwrap();
+        let start = Instant::now();
+        let err = client(&path).view().unwrap_err();
+        let took = start.elapsed();
+        assert!(err.to_string().contains("no reply within 1 s"), "{err}");
+        assert!(
+            took >= Duration::from_millis(900) && took < Duration::from_millis(1500),
+            "{took:?}"
+        );
+    }
+
+    #[test]
+    fn a_reply_of_another_kind_is_an_error_not_an_answer() {
+        let (_dir, path) = server(|_| {
+            let mut out = Vec::new();
+            protocol::write_frame(&mut out, &Reply::Trusted { host: None }).unwrap();
+            out
+        });
+        let checked = client(&path).check(
+            Check {
+                candidates: &[b"123456"],
+                backup: BackupUse::Consume,
+                source: None,
+            },
+            0,
+        );
+        assert!(
+            checked
+                .unwrap_err()
+                .to_string()
+                .contains("unexpected reply")
+        );
+    }
+
+    /// Random bytes, and random changes to a good reply, from the server:
+    /// every request ends in an error or a well-formed answer, never a
+    /// panic, and within the timeout.
+    #[test]
+    fn fuzzed_replies_never_panic_the_client() {
+        let good = {
+            let mut out = Vec::new();
+            let reply = Reply::Checked {
+                checked: Checked::Accepted {
+                    method: crate::record::Method::Backup,
+                    backups_left: 3,
+                    candidate: 0,
+                }
+                .into(),
+                proof: None,
+            };
+            protocol::write_frame(&mut out, &reply).unwrap();
+            out
+        };
+        let (_dir, path) = server(move |n| {
+            let mut seed = (n as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+            let mut next = move || {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                seed
+            };
+            let mut bytes = if n % 3 == 0 {
+                (0..next() % 80).map(|_| next() as u8).collect()
+            } else {
+                good.clone()
+            };
+            for _ in 0..1 + next() % 3 {
+                if bytes.is_empty() {
+                    break;
+                }
+                let at = (next() % bytes.len() as u64) as usize;
+                match next() % 3 {
+                    0 => bytes[at] = next() as u8,
+                    1 => bytes.truncate(at),
+                    _ => bytes.insert(at, next() as u8),
+                }
+            }
+            bytes
+        });
+        let daemon = client(&path);
+        let start = Instant::now();
+        for _ in 0..300 {
+            let _ = daemon.check(
+                Check {
+                    candidates: &[b"123456"],
+                    backup: BackupUse::Consume,
+                    source: None,
+                },
+                0,
+            );
+        }
+        assert!(start.elapsed() < Duration::from_secs(30));
     }
 }

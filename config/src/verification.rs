@@ -202,6 +202,11 @@ pub enum PendingCheck {
 }
 
 impl Pending {
+    /// Unix time from which the code is refused.
+    pub fn expires(&self) -> u64 {
+        self.expires
+    }
+
     /// Compares `answer` with the sent code in constant time (the backup
     /// codes' comparison).
     pub fn check(&self, answer: Option<&Answer>, now: u64) -> PendingCheck {

@@ -6,13 +6,18 @@
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use otpgate_config::change::Change;
+use otpgate_config::protocol::WireConfirmation;
 use otpgate_config::protocol::{Reply, Request};
 use otpgate_config::service::{Check, Local, Service};
-use otpgate_config::verification::{BackupUse, Checked, CommandSender, Offer, Recipient};
+use otpgate_config::verification::{
+    BackupUse, Checked, CommandSender, Confirmation, Offer, Recipient, Verifier,
+};
 use otpgate_config::{Account, SystemConfig, UserFile};
 
 use crate::error::Error;
 use crate::peer::{Peer, Role};
+use crate::pending::Confirmations;
 use crate::proof::Proofs;
 
 /// What every request needs: the config, where the records are, the
@@ -22,6 +27,7 @@ pub struct Context {
     /// The owner of the state directory and its files: this process.
     pub owner: u32,
     pub proofs: Proofs,
+    pub confirmations: Confirmations,
 }
 
 impl Context {
@@ -104,27 +110,78 @@ pub fn answer(ctx: &Context, peer: &Peer, request: &Request) -> Result<Reply, Er
         },
         Request::Change { change, proof, .. } => {
             if peer.role == Role::SelfService {
-                let enrolled = service.view().map_err(Error::Store)?.is_some();
-                let proven = || {
-                    ctx.proofs.redeem(
-                        proof.as_deref().map(|p| p.as_str()),
-                        peer.uid,
-                        &account.name,
-                    )
-                };
-                if change.needs_proof(enrolled) && !proven() {
-                    return Err(Error::Forbidden(format!(
-                        "{} needs a current code checked first",
-                        change.name()
-                    )));
-                }
+                let proof = proof.as_deref().map(|p| p.as_str());
+                may_change(ctx, peer, &account, &service, change, proof)?;
             }
             Reply::Changed {
                 changed: service.change(change, now).map_err(Error::Store)?,
             }
         }
+        Request::SendConfirmation { channel, to, .. } => {
+            let recipient = Recipient {
+                user: &account.name,
+                service: "otpgate",
+            };
+            let verifier = Verifier::new(&ctx.config, service.store());
+            let sent = verifier
+                .send_confirmation(*channel, to, now, recipient, &sender)
+                .map_err(Error::Store)?;
+            let outcome = match sent {
+                Confirmation::Pending(pending) => {
+                    let minutes = pending.minutes;
+                    ctx.confirmations
+                        .hold(peer.uid, &account.name, *channel, to, pending, now);
+                    WireConfirmation::Sent { minutes }
+                }
+                Confirmation::Failed(why) => WireConfirmation::Failed { why },
+                Confirmation::Limited { next, max } => WireConfirmation::Limited { next, max },
+                Confirmation::NotConfigured => WireConfirmation::NotConfigured,
+            };
+            Reply::ConfirmationSent { outcome }
+        }
+        Request::CheckConfirmation {
+            channel, to, code, ..
+        } => {
+            let check = ctx
+                .confirmations
+                .check(peer.uid, &account.name, *channel, to, code, now);
+            Reply::ConfirmationChecked {
+                check: check.into(),
+            }
+        }
     };
     Ok(reply)
+}
+
+/// What a user who is not root needs for `change`: a current code checked
+/// first when it hands out a way in or removes the factor (`proof.rs`),
+/// and for a new destination, the code sent there typed back
+/// (`pending.rs`).
+fn may_change(
+    ctx: &Context,
+    peer: &Peer,
+    account: &Account,
+    service: &Local<'_>,
+    change: &Change,
+    proof: Option<&str>,
+) -> Result<(), Error> {
+    let enrolled = service.view().map_err(Error::Store)?.is_some();
+    if let Change::SetDestination { channel, to, .. } = change
+        && !ctx
+            .confirmations
+            .take_confirmed(peer.uid, &account.name, *channel, to)
+    {
+        return Err(Error::Forbidden(
+            "the code sent to that destination has not come back".into(),
+        ));
+    }
+    if change.needs_proof(enrolled) && !ctx.proofs.redeem(proof, peer.uid, &account.name) {
+        return Err(Error::Forbidden(format!(
+            "{} needs a current code checked first",
+            change.name()
+        )));
+    }
+    Ok(())
 }
 
 /// The daemon's clock: a client never chooses the time a code or a

@@ -10,6 +10,7 @@ mod answer;
 mod error;
 mod log;
 mod peer;
+mod pending;
 mod proof;
 mod server;
 
@@ -95,5 +96,6 @@ fn load((path, required): (PathBuf, bool)) -> Result<Context, Error> {
         config,
         owner: nix::unistd::geteuid().as_raw(),
         proofs: proof::Proofs::default(),
+        confirmations: pending::Confirmations::default(),
     })
 }

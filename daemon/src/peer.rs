@@ -57,10 +57,15 @@ impl Peer {
         match self.role {
             Role::Root => Ok(()),
             Role::Logins => match request {
-                Request::Change { .. } => Err(Error::Forbidden(
+                Request::Change { .. }
+                | Request::SendConfirmation { .. }
+                | Request::CheckConfirmation { .. } => Err(Error::Forbidden(
                     "a listed PAM application may run logins, not change accounts".into(),
                 )),
-                _ => Ok(()),
+                Request::View { .. }
+                | Request::Check { .. }
+                | Request::SendCode { .. }
+                | Request::TrustHost { .. } => Ok(()),
             },
             Role::SelfService if account.uid != self.uid => Err(Error::Forbidden(format!(
                 "uid {} may ask only about its own account",
@@ -76,6 +81,8 @@ impl Peer {
                 Request::View { .. }
                 | Request::Check { .. }
                 | Request::SendCode { .. }
+                | Request::SendConfirmation { .. }
+                | Request::CheckConfirmation { .. }
                 | Request::Change { .. } => Ok(()),
             },
         }

@@ -623,3 +623,69 @@ fn check_warns_when_run_as_is_a_shared_user() {
         "{text}"
     );
 }
+
+// --- through otpgated (store.kind = "daemon", issue #15) ---------------------
+
+/// The SMS enrollment and a login with a sent code, with the records in
+/// `otpgated`: the daemon sends both codes (its channel command, as
+/// run_as), keeps them hashed, and saves the number only once the code
+/// came back. A client of the user's own that names a number without the
+/// code is refused.
+#[test]
+fn through_otpgated_sms_enrollment_and_a_login_with_a_sent_code() {
+    use otpgate_tests::daemon::{Otpgated, daemon_config};
+    need!(require_tool("pamtester", "pamtester"));
+    let outbox = Outbox::new();
+    let h = need!(Harness::new(""));
+    h.write_config(&daemon_config(&h, "", "", &sms_config(&outbox, "")));
+    h.otp_service("");
+    let daemon = Otpgated::start(&h);
+
+    let mut cli = Command::new(otpgate_cli())
+        .args(["--config"])
+        .arg(h.config_path())
+        .args(["enroll", "sms", "+44 1632 960961"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("otpgate enroll sms");
+    let message = outbox
+        .wait_message(1, Duration::from_secs(10))
+        .expect("no SMS at enrollment");
+    assert!(
+        !h.user_file("root").exists(),
+        "saved before the code came back"
+    );
+    let code = code_in(&message);
+    cli.stdin
+        .as_mut()
+        .unwrap()
+        .write_all(format!("{code}\n").as_bytes())
+        .unwrap();
+    let out = cli.wait_with_output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("otpgated at"), "{text}");
+    assert_eq!(h.record("root").destination(Kind::Sms), Some(SMS));
+
+    let mut p = Pamtester::start(&h.path("pam.d"), SERVICE, "root", "198.51.100.7");
+    p.line("");
+    let message = outbox
+        .wait_message(2, Duration::from_secs(10))
+        .expect("no SMS at login");
+    let sent = code_in(&message);
+    p.line(&sent);
+    let (ok, text) = p.finish();
+    assert!(ok, "{text}");
+    assert!(
+        text.contains("A code was sent by SMS to +44*******961"),
+        "{text}"
+    );
+    assert!(h.record("root").sent_codes.is_empty(), "used up");
+    assert!(!daemon.log().contains(&sent) && !daemon.log().contains(&code));
+}

@@ -570,6 +570,12 @@ fn as_the_test_user_changes_that_need_a_code_are_refused_without_one() {
             "op = \"change\"\nuser = \"{name}\"\nproof = \"12345678901234567890123456789012\"\n[change]\nchange = \"disable\"\n"
         ),
         format!("op = \"change\"\nuser = \"{name}\"\n[change]\nchange = \"unlock\"\n"),
+        format!(
+            "op = \"change\"\nuser = \"{name}\"\n[change]\nchange = \"set-destination\"\nchannel = \"email\"\nto = \"mallory@example.org\"\ncreating = false\n"
+        ),
+        format!(
+            "op = \"change\"\nuser = \"{name}\"\n[change]\nchange = \"remove-method\"\nmethod = \"app\"\n"
+        ),
         toml::to_string(&enroll).unwrap(),
     ] {
         let reply = ask_as(user.uid, user.gid, &d.socket, &request);
@@ -580,4 +586,185 @@ fn as_the_test_user_changes_that_need_a_code_are_refused_without_one() {
     }
     assert_eq!(std::fs::read(h.user_file(&user.name)).unwrap(), before);
     let _ = std::fs::remove_file(h.user_file(&user.name));
+}
+
+/// The system config of a host moving from files (in `<tmp>/files`) to
+/// the daemon: `kind` is "files" before the switch, "daemon" after.
+fn moving_config(h: &Harness, kind: &str) -> String {
+    format!(
+        "user_file = \"{}/%u.toml\"\nmax_attempts = 1\n\n[store]\nkind = \"{kind}\"\nsocket = \"{}\"\n\n[daemon]\nstate_dir = \"{}\"\n",
+        h.path("files").display(),
+        otpgate_tests::daemon::socket_path(h).display(),
+        h.path("users").display()
+    )
+}
+
+/// `otpgate store import` as README's switch does it: import while logins
+/// still use the files, switch `store.kind`, import again. Codes used in
+/// the files before the switch and in the daemon after it all stay used;
+/// a second import changes nothing more; another enrollment in the file
+/// is refused, not written over the daemon's.
+#[test]
+fn store_import_before_and_after_the_switch_loses_no_used_code() {
+    let h = need!(Harness::new(""));
+    h.otp_service("");
+    std::fs::create_dir_all(h.path("files")).unwrap();
+    std::fs::set_permissions(h.path("files"), std::fs::Permissions::from_mode(0o700)).unwrap();
+    h.write_config_raw(&moving_config(&h, "files"));
+    let _d = Otpgated::start(&h);
+    let mut record = totp_record_with(&new_secret(), Algorithm::SHA1, 6);
+    let codes: Vec<String> = record
+        .new_backup_codes(4, 8)
+        .unwrap()
+        .iter()
+        .map(|c| c.to_string())
+        .collect();
+    let source = h.path("files/root.toml");
+    write_private(&source, record.to_toml().as_bytes());
+    let import = |args: &[&str]| {
+        let mut cmd = Command::new(otpgate_binary());
+        cmd.arg("--config")
+            .arg(h.config_path())
+            .args(["store", "import"])
+            .args(args);
+        let out = output_with_stdin(&mut cmd, "");
+        (out.status.code(), printed(&out))
+    };
+    let (status, out) = import(&["root"]);
+    assert_eq!(status, Some(0), "{out}");
+    assert!(out.contains("root: moved"), "{out}");
+    // Still on files: code 0 is used in the file only.
+    h.login().answer(&codes[0]).run().assert("PAM_SUCCESS");
+    h.write_config_raw(&moving_config(&h, "daemon"));
+    // On the daemon: code 1 is used there only; code 0 still works there
+    // until the second import (the window the second import closes).
+    h.login().answer(&codes[1]).run().assert("PAM_SUCCESS");
+    let (status, out) = import(&["root"]);
+    assert_eq!(status, Some(0), "{out}");
+    assert!(out.contains("root: merged"), "{out}");
+    for used in &codes[..2] {
+        h.login().answer(used).run().assert("PAM_AUTH_ERR");
+    }
+    h.login().answer(&codes[2]).run().assert("PAM_SUCCESS");
+    h.login().answer(&codes[2]).run().assert("PAM_AUTH_ERR");
+    // Again (and --all, which finds root's file too): nothing comes back.
+    let (status, out) = import(&["--all"]);
+    assert_eq!(status, Some(0), "{out}");
+    assert!(out.contains("root: merged"), "{out}");
+    h.login().answer(&codes[2]).run().assert("PAM_AUTH_ERR");
+    h.login().answer(&codes[3]).run().assert("PAM_SUCCESS");
+    // Another enrollment in the file: refused, the daemon's kept.
+    let held = std::fs::read(h.user_file("root")).unwrap();
+    let other = totp_record_with(&new_secret(), Algorithm::SHA1, 6);
+    write_private(&source, other.to_toml().as_bytes());
+    let (status, out) = import(&["root"]);
+    assert_eq!(status, Some(10), "{out}");
+    assert!(
+        out.contains("root: refused") && out.contains("another enrollment"),
+        "{out}"
+    );
+    assert_eq!(std::fs::read(h.user_file("root")).unwrap(), held);
+    // Only root may import.
+    if let Some(user) = test_user() {
+        let mut cmd = Command::new(otpgate_binary());
+        cmd.arg("--config")
+            .arg(h.config_path())
+            .args(["store", "import", "root"]);
+        cmd.uid(user.uid).gid(user.gid);
+        let out = output_with_stdin(&mut cmd, "");
+        assert_eq!(out.status.code(), Some(5), "{}", printed(&out));
+    }
+}
+
+/// A PAM application that does not run as root (OpenVPN, a mail server):
+/// the daemon refuses its logins for another user until the admin lists
+/// its user in `daemon.login_users`; then they work, and still may not
+/// change accounts.
+#[test]
+fn a_non_root_pam_application_runs_logins_only_when_listed() {
+    let (h, user) = need!(user_harness(""));
+    std::fs::set_permissions(h.path("pam.d"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let service = h.path("pam.d").join(SERVICE);
+    std::fs::set_permissions(&service, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let (secret, _) = enroll(&h, 0);
+    let as_user = [
+        "setpriv".to_string(),
+        format!("--reuid={}", user.uid),
+        format!("--regid={}", user.gid),
+        "--clear-groups".to_string(),
+    ];
+    let mut d = Otpgated::start(&h);
+    avoid_step_edge();
+    let run = h
+        .login()
+        .inside(&as_user)
+        .answer(totp_at(&secret, now()))
+        .run();
+    run.assert("PAM_SYSTEM_ERR");
+    assert!(
+        d.log().contains("may ask only about its own account"),
+        "{}",
+        d.log()
+    );
+    d.kill9();
+    let listed = daemon_config(
+        &h,
+        "enroll_password_check = false",
+        "",
+        &format!("login_users = [\"{}\"]", user.name),
+    );
+    h.write_config(&listed);
+    std::fs::set_permissions(h.config_path(), std::fs::Permissions::from_mode(0o644)).unwrap();
+    let _d = Otpgated::start(&h);
+    h.login()
+        .inside(&as_user)
+        .answer(totp_at(&secret, now()))
+        .run()
+        .assert("PAM_SUCCESS");
+    let reply = ask_as(
+        user.uid,
+        user.gid,
+        &otpgate_tests::daemon::socket_path(&h),
+        "op = \"change\"\nuser = \"root\"\n[change]\nchange = \"forget-all-hosts\"\n",
+    );
+    assert!(reply.contains("kind = \"forbidden\""), "{reply}");
+}
+
+/// One user's connections are limited (`max_connections_per_user`): the
+/// next is told the daemon is busy, while root's logins go on.
+#[test]
+fn one_user_cannot_take_every_connection() {
+    let (h, user) = need!(user_harness(""));
+    let text = std::fs::read_to_string(h.config_path()).unwrap();
+    h.write_config_raw(&text.replace("[daemon]\n", "[daemon]\nmax_connections_per_user = 4\n"));
+    std::fs::set_permissions(h.config_path(), std::fs::Permissions::from_mode(0o644)).unwrap();
+    let d = Otpgated::start(&h);
+    let (secret, _) = enroll(&h, 0);
+    // The user's program holds four connections open, then asks a fifth.
+    let mut child = Command::new("setpriv")
+        .arg(format!("--reuid={}", user.uid))
+        .arg(format!("--regid={}", user.gid))
+        .arg("--clear-groups")
+        .arg(env!("CARGO_BIN_EXE_otpgate-hardening-helper"))
+        .arg("hold")
+        .arg(&d.socket)
+        .arg("5")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    let _ = child.wait();
+    assert!(out.contains("kind = \"busy\""), "{out}");
+    assert!(d.log().contains("over the connection limit"), "{}", d.log());
+    avoid_step_edge();
+    h.login()
+        .answer(totp_at(&secret, now()))
+        .run()
+        .assert("PAM_SUCCESS");
 }

@@ -14,6 +14,9 @@
 //!   `otpgated` at `SOCKET` in one frame and prints the reply's TOML (or
 //!   `error: ...`). Run as the test user, it is a user's own client of
 //!   the daemon, which need not be our CLI.
+//! - `hold SOCKET N`: opens N connections to `otpgated` and keeps them;
+//!   on the last one sends a view request for itself and prints the reply
+//!   (a user taking every connection it can).
 #![forbid(unsafe_code)]
 
 use std::path::Path;
@@ -29,12 +32,13 @@ fn main() -> ExitCode {
     match args.first().map(String::as_str) {
         Some("update-loop") if args.len() == 2 => update_loop(Path::new(&args[1])),
         Some("ask") if args.len() == 2 => ask(Path::new(&args[1])),
+        Some("hold") if args.len() == 3 => hold(Path::new(&args[1]), &args[2]),
         Some("swap") if args.len() >= 4 && args.len().is_multiple_of(2) => {
             swap(&args[1], &args[2..])
         }
         _ => {
             eprintln!(
-                "usage: otpgate-hardening-helper update-loop FILE | swap SECONDS A B... | ask SOCKET"
+                "usage: otpgate-hardening-helper update-loop FILE | swap SECONDS A B... | ask SOCKET | hold SOCKET N"
             );
             ExitCode::from(2)
         }
@@ -147,4 +151,41 @@ fn ask(socket: &Path) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn hold(socket: &Path, n: &str) -> ExitCode {
+    use otpgate_config::protocol::{self, Reply, Request};
+    let Ok(n) = n.parse::<usize>() else {
+        return ExitCode::from(2);
+    };
+    let mut held = Vec::new();
+    for _ in 1..n {
+        match std::os::unix::net::UnixStream::connect(socket) {
+            Ok(s) => held.push(s),
+            Err(e) => {
+                println!("error: connect: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    // Let the daemon count them before the last one.
+    std::thread::sleep(Duration::from_millis(200));
+    let user = otpgate_config::Account::current()
+        .map(|a| a.name)
+        .unwrap_or_default();
+    let mut last = match std::os::unix::net::UnixStream::connect(socket) {
+        Ok(s) => s,
+        Err(e) => {
+            println!("error: connect: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let _ = last.set_read_timeout(Some(Duration::from_secs(10)));
+    let _ = protocol::write_frame(&mut last, &Request::View { user });
+    match protocol::read_frame::<Reply>(&mut last) {
+        Ok(reply) => print!("{}", toml::to_string(&reply).unwrap_or_default()),
+        Err(e) => println!("error: {e}"),
+    }
+    drop(held);
+    ExitCode::SUCCESS
 }
