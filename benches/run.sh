@@ -4,7 +4,7 @@
 #   ./benches/run.sh            # N=200 cycles per round, 3 rounds A B A B ...
 #   N=500 ROUNDS=5 ./benches/run.sh
 #
-# Builds the release module and CLI, compiles benches/pam_bench.c (real
+# Builds the release module, CLI and otpgated, compiles benches/pam_bench.c (real
 # libpam, pam_start_confdir, in-process loop, fake wall clock shared by both
 # modules), runs every scenario alternating otpgate and google-authenticator,
 # and writes a Markdown table to benches/results.md (also printed; OUT=FILE
@@ -29,11 +29,12 @@ for tool in oathtool strace gcc python3 ssh ssh-keygen setsid; do
     command -v $tool >/dev/null || { echo "benches/run.sh: $tool missing" >&2; exit 2; }
 done
 
-echo "building release module and CLI..." >&2
-cargo build --release --quiet -p pam-module -p otpgate
+echo "building release module, CLI and daemon..." >&2
+cargo build --release --quiet -p pam-module -p otpgate -p otpgated
 TARGET=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
 MOD=$TARGET/release/libpam_otpgate.so
 CLI=$TARGET/release/otpgate
+DAEMON=$TARGET/release/otpgated
 GA=$(find /usr/lib /lib -name pam_google_authenticator.so -path '*security*' 2>/dev/null | head -n1)
 PAM_DIR=$(dirname "$(find /usr/lib /lib -name pam_permit.so -path '*security*' 2>/dev/null | head -n1)")
 [[ -n "$GA" ]] || { echo "benches/run.sh: pam_google_authenticator.so not found" >&2; exit 2; }
@@ -41,7 +42,9 @@ PAM_DIR=$(dirname "$(find /usr/lib /lib -name pam_permit.so -path '*security*' 2
 W=$(mktemp -d /var/tmp/otpgate-bench.XXXXXX)
 chmod 755 "$W"
 SINK_PID=
+DAEMON_PID=
 cleanup() {
+    [[ -n "$DAEMON_PID" ]] && kill "$DAEMON_PID" 2>/dev/null
     [[ -n "$SINK_PID" ]] && kill "$SINK_PID" 2>/dev/null && rm -f /dev/log
     rm -rf "$W"
 }
@@ -87,16 +90,35 @@ EOF
     printf 'auth [success=done default=ignore] %s/pam_access.so accessfile=%s\nauth required %s secret=%s/ga/${USER} user=root\n' \
         "$PAM_DIR" "$W/access.conf" "$GA" "$W" >"$W/pam.d/ga-trusted"
     echo "auth required $PAM_DIR/pam_permit.so" >"$W/pam.d/permit"
+    # The same config with the records in otpgated (root's requests carry
+    # the bench's fake time, which the daemon takes from root only).
+    { cat "$W/otpgate.toml"
+      printf '\n[store]\nkind = "daemon"\nsocket = "%s/run/otpgated.sock"\n\n[daemon]\nstate_dir = "%s/dstate"\n' "$W" "$W"
+    } >"$W/daemon.toml"
+    echo "auth required $MOD config=$W/daemon.toml" >"$W/pam.d/otp-daemon"
+}
+
+# otpgated for the otp-daemon service, on the bench's own socket.
+start_daemon() {
+    "$DAEMON" --config "$W/daemon.toml" 2>>"$W/otpgated.log" &
+    DAEMON_PID=$!
+    for _ in $(seq 100); do [[ -S "$W/run/otpgated.sock" ]] && return 0; sleep 0.05; done
+    echo "benches/run.sh: otpgated did not start: $(cat "$W/otpgated.log")" >&2
+    exit 2
 }
 
 # Fresh enrollments on both sides with the same secret and window (±1
 # step); both refuse a reused code (DISALLOW_REUSE); backup codes written
 # to $W/backup.txt (otpgate's) and $W/scratch.txt (google-authenticator's).
+# With ENROLL_DAEMON=1 otpgate's enrollment is made through otpgated (its
+# config's backup_codes, $NBACKUP) instead of in the file store.
 enroll() { # [backup codes]
     local nb=${1:-$NBACKUP}
+    local config=$W/otpgate.toml
     sed -i "s/^backup_codes = .*/backup_codes = $nb/" "$W/otpgate.toml"
-    rm -f "$W"/state/* "$W"/ga/*
-    "$CLI" --config "$W/otpgate.toml" enroll --user root --secret "$SECRET" --no-confirm --json --no-qr \
+    rm -f "$W"/state/* "$W"/ga/* "$W"/dstate/*
+    [[ -n "${ENROLL_DAEMON:-}" ]] && config=$W/daemon.toml
+    "$CLI" --config "$config" enroll --user root --secret "$SECRET" --no-confirm --json --no-qr \
         | python3 -c 'import json,sys; print("\n".join(json.load(sys.stdin)["backup_codes"]))' >"$W/backup.txt"
         # google-authenticator's scratch codes are 8 digits without a leading 0.
     python3 -c 'import secrets; print("\n".join(str(10**7 + secrets.randbelow(9 * 10**7)) for _ in range('"$nb"')))' >"$W/scratch.txt"
@@ -147,6 +169,7 @@ field() { # file key
 okfail() { awk '{for(i=1;i<=NF;i++){split($i,kv,"="); if(kv[1]=="ok")o+=kv[2]; if(kv[1]=="cycles")c+=kv[2]}} END {printf "%d/%d", o, c}' "$1"; }
 
 write_configs
+start_daemon
 enroll
 echo "running scenarios (N=$N, ROUNDS=$ROUNDS)..." >&2
 run_scenario success otp ga totp "$N" 203.0.113.9
@@ -154,6 +177,10 @@ run_scenario success-fast otp-fast ga totp "$N" 203.0.113.9
 run_scenario wrong otp ga wrong "$N" 203.0.113.9
 run_scenario backup otp ga backup "$(( N < NBACKUP ? N : NBACKUP ))" 203.0.113.9
 run_scenario backup100 otp ga backup "$(( N < BIG_BACKUP ? N : BIG_BACKUP ))" 203.0.113.9 "$BIG_BACKUP"
+ENROLL_DAEMON=1 enroll
+ENROLL_DAEMON=1 run_scenario success-daemon otp-daemon ga totp "$N" 203.0.113.9
+ENROLL_DAEMON=1 run_scenario wrong-daemon otp-daemon ga wrong "$N" 203.0.113.9
+ENROLL_DAEMON=1 run_scenario backup-daemon otp-daemon ga backup "$(( N < NBACKUP ? N : NBACKUP ))" 203.0.113.9
 enroll
 run_scenario trusted otp-trusted ga-trusted none "$N" 127.0.0.1
 : >"$W/permit.A"
@@ -161,7 +188,7 @@ for _ in $(seq "$ROUNDS"); do bench permit "" "$N" "" "$START" >>"$W/permit.A"; 
 
 # Contention: PROCS processes, same user, same codes at the same fake times.
 contention() { # service -> "per_s p99 twice"
-    enroll
+    if [[ $1 == otp-daemon ]]; then ENROLL_DAEMON=1 enroll; else enroll; fi
     local codes; codes=$(codes_from "$START" "$PER_PROC")
     local out="$W/cont-$1"
     rm -f "$out".*
@@ -178,9 +205,9 @@ contention() { # service -> "per_s p99 twice"
 }
 # ROUNDS runs, alternating the three services; one run is ~0.3 s and
 # varies by a third from run to run on a shared machine.
-: >"$W/cont.otp"; : >"$W/cont.otp-fast"; : >"$W/cont.ga"
+: >"$W/cont.otp"; : >"$W/cont.otp-fast"; : >"$W/cont.otp-daemon"; : >"$W/cont.ga"
 for _ in $(seq "$ROUNDS"); do
-    for svc in otp otp-fast ga; do contention "$svc" >>"$W/cont.$svc"; done
+    for svc in otp otp-fast otp-daemon ga; do contention "$svc" >>"$W/cont.$svc"; done
 done
 # Median logins/s, p99 and accepted over the runs; codes accepted twice:
 # the most any run had.
@@ -194,6 +221,7 @@ PY
 }
 read -r C_A_S C_A_P C_A_T C_A_N < <(cont_summary "$W/cont.otp")
 read -r C_F_S C_F_P C_F_T C_F_N < <(cont_summary "$W/cont.otp-fast")
+read -r C_D_S C_D_P C_D_T C_D_N < <(cont_summary "$W/cont.otp-daemon")
 read -r C_B_S C_B_P C_B_T C_B_N < <(cont_summary "$W/cont.ga")
 
 # Flushes (fsync + fdatasync) and renames per successful login over 20
@@ -285,6 +313,8 @@ FS=$(findmnt -no FSTYPE -T /var/tmp)
     echo "\`max_attempts = 1\`, \`lockout_after = 0\`: counted, never locking), google-authenticator has \`RATE_LIMIT 100 30\` (recorded, never limiting)."
     echo "Contention rows: $PROCS processes × $PER_PROC logins as one user, the same codes at the same fake times; $ROUNDS runs"
     echo "alternating the services, median logins/s, p99 and codes accepted per run; \"codes twice\": the most any run accepted twice."
+    echo "\"records in otpgated\": the same module with \`store.kind = \"daemon\"\`, asking a release otpgated on a Unix socket"
+    echo "(one connection per request: a view, then the check), which keeps the records in its own directory on the same disk."
     echo
     echo "| scenario | otpgate logins/s | p50 ms | p99 ms | ok | google-auth logins/s | p50 ms | p99 ms | ok | ratio |"
     echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
@@ -294,11 +324,16 @@ FS=$(findmnt -no FSTYPE -T /var/tmp)
     row "backup code ($NBACKUP codes enrolled, the default)" "$W/backup.A" "$W/backup.B"
     row "backup code, $BIG_BACKUP codes enrolled (an 11 KB file; the most one enrollment holds)" "$W/backup100.A" "$W/backup100.B"
     row "trusted network (google-auth: pam_access in front)" "$W/trusted.A" "$W/trusted.B"
+    row "correct TOTP code, records in otpgated" "$W/success-daemon.A" "$W/success-daemon.B"
+    row "wrong code, records in otpgated" "$W/wrong-daemon.A" "$W/wrong-daemon.B"
+    row "backup code, records in otpgated ($NBACKUP codes)" "$W/backup-daemon.A" "$W/backup-daemon.B"
     printf '| %s processes × %s logins, same user, same codes | %s | | %s | %s accepted, %s codes twice | %s | | %s | %s accepted, %s codes twice | **%.2f×** |\n' \
         "$PROCS" "$PER_PROC" "$C_A_S" "$C_A_P" "$C_A_N" "$C_A_T" "$C_B_S" "$C_B_P" "$C_B_N" "$C_B_T" "$(python3 -c "print($C_A_S/$C_B_S)")"
     # shellcheck disable=SC2016 # backticks are Markdown
     printf '| same, otpgate `fsync_directory = false` | %s | | %s | %s accepted, %s codes twice | %s | | %s | %s accepted, %s codes twice | **%.2f×** |\n' \
         "$C_F_S" "$C_F_P" "$C_F_N" "$C_F_T" "$C_B_S" "$C_B_P" "$C_B_N" "$C_B_T" "$(python3 -c "print($C_F_S/$C_B_S)")"
+    printf '| same, records in otpgated | %s | | %s | %s accepted, %s codes twice | %s | | %s | %s accepted, %s codes twice | **%.2f×** |\n' \
+        "$C_D_S" "$C_D_P" "$C_D_N" "$C_D_T" "$C_B_S" "$C_B_P" "$C_B_N" "$C_B_T" "$(python3 -c "print($C_D_S/$C_B_S)")"
     echo
     echo "Baseline: \`pam_permit\` alone $(field "$W/permit.A" per_s) logins/s (p50 $(field "$W/permit.A" p50_ms) ms)."
     echo "Durability per correct-code login, 20 logins after enrolling (strace; flushes are fsync + fdatasync): otpgate $SYS_A_F flushes + $SYS_A_R renames (with \`fsync_directory = false\`: $SYS_F_F flushes + $SYS_F_R renames); google-authenticator $SYS_B_F flushes + $SYS_B_R renames."

@@ -27,6 +27,12 @@ for s in "correct TOTP code" "backup code (10 codes enrolled, the default)" \
 done
 verdict 'both "wrong code" "0/8"' "wrong code: both modules refuse all 8"
 verdict 'has "| 3 accepted, 0 codes twice |"' "contention: otpgate accepts each of 3 codes once"
+for s in "correct TOTP code, records in otpgated" "backup code, records in otpgated (10 codes)"; do
+    verdict "both \"$s\" \"8/8\"" "$s: both accept all 8"
+done
+verdict 'both "wrong code, records in otpgated" "0/8"' "wrong code through otpgated: both refuse all 8"
+verdict '[[ $(grep -F "| same, records in otpgated |" "$out" | grep -oF "| 3 accepted, 0 codes twice |" | wc -l) -eq 1 ]]' \
+    "contention through otpgated: each of 3 codes accepted once"
 # 20 logins write generations 2 to 21 of the state file (the enrollment wrote
 # 1): 20 flushes, and 3 more before the writes of 7, 14 and 21 reuse a slot.
 verdict 'has "otpgate 1.15 flushes + 0.00 renames"' "one flush per login and one per seven before a slot is reused, no rename (the enrollment made the state file), counted with strace"

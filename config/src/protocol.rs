@@ -52,6 +52,10 @@ pub enum Request {
         /// Count a wrong answer against this source only (`forward_pass`).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         source: Option<String>,
+        /// The time of a request from root (root sets the clock anyway: a
+        /// test or benchmark clock); from anyone else the daemon's clock.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        now: Option<u64>,
     },
     /// Creates a code and sends it by `channel` to `to` (the destination
     /// the login offered; refused if it changed meanwhile).
@@ -61,9 +65,20 @@ pub enum Request {
         to: String,
         /// The PAM service, for the message.
         service: String,
+        /// The time of a request from root (root sets the clock anyway: a
+        /// test or benchmark clock); from anyone else the daemon's clock.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        now: Option<u64>,
     },
     /// Remembers a host after a code from the app.
-    TrustHost { user: String, trust: Trust },
+    TrustHost {
+        user: String,
+        trust: Trust,
+        /// The time of a request from root (root sets the clock anyway: a
+        /// test or benchmark clock); from anyone else the daemon's clock.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        now: Option<u64>,
+    },
     /// Sends a code to `to`, a destination being enrolled (`otpgate enroll
     /// email|sms`); the daemon keeps it, hashed, until it comes back.
     SendConfirmation {
@@ -86,6 +101,10 @@ pub enum Request {
         change: Change,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         proof: Option<Zeroizing<String>>,
+        /// The time of a request from root (root sets the clock anyway: a
+        /// test or benchmark clock); from anyone else the daemon's clock.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        now: Option<u64>,
     },
 }
 
@@ -100,6 +119,17 @@ impl Request {
             | Request::SendConfirmation { user, .. }
             | Request::CheckConfirmation { user, .. }
             | Request::Change { user, .. } => user,
+        }
+    }
+
+    /// The time the client asks the request to be judged at, if any.
+    pub fn now(&self) -> Option<u64> {
+        match self {
+            Request::Check { now, .. }
+            | Request::SendCode { now, .. }
+            | Request::TrustHost { now, .. }
+            | Request::Change { now, .. } => *now,
+            _ => None,
         }
     }
 

@@ -183,9 +183,9 @@ impl Service for Daemon {
         }
     }
 
-    fn check(&self, check: Check<'_>, _now: u64) -> Result<Checked> {
-        // The daemon reads its own clock: a client must not choose the
-        // time a lockout or a code is judged at.
+    fn check(&self, check: Check<'_>, now: u64) -> Result<Checked> {
+        // The daemon takes the time only from root; anyone else's
+        // requests are judged at its own clock.
         let candidates = check
             .candidates
             .iter()
@@ -196,6 +196,7 @@ impl Service for Daemon {
             candidates,
             keep_backup: check.backup == BackupUse::Keep,
             source: check.source.map(str::to_string),
+            now: Some(now),
         };
         match self.call(&request, self.timeout)? {
             Reply::Checked { checked, proof } => {
@@ -208,11 +209,12 @@ impl Service for Daemon {
         }
     }
 
-    fn change(&self, change: &Change, _now: u64) -> Result<Changed> {
+    fn change(&self, change: &Change, now: u64) -> Result<Changed> {
         let request = Request::Change {
             user: self.user.clone(),
             change: change.clone(),
             proof: self.lock_proof().take(),
+            now: Some(now),
         };
         match self.call(&request, self.timeout)? {
             Reply::Changed { changed } => Ok(changed),
@@ -220,12 +222,13 @@ impl Service for Daemon {
         }
     }
 
-    fn send_code(&self, offer: &Offer, _now: u64, recipient: Recipient<'_>) -> Result<SendOutcome> {
+    fn send_code(&self, offer: &Offer, now: u64, recipient: Recipient<'_>) -> Result<SendOutcome> {
         let request = Request::SendCode {
             user: self.user.clone(),
             channel: offer.kind,
             to: offer.to.clone(),
             service: recipient.service.to_string(),
+            now: Some(now),
         };
         match self.call(&request, self.timeout + self.send_timeout)? {
             Reply::Sent { outcome } => Ok(outcome.into()),
@@ -233,10 +236,11 @@ impl Service for Daemon {
         }
     }
 
-    fn trust_host(&self, trust: &Trust, _now: u64) -> Result<Option<String>> {
+    fn trust_host(&self, trust: &Trust, now: u64) -> Result<Option<String>> {
         let request = Request::TrustHost {
             user: self.user.clone(),
             trust: trust.clone(),
+            now: Some(now),
         };
         match self.call(&request, self.timeout)? {
             Reply::Trusted { host } => Ok(host),

@@ -768,3 +768,25 @@ fn one_user_cannot_take_every_connection() {
         .run()
         .assert("PAM_SUCCESS");
 }
+
+/// Attack: a user's own client asks the daemon to judge a code at a time
+/// of its choosing, past its lockout. The daemon takes a time only from
+/// root: the lockout holds.
+#[test]
+fn a_user_cannot_choose_the_time_a_code_is_judged_at() {
+    let (h, user) = need!(user_harness(""));
+    let d = Otpgated::start(&h);
+    let secret = new_secret();
+    let mut record = totp_record_with(&secret, Algorithm::SHA1, 6);
+    record.state.locked_until = now() + 900;
+    h.write_record(&user.name, &record);
+    let later = now() + 100_000;
+    let request = format!(
+        "op = \"check\"\nuser = \"{}\"\ncandidates = [\"{}\"]\nnow = {later}\n",
+        user.name,
+        totp_at(&secret, later)
+    );
+    let reply = ask_as(user.uid, user.gid, &d.socket, &request);
+    assert!(reply.contains("outcome = \"locked\""), "{reply}");
+    let _ = std::fs::remove_file(h.user_file(&user.name));
+}

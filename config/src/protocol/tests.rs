@@ -18,12 +18,14 @@ fn every_request() -> Vec<Request> {
             candidates: vec![Zeroizing::new("123456".into()), Zeroizing::new("".into())],
             keep_backup: true,
             source: Some("203.0.113.7".into()),
+            now: Some(1_767_225_600),
         },
         Request::SendCode {
             user: "alice".into(),
             channel: Kind::Email,
             to: "alice@example.org".into(),
             service: "sshd".into(),
+            now: None,
         },
         Request::TrustHost {
             user: "alice".into(),
@@ -32,6 +34,7 @@ fn every_request() -> Vec<Request> {
                 service: "sshd".into(),
                 days: 7,
             },
+            now: None,
         },
         Request::Change {
             user: "alice".into(),
@@ -40,11 +43,13 @@ fn every_request() -> Vec<Request> {
                 replacing: true,
             },
             proof: Some(Zeroizing::new("tok".into())),
+            now: None,
         },
         Request::Change {
             user: "alice".into(),
             change: Change::ForgetHost { host: "::1".into() },
             proof: None,
+            now: Some(5),
         },
     ]
 }
