@@ -83,6 +83,16 @@ pub fn confirm(ctx: &mut Context) -> Result<()> {
             "the password of {user} was not confirmed; nothing was saved"
         ))
     };
+    if ctx.daemon().is_some() {
+        // otpgated checks it (with the same PAM service) when the
+        // enrollment is saved: a check here could be skipped by a program
+        // talking to the daemon directly.
+        let password = ctx.input.secret_line("Password: ")?.ok_or_else(refused)?;
+        if let Some(daemon) = ctx.daemon() {
+            daemon.set_password(password);
+        }
+        return Ok(());
+    }
     for attempt in 1..=TRIES {
         let conversation = Conversation {
             input: &mut ctx.input,

@@ -115,6 +115,17 @@ impl Change {
         }
     }
 
+    /// Whether this change would make a first enrollment of a user who
+    /// has none (`enrolled` false): then a user who is not root must give
+    /// their password (`enroll_password_check`).
+    pub fn makes_first_enrollment(&self, enrolled: bool) -> bool {
+        !enrolled
+            && matches!(
+                self,
+                Change::Enroll { .. } | Change::Import { .. } | Change::SetDestination { .. }
+            )
+    }
+
     /// Whether only root may ask for this change.
     pub fn root_only(&self) -> bool {
         matches!(self, Change::Unlock | Change::Adopt { .. })

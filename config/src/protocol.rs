@@ -101,6 +101,10 @@ pub enum Request {
         change: Change,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         proof: Option<Zeroizing<String>>,
+        /// The user's password, for a change that makes a first
+        /// enrollment when `enroll_password_check` is on.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        password: Option<Zeroizing<String>>,
         /// The time of a request from root (root sets the clock anyway: a
         /// test or benchmark clock); from anyone else the daemon's clock.
         #[serde(default, skip_serializing_if = "Option::is_none")]

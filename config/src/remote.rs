@@ -47,6 +47,9 @@ pub struct Daemon {
     /// The token of the last accepted check (a user who is not root),
     /// sent with the next change.
     proof: Mutex<Option<Zeroizing<String>>>,
+    /// The user's password, sent with the next change (a first
+    /// enrollment), then forgotten.
+    password: Mutex<Option<Zeroizing<String>>>,
 }
 
 impl Daemon {
@@ -65,6 +68,7 @@ impl Daemon {
             timeout: config.daemon_timeout(),
             send_timeout,
             proof: Mutex::new(None),
+            password: Mutex::new(None),
         }
     }
 
@@ -128,6 +132,12 @@ impl Daemon {
             )));
         }
         Ok(())
+    }
+
+    /// Sends `password` with the next change, for the daemon to check
+    /// before a first enrollment.
+    pub fn set_password(&self, password: Zeroizing<String>) {
+        *self.password.lock().unwrap_or_else(|p| p.into_inner()) = Some(password);
     }
 
     fn lock_proof(&self) -> std::sync::MutexGuard<'_, Option<Zeroizing<String>>> {
@@ -214,6 +224,11 @@ impl Service for Daemon {
             user: self.user.clone(),
             change: change.clone(),
             proof: self.lock_proof().take(),
+            password: self
+                .password
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take(),
             now: Some(now),
         };
         match self.call(&request, self.timeout)? {

@@ -113,10 +113,18 @@ pub fn answer(ctx: &Context, peer: &Peer, request: &Request) -> Result<Reply, Er
         Request::TrustHost { trust, .. } => Reply::Trusted {
             host: service.trust_host(trust, now).map_err(Error::Store)?,
         },
-        Request::Change { change, proof, .. } => {
+        Request::Change {
+            change,
+            proof,
+            password,
+            ..
+        } => {
             if peer.role == Role::SelfService {
-                let proof = proof.as_deref().map(|p| p.as_str());
-                may_change(ctx, peer, &account, &service, change, proof)?;
+                let given = Given {
+                    proof: proof.as_deref().map(|p| p.as_str()),
+                    password: password.as_deref().map(|p| p.as_str()),
+                };
+                may_change(ctx, peer, &account, &service, change, given)?;
             }
             Reply::Changed {
                 changed: service.change(change, now).map_err(Error::Store)?,
@@ -158,19 +166,34 @@ pub fn answer(ctx: &Context, peer: &Peer, request: &Request) -> Result<Reply, Er
     Ok(reply)
 }
 
+/// What came with a change request besides the change.
+struct Given<'a> {
+    proof: Option<&'a str>,
+    password: Option<&'a str>,
+}
+
 /// What a user who is not root needs for `change`: a current code checked
 /// first when it hands out a way in or removes the factor (`proof.rs`),
-/// and for a new destination, the code sent there typed back
-/// (`pending.rs`).
+/// for a new destination the code sent there typed back (`pending.rs`),
+/// and for a first enrollment their password (`password.rs`).
 fn may_change(
     ctx: &Context,
     peer: &Peer,
     account: &Account,
     service: &Local<'_>,
     change: &Change,
-    proof: Option<&str>,
+    given: Given<'_>,
 ) -> Result<(), Error> {
     let enrolled = service.view().map_err(Error::Store)?.is_some();
+    if ctx.config.enroll_password_check && change.makes_first_enrollment(enrolled) {
+        let Some(password) = given.password else {
+            return Err(Error::Forbidden(format!(
+                "a first enrollment needs the password of {}",
+                account.name
+            )));
+        };
+        crate::password::check(&account.name, password).map_err(Error::Forbidden)?;
+    }
     if let Change::SetDestination { channel, to, .. } = change
         && !ctx
             .confirmations
@@ -180,7 +203,7 @@ fn may_change(
             "the code sent to that destination has not come back".into(),
         ));
     }
-    if change.needs_proof(enrolled) && !ctx.proofs.redeem(proof, peer.uid, &account.name) {
+    if change.needs_proof(enrolled) && !ctx.proofs.redeem(given.proof, peer.uid, &account.name) {
         return Err(Error::Forbidden(format!(
             "{} needs a current code checked first",
             change.name()

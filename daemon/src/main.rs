@@ -9,6 +9,7 @@
 mod answer;
 mod error;
 mod log;
+mod password;
 mod peer;
 mod pending;
 mod proof;

@@ -37,6 +37,12 @@ impl Otpgated {
     /// Starts the daemon on `h`'s config (written with [`daemon_config`])
     /// and waits until it accepts connections.
     pub fn start(h: &Harness) -> Otpgated {
+        Otpgated::start_with(h, &[])
+    }
+
+    /// [`Otpgated::start`] with more environment (pam_wrapper, for the
+    /// daemon's own PAM calls).
+    pub fn start_with(h: &Harness, env: &[(String, String)]) -> Otpgated {
         let log = h.path("otpgated.log");
         let out = std::fs::OpenOptions::new()
             .create(true)
@@ -50,6 +56,7 @@ impl Otpgated {
             .stdout(Stdio::null())
             .stderr(out);
         cmd.envs(h.driver_env().iter().map(|(k, v)| (k, v)));
+        cmd.envs(env.iter().map(|(k, v)| (k, v)));
         let child = cmd.spawn().expect("start otpgated");
         let mut d = Otpgated {
             child,

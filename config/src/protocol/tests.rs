@@ -43,12 +43,14 @@ fn every_request() -> Vec<Request> {
                 replacing: true,
             },
             proof: Some(Zeroizing::new("tok".into())),
+            password: Some(Zeroizing::new("pw".into())),
             now: None,
         },
         Request::Change {
             user: "alice".into(),
             change: Change::ForgetHost { host: "::1".into() },
             proof: None,
+            password: None,
             now: Some(5),
         },
     ]
