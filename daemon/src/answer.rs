@@ -3,7 +3,9 @@
 //! (the same [`Local`] a login without the daemon uses), at the daemon's
 //! clock.
 
+use std::collections::HashMap;
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use otpgate_config::change::Change;
@@ -28,15 +30,57 @@ pub struct Context {
     pub owner: u32,
     pub proofs: Proofs,
     pub confirmations: Confirmations,
+    pub users: UserLocks,
+    pub files: Mutex<HashMap<String, Arc<UserFile>>>,
+}
+
+/// One lock per user in this process, taken around a request that changes
+/// the user's record: concurrent logins of one user then queue here, on a
+/// futex, instead of each waiting for the file lock (which still guards
+/// the file; see `store.rs`).
+#[derive(Default)]
+pub struct UserLocks {
+    locks: Mutex<HashMap<String, Arc<Mutex<()>>>>,
+}
+
+/// Entries kept before unused ones are dropped.
+const MAX_USER_LOCKS: usize = 1024;
+
+impl UserLocks {
+    /// `user`'s lock (made on first use).
+    fn of(&self, user: &str) -> Arc<Mutex<()>> {
+        let mut locks = self.locks.lock().unwrap_or_else(|p| p.into_inner());
+        if locks.len() >= MAX_USER_LOCKS {
+            locks.retain(|_, l| Arc::strong_count(l) > 1);
+        }
+        Arc::clone(locks.entry(user.to_string()).or_default())
+    }
 }
 
 impl Context {
-    /// The record file of `account`.
-    fn store(&self, account: &Account) -> Result<UserFile, Error> {
+    /// The record file of `account`, kept between requests so that its
+    /// last parse is reused while the file's text is the same (`UserFile`'s
+    /// cache): a login's view and check parse the record once.
+    fn store(&self, account: &Account) -> Result<Arc<UserFile>, Error> {
+        let mut files = self.files.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(file) = files.get(&account.name) {
+            return Ok(Arc::clone(file));
+        }
+        if files.len() >= MAX_FILES {
+            files.clear();
+        }
         let path = Path::new(&self.config.daemon.state_dir).join(format!("{}.toml", account.name));
-        UserFile::owned_by(path, account, self.owner, &self.config).map_err(Error::Store)
+        let file =
+            UserFile::owned_by(path, account, self.owner, &self.config).map_err(Error::Store)?;
+        let file = Arc::new(file);
+        files.insert(account.name.clone(), Arc::clone(&file));
+        Ok(file)
     }
 }
+
+/// Record files kept open between requests (a path and a parse each);
+/// past this many the set starts again.
+const MAX_FILES: usize = 4096;
 
 /// Carries `request` out for `peer`.
 pub fn answer(ctx: &Context, peer: &Peer, request: &Request) -> Result<Reply, Error> {
@@ -53,6 +97,17 @@ pub fn answer(ctx: &Context, peer: &Peer, request: &Request) -> Result<Reply, Er
         _ => now()?,
     };
     let sender = CommandSender::default();
+    // Sends run a channel's command for seconds: they take only the file
+    // lock, for the moment the code is made.
+    let user_lock = match request {
+        Request::Check { .. } | Request::TrustHost { .. } | Request::Change { .. } => {
+            Some(ctx.users.of(&account.name))
+        }
+        _ => None,
+    };
+    let _held = user_lock
+        .as_ref()
+        .map(|l| l.lock().unwrap_or_else(|p| p.into_inner()));
     let store = ctx.store(&account)?;
     let service = Local::new(&ctx.config, Box::new(store), &sender);
     let reply = match request {

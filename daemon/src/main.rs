@@ -12,6 +12,7 @@ mod log;
 mod password;
 mod peer;
 mod pending;
+mod pool;
 mod proof;
 mod server;
 
@@ -98,5 +99,7 @@ fn load((path, required): (PathBuf, bool)) -> Result<Context, Error> {
         owner: nix::unistd::geteuid().as_raw(),
         proofs: proof::Proofs::default(),
         confirmations: pending::Confirmations::default(),
+        users: answer::UserLocks::default(),
+        files: std::sync::Mutex::default(),
     })
 }

@@ -1,8 +1,9 @@
 //! The socket: set up, accept, one thread per connection within limits.
 //!
-//! Each connection gets a thread with a small stack, because a request is
-//! short and synchronous work (a locked file change) and threads keep the
-//! code plain. What bounds memory is the connection limits: at most
+//! Each connection is served by a worker thread (`pool.rs`), because a
+//! request is short and synchronous work (a locked file change) and
+//! threads keep the code plain. What bounds memory is the connection
+//! limits: at most
 //! `daemon.max_connections` at once, and `daemon.max_connections_per_user`
 //! from any one user who is not root or a listed PAM application, so one
 //! user's thousand idle connections cannot crowd out sshd's logins. A
@@ -26,9 +27,7 @@ use crate::answer::{Context, answer};
 use crate::error::Error;
 use crate::log;
 use crate::peer::Peer;
-
-/// Stack of a connection's thread: a request needs a few tens of KiB.
-const STACK: usize = 512 * 1024;
+use crate::pool::Pool;
 
 /// Connections being served, in total and by uid.
 #[derive(Default)]
@@ -140,6 +139,7 @@ pub fn bind(path: &Path) -> Result<UnixListener, Error> {
 /// Accepts connections until the process is stopped.
 pub fn serve(listener: UnixListener, ctx: Arc<Context>) -> ! {
     let counts = Arc::new(Mutex::new(Count::default()));
+    let pool = Pool::default();
     loop {
         let stream = match listener.accept() {
             Ok((stream, _)) => stream,
@@ -150,12 +150,12 @@ pub fn serve(listener: UnixListener, ctx: Arc<Context>) -> ! {
                 continue;
             }
         };
-        admit(stream, &ctx, &counts);
+        admit(stream, &ctx, &counts, &pool);
     }
 }
 
-/// Starts a connection's thread, or tells it the daemon is busy.
-fn admit(mut stream: UnixStream, ctx: &Arc<Context>, counts: &Arc<Mutex<Count>>) {
+/// Hands a connection to a worker, or tells it the daemon is busy.
+fn admit(mut stream: UnixStream, ctx: &Arc<Context>, counts: &Arc<Mutex<Count>>, pool: &Pool) {
     let peer = match Peer::of(&stream, &ctx.config) {
         Ok(peer) => peer,
         Err(e) => return refuse(&mut stream, &e),
@@ -172,16 +172,10 @@ fn admit(mut stream: UnixStream, ctx: &Arc<Context>, counts: &Arc<Mutex<Count>>)
         return;
     };
     let ctx = Arc::clone(ctx);
-    let started = std::thread::Builder::new()
-        .name("connection".into())
-        .stack_size(STACK)
-        .spawn(move || {
-            let _slot = slot;
-            connection(stream, &ctx, &peer);
-        });
-    if let Err(e) = started {
-        log::line(&format!("cannot start a connection thread: {e}"));
-    }
+    pool.run(move || {
+        let _slot = slot;
+        connection(stream, &ctx, &peer);
+    });
 }
 
 /// A place for `peer` within the limits, or `None`.

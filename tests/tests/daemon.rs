@@ -240,28 +240,52 @@ fn kill_9_of_the_daemon_during_racing_logins_accepts_no_code_twice() {
     let mut d = Otpgated::start(&h);
     let (_, backups) = enroll(&h, 10);
     let (raced, untouched) = backups.split_at(8);
-    let answers: Vec<String> = (0..64).map(|i| raced[i % 8].clone()).collect();
-    let runs = std::thread::scope(|s| {
-        let racing = s.spawn(|| race(&h, &answers));
+    // Sixteen threads log in again and again with the raced codes, from
+    // before the kill until well after it.
+    let stop = Instant::now() + Duration::from_millis(600);
+    let runs: Vec<(usize, Run)> = std::thread::scope(|s| {
+        let threads: Vec<_> = (0..16)
+            .map(|t| {
+                let (h, raced) = (&h, raced);
+                s.spawn(move || {
+                    let mut runs = Vec::new();
+                    let mut i = t;
+                    while Instant::now() < stop {
+                        let run = h.login().answer(raced[i % 8].as_str()).run();
+                        runs.push((i % 8, run));
+                        i += 16;
+                    }
+                    runs
+                })
+            })
+            .collect();
         std::thread::sleep(Duration::from_millis(150));
         d.kill9();
-        racing.join().unwrap()
+        threads
+            .into_iter()
+            .flat_map(|t| t.join().unwrap())
+            .collect()
     });
+    h.log();
     let mut accepted = [0; 8];
-    for (i, run) in runs.iter().enumerate() {
+    for (code, run) in &runs {
         assert!(
             ["PAM_SUCCESS", "PAM_AUTH_ERR", "PAM_SYSTEM_ERR"].contains(&run.result.as_str()),
             "{}",
             run.result
         );
         if run.result == "PAM_SUCCESS" {
-            accepted[i % 8] += 1;
+            accepted[*code] += 1;
         }
     }
     assert!(accepted.iter().all(|&n| n <= 1), "{accepted:?}");
     assert!(
-        runs.iter().any(|r| r.result == "PAM_SYSTEM_ERR"),
+        runs.iter().any(|(_, r)| r.result == "PAM_SYSTEM_ERR"),
         "some logins met the dead daemon"
+    );
+    assert!(
+        accepted.iter().sum::<u32>() >= 1,
+        "some logins were in before the kill"
     );
     h.login()
         .answer(&untouched[0])
