@@ -895,3 +895,35 @@ fn a_first_enrollment_through_the_daemon_needs_the_users_password() {
     assert!(!d.log().contains("right-password"));
     let _ = std::fs::remove_file(h.user_file(&user.name));
 }
+
+/// `store.kind=daemon` as a module argument: one service asks the daemon
+/// while the config (and every other service) still uses the files, as an
+/// admin trying the daemon on one service first would have it.
+#[test]
+fn the_module_argument_store_kind_daemon_asks_the_daemon() {
+    let h = need!(Harness::new(""));
+    std::fs::create_dir_all(h.path("files")).unwrap();
+    std::fs::set_permissions(h.path("files"), std::fs::Permissions::from_mode(0o700)).unwrap();
+    h.write_config_raw(&moving_config(&h, "files"));
+    let _d = Otpgated::start(&h);
+    let (secret, _) = enroll(&h, 0);
+    h.service("files-only", &[h.module_line("required", "")]);
+    h.service(
+        "via-daemon",
+        &[h.module_line("required", "store.kind=daemon")],
+    );
+    avoid_step_edge();
+    // The files have no record of root: the module ignores the login (a
+    // stack of it alone is then denied by libpam).
+    h.log();
+    h.login()
+        .service("files-only")
+        .run()
+        .assert("PAM_PERM_DENIED");
+    assert!(decisions(&h).concat().contains("outcome=ignore"));
+    h.login()
+        .service("via-daemon")
+        .answer(totp_at(&secret, now()))
+        .run()
+        .assert("PAM_SUCCESS");
+}
