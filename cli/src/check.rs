@@ -749,6 +749,7 @@ fn inspect(config_path: &Path, config_required: bool, args: &CheckArgs) -> (Repo
 
     if let Some(config) = &config {
         check_channels(config, &mut report);
+        check_store(config, &mut report);
     }
 
     let found = find_services(&args.pam_dir, &mut report);
@@ -826,6 +827,30 @@ fn service(dir: &Path, name: &str, report: &mut Report) -> Option<Service> {
 
 /// Each configured channel: its command must be an executable file and its
 /// `run_as` user must exist (and not be root), or no code can be sent.
+/// With `store.kind = "daemon"`, whether otpgated answers on its socket:
+/// while it does not, every login that needs a code is denied.
+fn check_store(config: &SystemConfig, report: &mut Report) {
+    use otpgate_config::system::StoreKind;
+    if config.store.kind != StoreKind::Daemon {
+        return;
+    }
+    let daemon = otpgate_config::remote::Daemon::new(config, "");
+    match daemon.ping() {
+        Ok(()) => report.at_login.push(format!(
+            "Records are kept by otpgated at {}, which is running.",
+            config.store.socket
+        )),
+        Err(e) => report.add(
+            Severity::Error,
+            None,
+            format!(
+                "store.kind = \"daemon\" but {e}: every login that needs a code is denied \
+                 until otpgated serves (systemctl enable --now otpgated)"
+            ),
+        ),
+    }
+}
+
 fn check_channels(config: &SystemConfig, report: &mut Report) {
     use std::os::unix::fs::PermissionsExt;
     for s in config.channels.enabled() {

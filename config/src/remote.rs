@@ -90,6 +90,14 @@ impl Daemon {
         }
     }
 
+    /// Connects and checks who serves the socket, asking nothing
+    /// (`otpgate check`).
+    pub fn ping(&self) -> Result<()> {
+        let stream =
+            connect(&self.socket, Instant::now() + self.timeout).map_err(|e| self.failed(e))?;
+        self.check_server(&stream)
+    }
+
     fn failed(&self, cause: impl ToString) -> Error {
         Error::Daemon {
             socket: self.socket.clone(),

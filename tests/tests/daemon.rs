@@ -927,3 +927,32 @@ fn the_module_argument_store_kind_daemon_asks_the_daemon() {
         .run()
         .assert("PAM_SUCCESS");
 }
+
+/// `otpgate check` with `store.kind = "daemon"`: an error while otpgated
+/// does not answer (every login needing a code would be denied), a line
+/// saying it runs once it does.
+#[test]
+fn check_says_whether_otpgated_answers() {
+    let h = need!(harness(""));
+    let check = || {
+        let mut cmd = Command::new(otpgate_binary());
+        cmd.arg("--config")
+            .arg(h.config_path())
+            .args(["check", "--pam-dir"])
+            .arg(h.path("pam.d"))
+            .args(["--sshd-config", "/nonexistent"]);
+        let out = output_with_stdin(&mut cmd, "");
+        (out.status.code(), printed(&out))
+    };
+    let (status, out) = check();
+    assert_eq!(status, Some(8), "{out}");
+    assert!(
+        out.contains("store.kind = \"daemon\" but otpgated at")
+            && out.contains("is otpgated running?"),
+        "{out}"
+    );
+    let _d = Otpgated::start(&h);
+    let (_, out) = check();
+    assert!(out.contains("which is running"), "{out}");
+    assert!(!out.contains("store.kind = \"daemon\" but"), "{out}");
+}
