@@ -406,29 +406,13 @@ mod tests {
             out
         };
         let (_dir, path) = server(move |n| {
-            let mut seed = (n as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-            let mut next = move || {
-                seed ^= seed << 13;
-                seed ^= seed >> 7;
-                seed ^= seed << 17;
-                seed
-            };
+            let mut rng = crate::testing::Rng::new(n as u64 + 1);
             let mut bytes = if n % 3 == 0 {
-                (0..next() % 80).map(|_| next() as u8).collect()
+                rng.noise(79)
             } else {
                 good.clone()
             };
-            for _ in 0..1 + next() % 3 {
-                if bytes.is_empty() {
-                    break;
-                }
-                let at = (next() % bytes.len() as u64) as usize;
-                match next() % 3 {
-                    0 => bytes[at] = next() as u8,
-                    1 => bytes.truncate(at),
-                    _ => bytes.insert(at, next() as u8),
-                }
-            }
+            rng.mutate(&mut bytes, 3);
             bytes
         });
         let daemon = client(&path);
