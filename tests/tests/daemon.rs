@@ -956,3 +956,42 @@ fn check_says_whether_otpgated_answers() {
     assert!(out.contains("which is running"), "{out}");
     assert!(!out.contains("store.kind = \"daemon\" but"), "{out}");
 }
+
+/// Something else on the daemon's socket answering garbage, or a frame
+/// announcing 4 GiB: the login is denied at once, the log line names the
+/// cause, and no prompt was shown.
+#[test]
+fn garbage_or_an_oversized_reply_denies_and_the_log_says_why() {
+    let h = need!(harness(""));
+    enroll(&h, 0);
+    let socket = otpgate_tests::daemon::socket_path(&h);
+    std::fs::create_dir_all(socket.parent().unwrap()).unwrap();
+    for (reply, cause) in [
+        (&b"HTTP/1.0 200 OK\r\n\r\n"[..], "bad magic"),
+        (&b"OTPG\x01\xff\xff\xff\xff"[..], "over the limit"),
+        (&b"OTPG\x01\x00\x00\x00\x05hello"[..], "malformed message"),
+    ] {
+        let _ = std::fs::remove_file(&socket);
+        let listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+        let server = std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            let mut header = [0u8; 9];
+            let _ = s.read_exact(&mut header);
+            let mut body = vec![
+                0u8;
+                u32::from_be_bytes([header[5], header[6], header[7], header[8]])
+                    as usize
+            ];
+            let _ = s.read_exact(&mut body);
+            let _ = s.write_all(reply);
+        });
+        let start = Instant::now();
+        let run = h.login().answer("123456").run();
+        run.assert("PAM_SYSTEM_ERR");
+        assert!(run.prompts().is_empty(), "{run:?}");
+        assert!(start.elapsed() < Duration::from_secs(2));
+        let lines = decisions(&h);
+        assert!(lines.concat().contains(cause), "{cause}: {lines:#?}");
+        server.join().unwrap();
+    }
+}
