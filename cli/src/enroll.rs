@@ -5,6 +5,7 @@ use std::io::Write;
 
 use otpgate_config::change::{Change, Changed};
 use otpgate_config::otp::{self, Algorithm, Generator, Secret, UriParams};
+use otpgate_config::protocol::NewApp;
 use otpgate_config::record::Verdict;
 use otpgate_config::texts;
 use otpgate_config::{Account, Answer, UserRecord};
@@ -43,15 +44,22 @@ pub fn run(ctx: &mut Context, args: &EnrollArgs) -> Result<()> {
         crate::password::confirm(ctx)?;
     }
 
-    let secret = new_secret(ctx, args)?;
-    let algorithm = Algorithm::from(args.algorithm);
+    let app = NewApp {
+        hotp: args.hotp,
+        algorithm: Algorithm::from(args.algorithm),
+        digits: args.digits,
+        period: args.period,
+    };
+    // With otpgated and no --secret, the daemon makes the secret and keeps
+    // it; it comes here once, for the QR code.
+    let issued = args.secret.is_none() && ctx.daemon().is_some();
+    let secret = match ctx.daemon() {
+        Some(daemon) if issued => daemon.new_secret(app)?,
+        _ => new_secret(ctx, args)?,
+    };
     let host = hostname();
     let uri = enrollment_uri(ctx, args, &secret, &host)?;
-    let mut record = if args.hotp {
-        UserRecord::new_hotp(secret.clone(), algorithm, args.digits, 0)
-    } else {
-        UserRecord::new_totp(secret.clone(), algorithm, args.digits, args.period)
-    };
+    let mut record = app.record(secret.clone());
     record.validate(std::path::Path::new(&ctx.describe()))?;
 
     write_qr_files(args, &uri, &ctx.account)?;
@@ -59,9 +67,11 @@ pub fn run(ctx: &mut Context, args: &EnrollArgs) -> Result<()> {
         show_secret(&secret, &uri, args)?;
     }
 
-    if !args.no_confirm {
-        confirm_new_code(ctx, &mut record, &secret, args)?;
-    }
+    let confirmed = if args.no_confirm {
+        None
+    } else {
+        Some(confirm_new_code(ctx, &mut record, &secret, args)?)
+    };
 
     // The backup codes are made where the record is saved (by otpgated,
     // when it keeps the records), in the same transaction; their file is
@@ -70,7 +80,15 @@ pub fn run(ctx: &mut Context, args: &EnrollArgs) -> Result<()> {
         Some(path) => Some(output::create_new_file(path, &ctx.account)?),
         None => None,
     };
-    let codes = match save(ctx, existing.is_some(), record) {
+    let saved = match ctx.daemon() {
+        Some(daemon) if issued => {
+            let confirm = confirmed.as_ref().map(|c| c.as_str());
+            let changed = daemon.enroll_issued(existing.is_some(), confirm, ctx.now)?;
+            saved_codes(ctx, changed)
+        }
+        _ => save(ctx, existing.is_some(), record),
+    };
+    let codes = match saved {
         Ok(codes) => codes,
         Err(e) => {
             if let Some(file) = file {
@@ -235,21 +253,22 @@ fn show_secret(secret: &Secret, uri: &str, args: &EnrollArgs) -> Result<()> {
     Ok(())
 }
 
-/// Asks for a code of the new secret until one is right; nothing is saved
-/// before. A wrong code that matches another time says the clock is off.
+/// Asks for a code of the new secret until one is right (returned, for
+/// otpgated to check again); nothing is saved before. A wrong code that
+/// matches another time says the clock is off.
 fn confirm_new_code(
     ctx: &mut Context,
     record: &mut UserRecord,
     secret: &Secret,
     args: &EnrollArgs,
-) -> Result<()> {
+) -> Result<Zeroizing<String>> {
     eprintln!("To confirm, enter a code from the app.");
     for attempt in 1..=CONFIRM_TRIES {
         let answer = ctx.input.code(texts::PROMPT)?;
         if let Some(answer) = &answer {
             let verdict = record.verify(answer, ctx.now, ctx.config.verify_policy())?;
             if matches!(verdict, Verdict::Accepted(_)) {
-                return Ok(());
+                return Ok(Zeroizing::new(answer.as_str().to_string()));
             }
         }
         let hint = match &answer {
@@ -313,7 +332,13 @@ fn save(ctx: &Context, replacing: bool, record: UserRecord) -> Result<Vec<Zeroiz
         record: Box::new(record),
         replacing,
     };
-    match ctx.service().change(&change, ctx.now)? {
+    let changed = ctx.service().change(&change, ctx.now)?;
+    saved_codes(ctx, changed)
+}
+
+/// The backup codes of a saved enrollment, or why it was not saved.
+fn saved_codes(ctx: &Context, changed: Changed) -> Result<Vec<Zeroizing<String>>> {
+    match changed {
         Changed::BackupCodes { codes } => Ok(codes),
         Changed::Raced => Err(CliError::enrollment_raced(&ctx.describe())),
         other => Err(crate::manage::unexpected(&other)),

@@ -20,7 +20,8 @@ use zeroize::Zeroizing;
 
 use crate::change::{Change, Changed};
 use crate::channel::Kind;
-use crate::record::{Method, View};
+use crate::otp::{Algorithm, Secret};
+use crate::record::{Method, UserRecord, View};
 use crate::service::Trust;
 use crate::verification::{Checked, PendingCheck, Refusal, SendOutcome};
 
@@ -94,6 +95,27 @@ pub enum Request {
         to: String,
         code: Zeroizing<String>,
     },
+    /// A new secret for an enrollment of `user` (`otpgate enroll` without
+    /// `--secret`), made by the daemon and kept there; the reply carries it
+    /// once, for the QR code, and `EnrollIssued` saves it.
+    NewSecret { user: String, app: NewApp },
+    /// Saves the enrollment of the secret `NewSecret` gave this peer for
+    /// `user`, after checking `confirm` (a code of it from the app) when
+    /// given. `proof`, `password`: as for `Change`.
+    EnrollIssued {
+        user: String,
+        replacing: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        confirm: Option<Zeroizing<String>>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        proof: Option<Zeroizing<String>>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        password: Option<Zeroizing<String>>,
+        /// The time of a request from root (root sets the clock anyway: a
+        /// test or benchmark clock); from anyone else the daemon's clock.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        now: Option<u64>,
+    },
     /// An account change of the `otpgate` command. `proof`: the token of
     /// an accepted check, for a change that needs a current code.
     Change {
@@ -122,6 +144,8 @@ impl Request {
             | Request::TrustHost { user, .. }
             | Request::SendConfirmation { user, .. }
             | Request::CheckConfirmation { user, .. }
+            | Request::NewSecret { user, .. }
+            | Request::EnrollIssued { user, .. }
             | Request::Change { user, .. } => user,
         }
     }
@@ -132,6 +156,7 @@ impl Request {
             Request::Check { now, .. }
             | Request::SendCode { now, .. }
             | Request::TrustHost { now, .. }
+            | Request::EnrollIssued { now, .. }
             | Request::Change { now, .. } => *now,
             _ => None,
         }
@@ -146,6 +171,8 @@ impl Request {
             Request::TrustHost { .. } => "trust-host",
             Request::SendConfirmation { .. } => "send-confirmation",
             Request::CheckConfirmation { .. } => "check-confirmation",
+            Request::NewSecret { .. } => "new-secret",
+            Request::EnrollIssued { .. } => "enroll-issued",
             Request::Change { .. } => "change",
         }
     }
@@ -169,6 +196,10 @@ pub enum Reply {
     },
     Changed {
         changed: Changed,
+    },
+    /// `NewSecret`: the secret, base32, the only time it leaves the daemon.
+    NewSecret {
+        secret: Zeroizing<String>,
     },
     /// `SendConfirmation`.
     ConfirmationSent {
@@ -388,6 +419,30 @@ impl From<WireSent> for SendOutcome {
             WireSent::Limited { next, max } => SendOutcome::Limited { next, max },
             WireSent::Locked { until } => SendOutcome::Locked(until),
             WireSent::Gone => SendOutcome::Gone,
+        }
+    }
+}
+
+/// The app a new secret is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewApp {
+    /// HOTP (counter) instead of TOTP (time).
+    #[serde(default)]
+    pub hotp: bool,
+    pub algorithm: Algorithm,
+    pub digits: u8,
+    /// TOTP: seconds per step.
+    pub period: u64,
+}
+
+impl NewApp {
+    /// The record of a fresh enrollment of `secret` for this app.
+    pub fn record(&self, secret: Secret) -> UserRecord {
+        if self.hotp {
+            UserRecord::new_hotp(secret, self.algorithm, self.digits, 0)
+        } else {
+            UserRecord::new_totp(secret, self.algorithm, self.digits, self.period)
         }
     }
 }

@@ -26,7 +26,8 @@ use zeroize::Zeroizing;
 use crate::change::{Change, Changed};
 use crate::channel::Kind;
 use crate::error::{Error, Result};
-use crate::protocol::{self, FrameError, Reply, Request, Timed, WireConfirmation};
+use crate::otp::Secret;
+use crate::protocol::{self, FrameError, NewApp, Reply, Request, Timed, WireConfirmation};
 use crate::record::View;
 use crate::service::{Check, Service, Trust};
 use crate::system::SystemConfig;
@@ -152,6 +153,47 @@ impl Daemon {
         self.proof.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// A new secret for an enrollment, made and kept by the daemon.
+    pub fn new_secret(&self, app: NewApp) -> Result<Secret> {
+        let request = Request::NewSecret {
+            user: self.user.clone(),
+            app,
+        };
+        match self.call(&request, self.timeout)? {
+            Reply::NewSecret { secret } => Secret::from_base32(&secret),
+            other => Err(self.unexpected(&other)),
+        }
+    }
+
+    /// Saves the enrollment of the secret [`Daemon::new_secret`] gave,
+    /// with `confirm`, a code of it, for the daemon to check.
+    pub fn enroll_issued(
+        &self,
+        replacing: bool,
+        confirm: Option<&str>,
+        now: u64,
+    ) -> Result<Changed> {
+        let request = Request::EnrollIssued {
+            user: self.user.clone(),
+            replacing,
+            confirm: confirm.map(|c| Zeroizing::new(c.to_string())),
+            proof: self.lock_proof().take(),
+            password: self.take_password(),
+            now: Some(now),
+        };
+        match self.call(&request, self.timeout)? {
+            Reply::Changed { changed } => Ok(changed),
+            other => Err(self.unexpected(&other)),
+        }
+    }
+
+    fn take_password(&self) -> Option<Zeroizing<String>> {
+        self.password
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+    }
+
     /// Has the daemon send a code to `to`, a destination being enrolled,
     /// and keep it until [`Daemon::check_confirmation`].
     pub fn send_confirmation(&self, channel: Kind, to: &str) -> Result<WireConfirmation> {
@@ -232,11 +274,7 @@ impl Service for Daemon {
             user: self.user.clone(),
             change: change.clone(),
             proof: self.lock_proof().take(),
-            password: self
-                .password
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .take(),
+            password: self.take_password(),
             now: Some(now),
         };
         match self.call(&request, self.timeout)? {

@@ -9,15 +9,17 @@ use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use otpgate_config::change::Change;
+use otpgate_config::otp::{DEFAULT_SECRET_BYTES, Secret};
 use otpgate_config::protocol::WireConfirmation;
 use otpgate_config::protocol::{Reply, Request};
 use otpgate_config::service::{Check, Local, Service};
 use otpgate_config::verification::{
     BackupUse, Checked, CommandSender, Confirmation, Offer, Recipient, Verifier,
 };
-use otpgate_config::{Account, SystemConfig, UserFile};
+use otpgate_config::{Account, Answer, SystemConfig, UserFile, UserRecord, Verdict};
 
 use crate::error::Error;
+use crate::issued::IssuedSecrets;
 use crate::peer::{Peer, Role};
 use crate::pending::Confirmations;
 use crate::proof::Proofs;
@@ -32,6 +34,7 @@ pub struct Context {
     pub confirmations: Confirmations,
     pub users: UserLocks,
     pub files: Mutex<HashMap<String, Arc<UserFile>>>,
+    pub issued: IssuedSecrets,
 }
 
 /// One lock per user in this process, taken around a request that changes
@@ -100,9 +103,10 @@ pub fn answer(ctx: &Context, peer: &Peer, request: &Request) -> Result<Reply, Er
     // Sends run a channel's command for seconds: they take only the file
     // lock, for the moment the code is made.
     let user_lock = match request {
-        Request::Check { .. } | Request::TrustHost { .. } | Request::Change { .. } => {
-            Some(ctx.users.of(&account.name))
-        }
+        Request::Check { .. }
+        | Request::TrustHost { .. }
+        | Request::Change { .. }
+        | Request::EnrollIssued { .. } => Some(ctx.users.of(&account.name)),
         _ => None,
     };
     let _held = user_lock
@@ -185,6 +189,47 @@ pub fn answer(ctx: &Context, peer: &Peer, request: &Request) -> Result<Reply, Er
                 changed: service.change(change, now).map_err(Error::Store)?,
             }
         }
+        Request::NewSecret { app, .. } => {
+            let secret = Secret::generate(DEFAULT_SECRET_BYTES).map_err(Error::Store)?;
+            let encoded = secret.to_base32();
+            let record = app.record(secret);
+            record
+                .validate(Path::new("the new enrollment"))
+                .map_err(Error::Store)?;
+            ctx.issued.keep(peer.uid, &account.name, record, now);
+            Reply::NewSecret { secret: encoded }
+        }
+        Request::EnrollIssued {
+            replacing,
+            confirm,
+            proof,
+            password,
+            ..
+        } => {
+            let Some(mut record) = ctx.issued.take(peer.uid, &account.name, now) else {
+                return Err(Error::Forbidden(
+                    "no secret was issued for this enrollment, or it expired: run otpgate enroll again"
+                        .into(),
+                ));
+            };
+            if let Some(code) = confirm {
+                confirmed(&ctx.config, &mut record, code, now)?;
+            }
+            let change = Change::Enroll {
+                record: Box::new(record),
+                replacing: *replacing,
+            };
+            if peer.role == Role::SelfService {
+                let given = Given {
+                    proof: proof.as_deref().map(|p| p.as_str()),
+                    password: password.as_deref().map(|p| p.as_str()),
+                };
+                may_change(ctx, peer, &account, &service, &change, given)?;
+            }
+            Reply::Changed {
+                changed: service.change(&change, now).map_err(Error::Store)?,
+            }
+        }
         Request::SendConfirmation { channel, to, .. } => {
             let recipient = Recipient {
                 user: &account.name,
@@ -219,6 +264,23 @@ pub fn answer(ctx: &Context, peer: &Peer, request: &Request) -> Result<Reply, Er
         }
     };
     Ok(reply)
+}
+
+/// Checks `code` against the issued enrollment `record` (its step or
+/// counter is then used).
+fn confirmed(
+    config: &SystemConfig,
+    record: &mut UserRecord,
+    code: &str,
+    now: u64,
+) -> Result<(), Error> {
+    let wrong = || Error::Forbidden("the confirmation code is not a code of the new secret".into());
+    let answer = Answer::parse(code.as_bytes()).ok_or_else(wrong)?;
+    match record.verify(&answer, now, config.verify_policy()) {
+        Ok(Verdict::Accepted(_)) => Ok(()),
+        Ok(_) => Err(wrong()),
+        Err(e) => Err(Error::Store(e)),
+    }
 }
 
 /// What came with a change request besides the change.

@@ -8,6 +8,7 @@
 
 mod answer;
 mod error;
+mod issued;
 mod log;
 mod password;
 mod peer;
@@ -101,5 +102,6 @@ fn load((path, required): (PathBuf, bool)) -> Result<Context, Error> {
         confirmations: pending::Confirmations::default(),
         users: answer::UserLocks::default(),
         files: std::sync::Mutex::default(),
+        issued: issued::IssuedSecrets::default(),
     })
 }

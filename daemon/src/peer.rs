@@ -58,6 +58,8 @@ impl Peer {
             Role::Root => Ok(()),
             Role::Logins => match request {
                 Request::Change { .. }
+                | Request::NewSecret { .. }
+                | Request::EnrollIssued { .. }
                 | Request::SendConfirmation { .. }
                 | Request::CheckConfirmation { .. } => Err(Error::Forbidden(
                     "a listed PAM application may run logins, not change accounts".into(),
@@ -83,6 +85,8 @@ impl Peer {
                 | Request::SendCode { .. }
                 | Request::SendConfirmation { .. }
                 | Request::CheckConfirmation { .. }
+                | Request::NewSecret { .. }
+                | Request::EnrollIssued { .. }
                 | Request::Change { .. } => Ok(()),
             },
         }

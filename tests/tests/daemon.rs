@@ -995,3 +995,94 @@ fn garbage_or_an_oversized_reply_denies_and_the_log_says_why() {
         server.join().unwrap();
     }
 }
+
+/// `otpgate enroll` without `--secret` through the daemon: otpgated makes
+/// the secret and keeps it; it reaches the enrolling user's terminal once
+/// (for the QR code), the code typed from it is checked by the daemon, and
+/// the enrollment that saves it names no secret. A client that asks to
+/// save an issued enrollment with a wrong code, or without asking for a
+/// secret first, saves nothing.
+#[test]
+fn the_daemon_makes_the_secret_and_checks_the_first_code() {
+    use std::io::BufRead;
+    let (h, user) = need!(user_harness(""));
+    let d = Otpgated::start(&h);
+    let mut child = Command::new(otpgate_binary())
+        .arg("--config")
+        .arg(h.config_path())
+        .args(["enroll", "--no-qr"])
+        .uid(user.uid)
+        .gid(user.gid)
+        .env("HOME", "/")
+        .current_dir("/")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut secret = String::new();
+    let mut line = String::new();
+    while stdout.read_line(&mut line).unwrap() > 0 {
+        if line.starts_with("Type the secret into the app") {
+            line.clear();
+            stdout.read_line(&mut line).unwrap();
+            secret = line.split_whitespace().collect();
+            break;
+        }
+        line.clear();
+    }
+    assert_eq!(secret.len(), 32, "a 160-bit secret was shown: {secret:?}");
+    avoid_step_edge();
+    let code = totp_at(&secret, now());
+    child
+        .stdin
+        .as_mut()
+        .unwrap()
+        .write_all(format!("{code}\n").as_bytes())
+        .unwrap();
+    let mut rest = String::new();
+    stdout.read_to_string(&mut rest).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{rest}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let record = h.record(&user.name);
+    assert_eq!(
+        record.totp.as_ref().unwrap().secret.to_base32().as_str(),
+        secret
+    );
+    assert!(record.state.last_step > 0, "the confirmation code is used");
+    assert!(!d.log().contains(&secret));
+
+    // A client of the user's: a wrong first code, or no secret asked for.
+    let _ = std::fs::remove_file(h.user_file(&user.name));
+    let new = ask_as(
+        user.uid,
+        user.gid,
+        &d.socket,
+        &format!(
+            "op = \"new-secret\"\nuser = \"{}\"\n[app]\nalgorithm = \"SHA1\"\ndigits = 6\nperiod = 30\n",
+            user.name
+        ),
+    );
+    assert!(new.contains("reply = \"new-secret\""), "{new}");
+    let save = |confirm: &str| {
+        ask_as(
+            user.uid,
+            user.gid,
+            &d.socket,
+            &format!(
+                "op = \"enroll-issued\"\nuser = \"{}\"\nreplacing = false\nconfirm = \"{confirm}\"\n",
+                user.name
+            ),
+        )
+    };
+    let reply = save("000000");
+    assert!(reply.contains("not a code of the new secret"), "{reply}");
+    let reply = save("000000");
+    assert!(reply.contains("no secret was issued"), "{reply}");
+    assert!(!h.user_file(&user.name).exists());
+}
