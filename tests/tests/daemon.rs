@@ -770,6 +770,25 @@ fn a_non_root_pam_application_runs_logins_only_when_listed() {
         "op = \"change\"\nuser = \"root\"\n[change]\nchange = \"forget-all-hosts\"\n",
     );
     assert!(reply.contains("kind = \"forbidden\""), "{reply}");
+    drop(_d);
+    // The same through its group (the user's own, primary group).
+    let group = nix::unistd::Group::from_gid(nix::unistd::Gid::from_raw(user.gid))
+        .unwrap()
+        .unwrap()
+        .name;
+    h.write_config(&daemon_config(
+        &h,
+        "enroll_password_check = false",
+        "",
+        &format!("login_groups = [\"{group}\"]"),
+    ));
+    std::fs::set_permissions(h.config_path(), std::fs::Permissions::from_mode(0o644)).unwrap();
+    let _d = Otpgated::start(&h);
+    h.login()
+        .inside(&as_user)
+        .answer(totp_at(&secret, now() + 30))
+        .run()
+        .assert("PAM_SUCCESS");
 }
 
 /// One user's connections are limited (`max_connections_per_user`): the
