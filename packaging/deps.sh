@@ -19,7 +19,10 @@ TEST_PKGS=(pamtester libpam-wrapper libnss-wrapper oathtool expect libpam-google
            fail2ban
            # the package test checks the otpgated unit with systemd-analyze
            # verify (installing the package starts nothing in a container).
-           systemd)
+           systemd
+           # the fleet tests run a throwaway cluster from Debian's binaries
+           # (initdb/pg_ctl in a temp dir as nobody; no system service).
+           postgresql)
 
 # cargo-deny (bans, licenses, sources of the module's dependency tree; the
 # hardening suite runs it offline). Built from crates.io, pinned; about two

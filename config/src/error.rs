@@ -107,6 +107,9 @@ pub enum Error {
     /// (or the newest does not fit the record): reading the record alone
     /// could bring used codes back, so logins are refused.
     StateDamaged { path: PathBuf, why: &'static str },
+    /// A database behind `otpgated` failed (unreachable, a timeout, a
+    /// schema it does not know, a statement refused).
+    Database { what: String, cause: String },
     /// `otpgated` could not be asked: not running, no socket, a timeout, a
     /// reply that is not ours (`cause` says which).
     Daemon { socket: PathBuf, cause: String },
@@ -410,6 +413,7 @@ impl fmt::Display for Error {
             }
             Error::Unavailable { user, store, entry } => write_unavailable(f, user, store, entry),
             Error::StateDamaged { path, why } => write_state_damaged(f, path, why),
+            Error::Database { what, cause } => write!(f, "database: {what}: {cause}"),
             Error::Daemon { socket, cause } => {
                 write!(f, "otpgated at {}: {cause}", socket.display())
             }

@@ -211,6 +211,29 @@ pub enum DaemonBackend {
     /// One file per user under `daemon.state_dir`, the daemon's own.
     #[default]
     Files,
+    /// A PostgreSQL database shared by every host (`[daemon.postgres]`).
+    Postgres,
+}
+
+/// `[daemon.postgres]`: where the shared records are.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresConfig {
+    /// A libpq-style connection string or URL (`postgresql://otpgate@db1,db2/otpgate?target_session_attrs=read-write`);
+    /// never the password.
+    pub url: String,
+    /// A file holding the password (one line), root's and not readable by
+    /// others; empty: none (a client certificate, or trust).
+    #[serde(default)]
+    pub password_file: String,
+    /// Seconds to connect and to run one statement before the login is
+    /// denied.
+    #[serde(default = "default_pg_timeout")]
+    pub timeout: u32,
+}
+
+fn default_pg_timeout() -> u32 {
+    3
 }
 
 /// The `[daemon]` table: read by `otpgated` only.
@@ -236,6 +259,9 @@ pub struct DaemonConfig {
     /// Seconds a client has to send a whole request; a connection idle
     /// that long is closed.
     pub client_timeout: u32,
+    /// The database of `backend = "postgres"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub postgres: Option<PostgresConfig>,
 }
 
 /// Where `otpgated` keeps its files unless `daemon.state_dir` says otherwise.
@@ -251,6 +277,7 @@ impl Default for DaemonConfig {
             max_connections: 1024,
             max_connections_per_user: 16,
             client_timeout: 5,
+            postgres: None,
         }
     }
 }
@@ -438,7 +465,21 @@ impl SystemConfig {
         for (key, value, lo, hi) in ranges {
             Error::check_range(source, key, value, lo..=hi)?;
         }
-        Ok(())
+        match (d.backend, &d.postgres) {
+            (DaemonBackend::Postgres, None) => Err(Error::Invalid {
+                source: source.into(),
+                key: "daemon.postgres".into(),
+                message: "backend = \"postgres\" needs a [daemon.postgres] table with url".into(),
+            }),
+            (_, Some(pg)) => {
+                Error::check_range(source, "daemon.postgres.timeout", pg.timeout, 1..=60)?;
+                if !pg.password_file.is_empty() {
+                    absolute("daemon.postgres.password_file", &pg.password_file)?;
+                }
+                Ok(())
+            }
+            _ => Ok(()),
+        }
     }
 
     /// How long one request to `otpgated` may take.

@@ -16,8 +16,9 @@ use otpgate_config::service::{Check, Local, Service};
 use otpgate_config::verification::{
     BackupUse, Checked, CommandSender, Confirmation, Offer, Recipient, Verifier,
 };
-use otpgate_config::{Account, Answer, SystemConfig, UserFile, UserRecord, Verdict};
+use otpgate_config::{Account, Answer, Store, SystemConfig, UserFile, UserRecord, Verdict};
 
+use crate::db::Db;
 use crate::error::Error;
 use crate::issued::IssuedSecrets;
 use crate::peer::{Peer, Role};
@@ -35,6 +36,8 @@ pub struct Context {
     pub users: UserLocks,
     pub files: Mutex<HashMap<String, Arc<UserFile>>>,
     pub issued: IssuedSecrets,
+    /// The database of `backend = "postgres"`.
+    pub db: Option<Arc<Db>>,
 }
 
 /// One lock per user in this process, taken around a request that changes
@@ -61,10 +64,19 @@ impl UserLocks {
 }
 
 impl Context {
+    /// `account`'s record: its row in the database (`backend =
+    /// "postgres"`), or its file.
+    fn store(&self, account: &Account) -> Result<Box<dyn Store>, Error> {
+        match &self.db {
+            Some(db) => Ok(Box::new(db.store(&account.name))),
+            None => Ok(Box::new(self.file(account)?)),
+        }
+    }
+
     /// The record file of `account`, kept between requests so that its
     /// last parse is reused while the file's text is the same (`UserFile`'s
     /// cache): a login's view and check parse the record once.
-    fn store(&self, account: &Account) -> Result<Arc<UserFile>, Error> {
+    fn file(&self, account: &Account) -> Result<Arc<UserFile>, Error> {
         let mut files = self.files.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(file) = files.get(&account.name) {
             return Ok(Arc::clone(file));
@@ -113,7 +125,7 @@ pub fn answer(ctx: &Context, peer: &Peer, request: &Request) -> Result<Reply, Er
         .as_ref()
         .map(|l| l.lock().unwrap_or_else(|p| p.into_inner()));
     let store = ctx.store(&account)?;
-    let service = Local::new(&ctx.config, Box::new(store), &sender);
+    let service = Local::new(&ctx.config, store, &sender);
     let reply = match request {
         Request::View { .. } => Reply::View {
             view: service.view().map_err(Error::Store)?.map(Box::new),

@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 mod answer;
+mod db;
 mod error;
 mod issued;
 mod log;
@@ -27,12 +28,14 @@ use otpgate_config::system::DEFAULT_PATH;
 use crate::answer::Context;
 use crate::error::Error;
 
-const USAGE: &str = "usage: otpgated [--config PATH]
+const USAGE: &str = "usage: otpgated [--config PATH] [migrate]
 
 Holds otpgate's per-user state and answers the PAM module and the otpgate
 command on store.socket. Runs in the foreground; logs to standard error.
 
   --config PATH   the system config (default /etc/otpgate/config.toml)
+  migrate         apply the database schema (daemon.backend = \"postgres\")
+                  and exit
   --version       print the version
   --help          print this";
 
@@ -47,30 +50,82 @@ fn main() -> ExitCode {
 }
 
 fn run() -> Result<(), Error> {
-    let Some(config) = parse_args(std::env::args().skip(1))? else {
+    let Some(invocation) = parse_args(std::env::args().skip(1))? else {
         return Ok(());
     };
-    let ctx = Arc::new(load(config)?);
-    server::prepare_state_dir(
-        std::path::Path::new(&ctx.config.daemon.state_dir),
-        ctx.owner,
-    )?;
+    let ctx = load(invocation.config, invocation.named)?;
+    if invocation.migrate {
+        return run_migrations(&ctx);
+    }
+    let ctx = Arc::new(ctx);
+    match &ctx.db {
+        Some(db) => check_database(db)?,
+        None => server::prepare_state_dir(
+            std::path::Path::new(&ctx.config.daemon.state_dir),
+            ctx.owner,
+        )?,
+    }
     let socket = server::socket_path(&ctx);
     let listener = server::bind(&socket)?;
+    let records = match &ctx.db {
+        Some(db) => db.describe().to_string(),
+        None => ctx.config.daemon.state_dir.clone(),
+    };
     log::line(&format!(
-        "serving {} with records in {} (protocol {})",
+        "serving {} with records in {records} (protocol {})",
         socket.display(),
-        ctx.config.daemon.state_dir,
         otpgate_config::protocol::VERSION
     ));
     server::serve(listener, ctx)
 }
 
-/// The config path to use; `None` when only help or the version was asked.
-fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<(PathBuf, bool)>, Error> {
+/// `otpgated migrate`: the schema brought up to this build's.
+fn run_migrations(ctx: &Context) -> Result<(), Error> {
+    let Some(db) = &ctx.db else {
+        return Err(Error::Usage(
+            "migrate is for daemon.backend = \"postgres\"".into(),
+        ));
+    };
+    let applied = db.migrate().map_err(Error::Store)?;
+    match applied.as_slice() {
+        [] => println!("{}: the schema is up to date", db.describe()),
+        versions => println!("{}: applied schema versions {versions:?}", db.describe()),
+    }
+    Ok(())
+}
+
+/// A database whose schema this build does not know: refuse to start. One
+/// that cannot be reached: serve (logins are denied until it answers).
+fn check_database(db: &db::Db) -> Result<(), Error> {
+    match db.probe() {
+        Ok(()) => Ok(()),
+        Err(e @ otpgate_config::Error::Database { .. }) if e.to_string().contains("schema") => {
+            Err(Error::Store(e))
+        }
+        Err(e) => {
+            log::line(&format!(
+                "{e}; serving anyway, logins are denied until it answers"
+            ));
+            Ok(())
+        }
+    }
+}
+
+/// What the command line asks for.
+struct Invocation {
+    config: PathBuf,
+    /// The config was named (it must exist).
+    named: bool,
+    migrate: bool,
+}
+
+/// The command line; `None` when only help or the version was asked.
+fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Invocation>, Error> {
     let mut config = (PathBuf::from(DEFAULT_PATH), false);
+    let mut migrate = false;
     while let Some(arg) = args.next() {
         match arg.as_str() {
+            "migrate" => migrate = true,
             "--config" => {
                 let path = args
                     .next()
@@ -88,14 +143,25 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<(PathBuf,
             other => return Err(Error::Usage(format!("unknown argument `{other}`"))),
         }
     }
-    Ok(Some(config))
+    Ok(Some(Invocation {
+        config: config.0,
+        named: config.1,
+        migrate,
+    }))
 }
 
 /// Reads the config: the default path may be missing (defaults), a path
 /// given must exist.
-fn load((path, required): (PathBuf, bool)) -> Result<Context, Error> {
+fn load(path: PathBuf, required: bool) -> Result<Context, Error> {
     let config = SystemConfig::load(&path, required).map_err(Error::Config)?;
+    let db = match (&config.daemon.backend, &config.daemon.postgres) {
+        (otpgate_config::system::DaemonBackend::Postgres, Some(pg)) => {
+            Some(Arc::new(db::Db::new(pg).map_err(Error::Config)?))
+        }
+        _ => None,
+    };
     Ok(Context {
+        db,
         config,
         owner: nix::unistd::geteuid().as_raw(),
         proofs: proof::Proofs::default(),

@@ -43,7 +43,22 @@ impl Otpgated {
     /// [`Otpgated::start`] with more environment (pam_wrapper, for the
     /// daemon's own PAM calls).
     pub fn start_with(h: &Harness, env: &[(String, String)]) -> Otpgated {
-        let log = h.path("otpgated.log");
+        Otpgated::start_as(h, &h.config_path(), &socket_path(h), env)
+    }
+
+    /// A daemon of its own config (one of several "hosts" in one harness),
+    /// listening on `socket`.
+    pub fn start_as(
+        h: &Harness,
+        config: &std::path::Path,
+        socket: &std::path::Path,
+        env: &[(String, String)],
+    ) -> Otpgated {
+        let name = socket
+            .file_stem()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let log = h.path(&format!("{name}.log"));
         let out = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -51,7 +66,7 @@ impl Otpgated {
             .expect("daemon log");
         let mut cmd = Command::new(otpgated_binary());
         cmd.arg("--config")
-            .arg(h.config_path())
+            .arg(config)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(out);
@@ -60,7 +75,7 @@ impl Otpgated {
         let child = cmd.spawn().expect("start otpgated");
         let mut d = Otpgated {
             child,
-            socket: socket_path(h),
+            socket: socket.to_path_buf(),
             log,
         };
         d.wait_ready();

@@ -23,6 +23,7 @@ use otpgate_config::otp::{Algorithm, Secret};
 
 pub mod channels;
 pub mod daemon;
+pub mod postgres;
 pub mod sshd;
 
 // The helpers every suite shares, one `use otpgate_tests::*` away.

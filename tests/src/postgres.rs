@@ -1,0 +1,197 @@
+//! A throwaway PostgreSQL for the fleet tests (issue #16): Debian's
+//! binaries (`/usr/lib/postgresql/<v>/bin`), a cluster made by `initdb` in
+//! a temp dir and run by `pg_ctl` as the unprivileged `nobody`, on
+//! 127.0.0.1 and a port of its own; never a system service. A role
+//! `otpgate` (password in a root-only file) owns the database `otpgate`.
+//! Stopped (`-m immediate`) and removed when dropped.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use otpgate_test_support::{require, require_root};
+
+/// The unprivileged account the cluster runs as.
+const RUN_AS: u32 = 65534;
+
+/// A running cluster.
+pub struct Postgres {
+    dir: tempfile::TempDir,
+    bin: PathBuf,
+    pub port: u16,
+}
+
+/// Debian's PostgreSQL binaries, the newest version installed.
+fn binaries() -> Option<PathBuf> {
+    let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .ok()?
+        .filter_map(|e| Some(e.ok()?.path().join("bin")))
+        .filter(|p| p.join("initdb").exists())
+        .collect();
+    versions.sort();
+    versions.pop()
+}
+
+/// A free TCP port on 127.0.0.1.
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr").port()
+}
+
+impl Postgres {
+    /// Starts a cluster with the `otpgate` role and database; `None` (after
+    /// SKIP) without root or Debian's `postgresql`.
+    pub fn start() -> Option<Postgres> {
+        require_root()?;
+        let bin = binaries();
+        require(
+            bin.is_some(),
+            "PostgreSQL binaries missing (Debian package postgresql)",
+        )?;
+        let bin = bin?;
+        let dir = tempfile::Builder::new()
+            .prefix("otpgate-pg")
+            .tempdir()
+            .expect("tempdir");
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
+            .expect("chmod");
+        for sub in ["data", "sock"] {
+            let p = dir.path().join(sub);
+            std::fs::create_dir(&p).expect("mkdir");
+            std::os::unix::fs::chown(&p, Some(RUN_AS), Some(RUN_AS)).expect("chown");
+        }
+        let pg = Postgres {
+            dir,
+            bin,
+            port: free_port(),
+        };
+        pg.as_nobody(
+            "initdb",
+            &["-D", &pg.data(), "-A", "trust", "-U", "postgres", "-N"],
+        );
+        pg.ctl_start();
+        pg.psql(
+            "postgres",
+            "CREATE ROLE otpgate LOGIN PASSWORD 'otpgate-test-password'",
+        );
+        pg.psql("postgres", "CREATE DATABASE otpgate OWNER otpgate");
+        let password = pg.password_file();
+        std::fs::write(&password, "otpgate-test-password\n").expect("password file");
+        std::fs::set_permissions(&password, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        Some(pg)
+    }
+
+    fn data(&self) -> String {
+        self.dir.path().join("data").display().to_string()
+    }
+
+    /// Runs one of the cluster's programs as the unprivileged account.
+    fn as_nobody(&self, program: &str, args: &[&str]) {
+        let out = Command::new("setpriv")
+            .args([
+                &format!("--reuid={RUN_AS}"),
+                &format!("--regid={RUN_AS}"),
+                "--clear-groups",
+            ])
+            .arg(self.bin.join(program))
+            .args(args)
+            .current_dir("/")
+            .output()
+            .expect("run a PostgreSQL program");
+        assert!(
+            out.status.success(),
+            "{program}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    fn ctl_start(&self) {
+        let sock = self.dir.path().join("sock");
+        let options = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=on",
+            self.port,
+            sock.display()
+        );
+        let log = sock.join("postgres.log").display().to_string();
+        self.as_nobody(
+            "pg_ctl",
+            &[
+                "-D",
+                &self.data(),
+                "-l",
+                &log,
+                "-w",
+                "-o",
+                &options,
+                "start",
+            ],
+        );
+    }
+
+    /// Starts the stopped cluster again (same port, same data).
+    pub fn restart(&self) {
+        self.ctl_start();
+    }
+
+    /// Stops the cluster at once, as a crash would.
+    pub fn stop_immediately(&self) {
+        self.as_nobody("pg_ctl", &["-D", &self.data(), "-m", "immediate", "stop"]);
+    }
+
+    /// Runs `sql` as the superuser in `database`.
+    pub fn psql(&self, database: &str, sql: &str) -> String {
+        let out = Command::new(self.bin.join("psql"))
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "postgres",
+            ])
+            .args(["-d", database, "-v", "ON_ERROR_STOP=1", "-At", "-c", sql])
+            .output()
+            .expect("psql");
+        assert!(
+            out.status.success(),
+            "psql {sql}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// The role's password, in a file only root reads.
+    pub fn password_file(&self) -> PathBuf {
+        self.dir.path().join("password")
+    }
+
+    /// The `[daemon]` lines of a host using this database.
+    pub fn daemon_keys(&self) -> String {
+        format!(
+            "backend = \"postgres\"\n\n[daemon.postgres]\nurl = \"host=127.0.0.1 port={} user=otpgate dbname=otpgate\"\npassword_file = \"{}\"\n",
+            self.port,
+            self.password_file().display()
+        )
+    }
+
+    /// Where the cluster keeps its files.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        let _ = Command::new("setpriv")
+            .args([
+                &format!("--reuid={RUN_AS}"),
+                &format!("--regid={RUN_AS}"),
+                "--clear-groups",
+            ])
+            .arg(self.bin.join("pg_ctl"))
+            .args(["-D", &self.data(), "-m", "immediate", "stop"])
+            .current_dir("/")
+            .output();
+    }
+}

@@ -1,0 +1,222 @@
+//! One enrollment for a fleet (issue #16): three "hosts" — three otpgated
+//! with their own configs and sockets, each with its own PAM service — on
+//! one PostgreSQL (Debian's binaries, a throwaway cluster started by the
+//! test), through real libpam.
+#![forbid(unsafe_code)]
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::Barrier;
+use std::time::{Duration, Instant};
+
+use otpgate_tests::daemon::Otpgated;
+use otpgate_tests::postgres::Postgres;
+use otpgate_tests::*;
+
+const HOSTS: [&str; 3] = ["a", "b", "c"];
+
+/// A host: its config, socket and PAM service (`host-a`...).
+struct Host {
+    config: PathBuf,
+    socket: PathBuf,
+    service: String,
+}
+
+/// Three hosts on `pg`, `top` top-level keys for each.
+fn hosts(h: &Harness, pg: &Postgres, top: &str) -> Vec<Host> {
+    std::fs::create_dir_all(h.path("run")).unwrap();
+    HOSTS
+        .iter()
+        .map(|name| {
+            let config = h.path(&format!("host-{name}.toml"));
+            let socket = h.path(&format!("run/host-{name}.sock"));
+            let text = format!(
+                "{top}\n[store]\nkind = \"daemon\"\nsocket = \"{}\"\n\n[daemon]\n{}",
+                socket.display(),
+                pg.daemon_keys()
+            );
+            write_private(&config, text.as_bytes());
+            let service = format!("host-{name}");
+            h.service(
+                &service,
+                &[format!(
+                    "auth required {} config={} syslog_socket={}",
+                    h.module.display(),
+                    config.display(),
+                    h.path("log.sock").display()
+                )],
+            );
+            Host {
+                config,
+                socket,
+                service,
+            }
+        })
+        .collect()
+}
+
+/// `otpgated --config HOST migrate`.
+fn migrate(host: &Host) -> (bool, String) {
+    let mut cmd = Command::new(otpgated_binary());
+    cmd.arg("--config").arg(&host.config).arg("migrate");
+    let out = output_with_stdin(&mut cmd, "");
+    (out.status.success(), printed(&out))
+}
+
+/// Enrolls root with the CLI on `host`: the secret and backup codes.
+fn enroll_on(host: &Host) -> (String, Vec<String>) {
+    let secret = new_secret();
+    let mut cmd = Command::new(otpgate_binary());
+    cmd.arg("--config").arg(&host.config).args([
+        "enroll",
+        "--user",
+        "root",
+        "--secret",
+        &secret,
+        "--no-confirm",
+        "--json",
+        "--no-qr",
+    ]);
+    let out = output_with_stdin(&mut cmd, "");
+    let text = printed(&out);
+    assert!(out.status.success(), "{text}");
+    let codes = text
+        .split("\"backup_codes\":[")
+        .nth(1)
+        .and_then(|rest| rest.split(']').next())
+        .unwrap_or_default()
+        .split(',')
+        .map(|c| c.trim_matches('"').to_string())
+        .filter(|c| !c.is_empty())
+        .collect();
+    (secret, codes)
+}
+
+#[test]
+fn one_enrollment_serves_three_hosts_and_a_code_works_once_across_them() {
+    let pg = need!(Postgres::start());
+    let h = need!(Harness::new("max_attempts = 1"));
+    let hosts = hosts(&h, &pg, "max_attempts = 1\nlockout_after = 0");
+    // A daemon refuses a schema it does not know; migrate makes it known.
+    let mut cmd = Command::new(otpgated_binary());
+    cmd.arg("--config").arg(&hosts[0].config);
+    let out = output_with_stdin(&mut cmd, "");
+    assert!(!out.status.success(), "served without a schema");
+    assert!(
+        printed(&out).contains("run `otpgated --config PATH migrate`"),
+        "{}",
+        printed(&out)
+    );
+    let (ok, out) = migrate(&hosts[0]);
+    assert!(ok && out.contains("applied schema versions [1]"), "{out}");
+    let (ok, out) = migrate(&hosts[1]);
+    assert!(ok && out.contains("up to date"), "{out}");
+    let daemons: Vec<Otpgated> = hosts
+        .iter()
+        .map(|host| Otpgated::start_as(&h, &host.config, &host.socket, &[]))
+        .collect();
+
+    let (secret, backups) = enroll_on(&hosts[0]);
+    assert_eq!(backups.len(), 10);
+    avoid_step_edge();
+    let code = totp_at(&secret, now());
+    h.login()
+        .service(&hosts[1].service)
+        .answer(&code)
+        .run()
+        .assert("PAM_SUCCESS");
+    h.login()
+        .service(&hosts[2].service)
+        .answer(&code)
+        .run()
+        .assert("PAM_AUTH_ERR");
+    assert!(h.log().concat().contains("code already used"));
+
+    // 99 logins over the three hosts race for one backup code.
+    let barrier = Barrier::new(99);
+    let results: Vec<String> = std::thread::scope(|s| {
+        let threads: Vec<_> = (0..99)
+            .map(|i| {
+                let (h, hosts, barrier, code) = (&h, &hosts, &barrier, &backups[0]);
+                s.spawn(move || {
+                    barrier.wait();
+                    h.login()
+                        .service(&hosts[i % 3].service)
+                        .answer(code.as_str())
+                        .run()
+                        .result
+                })
+            })
+            .collect();
+        threads.into_iter().map(|t| t.join().unwrap()).collect()
+    });
+    h.log();
+    let ok = results.iter().filter(|r| *r == "PAM_SUCCESS").count();
+    assert_eq!(ok, 1, "{results:?}");
+    assert!(
+        results
+            .iter()
+            .all(|r| r == "PAM_SUCCESS" || r == "PAM_AUTH_ERR"),
+        "{results:?}"
+    );
+    let text = pg.psql(
+        "otpgate",
+        "SELECT record FROM otpgate_records WHERE user_name = 'root'",
+    );
+    let record = otpgate_config::UserRecord::from_toml(std::path::Path::new("db"), &text).unwrap();
+    assert_eq!(
+        record.backup.codes.len(),
+        9,
+        "the code is gone from the shared record"
+    );
+    drop(daemons);
+}
+
+/// The database stopped mid-run: logins are denied within the timeout,
+/// nothing is accepted twice; started again, logins work without
+/// restarting the daemons.
+#[test]
+fn a_database_that_goes_away_denies_logins_and_coming_back_serves_them() {
+    let pg = need!(Postgres::start());
+    let h = need!(Harness::new(""));
+    let hosts = hosts(&h, &pg, "max_attempts = 1\nlockout_after = 0");
+    assert!(migrate(&hosts[0]).0);
+    let _daemons: Vec<Otpgated> = hosts
+        .iter()
+        .map(|host| Otpgated::start_as(&h, &host.config, &host.socket, &[]))
+        .collect();
+    let (_, backups) = enroll_on(&hosts[0]);
+    h.login()
+        .service(&hosts[0].service)
+        .answer(&backups[0])
+        .run()
+        .assert("PAM_SUCCESS");
+    pg.stop_immediately();
+    let start = Instant::now();
+    let run = h
+        .login()
+        .service(&hosts[1].service)
+        .answer(&backups[1])
+        .run();
+    run.assert("PAM_SYSTEM_ERR");
+    assert!(
+        start.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        start.elapsed()
+    );
+    assert!(
+        h.log().concat().contains("database"),
+        "the log names the database"
+    );
+    pg.restart();
+    h.login()
+        .service(&hosts[1].service)
+        .answer(&backups[0])
+        .run()
+        .assert("PAM_AUTH_ERR");
+    h.login()
+        .service(&hosts[2].service)
+        .answer(&backups[1])
+        .run()
+        .assert("PAM_SUCCESS");
+}
