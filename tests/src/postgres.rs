@@ -85,17 +85,24 @@ impl Postgres {
         self.dir.path().join("data").display().to_string()
     }
 
+    /// One of the cluster's programs, to run as the unprivileged account.
+    fn nobody(&self, program: &str) -> Command {
+        let mut cmd = Command::new("setpriv");
+        cmd.args([
+            &format!("--reuid={RUN_AS}"),
+            &format!("--regid={RUN_AS}"),
+            "--clear-groups",
+        ])
+        .arg(self.bin.join(program))
+        .current_dir("/");
+        cmd
+    }
+
     /// Runs one of the cluster's programs as the unprivileged account.
     fn as_nobody(&self, program: &str, args: &[&str]) {
-        let out = Command::new("setpriv")
-            .args([
-                &format!("--reuid={RUN_AS}"),
-                &format!("--regid={RUN_AS}"),
-                "--clear-groups",
-            ])
-            .arg(self.bin.join(program))
+        let out = self
+            .nobody(program)
             .args(args)
-            .current_dir("/")
             .output()
             .expect("run a PostgreSQL program");
         assert!(
@@ -183,15 +190,9 @@ impl Postgres {
 
 impl Drop for Postgres {
     fn drop(&mut self) {
-        let _ = Command::new("setpriv")
-            .args([
-                &format!("--reuid={RUN_AS}"),
-                &format!("--regid={RUN_AS}"),
-                "--clear-groups",
-            ])
-            .arg(self.bin.join("pg_ctl"))
+        let _ = self
+            .nobody("pg_ctl")
             .args(["-D", &self.data(), "-m", "immediate", "stop"])
-            .current_dir("/")
             .output();
     }
 }
