@@ -63,11 +63,18 @@ fn migrate(host: &Host) -> (bool, String) {
     (out.status.success(), printed(&out))
 }
 
+/// Runs `otpgate --config <host's config> ARGS` as root.
+fn otpgate_on(host: &Host, args: &[&str]) -> (bool, String) {
+    let mut cmd = Command::new(otpgate_binary());
+    cmd.arg("--config").arg(&host.config).args(args);
+    let out = output_with_stdin(&mut cmd, "");
+    (out.status.success(), printed(&out))
+}
+
 /// Enrolls root with the CLI on `host`: the secret and backup codes.
 fn enroll_on(host: &Host) -> (String, Vec<String>) {
     let secret = new_secret();
-    let mut cmd = Command::new(otpgate_binary());
-    cmd.arg("--config").arg(&host.config).args([
+    let args = [
         "enroll",
         "--user",
         "root",
@@ -76,10 +83,9 @@ fn enroll_on(host: &Host) -> (String, Vec<String>) {
         "--no-confirm",
         "--json",
         "--no-qr",
-    ]);
-    let out = output_with_stdin(&mut cmd, "");
-    let text = printed(&out);
-    assert!(out.status.success(), "{text}");
+    ];
+    let (ok, text) = otpgate_on(host, &args);
+    assert!(ok, "{text}");
     let codes = text
         .split("\"backup_codes\":[")
         .nth(1)
@@ -219,4 +225,140 @@ fn a_database_that_goes_away_denies_logins_and_coming_back_serves_them() {
         .answer(&backups[1])
         .run()
         .assert("PAM_SUCCESS");
+}
+
+/// Logins over the three hosts at once, one answer each.
+fn race_hosts(h: &Harness, hosts: &[Host], answers: &[String]) -> Vec<String> {
+    let barrier = Barrier::new(answers.len());
+    let results = std::thread::scope(|s| {
+        let threads: Vec<_> = answers
+            .iter()
+            .enumerate()
+            .map(|(i, answer)| {
+                let barrier = &barrier;
+                s.spawn(move || {
+                    barrier.wait();
+                    h.login()
+                        .service(&hosts[i % 3].service)
+                        .answer(answer.as_str())
+                        .run()
+                        .result
+                })
+            })
+            .collect::<Vec<_>>();
+        threads.into_iter().map(|t| t.join().unwrap()).collect()
+    });
+    h.log();
+    results
+}
+
+/// Three hosts on a fresh database, migrated, their daemons running, root
+/// enrolled on the first: its secret and backup codes.
+fn fleet(pg: &Postgres, h: &Harness, top: &str) -> (Vec<Host>, Vec<Otpgated>, String) {
+    let hosts = hosts(h, pg, top);
+    assert!(migrate(&hosts[0]).0);
+    let daemons = hosts
+        .iter()
+        .map(|host| Otpgated::start_as(h, &host.config, &host.socket, &[]))
+        .collect();
+    let (secret, _) = enroll_on(&hosts[0]);
+    (hosts, daemons, secret)
+}
+
+/// One TOTP code raced by 99 logins over three hosts works once.
+#[test]
+fn a_totp_code_raced_over_three_hosts_works_once() {
+    let pg = need!(Postgres::start());
+    let h = need!(Harness::new(""));
+    let (hosts, _daemons, secret) = fleet(&pg, &h, "max_attempts = 1\nlockout_after = 0");
+    avoid_step_edge();
+    let code = totp_at(&secret, now());
+    let results = race_hosts(&h, &hosts, &vec![code; 99]);
+    let ok = results.iter().filter(|r| *r == "PAM_SUCCESS").count();
+    assert_eq!(ok, 1, "{results:?}");
+}
+
+/// Wrong codes on two hosts count toward one lockout, which holds on the
+/// third; root's unlock there lifts it for all.
+#[test]
+fn a_lockout_counts_across_hosts_and_an_unlock_anywhere_lifts_it() {
+    let pg = need!(Postgres::start());
+    let h = need!(Harness::new(""));
+    let top = "max_attempts = 1\nlockout_after = 4\nlockout_minutes = 15";
+    let (hosts, _daemons, secret) = fleet(&pg, &h, top);
+    for (i, host) in [0, 1, 0, 1].iter().enumerate() {
+        let run = h
+            .login()
+            .service(&hosts[*host].service)
+            .answer("000000")
+            .run();
+        let want = if i == 3 {
+            "PAM_MAXTRIES"
+        } else {
+            "PAM_AUTH_ERR"
+        };
+        run.assert(want);
+    }
+    avoid_step_edge();
+    let code = totp_at(&secret, now());
+    let run = h.login().service(&hosts[2].service).answer(&code).run();
+    run.assert("PAM_MAXTRIES");
+    assert!(run.prompts().is_empty(), "locked on the third host too");
+    let (ok, out) = otpgate_on(&hosts[2], &["unlock", "--user", "root"]);
+    assert!(ok && out.contains("root is unlocked"), "{out}");
+    h.login()
+        .service(&hosts[0].service)
+        .answer(&code)
+        .run()
+        .assert("PAM_SUCCESS");
+}
+
+/// `otpgate store import` moves a file-store record into the shared
+/// database; every host then serves it, and its used codes stay used.
+#[test]
+fn store_import_moves_a_file_into_the_database_for_every_host() {
+    use otpgate_config::otp::Algorithm;
+    let pg = need!(Postgres::start());
+    let h = need!(Harness::new(""));
+    let hosts = hosts(
+        &h,
+        &pg,
+        &format!(
+            "user_file = \"{}/%u.toml\"\nmax_attempts = 1",
+            h.path("users").display()
+        ),
+    );
+    assert!(migrate(&hosts[0]).0);
+    let _daemons: Vec<Otpgated> = hosts
+        .iter()
+        .map(|host| Otpgated::start_as(&h, &host.config, &host.socket, &[]))
+        .collect();
+    let mut record = totp_record_with(&new_secret(), Algorithm::SHA1, 6);
+    let codes: Vec<String> = record
+        .new_backup_codes(3, 8)
+        .unwrap()
+        .iter()
+        .map(|c| c.to_string())
+        .collect();
+    // One code already used in the file.
+    let at = otpgate_config::backup::find(&record.backup.codes, &codes[0]).unwrap();
+    record.backup.codes.remove(at);
+    h.write_record("root", &record);
+    let (ok, out) = otpgate_on(&hosts[1], &["store", "import", "root"]);
+    assert!(ok && out.contains("root: moved"), "{out}");
+    h.login()
+        .service(&hosts[0].service)
+        .answer(&codes[0])
+        .run()
+        .assert("PAM_AUTH_ERR");
+    h.login()
+        .service(&hosts[2].service)
+        .answer(&codes[1])
+        .run()
+        .assert("PAM_SUCCESS");
+    h.login()
+        .service(&hosts[0].service)
+        .answer(&codes[1])
+        .run()
+        .assert("PAM_AUTH_ERR");
 }
