@@ -228,7 +228,7 @@ fn a_database_that_goes_away_denies_logins_and_coming_back_serves_them() {
 }
 
 /// Logins over the three hosts at once, one answer each.
-fn race_hosts(h: &Harness, hosts: &[Host], answers: &[String]) -> Vec<String> {
+fn race_hosts(h: &Harness, hosts: &[Host], answers: &[String]) -> Vec<Run> {
     let barrier = Barrier::new(answers.len());
     let results = std::thread::scope(|s| {
         let threads: Vec<_> = answers
@@ -242,7 +242,6 @@ fn race_hosts(h: &Harness, hosts: &[Host], answers: &[String]) -> Vec<String> {
                         .service(&hosts[i % 3].service)
                         .answer(answer.as_str())
                         .run()
-                        .result
                 })
             })
             .collect::<Vec<_>>();
@@ -273,9 +272,46 @@ fn a_totp_code_raced_over_three_hosts_works_once() {
     let (hosts, _daemons, secret) = fleet(&pg, &h, "max_attempts = 1\nlockout_after = 0");
     avoid_step_edge();
     let code = totp_at(&secret, now());
-    let results = race_hosts(&h, &hosts, &vec![code; 99]);
-    let ok = results.iter().filter(|r| *r == "PAM_SUCCESS").count();
-    assert_eq!(ok, 1, "{results:?}");
+    let runs = race_hosts(&h, &hosts, &vec![code; 99]);
+    let ok = runs.iter().filter(|r| r.result == "PAM_SUCCESS").count();
+    assert_eq!(ok, 1, "{runs:#?}");
+}
+
+fn said(run: &Run, text: &str) -> bool {
+    run.messages().iter().any(|m| m.contains(text))
+}
+
+/// 100 wrong codes at once over three hosts with `lockout_after = 10`:
+/// exactly ten are counted (nine "wrong", one locking), the other ninety
+/// are refused as locked, on whichever host they arrive.
+#[test]
+fn concurrent_wrong_codes_over_three_hosts_count_exactly_lockout_after() {
+    let pg = need!(Postgres::start());
+    let h = need!(Harness::new(""));
+    let top = "max_attempts = 1\nlockout_after = 10\nlockout_minutes = 15";
+    let (hosts, _daemons, secret) = fleet(&pg, &h, top);
+    avoid_step_edge();
+    let t = now();
+    let near: Vec<String> = [t - 30, t, t + 30]
+        .iter()
+        .map(|&at| totp_at(&secret, at))
+        .collect();
+    let wrong: Vec<String> = (0..)
+        .map(|i| format!("{:06}", (i * 7919 + 13) % 1_000_000))
+        .filter(|c| !near.contains(c))
+        .take(100)
+        .collect();
+    let runs = race_hosts(&h, &hosts, &wrong);
+    let counted = runs.iter().filter(|r| said(r, "Wrong code.")).count();
+    let locking = runs
+        .iter()
+        .filter(|r| said(r, "Too many wrong codes"))
+        .count();
+    let refused = runs
+        .iter()
+        .filter(|r| !said(r, "Too many") && said(r, "Account locked until"))
+        .count();
+    assert_eq!((counted, locking, refused), (9, 1, 90), "{runs:#?}");
 }
 
 /// Wrong codes on two hosts count toward one lockout, which holds on the
