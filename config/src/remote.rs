@@ -181,7 +181,13 @@ impl Daemon {
             password: self.take_password(),
             now: Some(now),
         };
-        match self.call(&request, self.timeout)? {
+        self.changed(&request)
+    }
+
+    /// Sends a request answered by `Changed` (a change or an issued
+    /// enrollment).
+    fn changed(&self, request: &Request) -> Result<Changed> {
+        match self.call(request, self.timeout)? {
             Reply::Changed { changed } => Ok(changed),
             other => Err(self.unexpected(&other)),
         }
@@ -277,10 +283,7 @@ impl Service for Daemon {
             password: self.take_password(),
             now: Some(now),
         };
-        match self.call(&request, self.timeout)? {
-            Reply::Changed { changed } => Ok(changed),
-            other => Err(self.unexpected(&other)),
-        }
+        self.changed(&request)
     }
 
     fn send_code(&self, offer: &Offer, now: u64, recipient: Recipient<'_>) -> Result<SendOutcome> {

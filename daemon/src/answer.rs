@@ -18,6 +18,8 @@ use otpgate_config::verification::{
 };
 use otpgate_config::{Account, Answer, Store, SystemConfig, UserFile, UserRecord, Verdict};
 
+use zeroize::Zeroizing;
+
 use crate::db::Db;
 use crate::error::Error;
 use crate::issued::IssuedSecrets;
@@ -191,10 +193,7 @@ pub fn answer(ctx: &Context, peer: &Peer, request: &Request) -> Result<Reply, Er
             ..
         } => {
             if peer.role == Role::SelfService {
-                let given = Given {
-                    proof: proof.as_deref().map(|p| p.as_str()),
-                    password: password.as_deref().map(|p| p.as_str()),
-                };
+                let given = Given::of(proof, password);
                 may_change(ctx, peer, &account, &service, change, given)?;
             }
             Reply::Changed {
@@ -232,10 +231,7 @@ pub fn answer(ctx: &Context, peer: &Peer, request: &Request) -> Result<Reply, Er
                 replacing: *replacing,
             };
             if peer.role == Role::SelfService {
-                let given = Given {
-                    proof: proof.as_deref().map(|p| p.as_str()),
-                    password: password.as_deref().map(|p| p.as_str()),
-                };
+                let given = Given::of(proof, password);
                 may_change(ctx, peer, &account, &service, &change, given)?;
             }
             Reply::Changed {
@@ -299,6 +295,15 @@ fn confirmed(
 struct Given<'a> {
     proof: Option<&'a str>,
     password: Option<&'a str>,
+}
+
+impl<'a> Given<'a> {
+    fn of(proof: &'a Option<Zeroizing<String>>, password: &'a Option<Zeroizing<String>>) -> Self {
+        Given {
+            proof: proof.as_deref().map(|p| p.as_str()),
+            password: password.as_deref().map(|p| p.as_str()),
+        }
+    }
 }
 
 /// What a user who is not root needs for `change`: a current code checked

@@ -234,6 +234,29 @@ impl DbStore {
     }
 }
 
+impl DbStore {
+    /// Runs `work` in one transaction that first takes the user's advisory
+    /// lock of `class` (0: the record, 1: the enrollment sends), and
+    /// commits it when `work` succeeds (see the module documentation).
+    fn locked(
+        &self,
+        class: i64,
+        work: &mut dyn FnMut(&mut Transaction<'_>, &str) -> Result<()>,
+    ) -> Result<()> {
+        let what = self.db.what.clone();
+        self.db.with(|c| {
+            let mut tx = c.transaction().map_err(|e| failed(&what, e))?;
+            tx.execute(
+                "SELECT pg_advisory_xact_lock(hashtextextended($1, $2))",
+                &[&self.user, &class],
+            )
+            .map_err(|e| failed(&what, e))?;
+            work(&mut tx, &what)?;
+            tx.commit().map_err(|e| failed(&what, e))
+        })
+    }
+}
+
 impl Store for DbStore {
     fn read(&self) -> Result<Option<UserRecord>> {
         self.db.with(|c| {
@@ -251,20 +274,13 @@ impl Store for DbStore {
         &self,
         change: &mut dyn FnMut(&mut Option<UserRecord>) -> Result<()>,
     ) -> Result<()> {
-        let what = self.db.what.clone();
-        self.db.with(|c| {
-            let mut tx = c.transaction().map_err(|e| failed(&what, e))?;
-            tx.execute(
-                "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
-                &[&self.user],
-            )
-            .map_err(|e| failed(&what, e))?;
+        self.locked(0, &mut |tx, what| {
             let row = tx
                 .query_opt(
                     "SELECT record FROM otpgate_records WHERE user_name = $1 FOR UPDATE",
                     &[&self.user],
                 )
-                .map_err(|e| failed(&what, e))?;
+                .map_err(|e| failed(what, e))?;
             let before = row.map(|r| self.parse(r.get(0))).transpose()?;
             let mut record = before.clone();
             change(&mut record)?;
@@ -282,8 +298,8 @@ impl Store for DbStore {
                     &[&self.user],
                 ),
             }
-            .map_err(|e| failed(&what, e))?;
-            tx.commit().map_err(|e| failed(&what, e))
+            .map_err(|e| failed(what, e))?;
+            Ok(())
         })
     }
 
@@ -295,20 +311,13 @@ impl Store for DbStore {
         &self,
         change: &mut dyn FnMut(&mut EnrollmentSends) -> Result<()>,
     ) -> Result<()> {
-        let what = self.db.what.clone();
-        self.db.with(|c| {
-            let mut tx = c.transaction().map_err(|e| failed(&what, e))?;
-            tx.execute(
-                "SELECT pg_advisory_xact_lock(hashtextextended($1, 1))",
-                &[&self.user],
-            )
-            .map_err(|e| failed(&what, e))?;
+        self.locked(1, &mut |tx, what| {
             let row = tx
                 .query_opt(
                     "SELECT sends FROM otpgate_enrollment_sends WHERE user_name = $1",
                     &[&self.user],
                 )
-                .map_err(|e| failed(&what, e))?;
+                .map_err(|e| failed(what, e))?;
             let mut sends = match row {
                 Some(r) => EnrollmentSends::from_toml(&self.where_(), r.get(0))?,
                 None => EnrollmentSends::default(),
@@ -319,8 +328,8 @@ impl Store for DbStore {
                  ON CONFLICT (user_name) DO UPDATE SET sends = excluded.sends, updated_at = now()",
                 &[&self.user, &sends.to_toml()],
             )
-            .map_err(|e| failed(&what, e))?;
-            tx.commit().map_err(|e| failed(&what, e))
+            .map_err(|e| failed(what, e))?;
+            Ok(())
         })
     }
 }

@@ -16,6 +16,8 @@ pub enum Error {
     Setup { path: PathBuf, why: String },
     /// The peer may not ask this.
     Forbidden(String),
+    /// Over a connection limit.
+    Busy,
     /// The request names no known user.
     UnknownUser(String),
     /// A frame or request we cannot read.
@@ -31,6 +33,7 @@ impl Error {
     pub fn failure(&self) -> Failure {
         match self {
             Error::Forbidden(_) => Failure::Forbidden,
+            Error::Busy => Failure::Busy,
             Error::UnknownUser(_) => Failure::UnknownUser,
             Error::Frame(FrameError::Version(_)) => Failure::Version,
             Error::Frame(_) => Failure::BadRequest,
@@ -47,6 +50,7 @@ impl fmt::Display for Error {
             Error::Config(e) => write!(f, "config: {e}"),
             Error::Setup { path, why } => write!(f, "{}: {why}", path.display()),
             Error::Forbidden(why) => write!(f, "forbidden: {why}"),
+            Error::Busy => write!(f, "busy: over the connection limit"),
             Error::UnknownUser(name) => write!(f, "unknown user `{name}`"),
             Error::Frame(e) => write!(f, "{e}"),
             Error::Store(e) => write!(f, "{e}"),

@@ -162,14 +162,8 @@ fn admit(mut stream: UnixStream, ctx: &Arc<Context>, counts: &Arc<Mutex<Count>>,
     };
     let Some(slot) = take_slot(counts, &peer, &ctx.config.daemon) else {
         log::peer(&peer, "refused: over the connection limit");
-        let busy = Error::Forbidden("busy: over the connection limit".into());
-        let reply = Reply::Error {
-            kind: protocol::Failure::Busy,
-            message: busy.to_string(),
-        };
         let _ = stream.set_write_timeout(Some(Duration::from_millis(100)));
-        let _ = protocol::write_frame(&mut stream, &reply);
-        return;
+        return refuse(&mut stream, &Error::Busy);
     };
     let ctx = Arc::clone(ctx);
     pool.run(move || {
