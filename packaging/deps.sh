@@ -4,7 +4,8 @@
 # is missing (tests that need it then say SKIP) and carries on.
 set -euo pipefail
 
-BUILD_PKGS=(libpam0g-dev pkg-config gcc)
+# libssl-dev: otpgated's TLS to PostgreSQL (openssl-sys links the system's).
+BUILD_PKGS=(libpam0g-dev libssl-dev pkg-config gcc)
 TEST_PKGS=(pamtester libpam-wrapper libnss-wrapper oathtool expect libpam-google-authenticator
            openssh-client strace binutils
            # sshd unpacked from openssh-server (never installed) needs libwrap0;
@@ -22,7 +23,9 @@ TEST_PKGS=(pamtester libpam-wrapper libnss-wrapper oathtool expect libpam-google
            systemd
            # the fleet tests run a throwaway cluster from Debian's binaries
            # (initdb/pg_ctl in a temp dir as nobody; no system service).
-           postgresql)
+           postgresql
+           # the fleet TLS test makes its CA and certificates with openssl.
+           openssl)
 
 # cargo-deny (bans, licenses, sources of the module's dependency tree; the
 # hardening suite runs it offline). Built from crates.io, pinned; about two

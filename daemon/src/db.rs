@@ -20,7 +20,8 @@ use std::time::Duration;
 use otpgate_config::record::EnrollmentSends;
 use otpgate_config::system::PostgresConfig;
 use otpgate_config::{Error, Result, Store, UserRecord};
-use postgres::{Client, Config, NoTls, Transaction};
+use postgres::{Client, Config, Transaction};
+use postgres_openssl::MakeTlsConnector;
 use zeroize::Zeroizing;
 
 /// The schema versions this build knows, in order; `migrate` applies the
@@ -33,21 +34,66 @@ const POOL: usize = 8;
 /// The database and a few open connections to it.
 pub struct Db {
     config: Config,
+    /// TLS as the url's `sslmode` and certificate words ask (`tls.rs`).
+    tls: MakeTlsConnector,
+    /// How the server is checked, for the start-up line.
+    tls_words: String,
     what: String,
     idle: Mutex<Vec<Client>>,
 }
 
-fn failed(what: &str, e: impl std::fmt::Display) -> Error {
+fn failed(what: &str, e: impl Explain) -> Error {
     Error::Database {
         what: what.to_string(),
-        cause: e.to_string(),
+        cause: e.explain(),
+    }
+}
+
+/// An error as the log line says it. The client's errors say only their
+/// kind ("error performing TLS handshake", "db error"); the cause behind
+/// it ("certificate verify failed", the server's message) is what an
+/// admin needs, so the whole chain is written.
+trait Explain {
+    fn explain(&self) -> String;
+}
+
+impl Explain for postgres::Error {
+    fn explain(&self) -> String {
+        let mut text = self.to_string();
+        let mut cause = std::error::Error::source(self);
+        while let Some(e) = cause {
+            text.push_str(": ");
+            text.push_str(&e.to_string());
+            cause = e.source();
+        }
+        text
+    }
+}
+
+impl Explain for std::io::Error {
+    fn explain(&self) -> String {
+        self.to_string()
+    }
+}
+
+impl Explain for &str {
+    fn explain(&self) -> String {
+        self.to_string()
+    }
+}
+
+impl Explain for String {
+    fn explain(&self) -> String {
+        self.clone()
     }
 }
 
 impl Db {
     /// The database `pg` names (nothing is connected yet).
     pub fn new(pg: &PostgresConfig) -> Result<Db> {
-        let mut config = Config::from_str(&pg.url).map_err(|e| failed("daemon.postgres.url", e))?;
+        let (url, tls) = crate::tls::split(&pg.url)?;
+        let mut config = Config::from_str(&url).map_err(|e| failed("daemon.postgres.url", e))?;
+        config.ssl_mode(tls.ssl_mode());
         if !pg.password_file.is_empty() {
             config.password(read_password(&pg.password_file)?.as_bytes());
         }
@@ -61,6 +107,8 @@ impl Db {
         let what = describe(&config);
         Ok(Db {
             config,
+            tls: tls.connector()?,
+            tls_words: tls.describe(),
             what,
             idle: Mutex::new(Vec::new()),
         })
@@ -69,6 +117,17 @@ impl Db {
     /// Where the records are, for messages.
     pub fn describe(&self) -> &str {
         &self.what
+    }
+
+    /// How the connection is protected (`tls.rs`).
+    pub fn describe_tls(&self) -> &str {
+        &self.tls_words
+    }
+
+    fn connect(&self) -> Result<Client> {
+        self.config
+            .connect(self.tls.clone())
+            .map_err(|e| failed(&self.what, e))
     }
 
     /// Runs `f` on a connection (an idle one, or a new one whose schema is
@@ -85,10 +144,7 @@ impl Db {
                 return out;
             }
         }
-        let mut client = self
-            .config
-            .connect(NoTls)
-            .map_err(|e| failed(&self.what, e))?;
+        let mut client = self.connect()?;
         check_schema(&mut client, &self.what)?;
         let out = f(&mut client);
         if !client.is_closed() {
@@ -111,10 +167,7 @@ impl Db {
 
     /// Applies the migrations the database lacks; the versions applied.
     pub fn migrate(&self) -> Result<Vec<i32>> {
-        let mut client = self
-            .config
-            .connect(NoTls)
-            .map_err(|e| failed(&self.what, e))?;
+        let mut client = self.connect()?;
         let mut tx = client.transaction().map_err(|e| failed(&self.what, e))?;
         tx.batch_execute(
             "CREATE TABLE IF NOT EXISTS otpgate_schema (
@@ -204,6 +257,16 @@ fn describe(config: &Config) -> String {
 /// The first line of `path`: root's (or the daemon's), not readable by
 /// group or others.
 fn read_password(path: &str) -> Result<Zeroizing<String>> {
+    check_private(path)?;
+    let text = Zeroizing::new(std::fs::read_to_string(path).map_err(|e| failed(path, e))?);
+    Ok(Zeroizing::new(
+        text.lines().next().unwrap_or_default().to_string(),
+    ))
+}
+
+/// A password or private key file: not readable or writable by group or
+/// others, as libpq demands of its key.
+pub fn check_private(path: &str) -> Result<()> {
     use std::os::unix::fs::MetadataExt;
     let meta = std::fs::metadata(path).map_err(|e| failed(path, e))?;
     if meta.mode() & 0o077 != 0 {
@@ -212,10 +275,7 @@ fn read_password(path: &str) -> Result<Zeroizing<String>> {
             "readable or writable by group or others (chmod 600)",
         ));
     }
-    let text = Zeroizing::new(std::fs::read_to_string(path).map_err(|e| failed(path, e))?);
-    Ok(Zeroizing::new(
-        text.lines().next().unwrap_or_default().to_string(),
-    ))
+    Ok(())
 }
 
 /// One user's record in the database.

@@ -17,6 +17,7 @@ mod pending;
 mod pool;
 mod proof;
 mod server;
+mod tls;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -68,7 +69,7 @@ fn run() -> Result<(), Error> {
     let socket = server::socket_path(&ctx);
     let listener = server::bind(&socket)?;
     let records = match &ctx.db {
-        Some(db) => db.describe().to_string(),
+        Some(db) => format!("{} ({})", db.describe(), db.describe_tls()),
         None => ctx.config.daemon.state_dir.clone(),
     };
     log::line(&format!(

@@ -21,6 +21,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use otpgate_config::UserRecord;
 use otpgate_config::otp::{Algorithm, Secret};
 
+pub mod certs;
 pub mod channels;
 pub mod daemon;
 pub mod postgres;

@@ -186,6 +186,61 @@ impl Postgres {
     pub fn path(&self) -> &Path {
         self.dir.path()
     }
+
+    /// Turns TLS on with `cert`/`key` (and client certificates from `ca`),
+    /// and lets the role `otpgate` in only over TLS with a client
+    /// certificate (`cert` in pg_hba.conf); the superuser keeps its
+    /// local trust.
+    pub fn require_tls(&self, cert: &Path, key: &Path, ca: &Path) {
+        let hba = self.dir.path().join("data/pg_hba.conf");
+        let rest = std::fs::read_to_string(&hba).expect("pg_hba.conf");
+        std::fs::write(
+            &hba,
+            format!(
+                "hostssl otpgate otpgate 127.0.0.1/32 cert\nhost otpgate otpgate 127.0.0.1/32 reject\n{rest}"
+            ),
+        )
+        .expect("pg_hba.conf");
+        let ca_file = self.copy_in(ca, "client-ca.pem");
+        self.psql(
+            "postgres",
+            &format!("ALTER SYSTEM SET ssl_ca_file = '{ca_file}'"),
+        );
+        self.serve_certificate(cert, key);
+        self.psql("postgres", "ALTER SYSTEM SET ssl = on");
+        self.psql("postgres", "SELECT pg_reload_conf()");
+    }
+
+    /// Presents `cert` from now on (new connections).
+    pub fn serve_certificate(&self, cert: &Path, key: &Path) {
+        let cert = self.copy_in(cert, "server.pem");
+        let key = self.copy_in(key, "server.key");
+        self.psql(
+            "postgres",
+            &format!("ALTER SYSTEM SET ssl_cert_file = '{cert}'"),
+        );
+        self.psql(
+            "postgres",
+            &format!("ALTER SYSTEM SET ssl_key_file = '{key}'"),
+        );
+        self.psql("postgres", "SELECT pg_reload_conf()");
+    }
+
+    /// Turns TLS off (new connections).
+    pub fn tls_off(&self) {
+        self.psql("postgres", "ALTER SYSTEM SET ssl = off");
+        self.psql("postgres", "SELECT pg_reload_conf()");
+    }
+
+    /// `from` as the server's own file `name` in its data directory
+    /// (the server wants its key private and its own).
+    fn copy_in(&self, from: &Path, name: &str) -> String {
+        let to = self.dir.path().join("data").join(name);
+        std::fs::copy(from, &to).expect("copy");
+        std::os::unix::fs::chown(&to, Some(RUN_AS), Some(RUN_AS)).expect("chown");
+        std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        to.display().to_string()
+    }
 }
 
 impl Drop for Postgres {
