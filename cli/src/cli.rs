@@ -79,6 +79,10 @@ pub enum Command {
     Disable(DisableArgs),
     /// Lift a lockout after too many wrong codes (root).
     Unlock,
+    /// List the enrolled users: methods, backup codes left, lockout (root).
+    /// With store.kind = "daemon", every user otpgated holds, on any host
+    /// of a fleet sharing its database.
+    Users,
     /// Remove a user's enrollment without a code, e.g. a lost phone (root).
     Reset,
     /// Import an enrollment from another tool, keeping the user's app.

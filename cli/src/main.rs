@@ -20,6 +20,7 @@ mod password;
 mod qr;
 mod store_import;
 mod time;
+mod users;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -81,6 +82,7 @@ fn run(cli: &Cli, target: &mut Option<String>) -> Result<()> {
             None => manage::disable(&mut ctx, args.force),
         },
         Command::Unlock => manage::unlock(&ctx),
+        Command::Users => users::run(&ctx.config, ctx.json, now),
         Command::Reset => manage::reset(&ctx),
         Command::Import(ImportCommand::GoogleAuthenticator(args)) => {
             import::google_authenticator(&mut ctx, args)
@@ -107,6 +109,7 @@ fn log_outcome(command: &Command, user: &str, result: &Result<()>) {
         Command::Disable(_) => "disable",
         Command::Unlock => "unlock",
         Command::Reset => "reset",
+        Command::Users => "users",
         Command::Import(_) => "import",
         Command::Completions { .. }
         | Command::Man { .. }
@@ -115,7 +118,7 @@ fn log_outcome(command: &Command, user: &str, result: &Result<()>) {
     };
     let read_only = matches!(
         command,
-        Command::Status | Command::Trusted(TrustedCommand::List)
+        Command::Status | Command::Users | Command::Trusted(TrustedCommand::List)
     );
     let by = nix::unistd::getuid().as_raw();
     log::send(

@@ -125,7 +125,7 @@ fn import_one(config: &SystemConfig, name: &str) -> Outcome {
 
 /// Everyone who may have a file: root's enrolled record (in-home files),
 /// the local accounts, and the files of a central `user_file` directory.
-fn every_user(config: &SystemConfig) -> Vec<String> {
+pub(crate) fn every_user(config: &SystemConfig) -> Vec<String> {
     let mut users = Vec::new();
     if config.user_file_in_home() && !config.enrolled_dir.is_empty() {
         users.extend(names_in(Path::new(&config.enrolled_dir), ""));

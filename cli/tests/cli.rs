@@ -387,6 +387,39 @@ fn only_root_acts_on_other_users_and_unlocks_or_resets() {
     as_nobody(&["--user", USER, "unlock"]).fails(5, "unlock needs root");
     as_nobody(&["--user", USER, "reset"]).fails(5, "reset needs root");
     as_nobody(&["enroll", "--force", "--no-confirm"]).fails(5, "--force needs root");
+    as_nobody(&["users"]).fails(5, "users needs root");
+}
+
+#[test]
+fn users_lists_who_is_enrolled_how_and_who_is_locked_out() {
+    let Some(env) = Env::new("lockout_after = 1\nlockout_minutes = 5\n") else {
+        return;
+    };
+    let r = env.run(&["users", "--json"], "");
+    r.ok();
+    assert_eq!(r.json()["users"], serde_json::json!([]), "{r}");
+    env.provision();
+    // A file of a name no account has is named, not skipped in silence.
+    std::fs::write(env.user_file("otpgate-no-such-user"), "").unwrap();
+    let r = env.run(&["users", "--json"], "");
+    r.ok();
+    let j = r.json();
+    assert_eq!(j["users"].as_array().unwrap().len(), 1, "{r}");
+    let user = &j["users"][0];
+    assert_eq!(user["user"], USER);
+    assert_eq!(user["methods"], serde_json::json!(["totp", "backup"]));
+    assert_eq!(user["backup_codes_left"], 10);
+    assert_eq!(user["locked_until"], serde_json::Value::Null);
+    assert_eq!(j["unreadable"][0]["user"], "otpgate-no-such-user", "{r}");
+    env.user(&["verify"], "000000\n").fails(6, "locked out");
+    let r = env.run(&["users"], "");
+    r.ok();
+    let line = r.stdout.lines().find(|l| l.starts_with(USER)).unwrap_or("");
+    assert!(
+        line.contains("totp,backup") && line.contains("until"),
+        "{r}"
+    );
+    assert!(r.stdout.contains("1 enrolled"), "{r}");
 }
 
 #[test]

@@ -132,12 +132,22 @@ pub enum Request {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         now: Option<u64>,
     },
+    /// The users with a record, by name, after `after`: one page of at
+    /// most [`USERS_PAGE`] (root only; `otpgate users`).
+    Users {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        after: Option<String>,
+    },
 }
 
+/// Names per `Users` reply: a page of the longest names (256 bytes) stays
+/// well under the frame's 64 KiB.
+pub const USERS_PAGE: usize = 100;
+
 impl Request {
-    /// The user the request is about.
-    pub fn user(&self) -> &str {
-        match self {
+    /// The user the request is about (none: `Users`).
+    pub fn user(&self) -> Option<&str> {
+        let user = match self {
             Request::View { user }
             | Request::Check { user, .. }
             | Request::SendCode { user, .. }
@@ -147,7 +157,9 @@ impl Request {
             | Request::NewSecret { user, .. }
             | Request::EnrollIssued { user, .. }
             | Request::Change { user, .. } => user,
-        }
+            Request::Users { .. } => return None,
+        };
+        Some(user)
     }
 
     /// The time the client asks the request to be judged at, if any.
@@ -174,6 +186,7 @@ impl Request {
             Request::NewSecret { .. } => "new-secret",
             Request::EnrollIssued { .. } => "enroll-issued",
             Request::Change { .. } => "change",
+            Request::Users { .. } => "users",
         }
     }
 }
@@ -215,6 +228,11 @@ pub enum Reply {
     Trusted {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         host: Option<String>,
+    },
+    /// `Users`: names in order; `more` when another page follows.
+    Users {
+        users: Vec<String>,
+        more: bool,
     },
     /// The request was not carried out.
     Error {

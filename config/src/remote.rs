@@ -153,6 +153,27 @@ impl Daemon {
         self.proof.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Every user with a record in the daemon (root), page by page.
+    pub fn users(&self) -> Result<Vec<String>> {
+        let mut users: Vec<String> = Vec::new();
+        loop {
+            let request = Request::Users {
+                after: users.last().cloned(),
+            };
+            match self.call(&request, self.timeout)? {
+                Reply::Users { users: page, more } => {
+                    // A page that does not move on would loop for ever.
+                    let moved = page.last().is_some_and(|l| Some(l) > users.last());
+                    users.extend(page);
+                    if !more || !moved {
+                        return Ok(users);
+                    }
+                }
+                other => return Err(self.unexpected(&other)),
+            }
+        }
+    }
+
     /// A new secret for an enrollment, made and kept by the daemon.
     pub fn new_secret(&self, app: NewApp) -> Result<Secret> {
         let request = Request::NewSecret {

@@ -259,9 +259,24 @@ pub struct DaemonConfig {
     /// Seconds a client has to send a whole request; a connection idle
     /// that long is closed.
     pub client_timeout: u32,
+    /// `address:port` of a Prometheus endpoint (`GET /metrics`: counts of
+    /// checks, their latency, store errors, connections); empty: none. It
+    /// has no authentication, so it belongs on a loopback address.
+    pub metrics: String,
     /// The database of `backend = "postgres"`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub postgres: Option<PostgresConfig>,
+}
+
+impl DaemonConfig {
+    /// The address of `metrics`; `None` when empty (off) or not an
+    /// address with a port.
+    pub fn metrics_address(&self) -> Option<std::net::SocketAddr> {
+        self.metrics
+            .parse()
+            .ok()
+            .filter(|a: &std::net::SocketAddr| a.port() != 0)
+    }
 }
 
 /// Where `otpgated` keeps its files unless `daemon.state_dir` says otherwise.
@@ -277,6 +292,7 @@ impl Default for DaemonConfig {
             max_connections: 1024,
             max_connections_per_user: 16,
             client_timeout: 5,
+            metrics: String::new(),
             postgres: None,
         }
     }
@@ -464,6 +480,13 @@ impl SystemConfig {
         ];
         for (key, value, lo, hi) in ranges {
             Error::check_range(source, key, value, lo..=hi)?;
+        }
+        if !d.metrics.is_empty() && d.metrics_address().is_none() {
+            return Err(Error::Invalid {
+                source: source.into(),
+                key: "daemon.metrics".into(),
+                message: "must be an IP address and a port, such as \"127.0.0.1:9464\" (empty: no metrics)".into(),
+            });
         }
         match (d.backend, &d.postgres) {
             (DaemonBackend::Postgres, None) => Err(Error::Invalid {
@@ -1096,5 +1119,33 @@ exempt_groups = ["robots"]
         assert_eq!(groups.requirement(&unknown), Requirement::Required);
         let none = SystemConfig::default();
         assert_eq!(none.requirement(&unknown), Requirement::IfEnrolled);
+    }
+
+    #[test]
+    fn daemon_metrics_is_off_by_default_and_must_be_an_address_with_a_port() {
+        assert_eq!(SystemConfig::default().daemon.metrics_address(), None);
+        let on = |value: &str| {
+            SystemConfig::from_toml(p(), &format!("[daemon]\nmetrics = \"{value}\"\n"))
+                .map(|c| c.daemon.metrics_address())
+        };
+        assert_eq!(on("").unwrap(), None);
+        assert_eq!(
+            on("127.0.0.1:9464").unwrap(),
+            Some("127.0.0.1:9464".parse().unwrap())
+        );
+        assert_eq!(
+            on("[::1]:9464").unwrap(),
+            Some("[::1]:9464".parse().unwrap())
+        );
+        for bad in [
+            "localhost:9464",
+            "127.0.0.1",
+            "127.0.0.1:0",
+            ":9464",
+            "127.0.0.1:99999",
+        ] {
+            let e = on(bad).unwrap_err().to_string();
+            assert!(e.contains("daemon.metrics"), "{bad}: {e}");
+        }
     }
 }

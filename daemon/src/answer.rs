@@ -11,7 +11,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use otpgate_config::change::Change;
 use otpgate_config::otp::{DEFAULT_SECRET_BYTES, Secret};
 use otpgate_config::protocol::WireConfirmation;
-use otpgate_config::protocol::{Reply, Request};
+use otpgate_config::protocol::{Reply, Request, USERS_PAGE};
 use otpgate_config::service::{Check, Local, Service};
 use otpgate_config::verification::{
     BackupUse, Checked, CommandSender, Confirmation, Offer, Recipient, Verifier,
@@ -40,6 +40,8 @@ pub struct Context {
     pub issued: IssuedSecrets,
     /// The database of `backend = "postgres"`.
     pub db: Option<Arc<Db>>,
+    /// What was done, for `daemon.metrics`.
+    pub metrics: crate::metrics::Metrics,
 }
 
 /// One lock per user in this process, taken around a request that changes
@@ -95,13 +97,58 @@ impl Context {
     }
 }
 
+/// `Users`: one page of the names with a record, for root.
+fn list_users(ctx: &Context, peer: &Peer, request: &Request) -> Result<Reply, Error> {
+    peer.may_list_users()?;
+    let Request::Users { after } = request else {
+        return Err(Error::Forbidden(format!("{} names no user", request.op())));
+    };
+    let after = after.as_deref().unwrap_or("");
+    // One more than a page says whether another follows.
+    let mut users = match &ctx.db {
+        Some(db) => db
+            .users_after(after, USERS_PAGE + 1)
+            .map_err(Error::Store)?,
+        None => record_files_after(
+            Path::new(&ctx.config.daemon.state_dir),
+            after,
+            USERS_PAGE + 1,
+        )?,
+    };
+    let more = users.len() > USERS_PAGE;
+    users.truncate(USERS_PAGE);
+    Ok(Reply::Users { users, more })
+}
+
+/// The first `limit` users, by name, after `after`, with a record file in
+/// `dir` (`NAME.toml`; its `.state` and `.lock` are not records).
+fn record_files_after(dir: &Path, after: &str, limit: usize) -> Result<Vec<String>, Error> {
+    let entries = std::fs::read_dir(dir).map_err(|e| Error::Setup {
+        path: dir.to_path_buf(),
+        why: e.to_string(),
+    })?;
+    let mut names: Vec<String> = entries
+        .filter_map(|e| {
+            let name = e.ok()?.file_name().into_string().ok()?;
+            Some(name.strip_suffix(".toml")?.to_string())
+        })
+        .filter(|name| !name.starts_with('.') && name.as_str() > after)
+        .collect();
+    names.sort();
+    names.truncate(limit);
+    Ok(names)
+}
+
 /// Record files kept open between requests (a path and a parse each);
 /// past this many the set starts again.
 const MAX_FILES: usize = 4096;
 
 /// Carries `request` out for `peer`.
 pub fn answer(ctx: &Context, peer: &Peer, request: &Request) -> Result<Reply, Error> {
-    let account = match Account::lookup(request.user()) {
+    let Some(user) = request.user() else {
+        return list_users(ctx, peer, request);
+    };
+    let account = match Account::lookup(user) {
         Ok(account) => account,
         Err(otpgate_config::Error::UnknownUser { name }) => return Err(Error::UnknownUser(name)),
         Err(e) => return Err(Error::Store(e)),
@@ -270,6 +317,7 @@ pub fn answer(ctx: &Context, peer: &Peer, request: &Request) -> Result<Reply, Er
                 check: check.into(),
             }
         }
+        Request::Users { .. } => list_users(ctx, peer, request)?,
     };
     Ok(reply)
 }

@@ -165,6 +165,21 @@ impl Db {
         self.with(|_| Ok(()))
     }
 
+    /// The first `limit` users, by name, after `after`, with a record.
+    pub fn users_after(&self, after: &str, limit: usize) -> Result<Vec<String>> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.with(|c| {
+            let rows = c
+                .query(
+                    "SELECT user_name FROM otpgate_records WHERE user_name > $1
+                     ORDER BY user_name LIMIT $2",
+                    &[&after, &limit],
+                )
+                .map_err(|e| failed(&self.what, e))?;
+            Ok(rows.iter().map(|r| r.get(0)).collect())
+        })
+    }
+
     /// Applies the migrations the database lacks; the versions applied.
     pub fn migrate(&self) -> Result<Vec<i32>> {
         let mut client = self.connect()?;
@@ -195,6 +210,11 @@ impl Db {
             db: std::sync::Arc::clone(self),
             user: user.to_string(),
         }
+    }
+
+    /// Open connections waiting for a request (`daemon.metrics`).
+    pub fn idle_connections(&self) -> usize {
+        self.idle.lock().unwrap_or_else(|p| p.into_inner()).len()
     }
 }
 

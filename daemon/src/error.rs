@@ -2,6 +2,7 @@
 //! request was not carried out.
 
 use std::fmt;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use otpgate_config::protocol::{Failure, FrameError};
@@ -14,6 +15,11 @@ pub enum Error {
     Config(otpgate_config::Error),
     /// The state directory or the socket cannot be set up.
     Setup { path: PathBuf, why: String },
+    /// The metrics endpoint (`daemon.metrics`) cannot listen.
+    Metrics {
+        addr: SocketAddr,
+        cause: std::io::Error,
+    },
     /// The peer may not ask this.
     Forbidden(String),
     /// Over a connection limit.
@@ -37,7 +43,9 @@ impl Error {
             Error::UnknownUser(_) => Failure::UnknownUser,
             Error::Frame(FrameError::Version(_)) => Failure::Version,
             Error::Frame(_) => Failure::BadRequest,
-            Error::Usage(_) | Error::Config(_) | Error::Setup { .. } => Failure::Store,
+            Error::Usage(_) | Error::Config(_) | Error::Setup { .. } | Error::Metrics { .. } => {
+                Failure::Store
+            }
             Error::Store(_) | Error::Clock => Failure::Store,
         }
     }
@@ -49,6 +57,7 @@ impl fmt::Display for Error {
             Error::Usage(why) => write!(f, "{why} (try --help)"),
             Error::Config(e) => write!(f, "config: {e}"),
             Error::Setup { path, why } => write!(f, "{}: {why}", path.display()),
+            Error::Metrics { addr, cause } => write!(f, "daemon.metrics {addr}: {cause}"),
             Error::Forbidden(why) => write!(f, "forbidden: {why}"),
             Error::Busy => write!(f, "busy: over the connection limit"),
             Error::UnknownUser(name) => write!(f, "unknown user `{name}`"),

@@ -18,11 +18,14 @@ pub fn peer(peer: &Peer, text: &str) {
 
 /// A line about a request that was not carried out.
 pub fn request(peer: &Peer, request: &Request, text: &str) {
+    let user = request
+        .user()
+        .map(|u| format!(" user={u}"))
+        .unwrap_or_default();
     line(&format!(
-        "peer uid={} pid={} op={} user={}: {text}",
+        "peer uid={} pid={} op={}{user}: {text}",
         peer.uid,
         peer.pid,
         request.op(),
-        request.user()
     ));
 }

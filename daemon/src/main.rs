@@ -11,6 +11,7 @@ mod db;
 mod error;
 mod issued;
 mod log;
+mod metrics;
 mod password;
 mod peer;
 mod pending;
@@ -66,6 +67,7 @@ fn run() -> Result<(), Error> {
             ctx.owner,
         )?,
     }
+    let metrics = metrics::bind(&ctx.config.daemon)?;
     let socket = server::socket_path(&ctx);
     let listener = server::bind(&socket)?;
     let records = match &ctx.db {
@@ -77,7 +79,7 @@ fn run() -> Result<(), Error> {
         socket.display(),
         otpgate_config::protocol::VERSION
     ));
-    server::serve(listener, ctx)
+    server::serve(listener, metrics, ctx)
 }
 
 /// `otpgated migrate`: the schema brought up to this build's.
@@ -170,5 +172,6 @@ fn load(path: PathBuf, required: bool) -> Result<Context, Error> {
         users: answer::UserLocks::default(),
         files: std::sync::Mutex::default(),
         issued: issued::IssuedSecrets::default(),
+        metrics: metrics::Metrics::default(),
     })
 }

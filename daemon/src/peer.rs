@@ -68,6 +68,7 @@ impl Peer {
                 | Request::Check { .. }
                 | Request::SendCode { .. }
                 | Request::TrustHost { .. } => Ok(()),
+                Request::Users { .. } => self.may_list_users(),
             },
             Role::SelfService if account.uid != self.uid => Err(Error::Forbidden(format!(
                 "uid {} may ask only about its own account",
@@ -88,7 +89,19 @@ impl Peer {
                 | Request::NewSecret { .. }
                 | Request::EnrollIssued { .. }
                 | Request::Change { .. } => Ok(()),
+                Request::Users { .. } => self.may_list_users(),
             },
+        }
+    }
+
+    /// Who has a record (`Users`) is root's to ask: a list of accounts
+    /// with a second factor is a map for an attacker.
+    pub fn may_list_users(&self) -> Result<(), Error> {
+        match self.role {
+            Role::Root => Ok(()),
+            Role::Logins | Role::SelfService => {
+                Err(Error::Forbidden("listing users needs root".into()))
+            }
         }
     }
 

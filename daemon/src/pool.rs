@@ -54,6 +54,11 @@ impl Pool {
         }
     }
 
+    /// Worker threads alive, busy or idle.
+    pub fn workers(&self) -> usize {
+        self.lock().workers
+    }
+
     /// A worker: the next job, until idle too long.
     fn work(&self) {
         let mut state = self.lock();

@@ -15,6 +15,7 @@
 use std::collections::HashMap;
 use std::fs;
 use std::io::{ErrorKind, Write};
+use std::net::TcpListener;
 use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
@@ -26,6 +27,7 @@ use otpgate_config::protocol::{self, FrameError, Reply, Request, Timed};
 use crate::answer::{Context, answer};
 use crate::error::Error;
 use crate::log;
+use crate::metrics::{self, Dropped, Gauges};
 use crate::peer::Peer;
 use crate::pool::Pool;
 
@@ -136,10 +138,14 @@ pub fn bind(path: &Path) -> Result<UnixListener, Error> {
     Ok(listener)
 }
 
-/// Accepts connections until the process is stopped.
-pub fn serve(listener: UnixListener, ctx: Arc<Context>) -> ! {
+/// Accepts connections until the process is stopped; serves the metrics
+/// endpoint too when `daemon.metrics` bound one.
+pub fn serve(listener: UnixListener, endpoint: Option<TcpListener>, ctx: Arc<Context>) -> ! {
     let counts = Arc::new(Mutex::new(Count::default()));
     let pool = Pool::default();
+    if let Some(endpoint) = endpoint {
+        metrics::spawn(endpoint, metrics_page(&ctx, &counts, &pool));
+    }
     loop {
         let stream = match listener.accept() {
             Ok((stream, _)) => stream,
@@ -162,6 +168,7 @@ fn admit(mut stream: UnixStream, ctx: &Arc<Context>, counts: &Arc<Mutex<Count>>,
     };
     let Some(slot) = take_slot(counts, &peer, &ctx.config.daemon) else {
         log::peer(&peer, "refused: over the connection limit");
+        ctx.metrics.dropped(Dropped::Busy);
         let _ = stream.set_write_timeout(Some(Duration::from_millis(100)));
         return refuse(&mut stream, &Error::Busy);
     };
@@ -207,10 +214,14 @@ fn connection(mut stream: UnixStream, ctx: &Context, peer: &Peer) {
             Err(e) => {
                 let error = Error::Frame(e);
                 log::peer(peer, &format!("bad request: {}", summary(&error)));
+                ctx.metrics.dropped(Dropped::BadRequest);
                 return refuse(&mut timed, &error);
             }
         };
-        let reply = match answer(ctx, peer, &request) {
+        let started = Instant::now();
+        let answered = answer(ctx, peer, &request);
+        ctx.metrics.answered(&request, &answered, started.elapsed());
+        let reply = match answered {
             Ok(reply) => reply,
             Err(e) => {
                 log::request(peer, &request, &e.to_string());
@@ -224,6 +235,23 @@ fn connection(mut stream: UnixStream, ctx: &Context, peer: &Peer) {
         if protocol::write_frame(&mut timed, &reply).is_err() {
             return;
         }
+    }
+}
+
+/// The metrics page: the counters, and what is open at the scrape.
+fn metrics_page(
+    ctx: &Arc<Context>,
+    counts: &Arc<Mutex<Count>>,
+    pool: &Pool,
+) -> impl Fn() -> String + Send + 'static {
+    let (ctx, counts, pool) = (Arc::clone(ctx), Arc::clone(counts), pool.clone());
+    move || {
+        let gauges = Gauges {
+            connections: lock(&counts).total,
+            workers: pool.workers(),
+            db_idle: ctx.db.as_ref().map(|db| db.idle_connections()),
+        };
+        ctx.metrics.render(&gauges)
     }
 }
 

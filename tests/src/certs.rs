@@ -39,6 +39,13 @@ impl Certs {
         certs.issue("rogue-server", "rogue-ca", "127.0.0.1", "IP:127.0.0.1");
         certs.issue("wrong-name", "ca", "db.example", "DNS:db.example");
         certs.issue("client", "ca", "otpgate", "DNS:otpgate");
+        // The README's database server (tests/tests/fleet_readme.rs).
+        certs.issue(
+            "db.example.org",
+            "ca",
+            "db.example.org",
+            "DNS:db.example.org",
+        );
         certs
     }
 

@@ -42,6 +42,21 @@ impl Postgres {
     /// Starts a cluster with the `otpgate` role and database; `None` (after
     /// SKIP) without root or Debian's `postgresql`.
     pub fn start() -> Option<Postgres> {
+        let pg = Postgres::start_empty()?;
+        pg.psql(
+            "postgres",
+            "CREATE ROLE otpgate LOGIN PASSWORD 'otpgate-test-password'",
+        );
+        pg.psql("postgres", "CREATE DATABASE otpgate OWNER otpgate");
+        let password = pg.password_file();
+        std::fs::write(&password, "otpgate-test-password\n").expect("password file");
+        std::fs::set_permissions(&password, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        Some(pg)
+    }
+
+    /// Starts a cluster with only its superuser (`postgres`, trusted from
+    /// 127.0.0.1), as a new database server is.
+    pub fn start_empty() -> Option<Postgres> {
         require_root()?;
         let bin = binaries();
         require(
@@ -70,14 +85,6 @@ impl Postgres {
             &["-D", &pg.data(), "-A", "trust", "-U", "postgres", "-N"],
         );
         pg.ctl_start();
-        pg.psql(
-            "postgres",
-            "CREATE ROLE otpgate LOGIN PASSWORD 'otpgate-test-password'",
-        );
-        pg.psql("postgres", "CREATE DATABASE otpgate OWNER otpgate");
-        let password = pg.password_file();
-        std::fs::write(&password, "otpgate-test-password\n").expect("password file");
-        std::fs::set_permissions(&password, std::fs::Permissions::from_mode(0o600)).expect("chmod");
         Some(pg)
     }
 
@@ -168,6 +175,34 @@ impl Postgres {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// Runs the statements of `sql` one by one (as psql -f does: each in
+    /// its own transaction, so `CREATE DATABASE` may be among them).
+    pub fn psql_script(&self, database: &str, sql: &str) -> String {
+        let mut cmd = Command::new(self.bin.join("psql"));
+        cmd.args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &self.port.to_string(),
+            "-U",
+            "postgres",
+        ])
+        .args(["-d", database, "-v", "ON_ERROR_STOP=1", "-At", "-f", "-"]);
+        let out = crate::output_with_stdin(&mut cmd, sql);
+        assert!(
+            out.status.success(),
+            "psql -f: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// The cluster's data directory (its config files, and files the
+    /// server reads: certificates).
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
     /// The role's password, in a file only root reads.
     pub fn password_file(&self) -> PathBuf {
         self.dir.path().join("password")
@@ -234,7 +269,7 @@ impl Postgres {
 
     /// `from` as the server's own file `name` in its data directory
     /// (the server wants its key private and its own).
-    fn copy_in(&self, from: &Path, name: &str) -> String {
+    pub fn copy_in(&self, from: &Path, name: &str) -> String {
         let to = self.dir.path().join("data").join(name);
         std::fs::copy(from, &to).expect("copy");
         std::os::unix::fs::chown(&to, Some(RUN_AS), Some(RUN_AS)).expect("chown");

@@ -439,6 +439,8 @@ fn a_user_gets_only_their_own_view_and_no_secret() {
     for request in [
         "op = \"view\"\nuser = \"root\"\n".to_string(),
         "op = \"check\"\nuser = \"root\"\ncandidates = [\"000000\"]\n".to_string(),
+        // Who is enrolled is root's to ask (`otpgate users`).
+        "op = \"users\"\n".to_string(),
         format!(
             "op = \"trust-host\"\nuser = \"{}\"\n[trust]\nhost = \"203.0.113.9\"\nservice = \"sshd\"\ndays = 30\n",
             user.name
@@ -1104,4 +1106,173 @@ fn the_daemon_makes_the_secret_and_checks_the_first_code() {
     let reply = save("000000");
     assert!(reply.contains("no secret was issued"), "{reply}");
     assert!(!h.user_file(&user.name).exists());
+}
+
+/// A port on 127.0.0.1 that nothing listens on (now).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `GET /metrics` on `port`: the whole answer, headers included.
+fn scrape(port: u16) -> String {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).unwrap();
+    answer
+}
+
+/// The value of `series` (a name and its labels) on a metrics page.
+fn sample(page: &str, series: &str) -> Option<f64> {
+    page.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+/// The TCP sockets process `pid` listens on (from /proc: its descriptors,
+/// and the sockets in state LISTEN).
+fn tcp_listening_sockets_of(pid: u32) -> usize {
+    let listening: std::collections::HashSet<String> = ["/proc/net/tcp", "/proc/net/tcp6"]
+        .iter()
+        .flat_map(|table| {
+            let text = std::fs::read_to_string(table).unwrap_or_default();
+            text.lines()
+                .skip(1)
+                .filter_map(|l| {
+                    let fields: Vec<&str> = l.split_whitespace().collect();
+                    (fields.get(3) == Some(&"0A")).then(|| fields.get(9).map(|i| i.to_string()))?
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
+        .filter_map(|target| {
+            let target = target.to_string_lossy().into_owned();
+            Some(
+                target
+                    .strip_prefix("socket:[")?
+                    .strip_suffix(']')?
+                    .to_string(),
+            )
+        })
+        .filter(|inode| listening.contains(inode))
+        .count()
+}
+
+/// `daemon.metrics`: an accepted and a wrong login are counted with their
+/// method and timed, and the page names no user and no code. A client that
+/// never speaks on the metrics port, and one that sends garbage, stop
+/// neither the logins nor the next scrape.
+#[test]
+fn the_metrics_endpoint_counts_checks_and_garbage_there_stops_no_login() {
+    let port = free_port();
+    let h = need!(harness_with(
+        "max_attempts = 1",
+        "",
+        &format!("metrics = \"127.0.0.1:{port}\"")
+    ));
+    let d = Otpgated::start(&h);
+    assert!(
+        d.log()
+            .contains(&format!("metrics on http://127.0.0.1:{port}/metrics")),
+        "{}",
+        d.log()
+    );
+    assert_eq!(tcp_listening_sockets_of(d.pid()), 1);
+    let (secret, backups) = enroll(&h, 1);
+    avoid_step_edge();
+    let code = totp_at(&secret, now());
+    h.login().answer(&code).run().assert("PAM_SUCCESS");
+    h.login().answer("000000").run().assert("PAM_AUTH_ERR");
+    let page = scrape(port);
+    assert!(page.starts_with("HTTP/1.0 200 OK\r\n"), "{page}");
+    assert!(
+        page.contains("\r\nContent-Type: text/plain; version=0.0.4"),
+        "{page}"
+    );
+    for (series, value) in [
+        (
+            r#"otpgate_checks_total{outcome="accepted",method="totp"}"#,
+            1.0,
+        ),
+        (
+            r#"otpgate_checks_total{outcome="wrong",method="none"}"#,
+            1.0,
+        ),
+        (
+            r#"otpgate_checks_total{outcome="accepted",method="backup"}"#,
+            0.0,
+        ),
+        (r#"otpgate_requests_total{op="check"}"#, 2.0),
+        ("otpgate_check_duration_seconds_count", 2.0),
+        (r#"otpgate_check_duration_seconds_bucket{le="+Inf"}"#, 2.0),
+        ("otpgate_lockouts_total", 0.0),
+        ("otpgate_store_errors_total", 0.0),
+    ] {
+        assert_eq!(sample(&page, series), Some(value), "{series} in\n{page}");
+    }
+    for secret in ["root", code.as_str(), "000000", secret.as_str()] {
+        assert!(!page.contains(secret), "{secret} on the page:\n{page}");
+    }
+
+    // One client holds the endpoint without a word, another sends garbage.
+    let mut silent = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let mut garbage = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let _ = garbage.write_all(&[0xff; 10_000]);
+    h.login().answer(&backups[0]).run().assert("PAM_SUCCESS");
+    // The silent client is dropped after its 2 s, with an answer.
+    let start = Instant::now();
+    silent
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut answer = String::new();
+    silent
+        .read_to_string(&mut answer)
+        .expect("the daemon closes a silent client");
+    assert!(answer.starts_with("HTTP/1.0 400 Bad Request"), "{answer:?}");
+    assert!(start.elapsed() < Duration::from_secs(5));
+    let page = scrape(port);
+    assert_eq!(
+        sample(
+            &page,
+            r#"otpgate_checks_total{outcome="accepted",method="backup"}"#
+        ),
+        Some(1.0),
+        "{page}"
+    );
+    assert_eq!(
+        sample(&page, "otpgate_check_duration_seconds_count"),
+        Some(3.0)
+    );
+    // A stray path is not found, and the daemon still serves logins.
+    let mut stray = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stray.write_all(b"GET /users HTTP/1.0\r\n\r\n").unwrap();
+    let mut answer = String::new();
+    stray.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.0 404"), "{answer}");
+    h.login().answer("000000").run().assert("PAM_AUTH_ERR");
+    assert!(!d.log().contains("panicked"), "{}", d.log());
+}
+
+/// Without `daemon.metrics` (the default) the daemon listens on no TCP
+/// port and its log says nothing of metrics.
+#[test]
+fn without_daemon_metrics_the_daemon_listens_on_no_tcp_port() {
+    let h = need!(harness(""));
+    let d = Otpgated::start(&h);
+    let (secret, _) = enroll(&h, 0);
+    avoid_step_edge();
+    h.login()
+        .answer(totp_at(&secret, now()))
+        .run()
+        .assert("PAM_SUCCESS");
+    assert_eq!(tcp_listening_sockets_of(d.pid()), 0);
+    assert!(!d.log().contains("metrics"), "{}", d.log());
 }
