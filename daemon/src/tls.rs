@@ -115,8 +115,12 @@ impl Tls {
     pub fn describe(&self) -> String {
         let mode = match self.mode {
             Mode::Disable => "TLS off",
-            Mode::Prefer => "TLS if offered, server not verified",
-            Mode::Require => "TLS, server not verified",
+            Mode::Prefer => {
+                "TLS if offered, server not verified: use sslmode=verify-full unless the database is on this host"
+            }
+            Mode::Require => {
+                "TLS, server not verified: use sslmode=verify-full unless the database is on this host"
+            }
             Mode::VerifyCa => "TLS, server certificate verified (CA only)",
             Mode::VerifyFull => "TLS, server certificate and host name verified",
         };

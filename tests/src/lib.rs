@@ -26,6 +26,7 @@ pub mod channels;
 pub mod daemon;
 pub mod postgres;
 pub mod sshd;
+pub mod standby;
 
 // The helpers every suite shares, one `use otpgate_tests::*` away.
 pub use otpgate_test_support::{
@@ -530,6 +531,7 @@ impl Harness {
             answers: Vec::new(),
             env: Vec::new(),
             wrapper: Vec::new(),
+            pam_dir: None,
         }
     }
 
@@ -656,6 +658,8 @@ pub struct Login<'a> {
     env: Vec<(String, String)>,
     /// A command the driver runs under (its argv, the driver's appended).
     wrapper: Vec<String>,
+    /// The PAM service directory (default: the harness's `pam.d`).
+    pam_dir: Option<PathBuf>,
 }
 
 impl Login<'_> {
@@ -665,6 +669,13 @@ impl Login<'_> {
         self.wrapper = wrapper.to_vec();
         self
     }
+    /// Reads the service from `dir` instead of the harness's `pam.d`
+    /// (several "hosts" with a service of the same name).
+    pub fn pam_dir(mut self, dir: &Path) -> Self {
+        self.pam_dir = Some(dir.to_path_buf());
+        self
+    }
+
     pub fn service(mut self, name: &str) -> Self {
         self.service = name.into();
         self
@@ -709,7 +720,8 @@ impl Login<'_> {
     /// them).
     pub fn run_ops(self, ops: &[&str]) -> Vec<Run> {
         let mut cmd = command_inside(&self.wrapper, &self.h.driver);
-        cmd.arg("-c").arg(self.h.path("pam.d"));
+        let pam_dir = self.pam_dir.unwrap_or_else(|| self.h.path("pam.d"));
+        cmd.arg("-c").arg(pam_dir);
         for op in ops {
             cmd.args(["-o", op]);
         }

@@ -64,19 +64,8 @@ impl Postgres {
             "PostgreSQL binaries missing (Debian package postgresql)",
         )?;
         let bin = bin?;
-        let dir = tempfile::Builder::new()
-            .prefix("otpgate-pg")
-            .tempdir()
-            .expect("tempdir");
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
-            .expect("chmod");
-        for sub in ["data", "sock"] {
-            let p = dir.path().join(sub);
-            std::fs::create_dir(&p).expect("mkdir");
-            std::os::unix::fs::chown(&p, Some(RUN_AS), Some(RUN_AS)).expect("chown");
-        }
         let pg = Postgres {
-            dir,
+            dir: cluster_dir("otpgate-pg"),
             bin,
             port: free_port(),
         };
@@ -285,4 +274,163 @@ impl Drop for Postgres {
             .args(["-D", &self.data(), "-m", "immediate", "stop"])
             .output();
     }
+}
+
+/// A standby, and a crash of the primary (issue #16, the failover test).
+impl Postgres {
+    /// A streaming standby of this cluster that connects as `name` (its
+    /// `application_name`, what `synchronous_standby_names` lists): a
+    /// `pg_basebackup -R` of this cluster in a temp dir of its own, started
+    /// as `nobody` on a port of its own. Stopped and removed when dropped,
+    /// as any cluster.
+    pub fn start_standby(&self, name: &str) -> Postgres {
+        self.allow_replication();
+        let standby = Postgres {
+            dir: cluster_dir("otpgate-pg-standby"),
+            bin: self.bin.clone(),
+            port: free_port(),
+        };
+        let data = standby.data();
+        self.as_nobody(
+            "pg_basebackup",
+            &[
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "postgres",
+                "-D",
+                &data,
+                "-R",
+                "-X",
+                "stream",
+                "-c",
+                "fast",
+            ],
+        );
+        // `-R` wrote standby.signal and a primary_conninfo without a name;
+        // a later line of the file wins.
+        use std::io::Write as _;
+        let auto = standby.dir.path().join("data/postgresql.auto.conf");
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&auto)
+            .expect("postgresql.auto.conf");
+        writeln!(
+            file,
+            "primary_conninfo = 'host=127.0.0.1 port={} user=postgres application_name={name}'",
+            self.port
+        )
+        .expect("postgresql.auto.conf");
+        standby.ctl_start();
+        standby
+    }
+
+    /// Lets `pg_basebackup` and the standby in over 127.0.0.1 (initdb's
+    /// pg_hba.conf already does; kept true if that changes).
+    fn allow_replication(&self) {
+        let hba = self.dir.path().join("data/pg_hba.conf");
+        let text = std::fs::read_to_string(&hba).expect("pg_hba.conf");
+        let allowed = text.lines().any(|l| {
+            l.split_whitespace().collect::<Vec<_>>()
+                == ["host", "replication", "all", "127.0.0.1/32", "trust"]
+        });
+        if !allowed {
+            std::fs::write(
+                &hba,
+                format!("host replication all 127.0.0.1/32 trust\n{text}"),
+            )
+            .expect("pg_hba.conf");
+            self.psql("postgres", "SELECT pg_reload_conf()");
+        }
+    }
+
+    /// `kill -9` of the postmaster, as a crash would end
+    /// it: no shutdown checkpoint, the standby not told. Returns once the
+    /// postmaster and every process it had started are gone (they exit on
+    /// their own when they notice its death; any still there after 10 s
+    /// is killed too).
+    pub fn kill9(&self) {
+        use nix::sys::signal::{Signal, kill};
+        use nix::unistd::Pid;
+        let pidfile = self.dir.path().join("data/postmaster.pid");
+        let text = std::fs::read_to_string(&pidfile).expect("postmaster.pid");
+        let postmaster: i32 = text
+            .lines()
+            .next()
+            .and_then(|l| l.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no pid in {}: {text}", pidfile.display()));
+        let mut gone = children_of(postmaster);
+        gone.push(postmaster);
+        kill(Pid::from_raw(postmaster), Signal::SIGKILL).expect("kill -9 the postmaster");
+        let end = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while gone.iter().any(|&p| running(p)) {
+            if std::time::Instant::now() > end {
+                for &p in &gone {
+                    let _ = kill(Pid::from_raw(p), Signal::SIGKILL);
+                }
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+
+    /// `pg_ctl promote -w`: the standby becomes a primary; returns once it
+    /// takes writes.
+    pub fn promote(&self) {
+        self.as_nobody("pg_ctl", &["-D", &self.data(), "-w", "promote"]);
+    }
+
+    /// The server's log so far, for failure messages.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("sock/postgres.log")).unwrap_or_default()
+    }
+}
+
+/// A temp dir (0755) for a cluster: `data/` (0700) and `sock/`, both
+/// `nobody`'s.
+fn cluster_dir(prefix: &str) -> tempfile::TempDir {
+    let dir = tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir()
+        .expect("tempdir");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    for (sub, mode) in [("data", 0o700), ("sock", 0o755)] {
+        let p = dir.path().join(sub);
+        std::fs::create_dir(&p).expect("mkdir");
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).expect("chmod");
+        std::os::unix::fs::chown(&p, Some(RUN_AS), Some(RUN_AS)).expect("chown");
+    }
+    dir
+}
+
+/// The processes whose parent is `pid` (from `/proc/*/stat`).
+fn children_of(pid: i32) -> Vec<i32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| {
+            let child: i32 = e.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(e.path().join("stat")).ok()?;
+            // `pid (comm) state ppid ...`; comm may hold spaces.
+            let parent: i32 = stat
+                .rsplit_once(')')?
+                .1
+                .split_whitespace()
+                .nth(1)?
+                .parse()
+                .ok()?;
+            (parent == pid).then_some(child)
+        })
+        .collect()
+}
+
+/// Whether `pid` is a process that has not ended (a zombie has).
+fn running(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| Some(s.rsplit_once(')')?.1.split_whitespace().next()? != "Z"))
+        .unwrap_or(false)
 }

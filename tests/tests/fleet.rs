@@ -9,11 +9,14 @@ use std::process::Command;
 use std::sync::Barrier;
 use std::time::{Duration, Instant};
 
+use otpgate_tests::channels::{Outbox, Pamtester, code_in};
 use otpgate_tests::daemon::Otpgated;
 use otpgate_tests::postgres::Postgres;
+use otpgate_tests::standby::SyncPair;
 use otpgate_tests::*;
 
 const HOSTS: [&str; 3] = ["a", "b", "c"];
+const PROMPT: &str = "Verification code: ";
 
 /// A host: its config, socket and PAM service (`host-a`...).
 struct Host {
@@ -24,35 +27,7 @@ struct Host {
 
 /// Three hosts on `pg`, `top` top-level keys for each.
 fn hosts(h: &Harness, pg: &Postgres, top: &str) -> Vec<Host> {
-    std::fs::create_dir_all(h.path("run")).unwrap();
-    HOSTS
-        .iter()
-        .map(|name| {
-            let config = h.path(&format!("host-{name}.toml"));
-            let socket = h.path(&format!("run/host-{name}.sock"));
-            let text = format!(
-                "{top}\n[store]\nkind = \"daemon\"\nsocket = \"{}\"\n\n[daemon]\n{}",
-                socket.display(),
-                pg.daemon_keys()
-            );
-            write_private(&config, text.as_bytes());
-            let service = format!("host-{name}");
-            h.service(
-                &service,
-                &[format!(
-                    "auth required {} config={} syslog_socket={}",
-                    h.module.display(),
-                    config.display(),
-                    h.path("log.sock").display()
-                )],
-            );
-            Host {
-                config,
-                socket,
-                service,
-            }
-        })
-        .collect()
+    hosts_on(h, top, &pg.daemon_keys(), "")
 }
 
 /// `otpgated --config HOST migrate`.
@@ -397,4 +372,308 @@ fn store_import_moves_a_file_into_the_database_for_every_host() {
         .answer(&codes[1])
         .run()
         .assert("PAM_AUTH_ERR");
+}
+
+/// Three hosts whose `[daemon]` table is `daemon` (the database keys),
+/// `top` top-level keys and `tables` more tables (`[channels.sms]`) for
+/// each.
+fn hosts_on(h: &Harness, top: &str, daemon: &str, tables: &str) -> Vec<Host> {
+    std::fs::create_dir_all(h.path("run")).unwrap();
+    HOSTS
+        .iter()
+        .map(|name| {
+            let config = h.path(&format!("host-{name}.toml"));
+            let socket = h.path(&format!("run/host-{name}.sock"));
+            let text = format!(
+                "{top}\n[store]\nkind = \"daemon\"\nsocket = \"{}\"\n\n[daemon]\n{daemon}\n{tables}",
+                socket.display()
+            );
+            write_private(&config, text.as_bytes());
+            let service = format!("host-{name}");
+            h.service(
+                &service,
+                &[format!(
+                    "auth required {} config={} syslog_socket={}",
+                    h.module.display(),
+                    config.display(),
+                    h.path("log.sock").display()
+                )],
+            );
+            Host {
+                config,
+                socket,
+                service,
+            }
+        })
+        .collect()
+}
+
+/// The daemons of `hosts`, running.
+fn start_daemons(h: &Harness, hosts: &[Host]) -> Vec<Otpgated> {
+    hosts
+        .iter()
+        .map(|host| Otpgated::start_as(h, &host.config, &host.socket, &[]))
+        .collect()
+}
+
+/// Everything the daemons logged, for failure messages.
+fn daemon_logs(daemons: &[Otpgated]) -> String {
+    daemons.iter().map(Otpgated::log).collect()
+}
+
+/// A login of root on `host` answering `code`: its result and the
+/// module's log lines.
+fn login_on(h: &Harness, host: &Host, code: &str) -> (Run, String) {
+    let run = h.login().service(&host.service).answer(code).run();
+    (run, h.log().concat())
+}
+
+/// What a denial logs when no server of the connection string takes
+/// writes (down, or a standby not promoted yet).
+const NO_WRITABLE_SERVER: &str = "error connecting to server";
+
+/// Issue #16: "primary + synchronous standby: burn codes, kill -9 the
+/// primary, promote the standby: burned codes stay refused, new logins
+/// succeed within 10 s". The daemons name both servers in one connection
+/// string with `target_session_attrs=read-write`, so they follow the
+/// promotion without a restart or a config change, and never write to the
+/// standby before it. The standby is synchronous: a commit a daemon saw (a
+/// backup code taken out, a TOTP step recorded) is on the standby before
+/// the login is told "success", so the promotion cannot bring a used code
+/// back (asynchronous replication could lose the last commits before the
+/// crash; see `otpgate_tests::standby`).
+#[test]
+fn after_kill_9_of_the_primary_the_promoted_synchronous_standby_keeps_used_codes_used() {
+    let pair = need!(SyncPair::start());
+    let h = need!(Harness::new(""));
+    let top = "max_attempts = 1\nlockout_after = 0";
+    let hosts = hosts_on(&h, top, &pair.daemon_keys(), "");
+    let (ok, out) = migrate(&hosts[0]);
+    assert!(ok, "{out}");
+    let daemons = start_daemons(&h, &hosts);
+    let expect = |host: &Host, code: &str, want: &str, why: &str| {
+        let (run, log) = login_on(&h, host, code);
+        assert_eq!(
+            run.result,
+            want,
+            "{why} ({code} on {}): {run:#?}\nmodule log: {log}\ndaemons:\n{}",
+            host.service,
+            daemon_logs(&daemons)
+        );
+        log
+    };
+    let (secret, backups) = enroll_on(&hosts[0]);
+
+    // Used over the three hosts; each commit returned only once the
+    // standby had it.
+    let burned = &backups[..3];
+    for (i, code) in burned.iter().enumerate() {
+        expect(&hosts[i % 3], code, "PAM_SUCCESS", "an unused backup code");
+    }
+    avoid_step_edge();
+    let used_at = now();
+    let totp = totp_at(&secret, used_at);
+    expect(&hosts[1], &totp, "PAM_SUCCESS", "the app's code");
+
+    assert_eq!(
+        pair.sync_state(),
+        "sync",
+        "the standby stayed synchronous while the codes were used"
+    );
+    pair.primary.kill9();
+    // Before the promotion no server takes writes: denied, nothing used.
+    let unused = &backups[3];
+    let log = expect(&hosts[2], unused, "PAM_SYSTEM_ERR", "no writable server");
+    assert!(log.contains(NO_WRITABLE_SERVER), "{log}");
+
+    let promote = Instant::now();
+    pair.standby.promote();
+    // The same unused code, retried only after a denial that says no
+    // server took writes (such a denial uses nothing).
+    let mut denied = Vec::new();
+    let took = loop {
+        let (run, log) = login_on(&h, &hosts[denied.len() % 3], unused);
+        if run.result == "PAM_SUCCESS" {
+            break promote.elapsed();
+        }
+        denied.push(format!("{}: {log}", run.result));
+        assert!(
+            run.result == "PAM_SYSTEM_ERR"
+                && log.contains(NO_WRITABLE_SERVER)
+                && promote.elapsed() < Duration::from_secs(10),
+            "no login within 10 s of the promotion: {denied:#?}\ndaemons:\n{}\nstandby log:\n{}",
+            daemon_logs(&daemons),
+            pair.standby.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    println!(
+        "FIGURE fleet.failover: promotion to the first login on the promoted standby: {} ms ({} denied before)",
+        took.as_millis(),
+        denied.len()
+    );
+
+    // Every code used before the crash is refused on every host.
+    for host in &hosts {
+        for code in burned {
+            expect(
+                host,
+                code,
+                "PAM_AUTH_ERR",
+                "a backup code used before the crash",
+            );
+        }
+        let log = expect(
+            host,
+            &totp,
+            "PAM_AUTH_ERR",
+            "a TOTP code used before the crash",
+        );
+        assert!(log.contains("code already used"), "{log}");
+    }
+    // The app's next code and another unused backup code log in.
+    let next = totp_at(&secret, used_at + 30);
+    expect(&hosts[2], &next, "PAM_SUCCESS", "the app's next code");
+    expect(
+        &hosts[0],
+        &backups[4],
+        "PAM_SUCCESS",
+        "an unused backup code",
+    );
+}
+
+const SMS: &str = "+441632960961";
+
+/// `max_sends_per_hour` is per user over the fleet, not per host: with 3,
+/// Enter on host A, B and C sends a code each (each typed back logs in),
+/// and the next Enter on A, B and C is refused with the limit's message;
+/// the gateway got three messages in all.
+#[test]
+fn the_hourly_send_limit_counts_the_sends_of_every_host() {
+    need!(require_tool("pamtester", "pamtester"));
+    let pg = need!(Postgres::start());
+    let h = need!(Harness::new(""));
+    let outbox = Outbox::new();
+    let sms = format!(
+        "[channels.sms]\ncommand = [\"{}\", \"{{to}}\"]\nrun_as = \"nobody\"\nmax_sends_per_hour = 3\n",
+        outbox.sms_command().display()
+    );
+    let top = "max_attempts = 1\nlockout_after = 0";
+    let hosts = hosts_on(&h, top, &pg.daemon_keys(), &sms);
+    let (ok, out) = migrate(&hosts[0]);
+    assert!(ok, "{out}");
+    let daemons = start_daemons(&h, &hosts);
+    let (ok, out) = otpgate_on(
+        &hosts[0],
+        &["enroll", "sms", "--user", "root", "--no-confirm", SMS],
+    );
+    assert!(ok, "{out}");
+    assert!(outbox.messages().is_empty(), "--no-confirm sent a code");
+
+    // Enter on A, B and C: a code each, typed back where it was asked for.
+    for (n, host) in hosts.iter().enumerate() {
+        let mut p = Pamtester::start(&h.path("pam.d"), &host.service, "root", "198.51.100.7");
+        p.line("");
+        let message = outbox
+            .wait_message(n + 1, Duration::from_secs(10))
+            .unwrap_or_else(|| {
+                panic!(
+                    "no SMS for send {} on {}: {:#?}\n{}",
+                    n + 1,
+                    host.service,
+                    h.log(),
+                    daemon_logs(&daemons)
+                )
+            });
+        p.line(&code_in(&message));
+        let (ok, text) = p.finish();
+        assert!(
+            ok && text.contains("A code was sent by SMS"),
+            "send {} on {}: {text}\nmodule log: {:#?}\ndaemons:\n{}",
+            n + 1,
+            host.service,
+            h.log(),
+            daemon_logs(&daemons)
+        );
+    }
+    // Enter again on each host: over the limit, which uses the one try.
+    for host in &hosts {
+        let (run, log) = login_on(&h, host, "");
+        assert!(
+            run.result == "PAM_AUTH_ERR" && said(&run, "Too many codes were sent by SMS"),
+            "a fourth send, on {}: {run:#?}\nmodule log: {log}\ndaemons:\n{}",
+            host.service,
+            daemon_logs(&daemons)
+        );
+    }
+    let messages = outbox.messages();
+    assert_eq!(messages.len(), 3, "sent in all: {messages:#?}");
+    let log = h.journal();
+    let count = |outcome: &str| {
+        log.iter()
+            .filter(|l| l.contains(&format!("method=sms outcome={outcome}")))
+            .count()
+    };
+    assert_eq!((count("sent"), count("rate-limited")), (3, 3), "{log:#?}");
+}
+
+/// "Trusted hosts and enrollment are visible everywhere", and root's
+/// commands work from any host: a client remembered at an `sshd` login on
+/// A skips the code at `sshd` on B; `otpgate users` and `otpgate --user
+/// root status` on C show the enrollment made on A, its backup codes
+/// left, the remembered host; `trusted clear` on C forgets it for A and B.
+#[test]
+fn a_remembered_host_and_the_admin_commands_reach_every_host() {
+    let pg = need!(Postgres::start());
+    let h = need!(Harness::new(""));
+    let (hosts, _daemons, secret) = fleet(&pg, &h, "remember_days = 3");
+    // A trust is for one PAM service: each host gets its own `sshd`.
+    let sshd_of: Vec<PathBuf> = hosts
+        .iter()
+        .map(|host| {
+            let dir = h.path(&format!("pam-{}", host.service));
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::copy(h.path(&format!("pam.d/{}", host.service)), dir.join("sshd")).unwrap();
+            dir
+        })
+        .collect();
+    let sshd = |on: usize| {
+        h.login()
+            .pam_dir(&sshd_of[on])
+            .service("sshd")
+            .rhost("203.0.113.7")
+    };
+    avoid_step_edge();
+    sshd(0)
+        .answer(totp_at(&secret, now()))
+        .answer("y")
+        .run()
+        .assert("PAM_SUCCESS");
+    h.log();
+    let run = sshd(1).run();
+    run.assert("PAM_SUCCESS");
+    assert!(run.prompts().is_empty(), "B asked: {:?}", run.prompts());
+    assert!(h.log().concat().contains("method=remembered-host"));
+
+    let (ok, users) = otpgate_on(&hosts[2], &["users", "--json"]);
+    assert!(ok, "{users}");
+    let users: serde_json::Value = serde_json::from_str(&users).expect(&users);
+    assert_eq!(users["users"].as_array().map(Vec::len), Some(1), "{users}");
+    assert_eq!(users["users"][0]["user"], "root");
+    assert_eq!(users["users"][0]["backup_codes_left"], 10);
+    let (ok, status) = otpgate_on(&hosts[2], &["--user", "root", "--json", "status"]);
+    assert!(ok, "{status}");
+    let status: serde_json::Value = serde_json::from_str(&status).expect(&status);
+    assert_eq!(status["enrolled"], true, "{status}");
+    assert_eq!(
+        status["trusted_hosts"][0]["host"], "203.0.113.7",
+        "{status}"
+    );
+
+    let (ok, out) = otpgate_on(&hosts[2], &["--user", "root", "trusted", "clear"]);
+    assert!(ok, "{out}");
+    for on in 0..2 {
+        let run = sshd(on).answer("000000").run();
+        assert_eq!(run.prompts().first().copied(), Some(PROMPT), "host {on}");
+    }
 }
