@@ -834,6 +834,20 @@ fn check_store(config: &SystemConfig, report: &mut Report) {
     if config.store.kind != StoreKind::Daemon {
         return;
     }
+    if let Some(pg) = &config.daemon.postgres
+        && pg.timeout >= config.store.timeout
+    {
+        report.add(
+            Severity::Warning,
+            None,
+            format!(
+                "daemon.postgres.timeout ({} s) is not below store.timeout ({} s): a login \
+                 waiting on the database is cut off by the module first, and logged as \
+                 \"no reply\" instead of the database's cause",
+                pg.timeout, config.store.timeout
+            ),
+        );
+    }
     let daemon = otpgate_config::remote::Daemon::new(config, "");
     match daemon.ping() {
         Ok(()) => report.at_login.push(format!(

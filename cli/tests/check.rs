@@ -661,3 +661,22 @@ fn the_summary_agrees_with_an_error_that_the_code_is_never_asked() {
         "SSH: a key, then keyboard-interactive (the sshd PAM stack); but password alone is never asked for a code (see the error).",
     );
 }
+
+#[test]
+fn a_database_timeout_not_below_the_modules_is_a_warning() {
+    let config = |timeout: u32| {
+        format!(
+            "[store]\nkind = \"daemon\"\nsocket = \"/nonexistent/otpgated.sock\"\ntimeout = 2\n\n\
+             [daemon]\nbackend = \"postgres\"\n\n[daemon.postgres]\nurl = \"host=db\"\ntimeout = {timeout}\n"
+        )
+    };
+    let s = Setup::new(GOOD_SSHD, GOOD_SSHD_CONFIG, &config(3));
+    let r = s.check(&[]);
+    has(
+        &r,
+        "daemon.postgres.timeout (3 s) is not below store.timeout (2 s)",
+    );
+    let s = Setup::new(GOOD_SSHD, GOOD_SSHD_CONFIG, &config(1));
+    let r = s.check(&[]);
+    assert!(!r.stdout.contains("daemon.postgres.timeout"), "{r}");
+}

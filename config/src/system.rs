@@ -226,14 +226,16 @@ pub struct PostgresConfig {
     /// others; empty: none (a client certificate, or trust).
     #[serde(default)]
     pub password_file: String,
-    /// Seconds to connect and to run one statement before the login is
-    /// denied.
+    /// Seconds to connect, to run one statement, to wait for a user's
+    /// lock and for a COMMIT before the request is refused. Below
+    /// `store.timeout` (2), so the daemon's answer, naming the cause,
+    /// reaches the module before the module gives up on it.
     #[serde(default = "default_pg_timeout")]
     pub timeout: u32,
 }
 
 fn default_pg_timeout() -> u32 {
-    3
+    1
 }
 
 /// The `[daemon]` table: read by `otpgated` only.

@@ -38,6 +38,8 @@ pub struct Db {
     tls: MakeTlsConnector,
     /// How the server is checked, for the start-up line.
     tls_words: String,
+    /// `[daemon.postgres] timeout`: also the most a COMMIT may take.
+    timeout: Duration,
     what: String,
     idle: Mutex<Vec<Client>>,
 }
@@ -109,6 +111,7 @@ impl Db {
             config,
             tls: tls.connector()?,
             tls_words: tls.describe(),
+            timeout,
             what,
             idle: Mutex::new(Vec::new()),
         })
@@ -158,6 +161,47 @@ impl Db {
         if idle.len() < POOL {
             idle.push(client);
         }
+    }
+
+    /// Commits `tx`, waiting at most the timeout. `statement_timeout`
+    /// does not bound a COMMIT's wait for a synchronous standby: PostgreSQL
+    /// waits for it without limit, so a stalled standby would hold this
+    /// worker, and the login, for ever. A watchdog cancels the wait at the
+    /// deadline. A cancelled wait leaves the transaction committed on the
+    /// primary but perhaps on no standby, so the change is reported failed
+    /// (the login is denied): what it used stays used here, and nothing is
+    /// accepted on a commit a failover could lose.
+    fn commit_within(&self, tx: Transaction<'_>) -> Result<()> {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::mpsc::{RecvTimeoutError, channel};
+        let token = tx.cancel_token();
+        let tls = self.tls.clone();
+        let timeout = self.timeout;
+        let fired = std::sync::Arc::new(AtomicBool::new(false));
+        let (done, wait) = channel::<()>();
+        let watchdog = {
+            let fired = std::sync::Arc::clone(&fired);
+            std::thread::spawn(move || {
+                if wait.recv_timeout(timeout) == Err(RecvTimeoutError::Timeout) {
+                    fired.store(true, Ordering::SeqCst);
+                    let _ = token.cancel_query(tls);
+                }
+            })
+        };
+        let committed = tx.commit();
+        let _ = done.send(());
+        let _ = watchdog.join();
+        if fired.load(Ordering::SeqCst) {
+            return Err(failed(
+                &self.what,
+                format!(
+                    "COMMIT not confirmed within {} s (is the synchronous standby answering?); \
+                     the request is refused, what it used stays used",
+                    timeout.as_secs()
+                ),
+            ));
+        }
+        committed.map_err(|e| failed(&self.what, e))
     }
 
     /// Connects once and checks the schema.
@@ -332,7 +376,7 @@ impl DbStore {
             )
             .map_err(|e| failed(&what, e))?;
             work(&mut tx, &what)?;
-            tx.commit().map_err(|e| failed(&what, e))
+            self.db.commit_within(tx)
         })
     }
 }

@@ -677,3 +677,86 @@ fn a_remembered_host_and_the_admin_commands_reach_every_host() {
         assert_eq!(run.prompts().first().copied(), Some(PROMPT), "host {on}");
     }
 }
+
+/// Continues a stopped process when dropped (a failed assertion included).
+struct Stopped(i32);
+
+impl Stopped {
+    fn stop(pid: i32) -> Stopped {
+        let signal = nix::sys::signal::Signal::SIGSTOP;
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal).unwrap();
+        Stopped(pid)
+    }
+}
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        let signal = nix::sys::signal::Signal::SIGCONT;
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.0), signal);
+    }
+}
+
+/// A synchronous standby that stops answering: PostgreSQL waits for it at
+/// COMMIT without limit (`statement_timeout` does not apply), so without a
+/// deadline of the daemon's own a login would hang and hold a worker. The
+/// daemon gives a COMMIT `[daemon.postgres] timeout` and then denies: the
+/// login is refused within it, with the cause in the log; the code it
+/// used stays used (the transaction stands on the primary); once the
+/// standby answers again logins succeed.
+#[test]
+fn a_stalled_synchronous_standby_denies_logins_within_the_timeout() {
+    let pair = need!(SyncPair::start());
+    let h = need!(Harness::new(""));
+    let keys = format!("{}timeout = 1\n", pair.daemon_keys());
+    let hosts = hosts_on(&h, "max_attempts = 1\nlockout_after = 0", &keys, "");
+    for host in &hosts {
+        // The module waits longer than the daemon, so the daemon's
+        // deadline is what ends the login.
+        let text = std::fs::read_to_string(&host.config).unwrap();
+        let text = text.replace("kind = \"daemon\"", "kind = \"daemon\"\ntimeout = 5");
+        write_private(&host.config, text.as_bytes());
+    }
+    assert!(migrate(&hosts[0]).0);
+    let daemons = start_daemons(&h, &hosts);
+    let (_, backups) = enroll_on(&hosts[0]);
+    let walsender: i32 = pair
+        .primary
+        .psql("postgres", "SELECT pid FROM pg_stat_replication")
+        .trim()
+        .parse()
+        .expect("the walsender's pid");
+    let stalled = Stopped::stop(walsender);
+    let results: Vec<(Run, Duration)> = std::thread::scope(|s| {
+        let threads: Vec<_> = (0..3)
+            .map(|i| {
+                let (h, host, code) = (&h, &hosts[i], &backups[i]);
+                s.spawn(move || {
+                    let start = Instant::now();
+                    let run = h.login().service(&host.service).answer(code.as_str()).run();
+                    (run, start.elapsed())
+                })
+            })
+            .collect();
+        threads.into_iter().map(|t| t.join().unwrap()).collect()
+    });
+    h.log();
+    let logs = daemon_logs(&daemons);
+    for (run, took) in &results {
+        assert_eq!(run.result, "PAM_SYSTEM_ERR", "{run:#?}\n{logs}");
+        assert!(*took < Duration::from_secs(4), "denied after {took:?}");
+    }
+    assert!(logs.contains("COMMIT not confirmed within 1 s"), "{logs}");
+    drop(stalled);
+    let (run, log) = login_on(&h, &hosts[1], &backups[3]);
+    assert_eq!(
+        run.result,
+        "PAM_SUCCESS",
+        "{log}\n{}",
+        daemon_logs(&daemons)
+    );
+    let (run, _) = login_on(&h, &hosts[2], &backups[0]);
+    assert_eq!(
+        run.result, "PAM_AUTH_ERR",
+        "the denied login's code stays used"
+    );
+}
