@@ -3,9 +3,11 @@
  * cycles in one process, for otpgate's benchmarks against
  * pam_google_authenticator.
  *
- *   pam_bench -c CONFDIR -s SERVICE -u USER [-r RHOST] -n CYCLES
+ *   pam_bench -c CONFDIR -s SERVICE[,SERVICE...] -u USER [-r RHOST] -n CYCLES
  *             [-a ANSWERS_FILE] [-t START -p STEP] [-P PROCS] [-o OUT]
  *
+ *   -s LIST   the PAM service; with -P a comma-separated list, process p
+ *             using the (p mod n)-th (several hosts' stacks at once).
  *   -a FILE   one answer per line; cycle i answers line i (mod lines). An
  *             empty or missing file answers nothing (no prompt expected).
  *   -t START  the wall clock both modules see at cycle i is START + i*STEP
@@ -126,6 +128,20 @@ struct opts {
     long long start, step;
 };
 
+/* -s's list, split at commas; service[p % n_services] runs process p. */
+static char *services[64];
+static long n_services;
+
+static void split_services(char *list) {
+    for (char *s = strtok(list, ","); s; s = strtok(NULL, ",")) {
+        if (n_services == (long)(sizeof services / sizeof *services)) {
+            fprintf(stderr, "pam_bench: too many services\n");
+            exit(2);
+        }
+        services[n_services++] = s;
+    }
+}
+
 /* Runs the cycles; returns the number of successes. */
 static long run(const struct opts *o, FILE *report) {
     double *lat = calloc((size_t)o->cycles, sizeof *lat);
@@ -177,7 +193,7 @@ int main(int argc, char **argv) {
     while ((c = getopt(argc, argv, "c:s:u:r:n:a:t:p:P:o:")) != -1) {
         switch (c) {
         case 'c': o.confdir = optarg; break;
-        case 's': o.service = optarg; break;
+        case 's': split_services(optarg); break;
         case 'u': o.user = optarg; break;
         case 'r': o.rhost = optarg; break;
         case 'n': o.cycles = atol(optarg); break;
@@ -189,12 +205,18 @@ int main(int argc, char **argv) {
         default: return 2;
         }
     }
+    o.service = n_services ? services[0] : NULL;
     if (!o.confdir || !o.service || !o.user || o.cycles <= 0) {
         fprintf(stderr, "usage: pam_bench -c CONFDIR -s SERVICE -u USER -n N ...\n");
         return 2;
     }
-    if (o.procs <= 1)
+    if (o.procs <= 1) {
+        if (n_services > 1) {
+            fprintf(stderr, "pam_bench: several services need -P\n");
+            return 2;
+        }
         return run(&o, NULL) >= 0 ? 0 : 1;
+    }
 
     /* Contention: every process runs the same cycles; a pipe start signal
      * makes them begin together. Each writes its stats and accepted cycles
@@ -205,6 +227,7 @@ int main(int argc, char **argv) {
     for (long p = 0; p < o.procs; p++) {
         pid_t pid = fork();
         if (pid == 0) {
+            o.service = services[p % n_services];
             close(go[1]);
             char b;
             (void)!read(go[0], &b, 1);

@@ -9,6 +9,10 @@
 # modules), runs every scenario alternating otpgate and google-authenticator,
 # and writes a Markdown table to benches/results.md (also printed; OUT=FILE
 # writes it elsewhere).
+# The "records in PostgreSQL" rows run a throwaway cluster from Debian's
+# binaries (/usr/lib/postgresql/<v>/bin, as the fleet tests do) in the work
+# directory as nobody, and three otpgated on it; without those binaries the
+# script says so and leaves out only those rows.
 # Needs root for the /dev/log sink and the root-owned state directory.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,7 +29,7 @@ BIG_BACKUP=100 # most backup codes one enrollment holds
 
 [[ $(id -u) -eq 0 ]] || { echo "benches/run.sh: needs root (state dirs, /dev/log sink)" >&2; exit 2; }
 ./packaging/deps.sh >&2
-for tool in oathtool strace gcc python3 ssh ssh-keygen setsid; do
+for tool in oathtool strace gcc python3 ssh ssh-keygen setsid setpriv; do
     command -v $tool >/dev/null || { echo "benches/run.sh: $tool missing" >&2; exit 2; }
 done
 
@@ -38,15 +42,24 @@ DAEMON=$TARGET/release/otpgated
 GA=$(find /usr/lib /lib -name pam_google_authenticator.so -path '*security*' 2>/dev/null | head -n1)
 PAM_DIR=$(dirname "$(find /usr/lib /lib -name pam_permit.so -path '*security*' 2>/dev/null | head -n1)")
 [[ -n "$GA" ]] || { echo "benches/run.sh: pam_google_authenticator.so not found" >&2; exit 2; }
+# Debian's PostgreSQL binaries, the newest version installed; none: no pg rows.
+PG_BIN=$(find /usr/lib/postgresql -mindepth 3 -maxdepth 3 -path '*/bin/initdb' 2>/dev/null | sort -V | tail -n1 || true)
+PG_BIN=${PG_BIN%/initdb}
+if [[ -z "$PG_BIN" ]]; then
+    echo "benches/run.sh: PostgreSQL binaries missing (/usr/lib/postgresql/<v>/bin, Debian package postgresql): skipping the \"records in PostgreSQL\" rows" >&2
+fi
 
 W=$(mktemp -d /var/tmp/otpgate-bench.XXXXXX)
 chmod 755 "$W"
 SINK_PID=
-DAEMON_PID=
+DAEMON_PIDS=()
+PG_STARTED=
 cleanup() {
-    [[ -n "$DAEMON_PID" ]] && kill "$DAEMON_PID" 2>/dev/null
+    local pid
+    for pid in "${DAEMON_PIDS[@]}"; do kill "$pid" 2>/dev/null; done
+    [[ -n "$PG_STARTED" ]] && as_nobody "$PG_BIN/pg_ctl" -D "$W/pg/data" -m immediate stop >/dev/null 2>&1
     [[ -n "$SINK_PID" ]] && kill "$SINK_PID" 2>/dev/null && rm -f /dev/log
-    rm -rf "$W"
+    rm -rf "$W" # as root: the cluster's files (nobody's) too
 }
 trap cleanup EXIT
 
@@ -98,27 +111,79 @@ EOF
     echo "auth required $MOD config=$W/daemon.toml" >"$W/pam.d/otp-daemon"
 }
 
-# otpgated for the otp-daemon service, on the bench's own socket.
-start_daemon() {
-    "$DAEMON" --config "$W/daemon.toml" 2>>"$W/otpgated.log" &
-    DAEMON_PID=$!
-    for _ in $(seq 100); do [[ -S "$W/run/otpgated.sock" ]] && return 0; sleep 0.05; done
-    echo "benches/run.sh: otpgated did not start: $(cat "$W/otpgated.log")" >&2
+# The same config with `daemon.backend = "postgres"`, for three "hosts" on
+# one database: host a ($W/pg.toml, socket $W/run/pg-a.sock, service otp-pg),
+# b and c ($W/pg-b.toml, otp-pg-b; $W/pg-c.toml, otp-pg-c).
+write_pg_configs() {
+    local host config service
+    for host in a b c; do
+        config=$W/pg-$host.toml service=otp-pg-$host
+        [[ $host == a ]] && config=$W/pg.toml service=otp-pg
+        { cat "$W/otpgate.toml"
+          printf '\n[store]\nkind = "daemon"\nsocket = "%s/run/pg-%s.sock"\n\n[daemon]\nbackend = "postgres"\n' "$W" "$host"
+          # timeout: the default (below store.timeout, as `otpgate check` wants it)
+          printf '\n[daemon.postgres]\nurl = "host=127.0.0.1 port=%s user=otpgate dbname=otpgate"\npassword_file = "%s/pg/password"\n' "$PG_PORT" "$W"
+        } >"$config"
+        echo "auth required $MOD config=$config" >"$W/pam.d/$service"
+    done
+}
+
+# An otpgated, its log in $W/otpgated-NAME.log.
+start_daemon() { # config socket name
+    "$DAEMON" --config "$1" 2>>"$W/otpgated-$3.log" &
+    DAEMON_PIDS+=($!)
+    for _ in $(seq 100); do [[ -S "$2" ]] && return 0; sleep 0.05; done
+    echo "benches/run.sh: otpgated ($3) did not start: $(cat "$W/otpgated-$3.log")" >&2
     exit 2
+}
+
+# One of the cluster's programs as nobody (as the fleet tests run them).
+as_nobody() {
+    (cd / && setpriv --reuid=65534 --regid=65534 --clear-groups "$@")
+}
+
+# A throwaway cluster in $W/pg (data/ and sock/ nobody's), on 127.0.0.1 and
+# a free port, durable as a production one (fsync, synchronous commit);
+# the role otpgate (password in the root-only $W/pg/password, SCRAM over
+# TCP) owns the database otpgate. Stopped by cleanup().
+start_postgres() {
+    mkdir -p "$W/pg/data" "$W/pg/sock"
+    chown 65534:65534 "$W/pg/data" "$W/pg/sock"
+    chmod 700 "$W/pg/data"
+    PG_PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    as_nobody "$PG_BIN/initdb" -D "$W/pg/data" -U postgres -N --auth-local=trust --auth-host=scram-sha-256 \
+        >"$W/pg/initdb.log" 2>&1 || { echo "benches/run.sh: initdb failed: $(cat "$W/pg/initdb.log")" >&2; exit 2; }
+    # Every contention process may hold a database connection at once.
+    local max=$((PROCS + 50 > 100 ? PROCS + 50 : 100))
+    PG_STARTED=1
+    as_nobody "$PG_BIN/pg_ctl" -D "$W/pg/data" -l "$W/pg/sock/postgres.log" -w \
+        -o "-p $PG_PORT -k $W/pg/sock -c listen_addresses=127.0.0.1 -c fsync=on -c synchronous_commit=on -c max_connections=$max" \
+        start >/dev/null || { echo "benches/run.sh: PostgreSQL did not start: $(cat "$W/pg/sock/postgres.log")" >&2; exit 2; }
+    local pw; pw=$(python3 -c 'import secrets; print(secrets.token_hex(16))')
+    (umask 077 && printf '%s\n' "$pw" >"$W/pg/password")
+    # The password on stdin, not on a command line.
+    printf "CREATE ROLE otpgate LOGIN PASSWORD '%s';\nCREATE DATABASE otpgate OWNER otpgate;\n" "$pw" \
+        | "$PG_BIN/psql" -X -q -h "$W/pg/sock" -p "$PG_PORT" -U postgres -d postgres -v ON_ERROR_STOP=1 -f - >/dev/null
+    PG_VERSION=$("$PG_BIN/psql" -X -At -h "$W/pg/sock" -p "$PG_PORT" -U postgres -d postgres -c 'SHOW server_version')
 }
 
 # Fresh enrollments on both sides with the same secret and window (±1
 # step); both refuse a reused code (DISALLOW_REUSE); backup codes written
 # to $W/backup.txt (otpgate's) and $W/scratch.txt (google-authenticator's).
-# With ENROLL_DAEMON=1 otpgate's enrollment is made through otpgated (its
-# config's backup_codes, $NBACKUP) instead of in the file store.
+# With ENROLL_VIA=daemon otpgate's enrollment is made through the otp-daemon
+# otpgated, with ENROLL_VIA=pg through host a's (into the database,
+# replacing the last one: --force), instead of in the file store (their
+# configs' backup_codes, $NBACKUP).
 enroll() { # [backup codes]
     local nb=${1:-$NBACKUP}
-    local config=$W/otpgate.toml
+    local config=$W/otpgate.toml force=()
     sed -i "s/^backup_codes = .*/backup_codes = $nb/" "$W/otpgate.toml"
     rm -f "$W"/state/* "$W"/ga/* "$W"/dstate/*
-    [[ -n "${ENROLL_DAEMON:-}" ]] && config=$W/daemon.toml
-    "$CLI" --config "$config" enroll --user root --secret "$SECRET" --no-confirm --json --no-qr \
+    case ${ENROLL_VIA:-} in
+        daemon) config=$W/daemon.toml ;;
+        pg) config=$W/pg.toml force=(--force) ;;
+    esac
+    "$CLI" --config "$config" enroll --user root --secret "$SECRET" --no-confirm "${force[@]}" --json --no-qr \
         | python3 -c 'import json,sys; print("\n".join(json.load(sys.stdin)["backup_codes"]))' >"$W/backup.txt"
         # google-authenticator's scratch codes are 8 digits without a leading 0.
     python3 -c 'import secrets; print("\n".join(str(10**7 + secrets.randbelow(9 * 10**7)) for _ in range('"$nb"')))' >"$W/scratch.txt"
@@ -169,7 +234,18 @@ field() { # file key
 okfail() { awk '{for(i=1;i<=NF;i++){split($i,kv,"="); if(kv[1]=="ok")o+=kv[2]; if(kv[1]=="cycles")c+=kv[2]}} END {printf "%d/%d", o, c}' "$1"; }
 
 write_configs
-start_daemon
+start_daemon "$W/daemon.toml" "$W/run/otpgated.sock" files
+if [[ -n "$PG_BIN" ]]; then
+    echo "starting PostgreSQL ($PG_BIN) and three otpgated on it..." >&2
+    start_postgres
+    write_pg_configs
+    "$DAEMON" --config "$W/pg.toml" migrate >&2
+    for host in a b c; do
+        config=$W/pg-$host.toml
+        [[ $host == a ]] && config=$W/pg.toml
+        start_daemon "$config" "$W/run/pg-$host.sock" "pg-$host"
+    done
+fi
 enroll
 echo "running scenarios (N=$N, ROUNDS=$ROUNDS)..." >&2
 run_scenario success otp ga totp "$N" 203.0.113.9
@@ -177,18 +253,30 @@ run_scenario success-fast otp-fast ga totp "$N" 203.0.113.9
 run_scenario wrong otp ga wrong "$N" 203.0.113.9
 run_scenario backup otp ga backup "$(( N < NBACKUP ? N : NBACKUP ))" 203.0.113.9
 run_scenario backup100 otp ga backup "$(( N < BIG_BACKUP ? N : BIG_BACKUP ))" 203.0.113.9 "$BIG_BACKUP"
-ENROLL_DAEMON=1 enroll
-ENROLL_DAEMON=1 run_scenario success-daemon otp-daemon ga totp "$N" 203.0.113.9
-ENROLL_DAEMON=1 run_scenario wrong-daemon otp-daemon ga wrong "$N" 203.0.113.9
-ENROLL_DAEMON=1 run_scenario backup-daemon otp-daemon ga backup "$(( N < NBACKUP ? N : NBACKUP ))" 203.0.113.9
+ENROLL_VIA=daemon enroll
+ENROLL_VIA=daemon run_scenario success-daemon otp-daemon ga totp "$N" 203.0.113.9
+ENROLL_VIA=daemon run_scenario wrong-daemon otp-daemon ga wrong "$N" 203.0.113.9
+ENROLL_VIA=daemon run_scenario backup-daemon otp-daemon ga backup "$(( N < NBACKUP ? N : NBACKUP ))" 203.0.113.9
+if [[ -n "$PG_BIN" ]]; then
+    ENROLL_VIA=pg enroll
+    ENROLL_VIA=pg run_scenario success-pg otp-pg ga totp "$N" 203.0.113.9
+    ENROLL_VIA=pg run_scenario wrong-pg otp-pg ga wrong "$N" 203.0.113.9
+    ENROLL_VIA=pg run_scenario backup-pg otp-pg ga backup "$(( N < NBACKUP ? N : NBACKUP ))" 203.0.113.9
+fi
 enroll
 run_scenario trusted otp-trusted ga-trusted none "$N" 127.0.0.1
 : >"$W/permit.A"
 for _ in $(seq "$ROUNDS"); do bench permit "" "$N" "" "$START" >>"$W/permit.A"; done
 
-# Contention: PROCS processes, same user, same codes at the same fake times.
-contention() { # service -> "per_s p99 twice"
-    if [[ $1 == otp-daemon ]]; then ENROLL_DAEMON=1 enroll; else enroll; fi
+# Contention: PROCS processes, same user, same codes at the same fake times;
+# with several services (comma-separated) the processes take them round
+# robin (three hosts on one database).
+contention() { # services -> "per_s p99 twice accepted"
+    case $1 in
+        otp-daemon) ENROLL_VIA=daemon enroll ;;
+        otp-pg*) ENROLL_VIA=pg enroll ;;
+        *) enroll ;;
+    esac
     local codes; codes=$(codes_from "$START" "$PER_PROC")
     local out="$W/cont-$1"
     rm -f "$out".*
@@ -203,11 +291,14 @@ contention() { # service -> "per_s p99 twice"
     local acc; acc=$(cat "$out".*.accepted | sed 's/accepted=//' | tr ',' '\n' | grep -vc '^$' || true)
     echo "$per_s $p99 $twice $acc"
 }
-# ROUNDS runs, alternating the three services; one run is ~0.3 s and
-# varies by a third from run to run on a shared machine.
-: >"$W/cont.otp"; : >"$W/cont.otp-fast"; : >"$W/cont.otp-daemon"; : >"$W/cont.ga"
+# ROUNDS runs, alternating the services; one run is ~0.3 s and varies by a
+# third from run to run on a shared machine.
+CONT_SERVICES=(otp otp-fast otp-daemon ga)
+PG_HOSTS=otp-pg,otp-pg-b,otp-pg-c
+[[ -n "$PG_BIN" ]] && CONT_SERVICES+=(otp-pg "$PG_HOSTS")
+for svc in "${CONT_SERVICES[@]}"; do : >"$W/cont.$svc"; done
 for _ in $(seq "$ROUNDS"); do
-    for svc in otp otp-fast otp-daemon ga; do contention "$svc" >>"$W/cont.$svc"; done
+    for svc in "${CONT_SERVICES[@]}"; do contention "$svc" >>"$W/cont.$svc"; done
 done
 # Median logins/s, p99 and accepted over the runs; codes accepted twice:
 # the most any run had.
@@ -223,6 +314,10 @@ read -r C_A_S C_A_P C_A_T C_A_N < <(cont_summary "$W/cont.otp")
 read -r C_F_S C_F_P C_F_T C_F_N < <(cont_summary "$W/cont.otp-fast")
 read -r C_D_S C_D_P C_D_T C_D_N < <(cont_summary "$W/cont.otp-daemon")
 read -r C_B_S C_B_P C_B_T C_B_N < <(cont_summary "$W/cont.ga")
+if [[ -n "$PG_BIN" ]]; then
+    read -r C_P_S C_P_P C_P_T C_P_N < <(cont_summary "$W/cont.otp-pg")
+    read -r C_H_S C_H_P C_H_T C_H_N < <(cont_summary "$W/cont.$PG_HOSTS")
+fi
 
 # Flushes (fsync + fdatasync) and renames per successful login over 20
 # logins after a fresh enrollment, counted with strace (otpgate: one
@@ -315,6 +410,14 @@ FS=$(findmnt -no FSTYPE -T /var/tmp)
     echo "alternating the services, median logins/s, p99 and codes accepted per run; \"codes twice\": the most any run accepted twice."
     echo "\"records in otpgated\": the same module with \`store.kind = \"daemon\"\`, asking a release otpgated on a Unix socket"
     echo "(one connection per request: a view, then the check), which keeps the records in its own directory on the same disk."
+    if [[ -n "$PG_BIN" ]]; then
+        echo "\"records in PostgreSQL\": the same, the otpgated with \`daemon.backend = \"postgres\"\`: a throwaway PostgreSQL $PG_VERSION cluster"
+        echo "on the same disk (fsync and synchronous_commit on), over TCP on 127.0.0.1 (password, no TLS); the view is one SELECT, the check"
+        echo "one transaction (the user's advisory lock, SELECT … FOR UPDATE, the row written, COMMIT). \"three hosts\": three otpgated, each"
+        echo "its own config, socket and PAM service, on that one database; the contention processes take the three services round robin."
+    else
+        echo "PostgreSQL rows left out: no PostgreSQL binaries in /usr/lib/postgresql (Debian package postgresql)."
+    fi
     echo
     echo "| scenario | otpgate logins/s | p50 ms | p99 ms | ok | google-auth logins/s | p50 ms | p99 ms | ok | ratio |"
     echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
@@ -327,6 +430,11 @@ FS=$(findmnt -no FSTYPE -T /var/tmp)
     row "correct TOTP code, records in otpgated" "$W/success-daemon.A" "$W/success-daemon.B"
     row "wrong code, records in otpgated" "$W/wrong-daemon.A" "$W/wrong-daemon.B"
     row "backup code, records in otpgated ($NBACKUP codes)" "$W/backup-daemon.A" "$W/backup-daemon.B"
+    if [[ -n "$PG_BIN" ]]; then
+        row "correct TOTP code, records in PostgreSQL (via otpgated)" "$W/success-pg.A" "$W/success-pg.B"
+        row "wrong code, records in PostgreSQL (via otpgated)" "$W/wrong-pg.A" "$W/wrong-pg.B"
+        row "backup code, records in PostgreSQL (via otpgated, $NBACKUP codes)" "$W/backup-pg.A" "$W/backup-pg.B"
+    fi
     printf '| %s processes × %s logins, same user, same codes | %s | | %s | %s accepted, %s codes twice | %s | | %s | %s accepted, %s codes twice | **%.2f×** |\n' \
         "$PROCS" "$PER_PROC" "$C_A_S" "$C_A_P" "$C_A_N" "$C_A_T" "$C_B_S" "$C_B_P" "$C_B_N" "$C_B_T" "$(python3 -c "print($C_A_S/$C_B_S)")"
     # shellcheck disable=SC2016 # backticks are Markdown
@@ -334,6 +442,12 @@ FS=$(findmnt -no FSTYPE -T /var/tmp)
         "$C_F_S" "$C_F_P" "$C_F_N" "$C_F_T" "$C_B_S" "$C_B_P" "$C_B_N" "$C_B_T" "$(python3 -c "print($C_F_S/$C_B_S)")"
     printf '| same, records in otpgated | %s | | %s | %s accepted, %s codes twice | %s | | %s | %s accepted, %s codes twice | **%.2f×** |\n' \
         "$C_D_S" "$C_D_P" "$C_D_N" "$C_D_T" "$C_B_S" "$C_B_P" "$C_B_N" "$C_B_T" "$(python3 -c "print($C_D_S/$C_B_S)")"
+    if [[ -n "$PG_BIN" ]]; then
+        printf '| same, records in PostgreSQL (via otpgated) | %s | | %s | %s accepted, %s codes twice | %s | | %s | %s accepted, %s codes twice | **%.2f×** |\n' \
+            "$C_P_S" "$C_P_P" "$C_P_N" "$C_P_T" "$C_B_S" "$C_B_P" "$C_B_N" "$C_B_T" "$(python3 -c "print($C_P_S/$C_B_S)")"
+        printf '| same, records in PostgreSQL, three hosts (3 otpgated, processes split over them) | %s | | %s | %s accepted, %s codes twice | %s | | %s | %s accepted, %s codes twice | **%.2f×** |\n' \
+            "$C_H_S" "$C_H_P" "$C_H_N" "$C_H_T" "$C_B_S" "$C_B_P" "$C_B_N" "$C_B_T" "$(python3 -c "print($C_H_S/$C_B_S)")"
+    fi
     echo
     echo "Baseline: \`pam_permit\` alone $(field "$W/permit.A" per_s) logins/s (p50 $(field "$W/permit.A" p50_ms) ms)."
     echo "Durability per correct-code login, 20 logins after enrolling (strace; flushes are fsync + fdatasync): otpgate $SYS_A_F flushes + $SYS_A_R renames (with \`fsync_directory = false\`: $SYS_F_F flushes + $SYS_F_R renames); google-authenticator $SYS_B_F flushes + $SYS_B_R renames."

@@ -2,7 +2,8 @@
 # A few logins of every benchmark scenario, so benches/run.sh cannot rot:
 # `make test` runs this. It checks outcomes, not speed: every right code is
 # accepted by both modules, every wrong one refused, and under contention
-# otpgate accepts each code exactly once.
+# otpgate accepts each code exactly once (also with three otpgated on one
+# PostgreSQL database; those rows need Debian's PostgreSQL binaries).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=$(mktemp)
@@ -33,6 +34,22 @@ done
 verdict 'both "wrong code, records in otpgated" "0/8"' "wrong code through otpgated: both refuse all 8"
 verdict '[[ $(grep -F "| same, records in otpgated |" "$out" | grep -oF "| 3 accepted, 0 codes twice |" | wc -l) -eq 1 ]]' \
     "contention through otpgated: each of 3 codes accepted once"
+# True when the row of `scenario` holds `cell` once (otpgate's side).
+once() { # scenario cell
+    [[ $(grep -F "| $1 |" "$out" | head -n1 | grep -oF "| $2 |" | wc -l) -eq 1 ]]
+}
+if compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null; then
+    for s in "correct TOTP code, records in PostgreSQL (via otpgated)" "backup code, records in PostgreSQL (via otpgated, 10 codes)"; do
+        verdict "both \"$s\" \"8/8\"" "$s: both accept all 8"
+    done
+    verdict 'both "wrong code, records in PostgreSQL (via otpgated)" "0/8"' "wrong code through otpgated and PostgreSQL: both refuse all 8"
+    verdict 'once "same, records in PostgreSQL (via otpgated)" "3 accepted, 0 codes twice"' \
+        "contention through otpgated and PostgreSQL: each of 3 codes accepted once"
+    verdict 'once "same, records in PostgreSQL, three hosts (3 otpgated, processes split over them)" "3 accepted, 0 codes twice"' \
+        "contention over three otpgated on one PostgreSQL: each of 3 codes accepted once across the three hosts"
+else
+    echo "SKIP PostgreSQL rows: no /usr/lib/postgresql/<v>/bin (Debian package postgresql)"
+fi
 # 20 logins write generations 2 to 21 of the state file (the enrollment wrote
 # 1): 20 flushes, and 3 more before the writes of 7, 14 and 21 reuse a slot.
 verdict 'has "otpgate 1.15 flushes + 0.00 renames"' "one flush per login and one per seven before a slot is reused, no rename (the enrollment made the state file), counted with strace"
