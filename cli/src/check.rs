@@ -16,6 +16,9 @@ use otpgate_config::system::{DEFAULT_PATH, LocalConsole, Require};
 use serde::Serialize;
 
 use crate::cli::CheckArgs;
+
+mod effective;
+mod ssh_keys;
 use crate::error::{CliError, Result};
 use crate::output;
 
@@ -332,6 +335,7 @@ const SSHD_KEYS: &[&str] = &[
     "authenticationmethods",
     "passwordauthentication",
     "pubkeyauthentication",
+    "exposeauthinfo",
 ];
 
 impl Sshd {
@@ -526,6 +530,7 @@ fn check_groups(config: &SystemConfig, report: &mut Report) {
             format!("policy.exempt_groups: group `{group}` is not found; it exempts nobody"),
         );
     }
+    effective::check_override_groups(config, report);
 }
 
 /// Checks the arguments of one module line with the module's own parser;
@@ -654,6 +659,7 @@ fn policy_words(config: &SystemConfig, line: &PamLine, service: &str) -> Vec<Str
             p.exempt_groups.join(", ")
         ));
     }
+    out.extend(effective::summary(config, service));
     let remote = has_remote_host(service);
     if !config.trusted_networks.is_empty() && remote != Some(false) {
         out.push(format!(
@@ -756,7 +762,7 @@ fn inspect(config_path: &Path, config_required: bool, args: &CheckArgs) -> (Repo
     for service in &found {
         check_service(service, config.as_ref(), &mut report);
     }
-    check_sshd(args, &found, &mut report);
+    check_sshd(args, &found, config.as_ref(), &mut report);
     (report, found)
 }
 
@@ -1180,7 +1186,12 @@ fn check_service(service: &Service, config: Option<&SystemConfig>, report: &mut 
     report.at_login.extend(words);
 }
 
-fn check_sshd(args: &CheckArgs, found: &[Service], report: &mut Report) {
+fn check_sshd(
+    args: &CheckArgs,
+    found: &[Service],
+    config: Option<&SystemConfig>,
+    report: &mut Report,
+) {
     let path = &args.sshd_config;
     let Some(sshd) = read_sshd(path, report) else {
         return;
@@ -1203,6 +1214,9 @@ fn check_sshd(args: &CheckArgs, found: &[Service], report: &mut Report) {
         check_without_methods(&sshd, path, service, report);
     } else {
         check_methods(&sshd, path, service, &lists, report);
+    }
+    if let Some(config) = config {
+        ssh_keys::check(&sshd, path, service, config, &lists, report);
     }
     report.at_login.extend(skipped);
 }
@@ -1486,11 +1500,18 @@ fn check_key_then_code(service: &Service, lists: &[Vec<String>], report: &mut Re
     );
 }
 
-pub fn run(config: Option<&Path>, json: bool, args: &CheckArgs) -> Result<()> {
+pub fn run(config: Option<&Path>, json: bool, user: Option<&str>, args: &CheckArgs) -> Result<()> {
     let (config_path, required) = match config {
         Some(p) => (p.to_path_buf(), true),
         None => (PathBuf::from(DEFAULT_PATH), false),
     };
+    if let Some(service) = &args.service {
+        let user = match user {
+            Some(user) => user.to_string(),
+            None => otpgate_config::Account::current()?.name,
+        };
+        return effective::run(&config_path, required, json, &user, service);
+    }
     let (report, services) = inspect(&config_path, required, args);
     let problems = report.problems();
     if json {

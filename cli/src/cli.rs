@@ -257,6 +257,12 @@ pub struct CheckArgs {
     /// sshd's config file (its Include lines are followed).
     #[arg(long, value_name = "FILE", default_value = "/etc/ssh/sshd_config")]
     pub sshd_config: PathBuf,
+
+    /// Instead, print the effective policy of a login of --user (default:
+    /// yourself) through this PAM service, after [[policy.override]], and
+    /// which entry decided each setting.
+    #[arg(long, value_name = "NAME")]
+    pub service: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use otpgate_config::record::View;
 use otpgate_config::remote::Daemon;
 use otpgate_config::service::{self, Local, Service};
-use otpgate_config::system::{ConfigOwner, DEFAULT_PATH, StoreKind};
+use otpgate_config::system::{ConfigOwner, DEFAULT_PATH, SELF_SERVICE, StoreKind};
 use otpgate_config::verification::{BackupUse, Checked, CommandSender, Refusal};
 use otpgate_config::{Account, Answer, Error, Method, Store, SystemConfig, store, texts};
 
@@ -76,10 +76,14 @@ impl Context {
                 account
             }
         };
-        let config = load_config(config)?;
+        // The command's own checks are those of the `otpgate` service
+        // (`[[policy.override]]`), as otpgated judges a user's requests.
+        let config = load_config(config)?.for_login(&account, Some(SELF_SERVICE));
         let records = match config.store.kind {
             StoreKind::Files => Records::Here(Arc::from(store::open(&config, &account)?)),
-            StoreKind::Daemon => Records::Daemon(Daemon::new(&config, &account.name)),
+            StoreKind::Daemon => {
+                Records::Daemon(Daemon::new(&config, &account.name).for_service(Some(SELF_SERVICE)))
+            }
         };
         Ok(Context {
             config,

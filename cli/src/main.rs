@@ -59,7 +59,9 @@ fn run(cli: &Cli, target: &mut Option<String>) -> Result<()> {
             return Ok(());
         }
         Command::Man { dir } => return man(dir.as_deref()),
-        Command::Check(args) => return check::run(cli.config.as_deref(), cli.json, args),
+        Command::Check(args) => {
+            return check::run(cli.config.as_deref(), cli.json, cli.user.as_deref(), args);
+        }
         Command::Store(StoreCommand::Import(args)) => {
             return store_import::run(cli.config.as_deref(), cli.json, args);
         }

@@ -26,25 +26,30 @@ fn requirement_name(r: Requirement) -> &'static str {
     }
 }
 
-/// A trust: logins from `host` to `service` skip the code from `since`
-/// until `until` (Unix times).
+/// A trust: logins from `host` to `service` (with the SSH key `key`, a
+/// fingerprint, when set) skip the code from `since` until `until` (Unix
+/// times).
 #[derive(Serialize)]
 struct HostJson<'a> {
     host: &'a str,
     service: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    key: Option<&'a str>,
     since: u64,
     until: u64,
 }
 
 impl HostJson<'_> {
-    /// `203.0.113.7  service sshd  since <local time>  until <local time>`.
+    /// `203.0.113.7  service sshd  [key SHA256:...  ]since <local time>
+    /// until <local time>`.
     fn line(&self) -> String {
         let since = match self.since {
             0 => "unknown".to_string(),
             t => format_local(t),
         };
+        let key = self.key.map(|k| format!("key {k}  ")).unwrap_or_default();
         format!(
-            "{}  service {}  since {since}  until {}",
+            "{}  service {}  {key}since {since}  until {}",
             self.host,
             self.service,
             format_local(self.until)
@@ -60,6 +65,7 @@ fn trusted_now(record: &UserRecord, now: u64) -> Vec<HostJson<'_>> {
         .map(|h| HostJson {
             host: &h.host,
             service: &h.service,
+            key: h.key.as_deref(),
             since: h.since,
             until: h.until,
         })

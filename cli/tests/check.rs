@@ -680,3 +680,200 @@ fn a_database_timeout_not_below_the_modules_is_a_warning() {
     let r = s.check(&[]);
     assert!(!r.stdout.contains("daemon.postgres.timeout"), "{r}");
 }
+
+// --- the effective policy of one login (issue #17, part 3) -------------------
+
+const OVERRIDES: &str = r#"remember_days = 7
+
+[channels.sms]
+command = ["/usr/local/bin/send-sms", "{to}"]
+
+[[policy.override]]
+services = ["sudo"]
+remember_days = 0
+max_attempts = 1
+
+[[policy.override]]
+groups = ["root"]
+methods = ["app", "backup"]
+"#;
+
+/// The setting's line of the text report.
+fn setting_line<'a>(r: &'a Run, setting: &str) -> &'a str {
+    r.stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with(&format!("{setting} ")))
+        .unwrap_or_else(|| panic!("no {setting} line\n{r}"))
+}
+
+#[test]
+fn check_with_user_and_service_names_the_entry_that_decided_each_setting() {
+    let s = Setup::new(GOOD_SSHD, GOOD_SSHD_CONFIG, OVERRIDES);
+    // sudo: the first entry matches (root's group entry comes later).
+    let r = s.check(&["--user", "root", "--service", "sudo"]);
+    r.ok();
+    has(&r, "Effective policy for root on service sudo");
+    has(
+        &r,
+        "policy.override[0] matches (services = [\"sudo\"]); first match wins",
+    );
+    let line = setting_line(&r, "remember_days");
+    assert!(
+        line.contains(" 0 days ") && line.ends_with("policy.override[0] (services = [\"sudo\"])"),
+        "{line}"
+    );
+    assert!(setting_line(&r, "max_attempts").contains("policy.override[0]"));
+    let line = setting_line(&r, "methods");
+    assert!(
+        line.contains("app, backup, email, sms, ssh-key")
+            && line.ends_with("base (policy.methods)"),
+        "{line}"
+    );
+    assert!(setting_line(&r, "lockout_after").ends_with("base (lockout_after)"));
+    // sshd: root's group entry; SMS is not allowed.
+    let r = s.check(&["--user", "root", "--service", "sshd"]);
+    r.ok();
+    let line = setting_line(&r, "methods");
+    assert!(
+        line.contains(" app, backup ")
+            && line.ends_with("policy.override[1] (groups = [\"root\"])"),
+        "{line}"
+    );
+    assert!(setting_line(&r, "remember_days").contains(" 7 days "));
+
+    let j = s
+        .check(&["--json", "--user", "root", "--service", "sshd"])
+        .json();
+    assert_eq!(j["user"], "root");
+    assert_eq!(j["service"], "sshd");
+    assert_eq!(j["matched"], 1);
+    assert_eq!(j["requirement"], "if-enrolled");
+    let settings = j["settings"].as_array().unwrap();
+    let methods = settings.iter().find(|s| s["setting"] == "methods").unwrap();
+    assert_eq!(methods["value"], serde_json::json!(["app", "backup"]));
+    assert_eq!(methods["decided_by"], "policy.override[1]");
+    assert_eq!(methods["match"], "groups = [\"root\"]");
+    let days = settings
+        .iter()
+        .find(|s| s["setting"] == "remember_days")
+        .unwrap();
+    assert_eq!(
+        (days["value"].as_u64(), &days["decided_by"]),
+        (Some(7), &serde_json::json!("base"))
+    );
+    let lifetime = settings
+        .iter()
+        .find(|s| s["setting"] == "code_lifetime")
+        .unwrap();
+    assert_eq!(lifetime["value"], serde_json::json!({"sms": 10}));
+}
+
+/// A group that is not found (a typo, or a directory service down): the
+/// entry holds where it is stricter, and the plain check warns about it.
+#[test]
+fn an_override_group_that_is_not_found_holds_where_it_is_stricter_and_is_warned_about() {
+    let config = "remember_days = 7\n[[policy.override]]\ngroups = [\"no-such-group-otpgate\"]\n\
+                  require = \"all\"\nremember_days = 30\n";
+    let s = Setup::new(GOOD_SSHD, GOOD_SSHD_CONFIG, config);
+    let r = s.check(&["--user", "root", "--service", "sshd"]);
+    r.ok();
+    has(&r, "policy.override[0] may match");
+    assert!(
+        setting_line(&r, "require").contains("\"all\"")
+            && setting_line(&r, "require").contains("may match, stricter"),
+        "{r}"
+    );
+    assert!(
+        setting_line(&r, "remember_days").contains(" 7 days "),
+        "{r}"
+    );
+    has(&r, "root: must use a second factor: denied until enrolled");
+    let r = s.check(&[]);
+    assert_eq!(r.code, 8, "{r}");
+    has(
+        &r,
+        "warning: policy.override[0]: group `no-such-group-otpgate` is not found",
+    );
+}
+
+#[test]
+fn an_override_matching_every_login_is_an_error_of_check() {
+    let s = Setup::new(
+        GOOD_SSHD,
+        GOOD_SSHD_CONFIG,
+        "[[policy.override]]\nmax_attempts = 1\n",
+    );
+    for extra in [&[][..], &["--user", "root", "--service", "sshd"][..]] {
+        let r = s.check(extra);
+        assert_eq!(r.code, 8, "{r}");
+        has(
+            &r,
+            ":1: key `policy.override[0].groups`: an entry needs `groups` or `services`",
+        );
+    }
+}
+
+// --- SSH keys (issue #17, part 2) -------------------------------------------
+
+const FIDO_KEYS: &str = "[policy]\ntrusted_ssh_keys = [\"sk-ssh-ed25519@openssh.com\"]\n";
+
+/// `policy.trusted_ssh_keys` with password-then-code: sshd has no key to
+/// report when the code is asked, so the setting does nothing.
+#[test]
+fn trusted_ssh_keys_without_a_key_before_the_code_is_a_warning() {
+    let s = Setup::new(GOOD_SSHD, GOOD_SSHD_CONFIG, FIDO_KEYS);
+    let r = s.check(&[]);
+    assert_eq!(r.code, 8, "{r}");
+    has(
+        &r,
+        "policy.trusted_ssh_keys is set, but no AuthenticationMethods list has publickey before \
+         keyboard-interactive",
+    );
+    has(&r, "ExposeAuthInfo is not yes.");
+    assert!(!r.stdout.contains("SSH keys: a login whose"), "{r}");
+}
+
+/// Key then code: check says which keys skip the code; `ExposeAuthInfo`
+/// not set is a note (OpenSSH 9.2 reports the key anyway), not a problem.
+#[test]
+fn key_then_code_with_trusted_ssh_keys_says_which_keys_skip_the_code() {
+    let key_config = "UsePAM yes\nKbdInteractiveAuthentication yes\n\
+        AuthenticationMethods publickey,keyboard-interactive\nPasswordAuthentication no\n";
+    let key_stack = "# @include common-auth\nauth required MODULE\nauth required pam_permit.so\n";
+    let s = Setup::new(key_stack, key_config, FIDO_KEYS);
+    let r = s.check(&[]);
+    r.ok();
+    has(
+        &r,
+        "SSH keys: a login whose one key is in policy.trusted_ssh_keys \
+         (sk-ssh-ed25519@openssh.com) skips the code (method ssh-key).",
+    );
+    has(
+        &r,
+        &format!(
+            "note: {}: ExposeAuthInfo is not yes.",
+            s.sshd_config.display()
+        ),
+    );
+    std::fs::write(&s.sshd_config, format!("{key_config}ExposeAuthInfo yes\n")).unwrap();
+    let r = s.check(&[]);
+    r.ok();
+    assert!(!r.stdout.contains("ExposeAuthInfo is not yes"), "{r}");
+    // Remembered hosts are said to be bound to the key.
+    std::fs::write(&s.config, format!("remember_days = 7\n{FIDO_KEYS}")).unwrap();
+    let r = s.check(&[]);
+    r.ok();
+    has(
+        &r,
+        "a remembered host is bound to the key of the login that trusted it, when it used one.",
+    );
+    // A bad rule is the config error the module denies with.
+    std::fs::write(
+        &s.config,
+        "[policy]\ntrusted_ssh_keys = [\"sk-ssh-ed25519\"]\n",
+    )
+    .unwrap();
+    let r = s.check(&[]);
+    assert_ne!(r.code, 0, "{r}");
+    has(&r, "`sk-ssh-ed25519` is neither a key type");
+}

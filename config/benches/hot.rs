@@ -50,7 +50,7 @@ fn verify(c: &mut Criterion) {
 
 fn file(c: &mut Criterion) {
     let (mut record, _) = record_with_codes(10);
-    record.trust_host("203.0.113.7", "sshd", NOW + 86_400, NOW);
+    record.trust_host("203.0.113.7", "sshd", None, NOW + 86_400, NOW);
     let text = record.to_toml();
     let path = std::path::Path::new("user.toml");
     c.bench_function("parse user file", |b| {

@@ -337,7 +337,7 @@ mod tests {
         offered.state.last_step = 99;
         offered.state.failures = 3;
         offered.backup.codes = vec!["chosen".into()];
-        offered.trust_host("203.0.113.7", "sshd", 1_000, 0);
+        offered.trust_host("203.0.113.7", "sshd", None, 1_000, 0);
         let change = Change::Enroll {
             record: Box::new(offered.clone()),
             replacing: false,

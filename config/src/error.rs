@@ -257,11 +257,26 @@ fn line_of_key(text: &str, key: &str) -> usize {
     let mut table = document.get_ref();
     let mut line = 0;
     for part in key.split('.') {
+        // `override[2]`: the third table of an array of tables.
+        let (part, index) = match part.strip_suffix(']').and_then(|p| p.split_once('[')) {
+            Some((name, index)) => (name, index.parse::<usize>().ok()),
+            None => (part, None),
+        };
         let Some((name, value)) = table.iter().find(|(name, _)| name.get_ref() == part) else {
             break;
         };
         line = line_col(text, name.span().start).0;
-        match value.get_ref() {
+        let value = match (value.get_ref(), index) {
+            (toml::de::DeValue::Array(items), Some(i)) => match items.get(i) {
+                Some(item) => {
+                    line = line_col(text, item.span().start).0;
+                    item.get_ref()
+                }
+                None => break,
+            },
+            (value, _) => value,
+        };
+        match value {
             toml::de::DeValue::Table(inner) => table = inner,
             _ => break,
         }

@@ -19,6 +19,8 @@
 //!   checked);
 //! - `sys`: the few system calls without a safe wrapper (per-thread
 //!   groups, the channel command's isolation), the crate's only `unsafe`;
+//! - [`ssh_auth`]: what sshd says about the key a login used
+//!   (`SSH_AUTH_INFO_0`), and `policy.trusted_ssh_keys`;
 //! - [`otp`], [`backup`], [`answer`], [`net`]: the pieces those use.
 //!
 //! Time and randomness come from the caller or the OS; nothing here reads
@@ -44,6 +46,7 @@ pub mod record;
 pub mod remote;
 pub mod secure_open;
 pub mod service;
+pub mod ssh_auth;
 pub mod store;
 #[allow(unsafe_code)]
 mod sys;

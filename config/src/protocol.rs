@@ -53,6 +53,11 @@ pub enum Request {
         /// Count a wrong answer against this source only (`forward_pass`).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         source: Option<String>,
+        /// The PAM service of the login, for `[[policy.override]]`; taken
+        /// only from root and `daemon.login_users`/`login_groups` peers
+        /// (anyone else's checks are the `otpgate` service's).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        service: Option<String>,
         /// The time of a request from root (root sets the clock anyway: a
         /// test or benchmark clock); from anyone else the daemon's clock.
         #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -21,6 +21,7 @@
 //! [[trusted_host]]             # logins from an address to one service
 //! host = "203.0.113.7"
 //! service = "sshd"
+//! key = "SHA256:..."          # and with this SSH key, when one was used
 //! since = 1766620800
 //! until = 1767225600
 //! [email]                     # codes by email (needs [channels.email])
@@ -238,6 +239,12 @@ pub struct TrustedHost {
     /// trust was bound to a service: such an entry is never honoured.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub service: String,
+    /// The fingerprint (`SHA256:...`, `ssh_auth::fingerprint`) of the SSH
+    /// key of the login that granted the trust: only logins with this key
+    /// match. Absent (every entry before keys were known, and grants after
+    /// a login without a key): the address alone, as before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
     /// Unix time the trust was granted (0 in older files).
     #[serde(default)]
     pub since: u64,
@@ -688,13 +695,18 @@ impl UserRecord {
     /// True when the user trusted logins from `rhost` (an address literal,
     /// compared in its canonical form) to `service`, and the trust has not
     /// expired. A host name, an empty service and an entry without a
-    /// service never match.
-    pub fn is_trusted_host(&self, rhost: &str, service: &str, now: u64) -> bool {
+    /// service never match. An entry bound to an SSH key matches only a
+    /// login whose one key (`key`, its fingerprint) is that key; an entry
+    /// without a key matches by address alone.
+    pub fn is_trusted_host(&self, rhost: &str, service: &str, key: Option<&str>, now: u64) -> bool {
         let Some(address) = net::canonical_rhost(rhost) else {
             return false;
         };
-        self.honoured_trusted_hosts(now)
-            .any(|h| h.host == address && h.service == service)
+        self.honoured_trusted_hosts(now).any(|h| {
+            h.host == address
+                && h.service == service
+                && h.key.as_deref().is_none_or(|k| Some(k) == key)
+        })
     }
 
     /// The trusts that still let a login skip the code at `now`.
@@ -704,15 +716,18 @@ impl UserRecord {
             .filter(move |h| h.until > now && !h.service.is_empty())
     }
 
-    /// Trusts logins from `rhost` to `service` from `now` until `until`,
-    /// dropping entries that no longer count and keeping at most
-    /// [`MAX_TRUSTED_HOSTS`]. Returns the canonical address trusted; `None`
-    /// (nothing changed) when `rhost` is not an address literal or there is
-    /// no service: a name could be anyone's tomorrow.
+    /// Trusts logins from `rhost` to `service` (with the SSH key `key`, a
+    /// fingerprint, when given) from `now` until `until`, replacing the
+    /// entry for the same address, service and key, dropping entries that
+    /// no longer count and keeping at most [`MAX_TRUSTED_HOSTS`]. Returns
+    /// the canonical address trusted; `None` (nothing changed) when `rhost`
+    /// is not an address literal or there is no service: a name could be
+    /// anyone's tomorrow.
     pub fn trust_host(
         &mut self,
         rhost: &str,
         service: &str,
+        key: Option<&str>,
         until: u64,
         now: u64,
     ) -> Option<String> {
@@ -721,11 +736,12 @@ impl UserRecord {
             return None;
         }
         self.trusted_hosts
-            .retain(|h| !(h.host == host && h.service == service));
+            .retain(|h| !(h.host == host && h.service == service && h.key.as_deref() == key));
         self.prune_trusted_hosts(now);
         self.trusted_hosts.push(TrustedHost {
             host: host.clone(),
             service: service.to_string(),
+            key: key.map(str::to_string),
             since: now,
             until,
         });
@@ -1026,15 +1042,15 @@ mod tests {
     #[test]
     fn trusted_hosts_expire_and_are_per_host() {
         let mut r = totp_record();
-        r.trust_host("203.0.113.7", "sshd", NOW + 100, NOW);
-        assert!(r.is_trusted_host("203.0.113.7", "sshd", NOW));
-        assert!(r.is_trusted_host("203.0.113.7", "sshd", NOW + 99));
-        assert!(!r.is_trusted_host("203.0.113.7", "sshd", NOW + 100));
-        assert!(!r.is_trusted_host("203.0.113.8", "sshd", NOW));
-        assert!(!r.is_trusted_host("", "sshd", NOW));
+        r.trust_host("203.0.113.7", "sshd", None, NOW + 100, NOW);
+        assert!(r.is_trusted_host("203.0.113.7", "sshd", None, NOW));
+        assert!(r.is_trusted_host("203.0.113.7", "sshd", None, NOW + 99));
+        assert!(!r.is_trusted_host("203.0.113.7", "sshd", None, NOW + 100));
+        assert!(!r.is_trusted_host("203.0.113.8", "sshd", None, NOW));
+        assert!(!r.is_trusted_host("", "sshd", None, NOW));
         // Re-trusting replaces, pruning drops expired entries.
-        r.trust_host("203.0.113.7", "sshd", NOW + 500, NOW);
-        r.trust_host("198.51.100.1", "sshd", NOW + 10, NOW);
+        r.trust_host("203.0.113.7", "sshd", None, NOW + 500, NOW);
+        r.trust_host("198.51.100.1", "sshd", None, NOW + 10, NOW);
         assert_eq!(r.trusted_hosts.len(), 2);
         r.prune_trusted_hosts(NOW + 20);
         assert_eq!(r.trusted_hosts.len(), 1);
@@ -1043,21 +1059,25 @@ mod tests {
     #[test]
     fn a_trust_is_bound_to_its_service_and_the_canonical_address() {
         let mut r = totp_record();
-        let got = r.trust_host("::ffff:203.0.113.7", "sshd", NOW + 100, NOW);
+        let got = r.trust_host("::ffff:203.0.113.7", "sshd", None, NOW + 100, NOW);
         assert_eq!(got.as_deref(), Some("203.0.113.7"));
         assert_eq!(r.trusted_hosts[0].since, NOW);
-        assert!(r.is_trusted_host("203.0.113.7", "sshd", NOW));
-        assert!(r.is_trusted_host("::ffff:203.0.113.7", "sshd", NOW));
+        assert!(r.is_trusted_host("203.0.113.7", "sshd", None, NOW));
+        assert!(r.is_trusted_host("::ffff:203.0.113.7", "sshd", None, NOW));
         assert!(
-            !r.is_trusted_host("203.0.113.7", "su", NOW),
+            !r.is_trusted_host("203.0.113.7", "su", None, NOW),
             "another service"
         );
-        assert!(!r.is_trusted_host("203.0.113.7", "", NOW));
+        assert!(!r.is_trusted_host("203.0.113.7", "", None, NOW));
         for name in ["host.example", "[203.0.113.7]", " 203.0.113.7"] {
-            assert!(!r.is_trusted_host(name, "sshd", NOW), "{name:?}");
-            assert_eq!(r.trust_host(name, "sshd", NOW + 100, NOW), None, "{name:?}");
+            assert!(!r.is_trusted_host(name, "sshd", None, NOW), "{name:?}");
+            assert_eq!(
+                r.trust_host(name, "sshd", None, NOW + 100, NOW),
+                None,
+                "{name:?}"
+            );
         }
-        assert_eq!(r.trust_host("203.0.113.7", "", NOW + 100, NOW), None);
+        assert_eq!(r.trust_host("203.0.113.7", "", None, NOW + 100, NOW), None);
         assert_eq!(r.trusted_hosts.len(), 1);
     }
 
@@ -1068,28 +1088,73 @@ mod tests {
         r.trusted_hosts.push(TrustedHost {
             host: "203.0.113.7".into(),
             service: String::new(),
+            key: None,
             since: 0,
             until: NOW + 100,
         });
         let text = r.to_toml();
         assert!(!text.contains("service"), "{text}");
         let mut back = UserRecord::from_toml(p, &text).unwrap();
-        assert!(!back.is_trusted_host("203.0.113.7", "sshd", NOW));
+        assert!(!back.is_trusted_host("203.0.113.7", "sshd", None, NOW));
         assert_eq!(back.honoured_trusted_hosts(NOW).count(), 0);
         back.prune_trusted_hosts(NOW);
         assert!(back.trusted_hosts.is_empty());
     }
 
     #[test]
+    fn a_host_remembered_with_a_key_matches_only_that_key() {
+        const K1: &str = "SHA256:fn6bZGdoEtZAKAg/cDTyyvyNexwQ1eS/gkylkw2RkYU";
+        const K2: &str = "SHA256:HZ2sGjPoma1GW1Qchg57ONjIIU+pAAbPR91nD5rV6qY";
+        let mut r = totp_record();
+        r.trust_host("203.0.113.7", "sshd", Some(K1), NOW + 100, NOW);
+        assert!(r.is_trusted_host("203.0.113.7", "sshd", Some(K1), NOW));
+        assert!(!r.is_trusted_host("203.0.113.7", "sshd", Some(K2), NOW));
+        assert!(!r.is_trusted_host("203.0.113.7", "sshd", None, NOW));
+        assert!(!r.is_trusted_host("203.0.113.8", "sshd", Some(K1), NOW));
+        assert!(!r.is_trusted_host("203.0.113.7", "su", Some(K1), NOW));
+        // A second key from the same address is a second entry; granting
+        // the first again replaces its own entry only.
+        r.trust_host("203.0.113.7", "sshd", Some(K2), NOW + 50, NOW);
+        r.trust_host("203.0.113.7", "sshd", Some(K1), NOW + 200, NOW);
+        assert_eq!(r.trusted_hosts.len(), 2);
+        assert!(r.is_trusted_host("203.0.113.7", "sshd", Some(K2), NOW + 49));
+        assert!(!r.is_trusted_host("203.0.113.7", "sshd", Some(K2), NOW + 50));
+        assert!(r.is_trusted_host("203.0.113.7", "sshd", Some(K1), NOW + 199));
+        let text = r.to_toml();
+        assert!(text.contains(&format!("key = \"{K1}\"")), "{text}");
+        let back = UserRecord::from_toml(Path::new("u.toml"), &text).unwrap();
+        assert_eq!(back.trusted_hosts, r.trusted_hosts);
+    }
+
+    /// Files written before keys were known hold entries without `key`:
+    /// they read as before and stay address-only until they expire, so
+    /// they match a login with any key, or none.
+    #[test]
+    fn an_entry_without_a_key_matches_by_address_alone() {
+        const K1: &str = "SHA256:fn6bZGdoEtZAKAg/cDTyyvyNexwQ1eS/gkylkw2RkYU";
+        let old = "version = 2\n[totp]\nsecret = \"JBSWY3DPEHPK3PXP\"\n\
+                   [[trusted_host]]\nhost = \"203.0.113.7\"\nservice = \"sshd\"\n\
+                   since = 1\nuntil = 1700000100\n";
+        let r = UserRecord::from_toml(Path::new("u.toml"), old).unwrap();
+        assert_eq!(r.trusted_hosts[0].key, None);
+        assert!(r.is_trusted_host("203.0.113.7", "sshd", None, NOW));
+        assert!(r.is_trusted_host("203.0.113.7", "sshd", Some(K1), NOW));
+        assert!(!r.to_toml().contains("key ="));
+    }
+
+    #[test]
     fn trusted_hosts_are_capped() {
         let mut r = totp_record();
         for i in 0..100u64 {
-            r.trust_host(&format!("10.0.0.{i}"), "sshd", NOW + 1000 + i, NOW);
+            r.trust_host(&format!("10.0.0.{i}"), "sshd", None, NOW + 1000 + i, NOW);
         }
         assert_eq!(r.trusted_hosts.len(), MAX_TRUSTED_HOSTS);
-        assert!(r.is_trusted_host("10.0.0.99", "sshd", NOW), "newest kept");
         assert!(
-            !r.is_trusted_host("10.0.0.0", "sshd", NOW),
+            r.is_trusted_host("10.0.0.99", "sshd", None, NOW),
+            "newest kept"
+        );
+        assert!(
+            !r.is_trusted_host("10.0.0.0", "sshd", None, NOW),
             "oldest dropped"
         );
     }
@@ -1100,7 +1165,7 @@ mod tests {
         r.new_backup_codes(3, 8).unwrap();
         r.state.last_step = 42;
         r.state.failures = 2;
-        r.trust_host("192.0.2.1", "sshd", NOW + 60, NOW);
+        r.trust_host("192.0.2.1", "sshd", None, NOW + 60, NOW);
         r.serial = Some("00000000000000ff".into());
         let text = r.to_toml();
         assert!(text.contains("version = 2"));

@@ -51,6 +51,8 @@ pub struct Daemon {
     /// The user's password, sent with the next change (a first
     /// enrollment), then forgotten.
     password: Mutex<Option<Zeroizing<String>>>,
+    /// The PAM service of the login, sent with checks (`[[policy.override]]`).
+    service: Option<String>,
 }
 
 impl Daemon {
@@ -70,7 +72,16 @@ impl Daemon {
             send_timeout,
             proof: Mutex::new(None),
             password: Mutex::new(None),
+            service: None,
         }
+    }
+
+    /// Names the PAM service of the login in its checks, so the daemon
+    /// applies that service's `[[policy.override]]` entry (it believes it
+    /// only from root and listed PAM applications).
+    pub fn for_service(mut self, service: Option<&str>) -> Daemon {
+        self.service = service.map(str::to_string);
+        self
     }
 
     /// Sends `request` and reads the reply within `timeout`.
@@ -283,6 +294,7 @@ impl Service for Daemon {
             candidates,
             keep_backup: check.backup == BackupUse::Keep,
             source: check.source.map(str::to_string),
+            service: self.service.clone(),
             now: Some(now),
         };
         match self.call(&request, self.timeout)? {

@@ -28,12 +28,15 @@ pub struct Check<'a> {
 }
 
 /// A host to remember for a user: the address (canonical), the PAM service,
-/// for how many days.
+/// the SSH key of the login (its fingerprint; none: the address alone), for
+/// how many days.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Trust {
     pub host: String,
     pub service: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
     pub days: u32,
 }
 
@@ -172,9 +175,10 @@ impl Service for Local<'_> {
             if let Some(hook) = self.hook {
                 hook();
             }
-            Ok(slot
-                .as_mut()
-                .and_then(|record| record.trust_host(&trust.host, &trust.service, until, now)))
+            Ok(slot.as_mut().and_then(|record| {
+                let key = trust.key.as_deref();
+                record.trust_host(&trust.host, &trust.service, key, until, now)
+            }))
         })
     }
 }

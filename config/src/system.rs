@@ -17,6 +17,10 @@ use crate::record::{LockoutPolicy, VerifyPolicy};
 use crate::secure_open::{self, Location, Rules};
 use crate::store::registry::Registry;
 
+mod overrides;
+
+pub use overrides::{Factor, Override, Resolved, SELF_SERVICE, Setting, Source};
+
 /// Where the system config lives unless `config=PATH` says otherwise.
 pub const DEFAULT_PATH: &str = "/etc/otpgate/config.toml";
 /// The config file is small; anything larger is a mistake.
@@ -95,6 +99,19 @@ pub struct Policy {
     pub require_groups: Vec<String>,
     /// Members skip the second factor; exemption beats requirement.
     pub exempt_groups: Vec<String>,
+    /// SSH keys whose use counts as the second factor (method `ssh-key`):
+    /// key types (`sk-ssh-ed25519@openssh.com`) or fingerprints
+    /// (`SHA256:...`), matched against the key sshd reports
+    /// (`ssh_auth.rs`). Empty: none.
+    pub trusted_ssh_keys: Vec<String>,
+    /// The ways a login may pass (`app`, `backup`, `email`, `sms`,
+    /// `ssh-key`); not set: every one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub methods: Option<Vec<Factor>>,
+    /// `[[policy.override]]`: settings for some groups or PAM services,
+    /// resolved per login by [`SystemConfig::for_login`] (`overrides.rs`).
+    #[serde(rename = "override", skip_serializing_if = "Vec::is_empty")]
+    pub overrides: Vec<Override>,
 }
 
 /// What the policy says for one account.
@@ -418,6 +435,8 @@ impl SystemConfig {
                 ),
             )
         })?;
+        crate::ssh_auth::validate_rules(&self.policy.trusted_ssh_keys)
+            .map_err(|m| invalid("policy.trusted_ssh_keys", &m))?;
         let ranges: [(&str, u64, u64, u64); 7] = [
             ("max_attempts", self.max_attempts.into(), 1, 10),
             (
@@ -445,6 +464,7 @@ impl SystemConfig {
             return Err(invalid("issuer", "must not contain `:`"));
         }
         self.channels.validate(source)?;
+        overrides::validate(self, source)?;
         self.validate_daemon(source)
     }
 

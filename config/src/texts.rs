@@ -133,20 +133,29 @@ pub fn days(n: u32) -> String {
 }
 
 /// After a good app code from a remote address, with `remember_days` set:
-/// says exactly what would be trusted.
-pub fn trust_question(address: &str, days_: u32) -> String {
+/// says exactly what would be trusted (with the SSH key's fingerprint when
+/// the trust is bound to one).
+pub fn trust_question(address: &str, key: Option<&str>, days_: u32) -> String {
     format!(
-        "Skip the code for logins from {address} for {}? [y/N] ",
+        "Skip the code for logins from {address}{} for {}? [y/N] ",
+        with_key(key),
         days(days_)
     )
 }
 
-/// The address was remembered, for this service only.
-pub fn trusted_for(address: &str, service: &str, days_: u32) -> String {
+/// The address (and key) was remembered, for this service only.
+pub fn trusted_for(address: &str, key: Option<&str>, service: &str, days_: u32) -> String {
     format!(
-        "Logins from {address} to {service} skip the code for {}.",
+        "Logins from {address}{} to {service} skip the code for {}.",
+        with_key(key),
         days(days_)
     )
+}
+
+/// ` with SSH key SHA256:...`, or nothing.
+fn with_key(key: Option<&str>) -> String {
+    key.map(|k| format!(" with SSH key {k}"))
+        .unwrap_or_default()
 }
 
 /// `YYYY-MM-DDTHH:MM:SSZ` of a Unix time, for log lines: one zone for

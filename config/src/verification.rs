@@ -121,7 +121,7 @@ impl Menu {
     pub fn for_record(config: &SystemConfig, record: &UserRecord) -> Menu {
         let offers = Kind::ALL
             .into_iter()
-            .filter(|&k| config.channels.get(k).is_some())
+            .filter(|&k| config.channels.get(k).is_some() && config.allows(k))
             .filter_map(|kind| {
                 let to = record.destination(kind)?.to_string();
                 Some(Offer { kind, to })
@@ -315,7 +315,7 @@ impl<'a> Verifier<'a> {
                 continue;
             };
             let before = (backup == BackupUse::Keep).then(|| record.clone());
-            match record.verify(&answer, now, policy)? {
+            match verify_allowed(self.config, record, &answer, now, policy)? {
                 Verdict::Accepted(method) => {
                     if let (Method::Backup, Some(before)) = (method, before) {
                         *record = before;
@@ -361,7 +361,9 @@ impl<'a> Verifier<'a> {
         recipient: Recipient<'_>,
         sender: &dyn Sender,
     ) -> Result<SendOutcome> {
-        let Some(settings) = self.config.channels.get(offer.kind) else {
+        // A channel this login may not use is not configured for it.
+        let settings = self.config.channels.get(offer.kind);
+        let Some(settings) = settings.filter(|_| self.config.allows(offer.kind)) else {
             return Ok(SendOutcome::Gone);
         };
         let code = match self.new_code(offer, &settings, now)? {
@@ -465,6 +467,53 @@ impl<'a> Verifier<'a> {
             Outcome::Failed(why) => Confirmation::Failed(why),
         })
     }
+}
+
+/// [`UserRecord::verify`] over the methods `config` allows
+/// (`policy.methods`, or a `[[policy.override]]` entry's): the others are
+/// set aside while the answer is checked and put back unchanged, so a code
+/// of a method not allowed here is a wrong code, not tried, not used up,
+/// and tells nobody that it would have been right elsewhere.
+fn verify_allowed(
+    config: &SystemConfig,
+    record: &mut UserRecord,
+    answer: &Answer,
+    now: u64,
+    policy: crate::record::VerifyPolicy,
+) -> Result<Verdict> {
+    use crate::system::Factor;
+    if config.policy.methods.is_none() {
+        return record.verify(answer, now, policy);
+    }
+    let (totp, hotp) = if config.allows(Factor::App) {
+        (None, None)
+    } else {
+        (record.totp.take(), record.hotp.take())
+    };
+    let backups = if config.allows(Factor::Backup) {
+        None
+    } else {
+        Some(std::mem::take(&mut record.backup.codes))
+    };
+    let all_sent = record.sent_codes.clone();
+    record.sent_codes.retain(|c| config.allows(c.channel));
+    let verdict = record.verify(answer, now, policy);
+    // Put back what was set aside, in its place.
+    if totp.is_some() {
+        record.totp = totp;
+    }
+    if hotp.is_some() {
+        record.hotp = hotp;
+    }
+    if let Some(codes) = backups {
+        record.backup.codes = codes;
+    }
+    let left = std::mem::take(&mut record.sent_codes);
+    record.sent_codes = all_sent
+        .into_iter()
+        .filter(|c| !config.allows(c.channel) || left.contains(c))
+        .collect();
+    verdict
 }
 
 /// What counting a confirmation send in the record found.

@@ -141,3 +141,42 @@ fn the_example_documents_every_channel_key_with_its_default() {
         }
     }
 }
+
+/// The README's `[[policy.override]]` example parses, and does what the
+/// README says: sudo honours no remembered host, wheel may not use SMS
+/// (except on sudo, whose entry comes first), contractors must enroll.
+#[test]
+fn the_readme_override_example_does_what_it_says() {
+    use otpgate_config::Account;
+    use otpgate_config::system::{Factor, Require};
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md");
+    let readme = std::fs::read_to_string(path).unwrap();
+    let section = readme
+        .split_once("### Settings per group or service")
+        .expect("the section")
+        .1;
+    let block = section
+        .split_once("```toml\n")
+        .and_then(|(_, rest)| rest.split_once("```\n"))
+        .expect("a toml block")
+        .0;
+    let text = format!("remember_days = 7\n{block}");
+    let c =
+        SystemConfig::from_toml(Path::new("README.md"), &text).unwrap_or_else(|e| panic!("{e}"));
+    let user = |groups: &[&str]| {
+        let mut all = vec!["users"];
+        all.extend(groups);
+        Account::for_tests("alice", 1000, 1000, "/home/alice", &all)
+    };
+    let sudo = c.for_login(&user(&[]), Some("sudo"));
+    assert_eq!(sudo.remember_days, 0);
+    assert_eq!(c.for_login(&user(&[]), Some("sshd")).remember_days, 7);
+    let wheel = c.for_login(&user(&["wheel"]), Some("sshd"));
+    assert!(!wheel.allows(Factor::Sms) && wheel.allows(Factor::App));
+    assert!(
+        c.for_login(&user(&["wheel"]), Some("sudo"))
+            .allows(Factor::Sms)
+    );
+    let contractor = c.for_login(&user(&["contractors"]), Some("sshd"));
+    assert_eq!(contractor.policy.require, Require::All);
+}

@@ -83,7 +83,7 @@ fn a_login_writes_in_place_and_only_an_enrollment_change_renames() {
     f.update(|r| {
         r.as_mut()
             .unwrap()
-            .trust_host("192.0.2.1", "sshd", NOW + 60, NOW);
+            .trust_host("192.0.2.1", "sshd", None, NOW + 60, NOW);
         Ok(())
     })
     .unwrap();

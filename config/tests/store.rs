@@ -261,7 +261,7 @@ fn stale_temp_files_from_a_crash_are_cleaned_up_by_the_next_rewrite() {
     f.update(|r| {
         r.as_mut()
             .unwrap()
-            .trust_host("192.0.2.1", "sshd", 1_700_000_060, 1_700_000_000);
+            .trust_host("192.0.2.1", "sshd", None, 1_700_000_060, 1_700_000_000);
         Ok(())
     })
     .unwrap();

@@ -3,6 +3,7 @@
 //! (the same [`Local`] a login without the daemon uses), at the daemon's
 //! clock.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -13,6 +14,7 @@ use otpgate_config::otp::{DEFAULT_SECRET_BYTES, Secret};
 use otpgate_config::protocol::WireConfirmation;
 use otpgate_config::protocol::{Reply, Request, USERS_PAGE};
 use otpgate_config::service::{Check, Local, Service};
+use otpgate_config::system::SELF_SERVICE;
 use otpgate_config::verification::{
     BackupUse, Checked, CommandSender, Confirmation, Offer, Recipient, Verifier,
 };
@@ -174,7 +176,8 @@ pub fn answer(ctx: &Context, peer: &Peer, request: &Request) -> Result<Reply, Er
         .as_ref()
         .map(|l| l.lock().unwrap_or_else(|p| p.into_inner()));
     let store = ctx.store(&account)?;
-    let service = Local::new(&ctx.config, store, &sender);
+    let config = login_config(ctx, peer, request, &account);
+    let service = Local::new(&config, store, &sender);
     let reply = match request {
         Request::View { .. } => Reply::View {
             view: service.view().map_err(Error::Store)?.map(Box::new),
@@ -290,7 +293,7 @@ pub fn answer(ctx: &Context, peer: &Peer, request: &Request) -> Result<Reply, Er
                 user: &account.name,
                 service: "otpgate",
             };
-            let verifier = Verifier::new(&ctx.config, service.store());
+            let verifier = Verifier::new(&config, service.store());
             let sent = verifier
                 .send_confirmation(*channel, to, now, recipient, &sender)
                 .map_err(Error::Store)?;
@@ -320,6 +323,34 @@ pub fn answer(ctx: &Context, peer: &Peer, request: &Request) -> Result<Reply, Er
         Request::Users { .. } => list_users(ctx, peer, request)?,
     };
     Ok(reply)
+}
+
+/// The settings `request` is judged by: the daemon's config with the
+/// `[[policy.override]]` entry of the login applied (docs/ARCHITECTURE.md,
+/// §3.1, "Policy overrides in the daemon"). The PAM service a request names
+/// is believed from root and listed PAM applications only: a user's own
+/// requests (`otpgate verify`, a send, a change) count as the `otpgate`
+/// service's whatever they say, so a user cannot pick the laxest entry.
+fn login_config<'c>(
+    ctx: &'c Context,
+    peer: &Peer,
+    request: &Request,
+    account: &Account,
+) -> Cow<'c, SystemConfig> {
+    if ctx.config.policy.overrides.is_empty() {
+        return Cow::Borrowed(&ctx.config);
+    }
+    let named = match request {
+        Request::Check { service, .. } => service.as_deref(),
+        Request::SendCode { service, .. } => Some(service.as_str()),
+        Request::TrustHost { trust, .. } => Some(trust.service.as_str()),
+        _ => Some(SELF_SERVICE),
+    };
+    let service = match peer.role {
+        Role::Root | Role::Logins => named,
+        Role::SelfService => Some(SELF_SERVICE),
+    };
+    Cow::Owned(ctx.config.for_login(account, service))
 }
 
 /// Checks `code` against the issued enrollment `record` (its step or

@@ -400,6 +400,7 @@ mod tests {
             candidates: vec![zeroize::Zeroizing::new("123456".into())],
             keep_backup: false,
             source: None,
+            service: None,
             now: None,
         }
     }

@@ -56,6 +56,10 @@ unsafe extern "C" {
         module_data_name: *const c_char,
         data: *mut *const c_void,
     ) -> c_int;
+    // Not in pam-bindings 0.4: reads the PAM environment (where sshd puts
+    // SSH_AUTH_INFO_0). Linux-PAM declares the handle non-const but only
+    // reads it.
+    fn pam_getenv(pamh: *const PamHandle, name: *const c_char) -> *const c_char;
 }
 
 /// Frees a verified record when libpam replaces it or ends the handle.
@@ -272,6 +276,24 @@ impl Handle for Pam<'_> {
 
     fn tty(&self) -> Option<String> {
         self.string_item(|i: Tty| i.0)
+    }
+
+    fn env(&self, name: &str) -> Option<String> {
+        let name = std::ffi::CString::new(name).ok()?;
+        let pamh: *const PamHandle = &*self.pamh;
+        // SAFETY: `pamh` is the live handle libpam passed to this call of
+        // pam_sm_authenticate and `name` is a NUL-terminated string that
+        // outlives the call; pam_getenv only reads both.
+        let value = unsafe { pam_getenv(pamh, name.as_ptr()) };
+        if value.is_null() {
+            return None;
+        }
+        // SAFETY: a non-null result is a NUL-terminated string in libpam's
+        // copy of the environment, unchanged until the environment is set
+        // again on this handle, which nothing does before it is copied
+        // here.
+        let value = unsafe { CStr::from_ptr(value) };
+        Some(value.to_string_lossy().into_owned())
     }
 
     fn authtok(&self) -> Option<Secret> {

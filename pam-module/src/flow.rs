@@ -16,9 +16,10 @@ use otpgate_config::record::View;
 use otpgate_config::record::{Method, source_key};
 use otpgate_config::remote::Daemon;
 use otpgate_config::service::{Local, Service};
+use otpgate_config::ssh_auth::{self, LoginKey};
 use otpgate_config::store::Backend;
 use otpgate_config::system::StoreKind;
-use otpgate_config::system::{LocalConsole, Requirement, is_local_terminal};
+use otpgate_config::system::{Factor, LocalConsole, Requirement, is_local_terminal};
 use otpgate_config::texts;
 use otpgate_config::verification::{Menu, Sender};
 use otpgate_config::{Account, Error, SystemConfig, UserRecord};
@@ -83,6 +84,9 @@ pub trait Handle {
     fn service(&self) -> Option<String>;
     /// `PAM_TTY`.
     fn tty(&self) -> Option<String>;
+    /// The PAM environment variable `name` (`pam_getenv`); `None` when
+    /// unset.
+    fn env(&self, name: &str) -> Option<String>;
     /// `PAM_AUTHTOK` as set by an earlier module.
     fn authtok(&self) -> Option<Secret>;
     /// Sets `PAM_AUTHTOK` for later modules.
@@ -205,6 +209,8 @@ struct Login<'a> {
     service: Option<String>,
     rhost: Option<String>,
     tty: Option<String>,
+    /// What sshd says about the SSH key of this login (`SSH_AUTH_INFO_0`).
+    ssh_key: LoginKey,
 }
 
 impl Login<'_> {
@@ -334,6 +340,7 @@ pub fn authenticate(
     let service = h.service();
     let rhost = h.rhost();
     let tty = h.tty();
+    let ssh_key = LoginKey::from_env(h.env(ssh_auth::ENV_NAME).as_deref());
     let mut login = Login {
         h,
         clock: env.clock,
@@ -344,6 +351,7 @@ pub fn authenticate(
         service,
         rhost,
         tty,
+        ssh_key,
     };
     run(&mut login, args, env).unwrap_or_else(|decided| decided)
 }
@@ -352,6 +360,9 @@ pub fn authenticate(
 fn run(login: &mut Login<'_>, args: &Args, env: &Env<'_>) -> Result<Code, Code> {
     let (config, now) = load(login, args)?;
     let account = account(login, args)?;
+    // This login's settings: the base with its `[[policy.override]]`
+    // entry applied (docs/ARCHITECTURE.md, §5.1); all below reads them.
+    let config = config.for_login(&account, login.service.as_deref());
     skip_if_verified(login, &config, now)?;
     skip_for_network(login, &config)?;
     let requirement = config.requirement(&account);
@@ -364,12 +375,18 @@ fn run(login: &mut Login<'_>, args: &Args, env: &Env<'_>) -> Result<Code, Code> 
     #[cfg(not(debug_assertions))]
     let hook = || {};
     let service = open_service(login, env, &config, &account, &hook)?;
-    let view = read_view(login, args, service.as_ref(), requirement)?;
+    let mut view = read_view(login, args, service.as_ref(), requirement)?;
+    if config.remember_days == 0 {
+        // Step 6: a login whose `remember_days` is 0 honours no
+        // remembered host (a `sudo` override, say).
+        view.record.trusted_hosts.clear();
+    }
     // With forward_pass, wrong answers count against their source only.
     let source = args.forward_pass.then(|| source_key(login.remote()));
     skip_for_record(login, args, &view.record, source.as_deref(), now)?;
+    skip_for_ssh_key(login, &config)?;
     let menu = menu(args, &config, &view.record);
-    usable(login, args, &view, &menu)?;
+    usable(login, args, &config, &view, &menu)?;
     let mut ask = ask::Ask::new(&config, args, service.as_ref(), &view, now, menu)
         .counting_by(source.as_deref());
     Ok(ask.run(login))
@@ -493,7 +510,9 @@ fn open_service<'a>(
     hook: &'a dyn Fn(),
 ) -> Result<Box<dyn Service + 'a>, Code> {
     let service: Box<dyn Service + 'a> = match config.store.kind {
-        StoreKind::Daemon => Box::new(Daemon::new(config, &account.name)),
+        StoreKind::Daemon => {
+            Box::new(Daemon::new(config, &account.name).for_service(login.service.as_deref()))
+        }
         StoreKind::Files => {
             let store = env
                 .stores
@@ -578,8 +597,9 @@ fn skip_for_record(
         login.error(&text);
         return Err(login.decide(Code::MaxTries, None, reason));
     }
+    let key = login.ssh_key.fingerprint();
     if let Some(rhost) = login.remote()
-        && record.is_trusted_host(rhost, login.service_name(), now)
+        && record.is_trusted_host(rhost, login.service_name(), key, now)
     {
         return Err(login.decide(
             Code::Success,
@@ -588,6 +608,36 @@ fn skip_for_record(
         ));
     }
     Ok(())
+}
+
+/// Step 6, end: the SSH key sshd says this remote login used is one
+/// `policy.trusted_ssh_keys` lists (by type or fingerprint), and the
+/// login's policy allows `ssh-key`: success without a prompt. Only a
+/// single `publickey` key counts, never a certificate; absent, unparsable
+/// or ambiguous info counts for nothing and the code is asked (fail
+/// closed; `ssh_auth.rs`).
+fn skip_for_ssh_key(login: &mut Login<'_>, config: &SystemConfig) -> Result<(), Code> {
+    let rules = &config.policy.trusted_ssh_keys;
+    if rules.is_empty() || login.remote().is_none() || !config.allows(Factor::SshKey) {
+        return Ok(());
+    }
+    let (LoginKey::One(key), Some(rule)) = (&login.ssh_key, login.ssh_key.trusted_by(rules)) else {
+        let name = ssh_auth::ENV_NAME;
+        let why = match &login.ssh_key {
+            LoginKey::Unknown => format!("no {name}: no SSH key counts"),
+            LoginKey::Unparsable(e) => format!("{name} unreadable ({e}): no SSH key counts"),
+            LoginKey::Several => "several SSH keys used: none counts".to_string(),
+            LoginKey::NoKey | LoginKey::One(_) => "no trusted SSH key used".to_string(),
+        };
+        login.debug(&why);
+        return Ok(());
+    };
+    let reason = Reason::TrustedSshKey {
+        kind: key.kind.clone(),
+        fingerprint: key.fingerprint.clone(),
+        rule: rule.to_string(),
+    };
+    Err(login.decide(Code::Success, Some("ssh-key"), reason))
 }
 
 /// The channels offered at the prompt. Not with `use_first_pass` (no
@@ -599,13 +649,20 @@ fn menu(args: &Args, config: &SystemConfig, record: &UserRecord) -> Menu {
     Menu::for_record(config, record)
 }
 
-/// Step 7 needs a way to get a code: an app, backup codes, a channel.
-fn usable(login: &mut Login<'_>, args: &Args, view: &View, menu: &Menu) -> Result<(), Code> {
-    if menu.is_empty()
-        && !view.has_app()
-        && view.record.backup.codes.is_empty()
-        && view.record.sent_codes.is_empty()
-    {
+/// Step 7 needs a way to get a code this login allows: an app, backup
+/// codes, a channel.
+fn usable(
+    login: &mut Login<'_>,
+    args: &Args,
+    config: &SystemConfig,
+    view: &View,
+    menu: &Menu,
+) -> Result<(), Code> {
+    let record = &view.record;
+    let app = view.has_app() && config.allows(Factor::App);
+    let backup = !record.backup.codes.is_empty() && config.allows(Factor::Backup);
+    let sent = record.sent_codes.iter().any(|c| config.allows(c.channel));
+    if menu.is_empty() && !app && !backup && !sent {
         forward_whole(login, args)?;
         login.error(texts::NO_METHOD);
         return Err(login.decide(Code::AuthErr, None, Reason::NoUsableMethod));

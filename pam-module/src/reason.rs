@@ -30,6 +30,13 @@ pub enum Reason {
     /// Enrolled (root's registry says so) but the record is not there.
     SettingsUnavailable(String),
     RememberedHost,
+    /// The SSH key sshd reported is listed in `policy.trusted_ssh_keys`
+    /// (by `rule`: its type or its fingerprint).
+    TrustedSshKey {
+        kind: String,
+        fingerprint: String,
+        rule: String,
+    },
     LockedOut {
         seconds_left: u64,
     },
@@ -82,6 +89,8 @@ pub enum Reason {
     /// to this service for `days`.
     HostTrusted {
         host: String,
+        /// The SSH key the trust is bound to (its fingerprint), if any.
+        key: Option<String>,
         days: u32,
     },
     Panic(String),
@@ -140,6 +149,14 @@ impl fmt::Display for Reason {
             Reason::NotEnrolledButRequired => f.write_str("not enrolled and 2FA is required"),
             Reason::SettingsUnavailable(e) => write!(f, "settings unavailable: {e}"),
             Reason::RememberedHost => f.write_str("rhost remembered by the user"),
+            Reason::TrustedSshKey {
+                kind,
+                fingerprint,
+                rule,
+            } => write!(
+                f,
+                "SSH key {kind} {fingerprint} is trusted by policy.trusted_ssh_keys ({rule})"
+            ),
             Reason::LockedOut { seconds_left } => {
                 write!(f, "locked out for {seconds_left} more seconds")
             }
@@ -187,9 +204,19 @@ impl fmt::Display for Reason {
             }
             Reason::SendFailed(why) => f.write_str(why),
             Reason::CouldNotRemember(e) => write!(f, "could not remember host: {e}"),
-            Reason::HostTrusted { host, days } => {
-                write!(f, "user trusted logins from {host} for {days} days")
-            }
+            Reason::HostTrusted {
+                host,
+                key: None,
+                days,
+            } => write!(f, "user trusted logins from {host} for {days} days"),
+            Reason::HostTrusted {
+                host,
+                key: Some(key),
+                days,
+            } => write!(
+                f,
+                "user trusted logins from {host} with SSH key {key} for {days} days"
+            ),
             Reason::Panic(what) => write!(f, "internal error (panic): {what}"),
         }
     }

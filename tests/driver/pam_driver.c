@@ -7,6 +7,9 @@
  *
  *   -c CONFDIR  read the service from CONFDIR (pam_start_confdir), not /etc/pam.d
  *   -r RHOST    set PAM_RHOST;  -t TTY  set PAM_TTY
+ *   -e NAME=VALUE  put NAME in the PAM environment (pam_putenv), as sshd
+ *               puts SSH_AUTH_INFO_0 there; -F NAME=FILE: the value is the
+ *               contents of FILE (up to 2 MiB)
  *   -s          pass PAM_SILENT
  *   -o OP       authenticate (default), setcred, acct_mgmt, open_session,
  *               close_session, chauthtok; given several times, the operations
@@ -128,6 +131,7 @@ static char *read_file(const char *path) {
 
 static int usage(void) {
     fprintf(stderr, "usage: pam_driver [-c CONFDIR] [-r RHOST] [-t TTY] [-s] [-q] "
+                    "[-e NAME=VALUE]... [-F NAME=FILE]... "
                     "[-o OP] [-n COUNT] [-a ANSWER]... [-f FILE]... SERVICE USER\n");
     return 2;
 }
@@ -181,9 +185,11 @@ int main(int argc, char **argv) {
     if (argc >= 3 && !strcmp(argv[1], "-L"))
         return check_symbols(argc, argv);
     const char *confdir = NULL, *rhost = NULL, *tty = NULL;
+    char *envs[MAX_ANSWERS];
+    int n_envs = 0;
     const char *ops[MAX_ANSWERS] = {"authenticate"};
     int flags = 0, count = 1, n_ops = 0, c;
-    while ((c = getopt(argc, argv, "c:r:t:so:n:a:f:q")) != -1) {
+    while ((c = getopt(argc, argv, "c:r:t:e:F:so:n:a:f:q")) != -1) {
         switch (c) {
         case 'c': confdir = optarg; break;
         case 'r': rhost = optarg; break;
@@ -195,6 +201,28 @@ int main(int argc, char **argv) {
             ops[n_ops++] = optarg;
             break;
         case 'n': count = atoi(optarg); break;
+        case 'e':
+        case 'F': {
+            char *eq = strchr(optarg, '=');
+            if (n_envs >= MAX_ANSWERS || !eq)
+                return usage();
+            if (c == 'e') {
+                envs[n_envs++] = optarg;
+                break;
+            }
+            char *value = read_file(eq + 1);
+            size_t name_len = (size_t)(eq - optarg) + 1;
+            char *entry = value ? malloc(name_len + strlen(value) + 1) : NULL;
+            if (!entry) {
+                fprintf(stderr, "pam_driver: cannot read %s\n", eq + 1);
+                return 2;
+            }
+            memcpy(entry, optarg, name_len);
+            strcpy(entry + name_len, value);
+            free(value);
+            envs[n_envs++] = entry;
+            break;
+        }
         case 'q': quiet = 1; break;
         case 'a':
         case 'f':
@@ -229,6 +257,9 @@ int main(int argc, char **argv) {
             return 2;
         if (tty && pam_set_item(h, PAM_TTY, tty) != PAM_SUCCESS)
             return 2;
+        for (int i = 0; i < n_envs; i++)
+            if (pam_putenv(h, envs[i]) != PAM_SUCCESS)
+                return 2;
         for (int i = 0; i < n_ops; i++) {
             rc = run_op(h, ops[i], flags);
             if (rc < 0)

@@ -66,6 +66,9 @@ impl Handle for Attacker<'_> {
     fn tty(&self) -> Option<String> {
         None
     }
+    fn env(&self, _name: &str) -> Option<String> {
+        None
+    }
     fn authtok(&self) -> Option<Bytes> {
         None
     }

@@ -135,7 +135,7 @@ pub fn kill_9_during_updates_leaves_the_old_or_the_new_file() {
         let at = now();
         r.as_mut()
             .expect("enrolled")
-            .trust_host("192.0.2.45", "sshd", at + 60, at);
+            .trust_host("192.0.2.45", "sshd", None, at + 60, at);
         Ok(())
     })
     .expect("rewrite");

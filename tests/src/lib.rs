@@ -530,6 +530,7 @@ impl Harness {
             tty: None,
             answers: Vec::new(),
             env: Vec::new(),
+            pam_env: Vec::new(),
             wrapper: Vec::new(),
             pam_dir: None,
         }
@@ -656,6 +657,9 @@ pub struct Login<'a> {
     tty: Option<String>,
     answers: Vec<Answer>,
     env: Vec<(String, String)>,
+    /// Variables put in the PAM environment before the operations (files
+    /// holding their values, for the driver's `-F`).
+    pam_env: Vec<(String, PathBuf)>,
     /// A command the driver runs under (its argv, the driver's appended).
     wrapper: Vec<String>,
     /// The PAM service directory (default: the harness's `pam.d`).
@@ -703,6 +707,18 @@ impl Login<'_> {
         self
     }
 
+    /// Puts `name=value` in the PAM environment before the operations
+    /// (`pam_putenv`), as sshd puts `SSH_AUTH_INFO_0` there. Any length:
+    /// the value goes to the driver in a file.
+    pub fn pam_env(mut self, name: &str, value: &str) -> Self {
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path = self.h.path(&format!("pam_env.{n}"));
+        std::fs::write(&path, value).expect("write pam_env value");
+        self.pam_env.push((name.into(), path));
+        self
+    }
+
     /// Runs `pam_authenticate`.
     pub fn run(self) -> Run {
         self.run_op("authenticate")
@@ -730,6 +746,9 @@ impl Login<'_> {
         }
         if let Some(t) = &self.tty {
             cmd.args(["-t", t]);
+        }
+        for (name, path) in &self.pam_env {
+            cmd.arg("-F").arg(format!("{name}={}", path.display()));
         }
         for a in &self.answers {
             match a {

@@ -108,6 +108,8 @@ pub struct Sshd {
     dir: PathBuf,
     /// The client key accepted by `AuthorizedKeysFile`.
     pub client_key: PathBuf,
+    /// A second key of the same user, accepted too (another device).
+    pub other_key: PathBuf,
     runs: AtomicUsize,
 }
 
@@ -199,6 +201,28 @@ fn generate_key(path: &Path) {
     assert!(st.success(), "ssh-keygen: {st}");
 }
 
+/// The fingerprint of the public key of the private key `path`, as
+/// `ssh-keygen -l` prints it (`SHA256:...`).
+pub fn fingerprint(path: &Path) -> String {
+    let out = Command::new("ssh-keygen")
+        .arg("-lf")
+        .arg(path.with_extension("pub"))
+        .stdin(Stdio::null())
+        .output()
+        .expect("ssh-keygen -l");
+    assert!(
+        out.status.success(),
+        "ssh-keygen -l: {}",
+        crate::printed(&out)
+    );
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.split_whitespace()
+        .nth(1)
+        .filter(|f| f.starts_with("SHA256:"))
+        .unwrap_or_else(|| panic!("no fingerprint in {text}"))
+        .to_string()
+}
+
 /// `dir/passwd`: the system's users plus sshd's privilege separation user
 /// `sshd` (sshd refuses to start without it), for nss_wrapper.
 fn privsep_passwd(dir: &Path) -> PathBuf {
@@ -243,14 +267,16 @@ impl Sshd {
         }
         let host_key = dir.join("host_key");
         let client_key = dir.join("client_key");
-        for key in [&host_key, &client_key] {
+        let other_key = dir.join("other_key");
+        for key in [&host_key, &client_key, &other_key] {
             generate_key(key);
         }
-        std::fs::copy(
-            client_key.with_extension("pub"),
-            dir.join("authorized_keys"),
-        )
-        .expect("authorized_keys");
+        let mut authorized = String::new();
+        for key in [&client_key, &other_key] {
+            authorized
+                .push_str(&std::fs::read_to_string(key.with_extension("pub")).expect("public key"));
+        }
+        std::fs::write(dir.join("authorized_keys"), authorized).expect("authorized_keys");
         std::fs::write(
             h.path("passdb"),
             format!(
@@ -309,6 +335,7 @@ impl Sshd {
                 port,
                 dir: dir.clone(),
                 client_key: client_key.clone(),
+                other_key: other_key.clone(),
                 runs: AtomicUsize::new(0),
             };
             if server.wait_listening(Duration::from_secs(10)) {
@@ -358,7 +385,7 @@ impl Sshd {
             password: Some(PASSWORD.into()),
             codes: Vec::new(),
             trust: None,
-            key: false,
+            key: None,
             command: "echo hello".into(),
             tries: 1,
             tty: false,
@@ -382,7 +409,8 @@ pub struct SshLogin<'a> {
     password: Option<String>,
     codes: Vec<String>,
     trust: Option<String>,
-    key: bool,
+    /// The key offered first (`publickey`), then keyboard-interactive.
+    key: Option<PathBuf>,
     command: String,
     /// `NumberOfPasswordPrompts`: how often the client tries
     /// keyboard-interactive in one connection (1 here; OpenSSH's default 3).
@@ -491,7 +519,13 @@ impl SshLogin<'_> {
     }
     /// Offer the client key first (`publickey`), then keyboard-interactive.
     pub fn with_key(mut self) -> Self {
-        self.key = true;
+        self.key = Some(self.server.client_key.clone());
+        self
+    }
+    /// Offer the private key at `path` first (`publickey`), then
+    /// keyboard-interactive.
+    pub fn with_key_file(mut self, path: &Path) -> Self {
+        self.key = Some(path.to_path_buf());
         self
     }
 
@@ -548,7 +582,7 @@ exit 1
         std::fs::set_permissions(&askpass, std::fs::Permissions::from_mode(0o755))
             .expect("chmod askpass");
 
-        let methods = if self.key {
+        let methods = if self.key.is_some() {
             "publickey,keyboard-interactive"
         } else {
             "keyboard-interactive"
@@ -579,8 +613,8 @@ exit 1
         if self.tty {
             cmd.arg("-tt");
         }
-        if self.key {
-            cmd.arg("-i").arg(&self.server.client_key);
+        if let Some(key) = &self.key {
+            cmd.arg("-i").arg(key);
         } else {
             cmd.args(["-o", "PubkeyAuthentication=no"]);
         }

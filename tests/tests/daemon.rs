@@ -130,6 +130,49 @@ fn through_the_daemon_a_remembered_host_skips_the_code() {
     assert_eq!(run.prompts()[0], PROMPT);
 }
 
+/// A host remembered after a login with an SSH key is bound to the key in
+/// the daemon's record too (the key crosses the protocol in `[trust]`);
+/// another key from the address is asked, and a trusted key skips the code.
+#[test]
+fn through_the_daemon_a_remembered_host_is_bound_to_the_ssh_key() {
+    const KEY_1: &str = "AAAAC3NzaC1lZDI1NTE5AAAAIEGPYUXTgiBeolS4qMUL9f2FHb+VG6OEuWxEzm7sAHxs";
+    const FP_1: &str = "SHA256:fn6bZGdoEtZAKAg/cDTyyvyNexwQ1eS/gkylkw2RkYU";
+    const KEY_2: &str = "AAAAC3NzaC1lZDI1NTE5AAAAIO3pxtV8zPuxR+y3oZmh/X9j5MtCUL/WCuSt/8qNgcEM";
+    let info = |blob: &str| format!("publickey ssh-ed25519 {blob}\n");
+    let h = need!(harness("remember_days = 3"));
+    let _d = Otpgated::start(&h);
+    let (secret, _) = enroll(&h, 0);
+    avoid_step_edge();
+    let t = now();
+    let run = h
+        .login()
+        .rhost("203.0.113.7")
+        .pam_env("SSH_AUTH_INFO_0", &info(KEY_1))
+        .answer(totp_at(&secret, t))
+        .answer("y")
+        .run();
+    run.assert("PAM_SUCCESS");
+    let hosts = h.record("root").trusted_hosts;
+    assert_eq!(hosts.len(), 1);
+    assert_eq!(hosts[0].key.as_deref(), Some(FP_1));
+    let run = h
+        .login()
+        .rhost("203.0.113.7")
+        .pam_env("SSH_AUTH_INFO_0", &info(KEY_1))
+        .run();
+    run.assert("PAM_SUCCESS");
+    assert!(run.prompts().is_empty());
+    let run = h
+        .login()
+        .rhost("203.0.113.7")
+        .pam_env("SSH_AUTH_INFO_0", &info(KEY_2))
+        .answer(totp_at(&secret, t + 30))
+        .answer("n")
+        .run();
+    run.assert("PAM_SUCCESS");
+    assert_eq!(run.prompts()[0], PROMPT);
+}
+
 /// No daemon: the login is denied at once with one log line naming the
 /// cause; a trusted network still passes without asking anyone.
 #[test]

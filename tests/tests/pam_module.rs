@@ -1492,3 +1492,128 @@ fn a_kept_handle_asks_for_a_code_again_after_setcred() {
         "the second login skipped the code"
     );
 }
+
+// --- SSH keys (issue #17, part 2) -------------------------------------------
+
+/// `ssh-keygen -t ed25519` public keys and what `ssh-keygen -l` prints.
+const KEY_1: &str = "AAAAC3NzaC1lZDI1NTE5AAAAIEGPYUXTgiBeolS4qMUL9f2FHb+VG6OEuWxEzm7sAHxs";
+const FP_1: &str = "SHA256:fn6bZGdoEtZAKAg/cDTyyvyNexwQ1eS/gkylkw2RkYU";
+const KEY_2: &str = "AAAAC3NzaC1lZDI1NTE5AAAAIO3pxtV8zPuxR+y3oZmh/X9j5MtCUL/WCuSt/8qNgcEM";
+
+/// `SSH_AUTH_INFO_0` as sshd writes it after a `publickey` with `blob`.
+fn info(blob: &str) -> String {
+    format!("publickey ssh-ed25519 {blob}\n")
+}
+
+#[test]
+fn a_listed_key_in_the_pam_environment_skips_the_code() {
+    let h = need!(harness(
+        &format!("[policy]\ntrusted_ssh_keys = [\"{FP_1}\"]"),
+        ""
+    ));
+    h.enroll();
+    let run = h
+        .login()
+        .rhost("203.0.113.7")
+        .pam_env("SSH_AUTH_INFO_0", &info(KEY_1))
+        .run();
+    run.assert("PAM_SUCCESS");
+    assert!(run.prompts().is_empty(), "{run:#?}");
+    let line = decision(&h);
+    assert!(
+        line.contains("method=ssh-key") && line.contains(FP_1),
+        "{line}"
+    );
+}
+
+/// Fail closed: another key, no key, a 1 MB value, garbage, bad base64, an
+/// unknown key type or two keys: the code is asked.
+#[test]
+fn any_other_ssh_auth_info_is_asked_for_the_code() {
+    let h = need!(harness(
+        &format!(
+            "max_attempts = 1\nlockout_after = 0\n[policy]\ntrusted_ssh_keys = [\"{FP_1}\", \"ssh-ed25519\"]"
+        ),
+        ""
+    ));
+    // The type rule would let any ed25519 key in: only what is not one
+    // single ed25519 key in sshd's form may be asked below.
+    let secret = h.enroll();
+    let cases = [
+        String::new(),
+        "password\n".to_string(),
+        info(KEY_1).repeat(1024 * 1024 / info(KEY_1).len() + 1),
+        "\u{1}\u{2}garbage\u{7f}".to_string(),
+        format!("publickey ssh-ed25519 {}!\n", &KEY_1[..KEY_1.len() - 1]),
+        format!("publickey ssh-future@example.org {KEY_1}\n"),
+        format!("publickey sk-ssh-ed25519@openssh.com {KEY_1}\n"),
+        format!("{}{}", info(KEY_1), info(KEY_2)),
+        format!("hostbased ssh-ed25519 {KEY_1} client user \"root\"\n"),
+    ];
+    for value in &cases {
+        avoid_step_edge();
+        let run = h
+            .login()
+            .rhost("203.0.113.7")
+            .pam_env("SSH_AUTH_INFO_0", value)
+            .answer(wrong_code(&secret))
+            .run();
+        run.assert("PAM_AUTH_ERR");
+        assert_eq!(
+            run.prompts(),
+            [PROMPT],
+            "{:?}",
+            &value[..value.len().min(80)]
+        );
+        h.log();
+    }
+    // And without the variable at all.
+    let run = h
+        .login()
+        .rhost("203.0.113.7")
+        .answer(wrong_code(&secret))
+        .run();
+    run.assert("PAM_AUTH_ERR");
+}
+
+#[test]
+fn a_host_remembered_with_a_key_in_the_pam_environment_asks_another_key() {
+    let h = need!(harness("remember_days = 7", ""));
+    let secret = h.enroll();
+    avoid_step_edge();
+    let t = now();
+    let run = h
+        .login()
+        .rhost("203.0.113.7")
+        .pam_env("SSH_AUTH_INFO_0", &info(KEY_1))
+        .answer(totp_at(&secret, t))
+        .answer("y")
+        .run();
+    run.assert("PAM_SUCCESS");
+    assert_eq!(
+        run.prompts(),
+        [
+            PROMPT.to_string(),
+            format!(
+                "Skip the code for logins from 203.0.113.7 with SSH key {FP_1} for 7 days? [y/N] "
+            )
+        ]
+    );
+    assert_eq!(h.record("root").trusted_hosts[0].key.as_deref(), Some(FP_1));
+    let run = h
+        .login()
+        .rhost("203.0.113.7")
+        .pam_env("SSH_AUTH_INFO_0", &info(KEY_1))
+        .run();
+    run.assert("PAM_SUCCESS");
+    assert!(run.prompts().is_empty(), "{run:#?}");
+    let run = h
+        .login()
+        .rhost("203.0.113.7")
+        .pam_env("SSH_AUTH_INFO_0", &info(KEY_2))
+        .answer(totp_at(&secret, t + 30))
+        .answer("n")
+        .run();
+    run.assert("PAM_SUCCESS");
+    assert_eq!(run.prompts()[0], PROMPT);
+}

@@ -18,6 +18,7 @@ fn every_request() -> Vec<Request> {
             candidates: vec![Zeroizing::new("123456".into()), Zeroizing::new("".into())],
             keep_backup: true,
             source: Some("203.0.113.7".into()),
+            service: Some("sshd".into()),
             now: Some(1_767_225_600),
         },
         Request::SendCode {
@@ -32,6 +33,7 @@ fn every_request() -> Vec<Request> {
             trust: Trust {
                 host: "203.0.113.7".into(),
                 service: "sshd".into(),
+                key: Some("SHA256:fn6bZGdoEtZAKAg/cDTyyvyNexwQ1eS/gkylkw2RkYU".into()),
                 days: 7,
             },
             now: None,
@@ -191,6 +193,25 @@ fn unknown_operations_and_fields_are_malformed() {
         let err = read_frame::<Request>(&mut frame.as_slice()).unwrap_err();
         assert!(matches!(err, FrameError::Malformed(_)), "{text:?}: {err}");
     }
+}
+
+/// A check from a client that predates `[[policy.override]]` names no
+/// service: it still reads, with none (the daemon then resolves the
+/// entries as for an unknown service, each setting at its strictest).
+#[test]
+fn a_check_without_a_service_reads_with_none() {
+    let text = "op = \"check\"\nuser = \"alice\"\ncandidates = [\"123456\"]\n";
+    let mut frame = Vec::new();
+    write_payload(&mut frame, text.as_bytes()).unwrap();
+    let request = read_frame::<Request>(&mut frame.as_slice()).unwrap();
+    assert!(
+        matches!(&request, Request::Check { service: None, .. }),
+        "{request:?}"
+    );
+    // And one without a service is written without the key, so an older
+    // daemon reads it too.
+    let written = toml::to_string(&request).unwrap();
+    assert!(!written.contains("service"), "{written}");
 }
 
 /// Random bytes, and random changes to good frames, never panic the

@@ -222,7 +222,7 @@ mod tests {
     fn enrolled() -> (UserRecord, Vec<zeroize::Zeroizing<String>>) {
         let mut r = totp_record();
         let codes = r.new_backup_codes(10, 8).unwrap();
-        r.trust_host("192.0.2.1", "sshd", NOW + 60, NOW);
+        r.trust_host("192.0.2.1", "sshd", None, NOW + 60, NOW);
         (r, codes)
     }
 
@@ -256,7 +256,7 @@ mod tests {
         more_codes.new_backup_codes(10, 8).unwrap();
         assert!(Hot::between(&base, &more_codes).is_none());
         let mut trusted = base.clone();
-        trusted.trust_host("192.0.2.2", "sshd", NOW + 60, NOW);
+        trusted.trust_host("192.0.2.2", "sshd", None, NOW + 60, NOW);
         assert!(Hot::between(&base, &trusted).is_none());
         let mut reordered = base.clone();
         reordered.backup.codes.swap(0, 1);

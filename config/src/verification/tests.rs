@@ -368,3 +368,82 @@ fn the_menu_picks_by_enter_and_number_and_leaves_codes_alone() {
         "no menu: an empty answer is a code"
     );
 }
+
+/// `policy.methods` (or an override's `methods`): a code of a method not
+/// allowed is a wrong code, never tried, so never used up, and the record
+/// keeps it exactly, in its place; a channel not allowed sends nothing.
+#[test]
+fn a_method_not_allowed_is_not_tried_and_keeps_its_codes() {
+    let mut record = with_email();
+    let backups = record.new_backup_codes(2, 8).unwrap();
+    let sent = record.new_sent_code(Kind::Email, 6, NOW, 600).unwrap();
+    let app_only = config(&format!("[policy]\nmethods = [\"app\"]\n{EMAIL}"));
+    let store = MemoryStore::with("alice", record.clone()).retrying();
+    let v = Verifier::new(&app_only, &store);
+    for code in [backups[0].as_bytes(), sent.as_bytes()] {
+        let checked = v.check(&[code], NOW, BackupUse::Consume).unwrap();
+        assert!(
+            matches!(
+                checked,
+                Checked::Refused {
+                    why: Refusal::Wrong,
+                    tried: None,
+                    ..
+                }
+            ),
+            "{checked:?}"
+        );
+    }
+    let after = store.snapshot().unwrap();
+    assert_eq!(after.backup, record.backup);
+    assert_eq!(after.sent_codes, record.sent_codes);
+    assert_eq!(after.state.failures, 2);
+    let offer = Offer {
+        kind: Kind::Email,
+        to: "alice@example.org".into(),
+    };
+    let outbox = Outbox::default();
+    assert_eq!(
+        v.send_code(&offer, NOW, WHO, &outbox).unwrap(),
+        SendOutcome::Gone
+    );
+    assert!(outbox.0.borrow().is_empty());
+    assert!(Menu::for_record(&app_only, &after).is_empty());
+    // The app still works.
+    let code = code_at(NOW);
+    assert!(matches!(
+        v.check(&[&code], NOW, BackupUse::Consume).unwrap(),
+        Checked::Accepted {
+            method: Method::Totp,
+            ..
+        }
+    ));
+    // Without the app, backup codes and sent codes work, and the app's
+    // code (of the next step) is wrong.
+    let no_app = config(&format!(
+        "[policy]\nmethods = [\"backup\", \"email\"]\n{EMAIL}"
+    ));
+    let v = Verifier::new(&no_app, &store);
+    let next = code_at(NOW + 30);
+    assert!(matches!(
+        v.check(&[&next], NOW + 30, BackupUse::Consume).unwrap(),
+        Checked::Refused { .. }
+    ));
+    assert!(store.snapshot().unwrap().totp.is_some(), "the app is kept");
+    assert!(matches!(
+        v.check(&[sent.as_bytes()], NOW + 30, BackupUse::Consume)
+            .unwrap(),
+        Checked::Accepted {
+            method: Method::Email,
+            ..
+        }
+    ));
+    assert!(matches!(
+        v.check(&[backups[0].as_bytes()], NOW + 30, BackupUse::Consume)
+            .unwrap(),
+        Checked::Accepted {
+            method: Method::Backup,
+            ..
+        }
+    ));
+}

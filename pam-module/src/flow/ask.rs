@@ -396,8 +396,10 @@ impl<'a> Ask<'a> {
     /// after a code from the app (a backup code may be a leaked printout, a
     /// sent code proves only a mailbox or phone number), from a remote
     /// address literal, on a named service, and not with `forward_pass`
-    /// (the password is not proven yet). A failure here is logged; the
-    /// login stands.
+    /// (the password is not proven yet). After a login with an SSH key the
+    /// trust is bound to that key too; with several keys, or info from
+    /// sshd that cannot be read, nothing is offered (`ssh_auth.rs`
+    /// `LoginKey::binding`). A failure here is logged; the login stands.
     fn offer_remember(&self, login: &mut Login<'_>, method: Method, now: u64) {
         let days = self.config.remember_days;
         let from_app = matches!(method, Method::Totp | Method::Hotp);
@@ -407,21 +409,27 @@ impl<'a> Ask<'a> {
         let Some(address) = login.remote().and_then(net::canonical_rhost) else {
             return;
         };
+        let Some(key) = login.ssh_key.binding().map(|k| k.map(str::to_string)) else {
+            login.debug("no single SSH key known for this login: not offering to remember it");
+            return;
+        };
         let service = login.service_name().to_string();
-        if service.is_empty() || !said_yes(login, &texts::trust_question(&address, days)) {
+        let question = texts::trust_question(&address, key.as_deref(), days);
+        if service.is_empty() || !said_yes(login, &question) {
             return;
         }
         let trust = Trust {
             host: address,
             service,
+            key,
             days,
         };
         let result = self.service.trust_host(&trust, now);
-        let service = trust.service;
+        let Trust { service, key, .. } = trust;
         match result {
             Ok(Some(host)) => {
-                login.info(&texts::trusted_for(&host, &service, days));
-                let reason = Reason::HostTrusted { host, days };
+                login.info(&texts::trusted_for(&host, key.as_deref(), &service, days));
+                let reason = Reason::HostTrusted { host, key, days };
                 login.log_line(
                     Severity::Info,
                     Some(method.as_str()),

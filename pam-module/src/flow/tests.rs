@@ -49,6 +49,8 @@ struct Fake {
     service: Option<String>,
     /// `PAM_TTY`; `None` reads as "ssh" (what sshd sets).
     tty: Option<String>,
+    /// The PAM environment (`SSH_AUTH_INFO_0`).
+    env: Vec<(String, String)>,
     authtok: Option<Vec<u8>>,
     set_authtok: Option<Vec<u8>>,
     answers: VecDeque<Vec<u8>>,
@@ -96,6 +98,12 @@ impl Handle for Fake {
     }
     fn tty(&self) -> Option<String> {
         Some(self.tty.clone().unwrap_or_else(|| "ssh".into()))
+    }
+    fn env(&self, name: &str) -> Option<String> {
+        self.env
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
     }
     fn authtok(&self) -> Option<Secret> {
         self.authtok.clone().map(Zeroizing::new)
@@ -1431,3 +1439,5 @@ fn a_password_tried_as_a_code_is_not_a_refused_answer() {
     assert_eq!(rc, Code::Success);
     assert!(refused(&log).is_empty(), "{log:?}");
 }
+
+mod ssh_keys;
