@@ -6,7 +6,7 @@ use std::io::Write;
 use otpgate_config::change::{Change, Changed};
 use otpgate_config::channel::Kind;
 use otpgate_config::otp::Algorithm;
-use otpgate_config::record::{AppMethod, View};
+use otpgate_config::record::View;
 use otpgate_config::system::Requirement;
 use otpgate_config::{Error, Method, UserRecord};
 use serde::Serialize;
@@ -183,29 +183,16 @@ impl<'a> Enrolled<'a> {
     fn of(view: &'a View, now: u64) -> Self {
         let r = &view.record;
         let app = view.app.map(|a| App {
-            kind: match a.method {
-                AppMethod::Totp => "totp",
-                AppMethod::Hotp => "hotp",
-            },
+            kind: a.method.as_str(),
             algorithm: a.algorithm,
             digits: a.digits,
             period: a.period,
             counter: a.counter,
         });
-        let mut methods: Vec<&'static str> = app.iter().map(|a| a.kind).collect();
-        if r.email.is_some() {
-            methods.push("email");
-        }
-        if r.sms.is_some() {
-            methods.push("sms");
-        }
-        if !r.backup.codes.is_empty() {
-            methods.push("backup");
-        }
         let hosts = trusted_now(r, now);
         Enrolled {
             app,
-            methods,
+            methods: view.methods(),
             email: r.destination(Kind::Email),
             sms: r.destination(Kind::Sms),
             codes_left: r.backup.codes.len(),

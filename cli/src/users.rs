@@ -4,7 +4,7 @@
 //! file store it is every user with a file (`store import --all` finds
 //! them the same way).
 
-use otpgate_config::record::{AppMethod, View};
+use otpgate_config::record::View;
 use otpgate_config::remote::Daemon;
 use otpgate_config::service::Service;
 use otpgate_config::system::StoreKind;
@@ -92,26 +92,9 @@ fn view_of(config: &SystemConfig, name: &str) -> otpgate_config::Result<Option<V
 impl UserJson {
     fn of(user: String, view: &View, now: u64) -> UserJson {
         let r = &view.record;
-        let mut methods: Vec<&'static str> = view
-            .app
-            .iter()
-            .map(|a| match a.method {
-                AppMethod::Totp => "totp",
-                AppMethod::Hotp => "hotp",
-            })
-            .collect();
-        if r.email.is_some() {
-            methods.push("email");
-        }
-        if r.sms.is_some() {
-            methods.push("sms");
-        }
-        if !r.backup.codes.is_empty() {
-            methods.push("backup");
-        }
         UserJson {
             user,
-            methods,
+            methods: view.methods(),
             backup_codes_left: r.backup.codes.len(),
             failures: r.state.failures,
             locked_until: r.locked_until(now),

@@ -119,3 +119,34 @@ impl Drop for Otpgated {
         self.kill9();
     }
 }
+
+/// Runs the hardening helper (`helper`, the test's
+/// `CARGO_BIN_EXE_otpgate-hardening-helper`) `ask` as `uid`: one request to
+/// the daemon at `socket`, the reply's TOML.
+pub fn ask_as(
+    helper: &std::path::Path,
+    uid: u32,
+    gid: u32,
+    socket: &std::path::Path,
+    request: &str,
+) -> String {
+    use std::io::Write;
+    use std::os::unix::process::CommandExt;
+    let mut child = Command::new(helper)
+        .arg("ask")
+        .arg(socket)
+        .uid(uid)
+        .gid(gid)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("the hardening helper");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(request.as_bytes())
+        .expect("write the request");
+    let out = child.wait_with_output().expect("the helper's reply");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}

@@ -24,6 +24,7 @@ use otpgate_config::otp::{Algorithm, Secret};
 pub mod certs;
 pub mod channels;
 pub mod daemon;
+pub mod fleet;
 pub mod postgres;
 pub mod sshd;
 pub mod standby;

@@ -32,6 +32,16 @@ fn binaries() -> Option<PathBuf> {
     versions.pop()
 }
 
+/// What psql printed for `sql`, which must have succeeded.
+fn psql_output(out: std::process::Output, sql: &str) -> String {
+    assert!(
+        out.status.success(),
+        "psql {sql}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// A free TCP port on 127.0.0.1.
 fn free_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
@@ -142,48 +152,39 @@ impl Postgres {
         self.as_nobody("pg_ctl", &["-D", &self.data(), "-m", "immediate", "stop"]);
     }
 
+    /// psql as the superuser in `database`, stopping at the first error.
+    fn psql_command(&self, database: &str) -> Command {
+        let mut cmd = Command::new(self.bin.join("psql"));
+        let port = self.port.to_string();
+        cmd.args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port,
+            "-U",
+            "postgres",
+            "-d",
+            database,
+        ])
+        .args(["-v", "ON_ERROR_STOP=1", "-At"]);
+        cmd
+    }
+
     /// Runs `sql` as the superuser in `database`.
     pub fn psql(&self, database: &str, sql: &str) -> String {
-        let out = Command::new(self.bin.join("psql"))
-            .args([
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &self.port.to_string(),
-                "-U",
-                "postgres",
-            ])
-            .args(["-d", database, "-v", "ON_ERROR_STOP=1", "-At", "-c", sql])
+        let out = self
+            .psql_command(database)
+            .args(["-c", sql])
             .output()
             .expect("psql");
-        assert!(
-            out.status.success(),
-            "psql {sql}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        psql_output(out, sql)
     }
 
     /// Runs the statements of `sql` one by one (as psql -f does: each in
     /// its own transaction, so `CREATE DATABASE` may be among them).
     pub fn psql_script(&self, database: &str, sql: &str) -> String {
-        let mut cmd = Command::new(self.bin.join("psql"));
-        cmd.args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &self.port.to_string(),
-            "-U",
-            "postgres",
-        ])
-        .args(["-d", database, "-v", "ON_ERROR_STOP=1", "-At", "-f", "-"]);
-        let out = crate::output_with_stdin(&mut cmd, sql);
-        assert!(
-            out.status.success(),
-            "psql -f: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        let out = crate::output_with_stdin(self.psql_command(database).args(["-f", "-"]), sql);
+        psql_output(out, sql)
     }
 
     /// The cluster's data directory (its config files, and files the

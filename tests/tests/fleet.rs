@@ -11,19 +11,12 @@ use std::time::{Duration, Instant};
 
 use otpgate_tests::channels::{Outbox, Pamtester, code_in};
 use otpgate_tests::daemon::Otpgated;
+use otpgate_tests::fleet::{self, Host, enroll_root, hosts_on, otpgate_with};
 use otpgate_tests::postgres::Postgres;
 use otpgate_tests::standby::SyncPair;
 use otpgate_tests::*;
 
-const HOSTS: [&str; 3] = ["a", "b", "c"];
 const PROMPT: &str = "Verification code: ";
-
-/// A host: its config, socket and PAM service (`host-a`...).
-struct Host {
-    config: PathBuf,
-    socket: PathBuf,
-    service: String,
-}
 
 /// Three hosts on `pg`, `top` top-level keys for each.
 fn hosts(h: &Harness, pg: &Postgres, top: &str) -> Vec<Host> {
@@ -32,45 +25,17 @@ fn hosts(h: &Harness, pg: &Postgres, top: &str) -> Vec<Host> {
 
 /// `otpgated --config HOST migrate`.
 fn migrate(host: &Host) -> (bool, String) {
-    let mut cmd = Command::new(otpgated_binary());
-    cmd.arg("--config").arg(&host.config).arg("migrate");
-    let out = output_with_stdin(&mut cmd, "");
-    (out.status.success(), printed(&out))
+    fleet::migrate(&host.config)
 }
 
 /// Runs `otpgate --config <host's config> ARGS` as root.
 fn otpgate_on(host: &Host, args: &[&str]) -> (bool, String) {
-    let mut cmd = Command::new(otpgate_binary());
-    cmd.arg("--config").arg(&host.config).args(args);
-    let out = output_with_stdin(&mut cmd, "");
-    (out.status.success(), printed(&out))
+    otpgate_with(&host.config, args)
 }
 
 /// Enrolls root with the CLI on `host`: the secret and backup codes.
 fn enroll_on(host: &Host) -> (String, Vec<String>) {
-    let secret = new_secret();
-    let args = [
-        "enroll",
-        "--user",
-        "root",
-        "--secret",
-        &secret,
-        "--no-confirm",
-        "--json",
-        "--no-qr",
-    ];
-    let (ok, text) = otpgate_on(host, &args);
-    assert!(ok, "{text}");
-    let codes = text
-        .split("\"backup_codes\":[")
-        .nth(1)
-        .and_then(|rest| rest.split(']').next())
-        .unwrap_or_default()
-        .split(',')
-        .map(|c| c.trim_matches('"').to_string())
-        .filter(|c| !c.is_empty())
-        .collect();
-    (secret, codes)
+    enroll_root(&host.config)
 }
 
 #[test]
@@ -372,40 +337,6 @@ fn store_import_moves_a_file_into_the_database_for_every_host() {
         .answer(&codes[1])
         .run()
         .assert("PAM_AUTH_ERR");
-}
-
-/// Three hosts whose `[daemon]` table is `daemon` (the database keys),
-/// `top` top-level keys and `tables` more tables (`[channels.sms]`) for
-/// each.
-fn hosts_on(h: &Harness, top: &str, daemon: &str, tables: &str) -> Vec<Host> {
-    std::fs::create_dir_all(h.path("run")).unwrap();
-    HOSTS
-        .iter()
-        .map(|name| {
-            let config = h.path(&format!("host-{name}.toml"));
-            let socket = h.path(&format!("run/host-{name}.sock"));
-            let text = format!(
-                "{top}\n[store]\nkind = \"daemon\"\nsocket = \"{}\"\n\n[daemon]\n{daemon}\n{tables}",
-                socket.display()
-            );
-            write_private(&config, text.as_bytes());
-            let service = format!("host-{name}");
-            h.service(
-                &service,
-                &[format!(
-                    "auth required {} config={} syslog_socket={}",
-                    h.module.display(),
-                    config.display(),
-                    h.path("log.sock").display()
-                )],
-            );
-            Host {
-                config,
-                socket,
-                service,
-            }
-        })
-        .collect()
 }
 
 /// The daemons of `hosts`, running.

@@ -6,11 +6,12 @@
 #![forbid(unsafe_code)]
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use otpgate_tests::certs::Certs;
 use otpgate_tests::daemon::Otpgated;
+use otpgate_tests::fleet::{HOSTS, Host, enroll_root};
 use otpgate_tests::postgres::Postgres;
 use otpgate_tests::*;
 
@@ -61,13 +62,6 @@ fn write_program(path: &Path, text: &str) {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
 }
 
-/// A host: its config, socket and PAM service.
-struct Host {
-    config: PathBuf,
-    socket: PathBuf,
-    service: String,
-}
-
 #[test]
 fn the_readme_fleet_walkthrough_works_as_written() {
     let pg = need!(Postgres::start_empty());
@@ -103,44 +97,26 @@ fn the_readme_fleet_walkthrough_works_as_written() {
     std::fs::copy(certs.pem("ca"), etc.join("db-ca.pem")).unwrap();
     std::fs::copy(certs.pem("client"), etc.join("db-client.pem")).unwrap();
     std::fs::copy(certs.key("client"), etc.join("db-client.key")).unwrap();
-    let hosts: Vec<Host> = ["a", "b", "c"]
+    let hosts: Vec<Host> = HOSTS
         .iter()
         .map(|name| {
-            let socket = h.path(&format!("run/host-{name}.sock"));
-            let config = localized(
-                &block("config"),
-                &[
-                    ("/etc/otpgate/", format!("{}/", etc.display())),
-                    (
-                        "host=db.example.org port=5432",
-                        format!("host=db.example.org hostaddr=127.0.0.1 port={}", pg.port),
-                    ),
-                    (
-                        "kind = \"daemon\"",
-                        format!("kind = \"daemon\"\nsocket = \"{}\"", socket.display()),
-                    ),
-                ],
-            );
-            let path = h.path(&format!("host-{name}.toml"));
-            write_private(
-                &path,
-                format!("max_attempts = 1\nlockout_after = 3\n{config}").as_bytes(),
-            );
-            let service = format!("host-{name}");
-            h.service(
-                &service,
-                &[format!(
-                    "auth required {} config={} syslog_socket={}",
-                    h.module.display(),
-                    path.display(),
-                    h.path("log.sock").display()
-                )],
-            );
-            Host {
-                config: path,
-                socket,
-                service,
-            }
+            Host::new(&h, name, |socket| {
+                let config = localized(
+                    &block("config"),
+                    &[
+                        ("/etc/otpgate/", format!("{}/", etc.display())),
+                        (
+                            "host=db.example.org port=5432",
+                            format!("host=db.example.org hostaddr=127.0.0.1 port={}", pg.port),
+                        ),
+                        (
+                            "kind = \"daemon\"",
+                            format!("kind = \"daemon\"\nsocket = \"{}\"", socket.display()),
+                        ),
+                    ],
+                );
+                format!("max_attempts = 1\nlockout_after = 3\n{config}")
+            })
         })
         .collect();
 
@@ -174,27 +150,8 @@ fn the_readme_fleet_walkthrough_works_as_written() {
 
     // 5. Enroll on A, log in on B, the same code refused on C; that replay
     // and wrong codes on A and B are the three failures that lock it out.
-    let secret = new_secret();
-    let mut enroll = Command::new(otpgate_binary());
-    enroll.arg("--config").arg(&hosts[0].config).args([
-        "enroll",
-        "--user",
-        "root",
-        "--secret",
-        &secret,
-        "--no-confirm",
-        "--json",
-        "--no-qr",
-    ]);
-    let out = output_with_stdin(&mut enroll, "");
-    let text = printed(&out);
-    assert!(out.status.success(), "{text}");
-    let backup = text
-        .split("\"backup_codes\":[\"")
-        .nth(1)
-        .and_then(|rest| rest.split('"').next())
-        .expect("a backup code")
-        .to_string();
+    let (secret, backups) = enroll_root(&hosts[0].config);
+    let backup = backups[0].clone();
     avoid_step_edge();
     let code = totp_at(&secret, now());
     let login = |host: &Host, answer: &str| {

@@ -6,11 +6,11 @@
 //! decided on what it says, and no code is used up.
 #![forbid(unsafe_code)]
 
-use std::path::Path;
 use std::process::Command;
 
 use otpgate_tests::certs::Certs;
 use otpgate_tests::daemon::{Otpgated, daemon_config};
+use otpgate_tests::fleet;
 use otpgate_tests::postgres::Postgres;
 use otpgate_tests::*;
 
@@ -33,40 +33,6 @@ fn use_keys(h: &Harness, keys: &str) {
         "",
         keys,
     ));
-}
-
-fn otpgated_migrate(config: &Path) -> (bool, String) {
-    let mut cmd = Command::new(otpgated_binary());
-    cmd.arg("--config").arg(config).arg("migrate");
-    let out = output_with_stdin(&mut cmd, "");
-    (out.status.success(), printed(&out))
-}
-
-/// Enrolls root with the CLI: its backup codes.
-fn enroll_root(h: &Harness) -> Vec<String> {
-    let secret = new_secret();
-    let mut cmd = Command::new(otpgate_binary());
-    cmd.arg("--config").arg(h.config_path()).args([
-        "enroll",
-        "--user",
-        "root",
-        "--secret",
-        &secret,
-        "--no-confirm",
-        "--json",
-        "--no-qr",
-    ]);
-    let out = output_with_stdin(&mut cmd, "");
-    let text = printed(&out);
-    assert!(out.status.success(), "{text}");
-    text.split("\"backup_codes\":[")
-        .nth(1)
-        .and_then(|rest| rest.split(']').next())
-        .unwrap_or_default()
-        .split(',')
-        .map(|c| c.trim_matches('"').to_string())
-        .filter(|c| !c.is_empty())
-        .collect()
 }
 
 /// A fresh daemon (no pooled connection from before) on `keys`: a login
@@ -94,7 +60,7 @@ fn the_database_is_reached_only_over_verified_tls_and_a_false_server_gets_nothin
 
     // The role may come in only over TLS with its certificate: migrate and
     // a login through otpgated do.
-    let (ok, out) = otpgated_migrate(&h.config_path());
+    let (ok, out) = fleet::migrate(&h.config_path());
     assert!(ok, "{out}");
     let daemon = Otpgated::start(&h);
     assert!(
@@ -104,7 +70,7 @@ fn the_database_is_reached_only_over_verified_tls_and_a_false_server_gets_nothin
         "{}",
         daemon.log()
     );
-    let backups = enroll_root(&h);
+    let (_, backups) = fleet::enroll_root(&h.config_path());
     h.login()
         .answer(backups[0].as_str())
         .run()

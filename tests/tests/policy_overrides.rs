@@ -357,26 +357,8 @@ fn through_the_daemon_the_lockout_of_the_login_service_applies() {
 /// Runs the hardening helper's `ask` as `uid`: one request, the reply's
 /// TOML.
 fn ask_as(uid: u32, gid: u32, socket: &std::path::Path, request: &str) -> String {
-    use std::io::Write;
-    use std::os::unix::process::CommandExt;
-    use std::process::{Command, Stdio};
-    let mut child = Command::new(env!("CARGO_BIN_EXE_otpgate-hardening-helper"))
-        .arg("ask")
-        .arg(socket)
-        .uid(uid)
-        .gid(gid)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(request.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    let helper = std::path::Path::new(env!("CARGO_BIN_EXE_otpgate-hardening-helper"));
+    otpgate_tests::daemon::ask_as(helper, uid, gid, socket, request)
 }
 
 /// Attack: a user's own check (`otpgate verify`, or a program of theirs on

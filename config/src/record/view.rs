@@ -48,6 +48,16 @@ pub enum AppMethod {
     Hotp,
 }
 
+impl AppMethod {
+    /// `totp` or `hotp`, as status and the logs say it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AppMethod::Totp => "totp",
+            AppMethod::Hotp => "hotp",
+        }
+    }
+}
+
 impl From<AppMethod> for Method {
     fn from(m: AppMethod) -> Method {
         match m {
@@ -98,6 +108,23 @@ impl View {
     /// Backup codes left.
     pub fn backup_codes_left(&self) -> usize {
         self.record.backup.codes.len()
+    }
+
+    /// Every way this user can pass, as `status` and `users` list them:
+    /// `totp` or `hotp`, `email`, `sms`, `backup` (codes left).
+    pub fn methods(&self) -> Vec<&'static str> {
+        let r = &self.record;
+        let mut methods: Vec<&'static str> = self.app.iter().map(|a| a.method.as_str()).collect();
+        if r.email.is_some() {
+            methods.push("email");
+        }
+        if r.sms.is_some() {
+            methods.push("sms");
+        }
+        if !r.backup.codes.is_empty() {
+            methods.push("backup");
+        }
+        methods
     }
 }
 
