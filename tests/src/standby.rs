@@ -32,15 +32,25 @@ impl SyncPair {
         let standby = primary.start_standby(STANDBY);
         // Set after the base backup, so the standby does not copy it: once
         // promoted, alone, it must not wait for a standby of its own.
-        primary.psql(
-            "postgres",
-            &format!("ALTER SYSTEM SET synchronous_standby_names = '{STANDBY}'"),
-        );
         primary.psql("postgres", "ALTER SYSTEM SET synchronous_commit = 'on'");
-        primary.psql("postgres", "SELECT pg_reload_conf()");
         let pair = SyncPair { primary, standby };
-        pair.wait_sync(Duration::from_secs(20));
+        pair.set_synchronous(true);
         Some(pair)
+    }
+
+    /// Makes commits wait for the standby (`synchronous_standby_names`
+    /// naming it), or not (empty: asynchronous replication); waits until
+    /// the standby is `sync` when asked for.
+    pub fn set_synchronous(&self, on: bool) {
+        let names = if on { STANDBY } else { "" };
+        self.primary.psql(
+            "postgres",
+            &format!("ALTER SYSTEM SET synchronous_standby_names = '{names}'"),
+        );
+        self.primary.psql("postgres", "SELECT pg_reload_conf()");
+        if on {
+            self.wait_sync(Duration::from_secs(20));
+        }
     }
 
     /// The standby's `sync_state` as the primary sees it (empty while it is

@@ -394,6 +394,24 @@ fn after_kill_9_of_the_primary_the_promoted_synchronous_standby_keeps_used_codes
         log
     };
     let (secret, backups) = enroll_on(&hosts[0]);
+    // What waiting for the standby costs a login: wrong codes (each a
+    // committed failure count), asynchronous then synchronous.
+    let median_ms = |synchronous: bool| {
+        pair.set_synchronous(synchronous);
+        let mut times: Vec<Duration> = (0..21)
+            .map(|i| {
+                let start = Instant::now();
+                expect(&hosts[i % 3], "000000", "PAM_AUTH_ERR", "a wrong code");
+                start.elapsed()
+            })
+            .collect();
+        times.sort();
+        times[times.len() / 2].as_secs_f64() * 1000.0
+    };
+    let (asynchronous, synchronous) = (median_ms(false), median_ms(true));
+    println!(
+        "FIGURE fleet.sync_cost: a wrong-code login (one commit) p50 {asynchronous:.1} ms with asynchronous replication, {synchronous:.1} ms synchronous"
+    );
 
     // Used over the three hosts; each commit returned only once the
     // standby had it.
@@ -552,7 +570,8 @@ fn the_hourly_send_limit_counts_the_sends_of_every_host() {
 /// commands work from any host: a client remembered at an `sshd` login on
 /// A skips the code at `sshd` on B; `otpgate users` and `otpgate --user
 /// root status` on C show the enrollment made on A, its backup codes
-/// left, the remembered host; `trusted clear` on C forgets it for A and B.
+/// left, the remembered host; `trusted clear` on C forgets it for A and B;
+/// `reset` on B removes the enrollment for every host.
 #[test]
 fn a_remembered_host_and_the_admin_commands_reach_every_host() {
     let pg = need!(Postgres::start());
@@ -607,6 +626,19 @@ fn a_remembered_host_and_the_admin_commands_reach_every_host() {
         let run = sshd(on).answer("000000").run();
         assert_eq!(run.prompts().first().copied(), Some(PROMPT), "host {on}");
     }
+    // A reset on B (a lost phone) leaves no enrollment anywhere.
+    let (ok, out) = otpgate_on(&hosts[1], &["--user", "root", "reset"]);
+    assert!(ok, "{out}");
+    let (ok, users) = otpgate_on(&hosts[2], &["users"]);
+    assert!(ok && users.contains("0 enrolled"), "{users}");
+    // The module ignores a user without an enrollment (require =
+    // "enrolled"); alone in the stack, libpam then denies.
+    h.login().service(&hosts[0].service).run();
+    let log = h.log().concat();
+    assert!(
+        log.contains("outcome=ignore reason=\"not enrolled\""),
+        "{log}"
+    );
 }
 
 /// Continues a stopped process when dropped (a failed assertion included).
