@@ -77,6 +77,10 @@ pub enum Command {
     Trusted(TrustedCommand),
     /// Remove the enrollment, or one method of it (asks for a current code).
     Disable(DisableArgs),
+    /// List, add, remove or rename the user's authenticators (devices):
+    /// a login accepts a code from any of them.
+    #[command(subcommand)]
+    Devices(DevicesCommand),
     /// Lift a lockout after too many wrong codes (root).
     Unlock,
     /// List the enrolled users: methods, backup codes left, lockout (root).
@@ -138,6 +142,22 @@ pub struct EnrollArgs {
     #[command(subcommand)]
     pub channel: Option<EnrollChannel>,
 
+    #[command(flatten)]
+    pub app: AppArgs,
+
+    /// Replace an existing enrollment without a current code (root only).
+    #[arg(long)]
+    pub force: bool,
+
+    /// Also write the backup codes to FILE for printing (mode 0600, must
+    /// not exist yet).
+    #[arg(long, value_name = "FILE")]
+    pub backup_codes_file: Option<PathBuf>,
+}
+
+/// How a new authenticator is made and shown: `enroll` and `devices add`.
+#[derive(Debug, Args)]
+pub struct AppArgs {
     /// HMAC algorithm. Most apps only support SHA1.
     #[arg(long, value_enum, default_value = "SHA1", ignore_case = true)]
     pub algorithm: AlgorithmArg,
@@ -172,10 +192,6 @@ pub struct EnrollArgs {
     #[arg(long)]
     pub no_confirm: bool,
 
-    /// Replace an existing enrollment without a current code (root only).
-    #[arg(long)]
-    pub force: bool,
-
     /// Draw the QR code dark-on-light (for terminals with a light
     /// background) instead of the default light-on-dark.
     #[arg(long)]
@@ -192,11 +208,6 @@ pub struct EnrollArgs {
     /// Also write the QR code as a PNG picture (mode 0600, new file).
     #[arg(long, value_name = "FILE")]
     pub qr_png: Option<PathBuf>,
-
-    /// Also write the backup codes to FILE for printing (mode 0600, must
-    /// not exist yet).
-    #[arg(long, value_name = "FILE")]
-    pub backup_codes_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -305,6 +316,52 @@ pub enum TrustedCommand {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum DevicesCommand {
+    /// List the devices: name, kind (totp or hotp), algorithm, digits,
+    /// period or next counter. `--json` prints {"devices": [...]}.
+    List,
+    /// Add a device: a new secret shown as a QR code as `enroll` does,
+    /// confirmed with one code from the new device. Asks first for a
+    /// current code of an existing device or a backup code (not root
+    /// acting on another user with --user, nor with --force).
+    Add(DeviceAddArgs),
+    /// Remove a device; its codes stop working at once. Removing the last
+    /// one removes the app, as `disable app` does. Asks for a current code
+    /// as `add` does.
+    Remove(DeviceRemoveArgs),
+    /// Rename a device.
+    Rename {
+        /// The device's name now.
+        from: String,
+        /// Its new name: 1 to 32 of A-Z a-z 0-9 . _ -
+        to: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct DeviceAddArgs {
+    /// The new device's name: 1 to 32 of A-Z a-z 0-9 . _ - (unique).
+    pub name: String,
+
+    #[command(flatten)]
+    pub app: AppArgs,
+
+    /// Skip the current-code check (root only).
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DeviceRemoveArgs {
+    /// The device to remove.
+    pub name: String,
+
+    /// Skip the current-code check (root only).
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Subcommand)]
 pub enum StoreCommand {
     /// Copy users' files (user_file: homes or central storage) into
     /// otpgated at store.socket, state and backup codes included. Run it
@@ -343,6 +400,10 @@ pub struct OathArgs {
     /// group or others.
     pub file: PathBuf,
 
+    /// The name of the imported device.
+    #[arg(long, value_name = "NAME", default_value = "app")]
+    pub device: String,
+
     /// Replace an existing enrollment without a current code (root only).
     #[arg(long)]
     pub force: bool,
@@ -353,6 +414,10 @@ pub struct ImportArgs {
     /// The file to import: the user's (or root's), not a symlink, and
     /// private to its owner, as pam_google_authenticator demands.
     pub file: Option<PathBuf>,
+
+    /// The name of the imported device.
+    #[arg(long, value_name = "NAME", default_value = "app")]
+    pub device: String,
 
     /// Replace an existing enrollment without a current code (root only).
     #[arg(long)]

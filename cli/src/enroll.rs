@@ -12,7 +12,7 @@ use otpgate_config::{Account, Answer, UserRecord};
 use serde::Serialize;
 use zeroize::Zeroizing;
 
-use crate::cli::EnrollArgs;
+use crate::cli::{AppArgs, EnrollArgs};
 use crate::context::Context;
 use crate::error::{CliError, Result};
 use crate::output;
@@ -44,33 +44,20 @@ pub fn run(ctx: &mut Context, args: &EnrollArgs) -> Result<()> {
         crate::password::confirm(ctx)?;
     }
 
-    let app = NewApp {
-        hotp: args.hotp,
-        algorithm: Algorithm::from(args.algorithm),
-        digits: args.digits,
-        period: args.period,
-    };
-    // With otpgated and no --secret, the daemon makes the secret and keeps
-    // it; it comes here once, for the QR code.
-    let issued = args.secret.is_none() && ctx.daemon().is_some();
-    let secret = match ctx.daemon() {
-        Some(daemon) if issued => daemon.new_secret(app)?,
-        _ => new_secret(ctx, args)?,
-    };
+    let issued = Issued::make(ctx, &args.app)?;
+    let Issued {
+        secret,
+        uri,
+        mut record,
+        by_daemon: issued,
+        ..
+    } = issued;
     let host = hostname();
-    let uri = enrollment_uri(ctx, args, &secret, &host)?;
-    let mut record = app.record(secret.clone());
-    record.validate(std::path::Path::new(&ctx.describe()))?;
 
-    write_qr_files(args, &uri, &ctx.account)?;
-    if !ctx.json {
-        show_secret(&secret, &uri, args)?;
-    }
-
-    let confirmed = if args.no_confirm {
+    let confirmed = if args.app.no_confirm {
         None
     } else {
-        Some(confirm_new_code(ctx, &mut record, &secret, args)?)
+        Some(confirm_new_code(ctx, &mut record, &secret, &args.app)?)
     };
 
     // The backup codes are made where the record is saved (by otpgated,
@@ -83,7 +70,7 @@ pub fn run(ctx: &mut Context, args: &EnrollArgs) -> Result<()> {
     let saved = match ctx.daemon() {
         Some(daemon) if issued => {
             let confirm = confirmed.as_ref().map(|c| c.as_str());
-            let changed = daemon.enroll_issued(existing.is_some(), confirm, ctx.now)?;
+            let changed = daemon.enroll_issued(existing.is_some(), None, confirm, ctx.now)?;
             saved_codes(ctx, changed)
         }
         _ => save(ctx, existing.is_some(), record),
@@ -118,8 +105,50 @@ pub fn run(ctx: &mut Context, args: &EnrollArgs) -> Result<()> {
     Ok(())
 }
 
+/// A new secret for an app, shown (QR code, grouped secret, URI) and its
+/// record built: the start of `enroll` and `devices add`.
+pub struct Issued {
+    pub secret: Secret,
+    pub uri: Zeroizing<String>,
+    /// One device, named `app`.
+    pub record: UserRecord,
+    /// With otpgated and no --secret, the daemon made the secret and keeps
+    /// it (`enroll-issued` saves it); it came here once, for the QR code.
+    pub by_daemon: bool,
+}
+
+impl Issued {
+    pub fn make(ctx: &mut Context, args: &AppArgs) -> Result<Issued> {
+        let app = NewApp {
+            hotp: args.hotp,
+            algorithm: Algorithm::from(args.algorithm),
+            digits: args.digits,
+            period: args.period,
+        };
+        let by_daemon = args.secret.is_none() && ctx.daemon().is_some();
+        let secret = match ctx.daemon() {
+            Some(daemon) if by_daemon => daemon.new_secret(app)?,
+            _ => new_secret(ctx, args)?,
+        };
+        let host = hostname();
+        let uri = enrollment_uri(ctx, args, &secret, &host)?;
+        let record = app.record(secret.clone());
+        record.validate(std::path::Path::new(&ctx.describe()))?;
+        write_qr_files(args, &uri, &ctx.account)?;
+        if !ctx.json {
+            show_secret(&secret, &uri, args)?;
+        }
+        Ok(Issued {
+            secret,
+            uri,
+            record,
+            by_daemon,
+        })
+    }
+}
+
 /// The new secret: random, or the one given (`-`: read from standard input).
-fn new_secret(ctx: &mut Context, args: &EnrollArgs) -> Result<Secret> {
+fn new_secret(ctx: &mut Context, args: &AppArgs) -> Result<Secret> {
     Ok(match args.secret.as_deref() {
         None => Secret::generate(otp::DEFAULT_SECRET_BYTES)?,
         Some("-") => {
@@ -137,7 +166,7 @@ fn new_secret(ctx: &mut Context, args: &EnrollArgs) -> Result<Secret> {
 /// config or the host name; label `user@host` unless given.
 fn enrollment_uri(
     ctx: &Context,
-    args: &EnrollArgs,
+    args: &AppArgs,
     secret: &Secret,
     host: &str,
 ) -> Result<Zeroizing<String>> {
@@ -167,7 +196,7 @@ fn enrollment_uri(
 }
 
 /// `--qr-svg` and `--qr-png`.
-fn write_qr_files(args: &EnrollArgs, uri: &str, owner: &Account) -> Result<()> {
+fn write_qr_files(args: &AppArgs, uri: &str, owner: &Account) -> Result<()> {
     if let Some(path) = &args.qr_svg {
         output::write_new_file(path, qr::svg(uri)?.as_bytes(), owner)?;
     }
@@ -198,7 +227,7 @@ fn print_enrolled(ctx: &Context, args: &EnrollArgs, codes: &[Zeroizing<String>])
         out,
         "\nEnrolled {} ({}); saved to {}.",
         ctx.account.name,
-        if args.hotp { "HOTP" } else { "TOTP" },
+        if args.app.hotp { "HOTP" } else { "TOTP" },
         ctx.describe()
     );
     if codes.is_empty() {
@@ -224,7 +253,7 @@ fn print_enrolled(ctx: &Context, args: &EnrollArgs, codes: &[Zeroizing<String>])
 }
 
 /// Prints the QR code, the grouped secret and the URI.
-fn show_secret(secret: &Secret, uri: &str, args: &EnrollArgs) -> Result<()> {
+fn show_secret(secret: &Secret, uri: &str, args: &AppArgs) -> Result<()> {
     let mut out = std::io::stdout().lock();
     if !args.no_qr {
         let colorfgbg = std::env::var("COLORFGBG").ok();
@@ -256,11 +285,11 @@ fn show_secret(secret: &Secret, uri: &str, args: &EnrollArgs) -> Result<()> {
 /// Asks for a code of the new secret until one is right (returned, for
 /// otpgated to check again); nothing is saved before. A wrong code that
 /// matches another time says the clock is off.
-fn confirm_new_code(
+pub fn confirm_new_code(
     ctx: &mut Context,
     record: &mut UserRecord,
     secret: &Secret,
-    args: &EnrollArgs,
+    args: &AppArgs,
 ) -> Result<Zeroizing<String>> {
     eprintln!("To confirm, enter a code from the app.");
     for attempt in 1..=CONFIRM_TRIES {
@@ -289,7 +318,7 @@ fn confirm_new_code(
 /// two clocks are apart.
 fn clock_hint(
     secret: &Secret,
-    args: &EnrollArgs,
+    args: &AppArgs,
     answer: &Answer,
     now: u64,
 ) -> Result<Option<String>> {

@@ -79,6 +79,13 @@ pub enum CliError {
     /// `disable --method` named a method the user does not have; `what`
     /// names it ("the authenticator app", "codes by email").
     NothingToRemove { user: String, what: &'static str },
+    /// A device name that is not one (`devices add|rename`).
+    BadDevice(String),
+    /// A device not added or renamed: the name is taken, or the user has
+    /// the most devices allowed.
+    DeviceRefused(String),
+    /// `devices remove|rename` of a device the user does not have.
+    NoSuchDevice { user: String, name: String },
     /// The send-rate limit of the channel is reached until this unix time.
     SendLimited { kind: Kind, until: u64 },
     /// The channel's command failed to send the code (`why`: its outcome).
@@ -113,7 +120,10 @@ impl CliError {
             CliError::AlreadyEnrolled { .. } => 7,
             CliError::CheckFailed(_) => 8,
             CliError::ImportRefused(_) => 10,
-            CliError::NotTrusted { .. } | CliError::NothingToRemove { .. } => 9,
+            CliError::NotTrusted { .. }
+            | CliError::NothingToRemove { .. }
+            | CliError::NoSuchDevice { .. } => 9,
+            CliError::BadDevice(_) => 2,
             // Listed, not `_`: a new variant must choose its status.
             CliError::Library(_)
             | CliError::EnrollmentRaced { .. }
@@ -132,6 +142,7 @@ impl CliError {
             | CliError::Qr(_)
             | CliError::NotConfigured { .. }
             | CliError::BadDestination(_)
+            | CliError::DeviceRefused(_)
             | CliError::SendLimited { .. }
             | CliError::SendFailed { .. } => 1,
         }
@@ -209,6 +220,8 @@ impl fmt::Display for CliError {
                 kind.as_str()
             ),
             CliError::NothingToRemove { user, what } => write!(f, "{user} has no {what} to remove"),
+            CliError::BadDevice(why) | CliError::DeviceRefused(why) => f.write_str(why),
+            CliError::NoSuchDevice { user, name } => write!(f, "{user} has no device {name}"),
             CliError::SendLimited { kind, until } => write!(
                 f,
                 "too many codes were sent by {}; try again after {}",

@@ -12,13 +12,14 @@ use std::path::{Path, PathBuf};
 use otpgate_config::UserRecord;
 use otpgate_config::identity::{FsIdentity, with_identity};
 use otpgate_config::import::{GaFile, parse_google_authenticator};
+use otpgate_config::record::DeviceName;
 use otpgate_config::secure_open::{self, Location, Rules};
 use serde::Serialize;
 use zeroize::Zeroizing;
 
 use crate::cli::ImportArgs;
 use crate::context::Context;
-use crate::error::Result;
+use crate::error::{CliError, Result};
 use crate::output;
 
 /// google-authenticator's own limit is 1 KiB; leave room for long lists.
@@ -61,6 +62,8 @@ pub(crate) struct ImportJson<'a> {
     pub user: &'a str,
     pub file: String,
     pub method: &'static str,
+    /// The name of the imported device.
+    pub device: &'a str,
     pub backup_codes_left: usize,
     pub notes: &'a [String],
 }
@@ -71,14 +74,20 @@ pub(crate) struct ImportJson<'a> {
 pub(crate) fn store(
     ctx: &mut Context,
     force: bool,
-    record: UserRecord,
+    device: &str,
+    mut record: UserRecord,
 ) -> Result<(&'static str, usize)> {
+    // The imported app is one device, named as asked.
+    let name = DeviceName::parse(device).map_err(CliError::BadDevice)?;
+    for d in &mut record.devices {
+        d.name = name;
+    }
     let existing = ctx.service().view()?;
     ctx.may_replace(existing.is_some(), force)?;
     if crate::password::needed(ctx, existing.is_some()) {
         crate::password::confirm(ctx)?;
     }
-    let method = if record.hotp.is_some() {
+    let method = if record.hotp().is_some() {
         "hotp"
     } else {
         "totp"
@@ -98,7 +107,7 @@ pub fn google_authenticator(ctx: &mut Context, args: &ImportArgs) -> Result<()> 
         .unwrap_or_else(|| ctx.account.home.join(".google_authenticator"));
     let text = read_file(ctx, &path)?;
     let GaFile { record, notes } = parse_google_authenticator(&path, &text)?;
-    let (method, left) = store(ctx, args.force, record)?;
+    let (method, left) = store(ctx, args.force, &args.device, record)?;
     for note in &notes {
         eprintln!("note: {note}");
     }
@@ -107,14 +116,16 @@ pub fn google_authenticator(ctx: &mut Context, args: &ImportArgs) -> Result<()> 
             user: &ctx.account.name,
             file: ctx.describe(),
             method,
+            device: &args.device,
             backup_codes_left: left,
             notes: &notes,
         });
     }
     println!(
-        "Imported {} for {} ({}, {left} scratch codes as backup codes); saved to {}.",
+        "Imported {} for {} (device {}, {}, {left} scratch codes as backup codes); saved to {}.",
         path.display(),
         ctx.account.name,
+        args.device,
         method.to_uppercase(),
         ctx.describe()
     );

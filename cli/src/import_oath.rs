@@ -207,10 +207,10 @@ fn record_of(fields: OathFields<'_>, now: u64, notes: &mut Vec<String>) -> Resul
             around.saturating_add(LAST_OTP_SEARCH_STEPS),
         );
         match steps.into_iter().max() {
-            Some(step) => record.state.last_step = step,
+            Some(step) => record.devices[0].last_step = step,
             None => {
                 // Unknown step: refuse everything up to now.
-                record.state.last_step = otp::time_step(now, period);
+                record.devices[0].last_step = otp::time_step(now, period);
                 notes.push(
                     "the last OTP does not match the secret near its time; codes up \
                      to now are treated as used"
@@ -267,7 +267,7 @@ pub fn oath(ctx: &mut Context, args: &OathArgs) -> Result<()> {
         line,
         notes,
     } = parse_oath(&args.file, &text, &user, ctx.now)?;
-    let (method, left) = store(ctx, args.force, record)?;
+    let (method, left) = store(ctx, args.force, &args.device, record)?;
     for note in &notes {
         eprintln!("note: {note}");
     }
@@ -276,13 +276,15 @@ pub fn oath(ctx: &mut Context, args: &OathArgs) -> Result<()> {
             user: &user,
             file: ctx.describe(),
             method,
+            device: &args.device,
             backup_codes_left: left,
             notes: &notes,
         });
     }
     println!(
-        "Imported line {line} of {} for {user} ({}); saved to {}.",
+        "Imported line {line} of {} for {user} (device {}, {}); saved to {}.",
         args.file.display(),
+        args.device,
         method.to_uppercase(),
         ctx.describe()
     );
@@ -321,15 +323,15 @@ mod tests {
     #[test]
     fn a_fresh_hotp_line_starts_at_its_counter_and_a_used_one_after_it() {
         let fresh = parse(&format!("HOTP alice - {HEX} 5\n"), "alice").unwrap();
-        assert_eq!(fresh.record.hotp.as_ref().unwrap().counter, 5);
+        assert_eq!(fresh.record.hotp().unwrap().counter, 5);
         let used = parse(
             &format!("HOTP/E\talice\t-\t{HEX}\t5\t254676\t2024-01-02T03:04:05L\n"),
             "alice",
         )
         .unwrap();
-        assert_eq!(used.record.hotp.as_ref().unwrap().counter, 6);
+        assert_eq!(used.record.hotp().unwrap().counter, 6);
         let none = parse(&format!("HOTP alice - {HEX}\n"), "alice").unwrap();
-        assert_eq!(none.record.hotp.as_ref().unwrap().counter, 0);
+        assert_eq!(none.record.hotp().unwrap().counter, 0);
     }
 
     #[test]
@@ -339,7 +341,7 @@ mod tests {
         );
         let a = parse(&text, "alice").unwrap();
         assert_eq!(a.line, 3);
-        assert_eq!(a.record.totp.as_ref().unwrap().digits, 8);
+        assert_eq!(a.record.totp().unwrap().digits, 8);
         assert!(
             a.notes.iter().any(|n| n.contains("lines 4")),
             "{:?}",

@@ -8,6 +8,7 @@ mod check;
 mod cli;
 mod confirm;
 mod context;
+mod devices;
 mod enroll;
 mod error;
 mod import;
@@ -27,7 +28,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use crate::cli::{Cli, Command, ImportCommand, StoreCommand, TrustedCommand};
+use crate::cli::{Cli, Command, DevicesCommand, ImportCommand, StoreCommand, TrustedCommand};
 use crate::context::Context;
 use crate::error::{CliError, Result};
 
@@ -83,6 +84,7 @@ fn run(cli: &Cli, target: &mut Option<String>) -> Result<()> {
             Some(method) => channels::disable_method(&mut ctx, method, args.force),
             None => manage::disable(&mut ctx, args.force),
         },
+        Command::Devices(command) => devices::run(&mut ctx, command),
         Command::Unlock => manage::unlock(&ctx),
         Command::Users => users::run(&ctx.config, ctx.json, now),
         Command::Reset => manage::reset(&ctx),
@@ -109,6 +111,10 @@ fn log_outcome(command: &Command, user: &str, result: &Result<()>) {
         Command::Trusted(TrustedCommand::Remove { .. }) => "trusted-remove",
         Command::Trusted(TrustedCommand::Clear) => "trusted-clear",
         Command::Disable(_) => "disable",
+        Command::Devices(DevicesCommand::List) => "devices-list",
+        Command::Devices(DevicesCommand::Add(_)) => "devices-add",
+        Command::Devices(DevicesCommand::Remove(_)) => "devices-remove",
+        Command::Devices(DevicesCommand::Rename { .. }) => "devices-rename",
         Command::Unlock => "unlock",
         Command::Reset => "reset",
         Command::Users => "users",
@@ -120,7 +126,10 @@ fn log_outcome(command: &Command, user: &str, result: &Result<()>) {
     };
     let read_only = matches!(
         command,
-        Command::Status | Command::Users | Command::Trusted(TrustedCommand::List)
+        Command::Status
+            | Command::Users
+            | Command::Trusted(TrustedCommand::List)
+            | Command::Devices(DevicesCommand::List)
     );
     let by = nix::unistd::getuid().as_raw();
     log::send(

@@ -14,6 +14,7 @@ use zeroize::Zeroizing;
 
 use crate::cli::{BackupCodesArgs, TrustedCommand, VerifyArgs};
 use crate::context::{Check, Context};
+use crate::devices::DeviceJson;
 use crate::error::{CliError, Result};
 use crate::output;
 use crate::time::format_local;
@@ -98,6 +99,10 @@ struct StatusJson<'a> {
     period: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     counter: Option<u64>,
+    /// Every device: name, kind, algorithm, digits, period or counter
+    /// (the fields above are the first device's).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    devices: Option<Vec<DeviceJson<'a>>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     backup_codes_left: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -120,8 +125,9 @@ impl<'a> StatusJson<'a> {
     ) -> Self {
         let app = enrolled.as_ref().and_then(|e| e.app);
         let is_enrolled = enrolled.is_some();
-        let (methods, email, sms, codes_left, failures, locked, hosts) = match enrolled {
+        let (devices, methods, email, sms, codes_left, failures, locked, hosts) = match enrolled {
             Some(e) => (
+                Some(e.devices),
                 Some(e.methods),
                 e.email,
                 e.sms,
@@ -130,7 +136,7 @@ impl<'a> StatusJson<'a> {
                 Some(e.locked),
                 Some(e.hosts),
             ),
-            None => (None, None, None, None, None, None, None),
+            None => (None, None, None, None, None, None, None, None),
         };
         StatusJson {
             user,
@@ -145,6 +151,7 @@ impl<'a> StatusJson<'a> {
             digits: app.map(|a| a.digits),
             period: app.and_then(|a| a.period),
             counter: app.and_then(|a| a.counter),
+            devices,
             backup_codes_left: codes_left,
             failures,
             locked_until: locked,
@@ -169,6 +176,7 @@ struct App {
 /// What `status` shows of an enrollment.
 struct Enrolled<'a> {
     app: Option<App>,
+    devices: Vec<DeviceJson<'a>>,
     methods: Vec<&'static str>,
     email: Option<&'a str>,
     sms: Option<&'a str>,
@@ -182,7 +190,7 @@ struct Enrolled<'a> {
 impl<'a> Enrolled<'a> {
     fn of(view: &'a View, now: u64) -> Self {
         let r = &view.record;
-        let app = view.app.map(|a| App {
+        let app = view.app().map(|a| App {
             kind: a.method.as_str(),
             algorithm: a.algorithm,
             digits: a.digits,
@@ -192,6 +200,7 @@ impl<'a> Enrolled<'a> {
         let hosts = trusted_now(r, now);
         Enrolled {
             app,
+            devices: view.devices.iter().map(DeviceJson::of).collect(),
             methods: view.methods(),
             email: r.destination(Kind::Email),
             sms: r.destination(Kind::Sms),
@@ -230,7 +239,16 @@ pub fn status(ctx: &Context) -> Result<()> {
 
 /// The text of `status` after the user and file lines, for an enrollment.
 fn print_enrolled(ctx: &Context, requirement: &str, e: &Enrolled<'_>) {
-    field("enrolled", format_args!("yes ({})", app_detail(e.app)));
+    match e.devices.len() {
+        0 | 1 => field("enrolled", format_args!("yes ({})", app_detail(e.app))),
+        n => field("enrolled", format_args!("yes ({n} devices)")),
+    }
+    if !e.devices.is_empty() {
+        println!("devices:");
+        for d in &e.devices {
+            println!("    {}", d.line());
+        }
+    }
     let configured = |kind: Kind| {
         if ctx.config.channels.get(kind).is_some() {
             ""

@@ -21,6 +21,7 @@ fn help_lists_every_command_and_the_exit_statuses() {
         "backup-codes",
         "trusted",
         "disable",
+        "devices",
         "unlock",
         "reset",
         "import",
@@ -72,6 +73,24 @@ fn man_page_documents_every_command_and_flag() {
         assert!(enroll.contains(flag), "otpgate-enroll.1 lacks {flag}");
     }
     assert!(dir.path().join("otpgate-trusted-remove.1").exists());
+    let add = std::fs::read_to_string(dir.path().join("otpgate-devices-add.1")).unwrap();
+    for flag in [
+        "\\-\\-secret",
+        "\\-\\-no\\-confirm",
+        "\\-\\-hotp",
+        "\\-\\-digits",
+        "\\-\\-algorithm",
+        "\\-\\-json",
+    ] {
+        assert!(add.contains(flag), "otpgate-devices-add.1 lacks {flag}");
+    }
+    for page in ["list", "remove", "rename"] {
+        assert!(
+            dir.path()
+                .join(format!("otpgate-devices-{page}.1"))
+                .exists()
+        );
+    }
 }
 
 #[test]
@@ -689,4 +708,175 @@ fn a_bad_config_is_one_line_on_stderr_and_exit_1() {
         "",
     );
     r.fails(1, "/nonexistent/otpgate.toml");
+}
+
+/// Another base32 secret, for a second device.
+const OTHER: &str = "MFRGGZDFMZTWQ2LKMFRGGZDFMZTWQ2LK";
+
+fn device_names(r: &Run) -> Vec<String> {
+    r.json()["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["name"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn devices_are_listed_added_renamed_and_removed_and_each_code_works_once() {
+    let Some(env) = Env::new("") else { return };
+    env.user(&["devices", "list"], "").fails(4, "not enrolled");
+    env.provision();
+    let r = env.user(&["devices", "list", "--json"], "");
+    r.ok();
+    assert_eq!(device_names(&r), ["app"]);
+    assert_eq!(r.json()["devices"][0]["kind"], "totp");
+
+    let r = env.user(
+        &[
+            "devices",
+            "add",
+            "phone",
+            "--secret",
+            OTHER,
+            "--no-confirm",
+            "--json",
+        ],
+        "",
+    );
+    r.ok();
+    assert_eq!(r.json()["device"], "phone");
+    let r = env.user(&["devices", "list", "--json"], "");
+    assert_eq!(device_names(&r), ["app", "phone"]);
+    let text = std::fs::read_to_string(env.user_file(USER)).unwrap();
+    assert!(text.starts_with("version = 3\n"), "{text}");
+    assert_eq!(text.matches("[[device]]").count(), 2, "{text}");
+
+    // A code of each device works once; the same step on the other device
+    // is not a replay.
+    let (mine, theirs) = (code(SECRET, 0), code(OTHER, 0));
+    env.user(&["verify"], &format!("{theirs}\n")).ok();
+    env.user(&["verify"], &format!("{mine}\n")).ok();
+    env.user(&["verify"], &format!("{theirs}\n"))
+        .fails(3, "already used");
+    env.user(&["verify"], &format!("{mine}\n"))
+        .fails(3, "already used");
+
+    let r = env.user(&["status", "--json"], "");
+    let devices = r.json()["devices"].as_array().unwrap().clone();
+    assert_eq!(devices.len(), 2, "{r}");
+    assert_eq!(devices[1]["name"], "phone");
+    let r = env.user(&["status"], "");
+    assert!(r.stdout.contains("yes (2 devices)"), "{r}");
+    assert!(
+        r.stdout.contains("    phone  TOTP, SHA1, 6 digits, 30 s"),
+        "{r}"
+    );
+
+    // Names: checked, unique.
+    env.user(
+        &[
+            "devices",
+            "add",
+            "bad name",
+            "--secret",
+            OTHER,
+            "--no-confirm",
+        ],
+        "",
+    )
+    .fails(2, "device name");
+    env.user(
+        &["devices", "add", "phone", "--secret", OTHER, "--no-confirm"],
+        "",
+    )
+    .fails(1, "already");
+    env.user(&["devices", "rename", "phone", "app"], "")
+        .fails(1, "already");
+    env.user(&["devices", "rename", "phone", "spare"], "").ok();
+    env.user(&["devices", "remove", "phone"], "")
+        .fails(9, "no device phone");
+
+    // Removed: its codes are refused, the other device's still work.
+    env.user(&["devices", "remove", "spare"], "").ok();
+    env.user(&["verify"], &format!("{}\n", code(OTHER, 1)))
+        .fails(3, "wrong code");
+    env.user(&["verify"], &format!("{}\n", code(SECRET, 1)))
+        .ok();
+
+    // The last device removes the app, and with no other method the
+    // enrollment (as `disable app` does).
+    let r = env.user(&["devices", "remove", "app"], "");
+    r.ok();
+    assert!(r.stdout.contains("enrollment is removed"), "{r}");
+    assert!(!env.user_file(USER).exists());
+}
+
+#[test]
+fn adding_a_device_to_ones_own_account_needs_a_current_code() {
+    let Some(env) = Env::new("") else { return };
+    // root's own account: root acting for itself is asked, like anyone.
+    env.run(&["enroll", "--secret", SECRET, "--no-confirm"], "")
+        .ok();
+    env.run(
+        &["devices", "add", "phone", "--secret", OTHER, "--no-confirm"],
+        "000000\n111111\n222222\n",
+    )
+    .fails(3, "nothing was changed");
+    let r = env.run(&["devices", "list", "--json"], "");
+    assert_eq!(device_names(&r), ["app"]);
+    // A code of the existing device, then one of the new one to confirm.
+    env.run(
+        &["devices", "add", "phone", "--secret", OTHER],
+        &format!("{}\n{}\n", code(SECRET, 0), code(OTHER, 0)),
+    )
+    .ok();
+    let r = env.run(&["devices", "list", "--json"], "");
+    assert_eq!(device_names(&r), ["app", "phone"]);
+    // The confirmation code stays used on the new device.
+    env.run(&["verify"], &format!("{}\n", code(OTHER, 0)))
+        .fails(3, "already used");
+    // Removing needs one too.
+    env.run(&["devices", "remove", "phone"], "000000\n111111\n222222\n")
+        .fails(3, "nothing was changed");
+    env.run(
+        &["devices", "remove", "phone"],
+        &format!("{}\n", code(SECRET, 1)),
+    )
+    .ok();
+}
+
+#[test]
+fn a_version_2_file_reads_as_device_app_and_migrates_at_the_next_rewrite() {
+    let Some(env) = Env::new("") else { return };
+    let old = format!(
+        "version = 2\n[totp]\nsecret = \"{SECRET}\"\n[state]\nlast_step = {}\n",
+        now() / 30
+    );
+    std::fs::write(env.user_file(USER), &old).unwrap();
+    std::fs::set_permissions(
+        env.user_file(USER),
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    let r = env.user(&["devices", "list", "--json"], "");
+    assert_eq!(device_names(&r), ["app"]);
+    // Its step stays used.
+    env.user(&["verify"], &format!("{}\n", code(SECRET, 0)))
+        .fails(3, "already used");
+    env.user(
+        &["devices", "add", "phone", "--secret", OTHER, "--no-confirm"],
+        "",
+    )
+    .ok();
+    let text = std::fs::read_to_string(env.user_file(USER)).unwrap();
+    assert!(text.starts_with("version = 3\n"), "{text}");
+    assert!(
+        text.contains("name = \"app\"") && !text.contains("\n[totp]"),
+        "{text}"
+    );
+    env.user(&["verify"], &format!("{}\n", code(SECRET, 0)))
+        .fails(3, "already used");
+    env.user(&["verify"], &format!("{}\n", code(SECRET, 1)))
+        .ok();
 }

@@ -127,6 +127,46 @@ fn a_hotp_file_imports_with_its_counter() {
     assert_eq!(s["counter"], counter + 5);
 }
 
+/// The imported app is a device of the name asked for (default `app`).
+#[test]
+fn an_import_goes_into_a_named_device() {
+    let Some(env) = Env::new("") else { return };
+    let Some((file, _)) = ga_file(
+        &env,
+        &["-t", "-d", "-r", "3", "-R", "30", "-w", "3", "-e", "5"],
+    ) else {
+        return;
+    };
+    let file = file.to_str().unwrap();
+    env.user(
+        &[
+            "import",
+            "google-authenticator",
+            file,
+            "--device",
+            "bad name",
+        ],
+        "",
+    )
+    .fails(2, "device name");
+    let r = env.user(
+        &[
+            "import",
+            "google-authenticator",
+            file,
+            "--device",
+            "phone",
+            "--json",
+        ],
+        "",
+    );
+    r.ok();
+    assert_eq!(r.json()["device"], "phone");
+    let list = env.user(&["devices", "list", "--json"], "").json();
+    assert_eq!(list["devices"][0]["name"], "phone");
+    assert_eq!(list["devices"].as_array().unwrap().len(), 1);
+}
+
 #[test]
 fn import_refuses_a_symlink_and_a_missing_file() {
     let Some(env) = Env::new("") else { return };

@@ -9,7 +9,7 @@ use zeroize::Zeroizing;
 
 use crate::channel::Kind;
 use crate::error::Result;
-use crate::record::UserRecord;
+use crate::record::{Device, DeviceName, MAX_DEVICES, UserRecord};
 use crate::system::SystemConfig;
 
 /// One change to a user's record.
@@ -57,8 +57,16 @@ pub enum Change {
         creating: bool,
     },
     /// Removes one way to log in (`otpgate disable app|email|sms`); the
-    /// last one removes the enrollment.
+    /// last one removes the enrollment. `app` removes every device.
     RemoveMethod { method: MethodName },
+    /// Adds an authenticator (`otpgate devices add`) to an enrollment;
+    /// its name must be free and the record below [`MAX_DEVICES`].
+    AddDevice { device: Box<Device> },
+    /// Removes the device `name` (`otpgate devices remove`); the last one
+    /// removes the app method, as `RemoveMethod { app }` does.
+    RemoveDevice { name: DeviceName },
+    /// Renames a device (`otpgate devices rename`).
+    RenameDevice { from: DeviceName, to: DeviceName },
 }
 
 /// A way to log in that `otpgate disable METHOD` removes.
@@ -95,9 +103,19 @@ pub enum Changed {
     Conflict { why: String },
     /// `SetDestination`: saved.
     DestinationSet,
-    /// `RemoveMethod`: removed; `removed_all` when it was the last one and
-    /// the enrollment is gone.
+    /// `RemoveMethod`, `RemoveDevice`: removed; `removed_all` when it was
+    /// the last one and the enrollment is gone.
     MethodRemoved { removed_all: bool },
+    /// `AddDevice`: saved.
+    DeviceAdded,
+    /// `RenameDevice`: done.
+    DeviceRenamed,
+    /// `AddDevice`, `RenameDevice`: a device has that name already.
+    DeviceNameTaken,
+    /// `AddDevice`: the record has [`MAX_DEVICES`] already.
+    TooManyDevices,
+    /// `RemoveDevice`, `RenameDevice`: no device has that name.
+    NoSuchDevice,
 }
 
 impl Change {
@@ -111,6 +129,11 @@ impl Change {
             Change::Enroll { .. } | Change::Import { .. } => enrolled,
             Change::ForgetHost { .. } | Change::ForgetAllHosts | Change::Unlock => false,
             Change::Adopt { .. } | Change::RemoveMethod { .. } => true,
+            // A new device is a new way in; removing one may remove the
+            // app: both like replacing the enrollment. A name changes no
+            // way in.
+            Change::AddDevice { .. } | Change::RemoveDevice { .. } => true,
+            Change::RenameDevice { .. } => false,
             Change::SetDestination { .. } => enrolled,
         }
     }
@@ -144,6 +167,9 @@ impl Change {
             Change::Adopt { .. } => "adopt",
             Change::SetDestination { .. } => "set-destination",
             Change::RemoveMethod { .. } => "remove-method",
+            Change::AddDevice { .. } => "add-device",
+            Change::RemoveDevice { .. } => "remove-device",
+            Change::RenameDevice { .. } => "rename-device",
         }
     }
 
@@ -209,10 +235,7 @@ impl Change {
             }
             Change::RemoveMethod { method } => {
                 match method {
-                    MethodName::App => {
-                        record.totp = None;
-                        record.hotp = None;
-                    }
+                    MethodName::App => record.devices.clear(),
                     MethodName::Email => record.set_destination(Kind::Email, None),
                     MethodName::Sms => record.set_destination(Kind::Sms, None),
                 }
@@ -221,6 +244,31 @@ impl Change {
                     *slot = None;
                 }
                 Changed::MethodRemoved { removed_all }
+            }
+            Change::AddDevice { device } => add_device(record, device)?,
+            Change::RemoveDevice { name } => {
+                let before = record.devices.len();
+                record.devices.retain(|d| &d.name != name);
+                if record.devices.len() == before {
+                    return Ok(Changed::NoSuchDevice);
+                }
+                let removed_all = record.has_no_method();
+                if removed_all {
+                    *slot = None;
+                }
+                Changed::MethodRemoved { removed_all }
+            }
+            Change::RenameDevice { from, to } => {
+                if from != to && record.device(to).is_some() {
+                    return Ok(Changed::DeviceNameTaken);
+                }
+                match record.devices.iter_mut().find(|d| &d.name == from) {
+                    Some(d) => {
+                        d.name = *to;
+                        Changed::DeviceRenamed
+                    }
+                    None => Changed::NoSuchDevice,
+                }
             }
             Change::Enroll { .. }
             | Change::Import { .. }
@@ -248,14 +296,12 @@ fn enroll(
     if slot.is_some() != replacing {
         return Ok(Changed::Raced);
     }
-    // Only the app is taken from the caller, and the TOTP step its
+    // Only the devices are taken from the caller, with the TOTP step its
     // confirmation code used (a later step can only refuse more codes):
     // failures, trusts, codes and destinations of its choosing would be a
     // way around the rules.
     let mut new = UserRecord::new_channels_only();
-    new.totp = record.totp.clone();
-    new.hotp = record.hotp.clone();
-    new.state.last_step = record.state.last_step;
+    new.devices = record.devices.clone();
     new.validate(std::path::Path::new("the new enrollment"))?;
     if let Some(old) = slot.as_ref() {
         new.email = old.email.clone();
@@ -271,6 +317,22 @@ fn enroll(
     };
     *slot = Some(new);
     Ok(Changed::BackupCodes { codes })
+}
+
+/// [`Change::AddDevice`]: only the device is taken from the caller (its
+/// TOTP step stays, as with an enrollment).
+fn add_device(record: &mut UserRecord, device: &Device) -> Result<Changed> {
+    if record.device(&device.name).is_some() {
+        return Ok(Changed::DeviceNameTaken);
+    }
+    if record.devices.len() >= MAX_DEVICES {
+        return Ok(Changed::TooManyDevices);
+    }
+    let mut new = record.clone();
+    new.devices.push(device.clone());
+    new.validate(std::path::Path::new("the new device"))?;
+    *record = new;
+    Ok(Changed::DeviceAdded)
 }
 
 /// [`Change::Adopt`].
@@ -334,7 +396,7 @@ mod tests {
     #[test]
     fn an_enrollment_takes_only_the_app_from_the_caller() {
         let mut offered = totp_record();
-        offered.state.last_step = 99;
+        offered.devices[0].last_step = 99;
         offered.state.failures = 3;
         offered.backup.codes = vec!["chosen".into()];
         offered.trust_host("203.0.113.7", "sshd", None, 1_000, 0);
@@ -345,9 +407,9 @@ mod tests {
         let mut slot = None;
         change.apply(&mut slot, &config(), 0).unwrap();
         let saved = slot.unwrap();
-        assert_eq!(saved.totp, offered.totp);
+        assert_eq!(saved.devices, offered.devices);
         assert_eq!(
-            saved.state.last_step, 99,
+            saved.devices[0].last_step, 99,
             "the confirmation code stays used"
         );
         assert_eq!(saved.state.failures, 0);
@@ -370,14 +432,14 @@ mod tests {
         let held = slot.as_mut().unwrap();
         let at = crate::backup::find(&held.backup.codes, &codes[0]).unwrap();
         held.backup.codes.remove(at);
-        held.state.last_step = 100;
+        held.devices[0].last_step = 100;
         let at = crate::backup::find(&source.backup.codes, &codes[1]).unwrap();
         source.backup.codes.remove(at);
-        source.state.last_step = 90;
+        source.devices[0].last_step = 90;
         let again = adopt(&source).apply(&mut slot, &config(), 0).unwrap();
         assert_eq!(again, Changed::Adopted { merged: true });
         let held = slot.as_ref().unwrap();
-        assert_eq!(held.state.last_step, 100);
+        assert_eq!(held.devices[0].last_step, 100);
         assert_eq!(held.backup.codes.len(), 1);
         assert!(crate::backup::find(&held.backup.codes, &codes[2]).is_some());
         // The same again changes nothing.
@@ -414,6 +476,104 @@ mod tests {
         };
         assert!(enroll.needs_proof(true) && !enroll.needs_proof(false));
         assert!(!Change::ForgetAllHosts.needs_proof(true));
+        let name = DeviceName::parse("phone").unwrap();
+        let add = Change::AddDevice {
+            device: Box::new(totp_record().devices.remove(0)),
+        };
+        assert!(add.needs_proof(true) && !add.root_only());
+        assert!(Change::RemoveDevice { name }.needs_proof(true));
+        assert!(
+            !Change::RenameDevice {
+                from: name,
+                to: name
+            }
+            .needs_proof(true)
+        );
         assert!(Change::Unlock.root_only() && !Change::Disable.root_only());
+    }
+
+    fn device(name: &str, byte: u8) -> Device {
+        Device::totp(
+            DeviceName::parse(name).unwrap(),
+            crate::otp::Secret::from_bytes(vec![byte; 20]).unwrap(),
+            crate::otp::Algorithm::SHA1,
+            6,
+            30,
+        )
+    }
+
+    #[test]
+    fn devices_are_added_renamed_and_removed_and_the_last_removes_the_enrollment() {
+        let mut slot = Some(totp_record());
+        let add = |d: Device| Change::AddDevice {
+            device: Box::new(d),
+        };
+        let c = config();
+        assert_eq!(
+            add(device("phone", 1)).apply(&mut slot, &c, 0).unwrap(),
+            Changed::DeviceAdded
+        );
+        assert_eq!(
+            add(device("phone", 2)).apply(&mut slot, &c, 0).unwrap(),
+            Changed::DeviceNameTaken
+        );
+        for i in 2..MAX_DEVICES {
+            let d = device(&format!("d{i}"), i as u8);
+            assert_eq!(
+                add(d).apply(&mut slot, &c, 0).unwrap(),
+                Changed::DeviceAdded
+            );
+        }
+        assert_eq!(
+            add(device("one-more", 99)).apply(&mut slot, &c, 0).unwrap(),
+            Changed::TooManyDevices
+        );
+        let name = |n: &str| DeviceName::parse(n).unwrap();
+        let rename = Change::RenameDevice {
+            from: name("phone"),
+            to: name("app"),
+        };
+        assert_eq!(
+            rename.apply(&mut slot, &c, 0).unwrap(),
+            Changed::DeviceNameTaken
+        );
+        let rename = Change::RenameDevice {
+            from: name("phone"),
+            to: name("spare"),
+        };
+        assert_eq!(
+            rename.apply(&mut slot, &c, 0).unwrap(),
+            Changed::DeviceRenamed
+        );
+        let remove = |n: &str| Change::RemoveDevice { name: name(n) };
+        assert_eq!(
+            remove("phone").apply(&mut slot, &c, 0).unwrap(),
+            Changed::NoSuchDevice
+        );
+        let names: Vec<String> = slot
+            .as_ref()
+            .unwrap()
+            .devices
+            .iter()
+            .map(|d| d.name.to_string())
+            .collect();
+        for (i, n) in names.iter().enumerate() {
+            let last = i == names.len() - 1;
+            assert_eq!(
+                remove(n).apply(&mut slot, &c, 0).unwrap(),
+                Changed::MethodRemoved { removed_all: last }
+            );
+        }
+        assert!(slot.is_none(), "no method left: no enrollment");
+        // With an email address the record stays, without an app.
+        let mut slot = Some(totp_record());
+        slot.as_mut()
+            .unwrap()
+            .set_destination(Kind::Email, Some("a@example.org".into()));
+        assert_eq!(
+            remove("app").apply(&mut slot, &c, 0).unwrap(),
+            Changed::MethodRemoved { removed_all: false }
+        );
+        assert!(!slot.unwrap().has_app());
     }
 }

@@ -109,14 +109,14 @@ impl GaOptions {
         } = self;
         if let Some(counter) = hotp_counter {
             let mut r = UserRecord::new_hotp(secret, algorithm, digits, counter);
-            if let (Some(h), Some(w)) = (r.hotp.as_mut(), window_size) {
+            if let (Some(h), Some(w)) = (r.devices[0].hotp.as_mut(), window_size) {
                 // google-authenticator checks `w` counters from the current one.
                 h.lookahead = Some(w.saturating_sub(1).min(1000));
             }
             return r;
         }
         let mut r = UserRecord::new_totp(secret, algorithm, digits, step);
-        if let (Some(t), Some(w)) = (r.totp.as_mut(), window_size) {
+        if let (Some(t), Some(w)) = (r.devices[0].totp.as_mut(), window_size) {
             // `w` codes valid at once: (w - 1) / 2 either side.
             let either_side = w.saturating_sub(1) / 2;
             if either_side > 10 {
@@ -126,7 +126,7 @@ impl GaOptions {
             }
             t.window = Some(either_side.min(10));
         }
-        r.state.last_step = last_step;
+        r.devices[0].last_step = last_step;
         r
     }
 }
@@ -177,9 +177,9 @@ mod tests {
              \" DISALLOW_REUSE 56666666 56666667\n\" STEP_SIZE 60\n\" TOTP_AUTH\n93358213\n15457930\n",
         )
         .unwrap();
-        let t = ga.record.totp.as_ref().unwrap();
+        let t = ga.record.totp().unwrap();
         assert_eq!((t.period, t.window, t.digits), (60, Some(8), 6));
-        assert_eq!(ga.record.state.last_step, 56666667);
+        assert_eq!(ga.record.devices[0].last_step, 56666667);
         assert_eq!(ga.record.backup.codes.len(), 2);
         assert!(ga.notes.iter().any(|n| n.contains("RATE_LIMIT")));
         let mut r = ga.record.clone();
@@ -201,9 +201,9 @@ mod tests {
         let ga =
             parse("LQTBRUNQHZMGOOGPAGRJ3ZAVG4\n\" WINDOW_SIZE 5\n\" HOTP_COUNTER 7\n11510710\n")
                 .unwrap();
-        let h = ga.record.hotp.as_ref().unwrap();
+        let h = ga.record.hotp().unwrap();
         assert_eq!((h.counter, h.lookahead), (7, Some(4)));
-        assert!(ga.record.totp.is_none());
+        assert!(ga.record.totp().is_none());
     }
 
     #[test]
@@ -211,7 +211,7 @@ mod tests {
         let ga =
             parse("KPQ7TO3JWH6VH5I4QTWW7A473U\n\" TOTP_AUTH\n\" DIGITS 8\n\" ALGORITHM SHA256\n")
                 .unwrap();
-        let t = ga.record.totp.unwrap();
+        let t = ga.record.totp().unwrap();
         assert_eq!((t.digits, t.algorithm), (8, Algorithm::SHA256));
     }
 

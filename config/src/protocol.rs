@@ -21,7 +21,7 @@ use zeroize::Zeroizing;
 use crate::change::{Change, Changed};
 use crate::channel::Kind;
 use crate::otp::{Algorithm, Secret};
-use crate::record::{Method, UserRecord, View};
+use crate::record::{DeviceName, Method, UserRecord, View};
 use crate::service::Trust;
 use crate::verification::{Checked, PendingCheck, Refusal, SendOutcome};
 
@@ -110,6 +110,11 @@ pub enum Request {
     EnrollIssued {
         user: String,
         replacing: bool,
+        /// Save it as a new device of this name (`otpgate devices add`,
+        /// a `Change::AddDevice`: `replacing` is then not looked at)
+        /// rather than as the whole enrollment.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        device: Option<DeviceName>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         confirm: Option<Zeroizing<String>>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -270,6 +275,9 @@ pub enum Failure {
 pub enum WireChecked {
     Accepted {
         method: WireMethod,
+        /// The device whose code it was (TOTP, HOTP).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        device: Option<DeviceName>,
         backups_left: u32,
         candidate: u32,
     },
@@ -367,10 +375,12 @@ impl From<Checked> for WireChecked {
         match c {
             Checked::Accepted {
                 method,
+                device,
                 backups_left,
                 candidate,
             } => WireChecked::Accepted {
                 method: method.into(),
+                device,
                 backups_left: count(backups_left),
                 candidate: count(candidate),
             },
@@ -394,10 +404,12 @@ impl From<WireChecked> for Checked {
         match c {
             WireChecked::Accepted {
                 method,
+                device,
                 backups_left,
                 candidate,
             } => Checked::Accepted {
                 method: method.into(),
+                device,
                 backups_left: backups_left as usize,
                 candidate: candidate as usize,
             },

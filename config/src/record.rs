@@ -5,9 +5,12 @@
 //! this record (docs/ARCHITECTURE.md §5.4).
 //!
 //! ```toml
-//! version = 2
+//! version = 3
 //! serial = "9f3c2a1b7e5d4c60" # names this version (state file)
-//! [totp]                      # or [hotp] with `counter`
+//! [[device]]                  # one per authenticator (at most 8)
+//! name = "phone"
+//! last_step = 58966342        # this device's last TOTP step
+//! [device.totp]               # or [device.hotp] with `counter`
 //! secret = "BASE32..."
 //! algorithm = "SHA1"
 //! digits = 6
@@ -15,7 +18,6 @@
 //! [backup]
 //! codes = ["sha256$<salt>$<digest>", "..."]
 //! [state]
-//! last_step = 58966342
 //! failures = 0
 //! locked_until = 0
 //! [[trusted_host]]             # logins from an address to one service
@@ -41,6 +43,10 @@
 //! locked_until = 0
 //! last = 1767225000
 //! ```
+//!
+//! Files of version 1 and 2 hold one `[totp]` or `[hotp]` and its step in
+//! `state.last_step`: they read as one device named `app` (`record/device.rs`) and
+//! are written in this form at their next rewrite.
 
 use std::path::Path;
 
@@ -51,13 +57,15 @@ use crate::backup;
 use crate::channel::{self, Kind};
 use crate::error::{Error, Result};
 use crate::net;
-use crate::otp::{self, Algorithm, Generator, Secret};
+use crate::otp::{self, Algorithm, Secret};
 
+mod device;
 pub(crate) mod hot;
 mod sends;
 mod sources;
 mod view;
 
+pub use device::{Device, DeviceName, LEGACY_DEVICE, MAX_DEVICES, MAX_NAME};
 pub use sends::EnrollmentSends;
 pub use sources::{MAX_SOURCES, SourceFailures, source_key};
 pub use view::{App, AppMethod, View};
@@ -65,54 +73,55 @@ pub use view::{App, AppMethod, View};
 /// The file version this build writes. Version 2 files may have newer
 /// login state in `<name>.state` (docs/ARCHITECTURE.md §5.4), so a build
 /// that knows only version 1 must refuse them rather than read old state.
-pub const VERSION: u32 = 2;
+/// Version 3 keeps the apps in `[[device]]`, each with its own replay
+/// state: a build that knows only version 2 must refuse it rather than
+/// read a file without an app.
+pub const VERSION: u32 = 3;
 /// The oldest version still read (migrated on the next write).
 pub const OLDEST_VERSION: u32 = 1;
 /// Most remembered hosts kept per user; the oldest expiry goes first.
 pub const MAX_TRUSTED_HOSTS: usize = 64;
 
-/// A whole user file.
+/// A whole user file. Read through `RecordFile` (`record/device.rs`), so files of
+/// every version come out in this one form.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "device::RecordFile")]
 pub struct UserRecord {
+    /// The version of the file it was read from ([`VERSION`] for a record
+    /// made here). Always written as [`VERSION`]: the text is in this
+    /// build's form whatever form the file was in (the migration).
+    #[serde(serialize_with = "write_version")]
     pub version: u32,
     /// Names this version of the file, for the state file's slots: set by
     /// the file store at every rewrite and taken off again when it reads
     /// the file (callers never see it); absent in files it did not write.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub serial: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub totp: Option<TotpConfig>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub hotp: Option<HotpConfig>,
-    #[serde(default)]
+    /// The authenticators, in the order codes are tried.
+    #[serde(rename = "device", skip_serializing_if = "Vec::is_empty")]
+    pub devices: Vec<Device>,
     pub backup: Backup,
-    #[serde(default)]
     pub state: State,
-    #[serde(
-        default,
-        rename = "trusted_host",
-        skip_serializing_if = "Vec::is_empty"
-    )]
+    #[serde(rename = "trusted_host", skip_serializing_if = "Vec::is_empty")]
     pub trusted_hosts: Vec<TrustedHost>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub email: Option<EmailDestination>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub sms: Option<SmsDestination>,
     /// Codes sent by email or SMS, not used yet.
-    #[serde(default, rename = "sent_code", skip_serializing_if = "Vec::is_empty")]
+    #[serde(rename = "sent_code", skip_serializing_if = "Vec::is_empty")]
     pub sent_codes: Vec<SentCode>,
     /// When codes were sent, for the per-hour limit (older ones pruned).
-    #[serde(default, rename = "send", skip_serializing_if = "Vec::is_empty")]
+    #[serde(rename = "send", skip_serializing_if = "Vec::is_empty")]
     pub sends: Vec<Send>,
     /// Wrong answers counted per source address (`forward_pass`), so that
     /// guesses without a proven password lock only their own source.
-    #[serde(
-        default,
-        rename = "source_failure",
-        skip_serializing_if = "Vec::is_empty"
-    )]
+    #[serde(rename = "source_failure", skip_serializing_if = "Vec::is_empty")]
     pub source_failures: Vec<SourceFailures>,
+}
+
+fn write_version<S: serde::Serializer>(_: &u32, s: S) -> std::result::Result<S::Ok, S::Error> {
+    s.serialize_u32(VERSION)
 }
 
 /// `[email]`: where email codes go.
@@ -213,13 +222,11 @@ pub struct Backup {
     pub codes: Vec<String>,
 }
 
-/// What changes at every login.
+/// What changes at every login besides a device's replay state (each
+/// device keeps its own: [`Device::last_step`], its HOTP counter).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct State {
-    /// Last accepted TOTP time step; that step and earlier ones are refused.
-    #[serde(default)]
-    pub last_step: u64,
     /// Wrong codes since the last success or lockout.
     #[serde(default)]
     pub failures: u32,
@@ -324,40 +331,39 @@ pub struct LockoutPolicy {
 }
 
 impl UserRecord {
-    /// A fresh TOTP enrollment.
+    /// A fresh TOTP enrollment: one device named [`LEGACY_DEVICE`].
     pub fn new_totp(secret: Secret, algorithm: Algorithm, digits: u8, period: u64) -> Self {
-        UserRecord::with_method(
-            Some(TotpConfig {
-                secret,
-                algorithm,
-                digits,
-                period,
-                window: None,
-            }),
-            None,
-        )
+        let mut r = UserRecord::new_channels_only();
+        r.devices.push(Device::totp(
+            DeviceName::legacy(),
+            secret,
+            algorithm,
+            digits,
+            period,
+        ));
+        r
     }
 
-    /// A fresh HOTP enrollment.
+    /// A fresh HOTP enrollment: one device named [`LEGACY_DEVICE`].
     pub fn new_hotp(secret: Secret, algorithm: Algorithm, digits: u8, counter: u64) -> Self {
-        UserRecord::with_method(
-            None,
-            Some(HotpConfig {
-                secret,
-                algorithm,
-                digits,
-                counter,
-                lookahead: None,
-            }),
-        )
+        let mut r = UserRecord::new_channels_only();
+        r.devices.push(Device::hotp(
+            DeviceName::legacy(),
+            secret,
+            algorithm,
+            digits,
+            counter,
+        ));
+        r
     }
 
-    fn with_method(totp: Option<TotpConfig>, hotp: Option<HotpConfig>) -> Self {
+    /// An enrollment with no authenticator app, only a destination for
+    /// sent codes (set one before saving).
+    pub fn new_channels_only() -> Self {
         UserRecord {
             version: VERSION,
             serial: None,
-            totp,
-            hotp,
+            devices: Vec::new(),
             backup: Backup::default(),
             state: State::default(),
             trusted_hosts: Vec::new(),
@@ -369,10 +375,24 @@ impl UserRecord {
         }
     }
 
-    /// An enrollment with no authenticator app, only a destination for
-    /// sent codes (set one before saving).
-    pub fn new_channels_only() -> Self {
-        UserRecord::with_method(None, None)
+    /// The device named `name`.
+    pub fn device(&self, name: &DeviceName) -> Option<&Device> {
+        self.devices.iter().find(|d| &d.name == name)
+    }
+
+    /// The first TOTP device's settings (the one app of most records).
+    pub fn totp(&self) -> Option<&TotpConfig> {
+        self.devices.iter().find_map(|d| d.totp.as_ref())
+    }
+
+    /// The first TOTP device's settings, to change.
+    pub fn totp_mut(&mut self) -> Option<&mut TotpConfig> {
+        self.devices.iter_mut().find_map(|d| d.totp.as_mut())
+    }
+
+    /// The first HOTP device's settings.
+    pub fn hotp(&self) -> Option<&HotpConfig> {
+        self.devices.iter().find_map(|d| d.hotp.as_ref())
     }
 
     /// The user's address or number for `kind`.
@@ -397,7 +417,7 @@ impl UserRecord {
 
     /// True when the record has an authenticator app (TOTP or HOTP).
     pub fn has_app(&self) -> bool {
-        self.totp.is_some() || self.hotp.is_some()
+        !self.devices.is_empty()
     }
 
     /// True when nothing is left to log in with.
@@ -489,25 +509,45 @@ impl UserRecord {
         self.validate_parameters(path)
     }
 
-    /// One OTP method at most, at least one method, destinations in normal
-    /// form.
+    /// Devices well-formed and uniquely named, at least one method,
+    /// destinations in normal form.
     fn validate_methods(&self, path: &Path) -> Result<()> {
-        match (&self.totp, &self.hotp) {
-            (Some(_), Some(_)) => {
+        if self.has_no_method() {
+            return Err(invalid(
+                path,
+                &self.app_key("totp"),
+                "no method: none of [[device]], [email], [sms] is present".into(),
+            ));
+        }
+        if self.devices.len() > MAX_DEVICES {
+            return Err(invalid(
+                path,
+                "device",
+                format!("more than {MAX_DEVICES} devices"),
+            ));
+        }
+        for (i, d) in self.devices.iter().enumerate() {
+            if d.totp.is_some() == d.hotp.is_some() {
                 return Err(invalid(
                     path,
-                    "totp",
-                    "both [totp] and [hotp]; keep one".into(),
+                    "device",
+                    format!("device {}: exactly one of totp and hotp", d.name),
                 ));
             }
-            (None, None) if self.email.is_none() && self.sms.is_none() => {
+            if d.hotp.is_some() && d.last_step != 0 {
                 return Err(invalid(
                     path,
-                    "totp",
-                    "no method: none of [totp], [hotp], [email], [sms] is present".into(),
+                    "device.last_step",
+                    format!("device {}: an HOTP device has no last_step", d.name),
                 ));
             }
-            _ => {}
+            if self.devices[..i].iter().any(|e| e.name == d.name) {
+                return Err(invalid(
+                    path,
+                    "device.name",
+                    format!("two devices named {}", d.name),
+                ));
+            }
         }
         if let Some(e) = &self.email
             && let Err(why) = in_normal_form(&e.address, channel::normalize_email)
@@ -549,19 +589,29 @@ impl UserRecord {
         Ok(())
     }
 
+    /// The key of `field` of an app in messages: `totp.digits` in the
+    /// files of version 1 and 2 that spell it so, `device.totp.digits` in
+    /// the others.
+    fn app_key(&self, field: &str) -> String {
+        let prefix = if self.version < 3 { "" } else { "device." };
+        format!("{prefix}{field}").trim_end_matches('.').to_string()
+    }
+
     /// TOTP and HOTP parameters in their ranges.
     fn validate_parameters(&self, path: &Path) -> Result<()> {
-        if let Some(t) = &self.totp {
-            Error::check_range(path, "totp.digits", t.digits, otp::DIGITS)?;
-            Error::check_range(path, "totp.period", t.period, otp::PERIOD)?;
-            if let Some(window) = t.window {
-                Error::check_range(path, "totp.window", window, 0..=10)?;
+        for d in &self.devices {
+            if let Some(t) = &d.totp {
+                Error::check_range(path, &self.app_key("totp.digits"), t.digits, otp::DIGITS)?;
+                Error::check_range(path, &self.app_key("totp.period"), t.period, otp::PERIOD)?;
+                if let Some(window) = t.window {
+                    Error::check_range(path, &self.app_key("totp.window"), window, 0..=10)?;
+                }
             }
-        }
-        if let Some(h) = &self.hotp {
-            Error::check_range(path, "hotp.digits", h.digits, otp::DIGITS)?;
-            if let Some(lookahead) = h.lookahead {
-                Error::check_range(path, "hotp.lookahead", lookahead, 0..=1000)?;
+            if let Some(h) = &d.hotp {
+                Error::check_range(path, &self.app_key("hotp.digits"), h.digits, otp::DIGITS)?;
+                if let Some(lookahead) = h.lookahead {
+                    Error::check_range(path, &self.app_key("hotp.lookahead"), lookahead, 0..=1000)?;
+                }
             }
         }
         Ok(())
@@ -595,26 +645,46 @@ impl UserRecord {
         self.record_success();
     }
 
-    /// Checks `answer` against the TOTP or HOTP secret, then the backup
+    /// Checks `answer` against every device (in order), then the backup
     /// codes. On acceptance the record is changed so the same code never
-    /// works again (step remembered, counter advanced, backup code removed);
-    /// the caller must write it before granting the login.
+    /// works again (the device's step remembered or counter advanced,
+    /// backup code removed); the caller must write it before granting the
+    /// login.
     pub fn verify(&mut self, answer: &Answer, now: u64, policy: VerifyPolicy) -> Result<Verdict> {
+        Ok(self.verify_device(answer, now, policy)?.0)
+    }
+
+    /// [`UserRecord::verify`], and the name of the device whose code it
+    /// was. A TOTP step used on one device refuses that step on that
+    /// device only: another device's code for the same step is its own.
+    pub fn verify_device(
+        &mut self,
+        answer: &Answer,
+        now: u64,
+        policy: VerifyPolicy,
+    ) -> Result<(Verdict, Option<DeviceName>)> {
         let code = answer.as_str();
-        if let Some(verdict) = self.verify_totp(code, now, policy)? {
-            return Ok(verdict);
+        let mut replayed = None;
+        for device in &mut self.devices {
+            match device.check(code, now, policy)? {
+                Some(Verdict::Accepted(method)) => {
+                    return Ok((Verdict::Accepted(method), Some(device.name)));
+                }
+                Some(verdict) => replayed = replayed.or(Some(verdict)),
+                None => {}
+            }
         }
-        if self.verify_hotp(code, policy)? {
-            return Ok(Verdict::Accepted(Method::Hotp));
+        if let Some(verdict) = replayed {
+            return Ok((verdict, None));
         }
         if let Some(i) = backup::find(&self.backup.codes, code) {
             self.backup.codes.remove(i);
-            return Ok(Verdict::Accepted(Method::Backup));
+            return Ok((Verdict::Accepted(Method::Backup), None));
         }
         if let Some(verdict) = self.verify_sent(code, now) {
-            return Ok(verdict);
+            return Ok((verdict, None));
         }
-        Ok(Verdict::Wrong)
+        Ok((Verdict::Wrong, None))
     }
 
     /// Checks `code` against every sent code (all hashed and compared in
@@ -639,57 +709,6 @@ impl UserRecord {
         }
         self.sent_codes.clear();
         Some(Verdict::Accepted(Method::from(sent.channel)))
-    }
-
-    fn verify_totp(
-        &mut self,
-        code: &str,
-        now: u64,
-        policy: VerifyPolicy,
-    ) -> Result<Option<Verdict>> {
-        let Some(t) = &self.totp else {
-            return Ok(None);
-        };
-        let generator = Generator::totp(&t.secret, t.algorithm, t.digits, t.period)?;
-        let window = u64::from(t.window.unwrap_or(policy.totp_window));
-        let current = otp::time_step(now, t.period);
-        let steps = generator.matching_steps(
-            code,
-            current.saturating_sub(window),
-            current.saturating_add(window),
-        );
-        let last_step = self.state.last_step;
-        if let Some(&step) = steps.iter().find(|&&s| s > last_step) {
-            self.state.last_step = step;
-            return Ok(Some(Verdict::Accepted(Method::Totp)));
-        }
-        Ok(steps
-            .first()
-            .map(|&step| Verdict::Replayed { step, last_step }))
-    }
-
-    fn verify_hotp(&mut self, code: &str, policy: VerifyPolicy) -> Result<bool> {
-        let Some(h) = &mut self.hotp else {
-            return Ok(false);
-        };
-        // The counter must move past every accepted code. At u64::MAX it
-        // cannot, and the code of the last counter would work forever:
-        // that counter is never accepted (the token is worn out; enroll
-        // anew).
-        if h.counter == u64::MAX {
-            return Ok(false);
-        }
-        let generator = Generator::hotp(&h.secret, h.algorithm, h.digits)?;
-        let ahead = u64::from(h.lookahead.unwrap_or(policy.hotp_lookahead));
-        let last = h.counter.saturating_add(ahead).min(u64::MAX - 1);
-        let steps = generator.matching_steps(code, h.counter, last);
-        match steps.first() {
-            Some(&counter) => {
-                h.counter = counter + 1;
-                Ok(true)
-            }
-            None => Ok(false),
-        }
     }
 
     /// True when the user trusted logins from `rhost` (an address literal,
@@ -770,20 +789,14 @@ impl UserRecord {
     /// reason, nothing changed, when `other` is another enrollment: another
     /// app, or backup codes made anew (no code in common).
     pub fn fold_used(&mut self, other: &UserRecord) -> std::result::Result<(), &'static str> {
-        let same_totp = match (&self.totp, &other.totp) {
-            (Some(a), Some(b)) => a == b,
-            (None, None) => true,
-            _ => false,
-        };
-        let same_hotp = match (&self.hotp, &other.hotp) {
-            (Some(a), Some(b)) => {
-                a.secret == b.secret && a.algorithm == b.algorithm && a.digits == b.digits
-            }
-            (None, None) => true,
-            _ => false,
-        };
-        if !(same_totp && same_hotp) {
-            return Err("another enrollment (another secret or app settings)");
+        let same_devices = self.devices.len() == other.devices.len()
+            && self
+                .devices
+                .iter()
+                .zip(&other.devices)
+                .all(|(a, b)| a.same_as(b));
+        if !same_devices {
+            return Err("another enrollment (another secret, device or app settings)");
         }
         let (mine, theirs) = (&self.backup.codes, &other.backup.codes);
         if !mine.is_empty() && !theirs.is_empty() && !mine.iter().any(|c| theirs.contains(c)) {
@@ -792,9 +805,8 @@ impl UserRecord {
         self.backup.codes.retain(|c| theirs.contains(c));
         self.sent_codes
             .retain(|c| other.sent_codes.iter().any(|o| o.code == c.code));
-        self.state.last_step = self.state.last_step.max(other.state.last_step);
-        if let (Some(h), Some(o)) = (self.hotp.as_mut(), other.hotp.as_ref()) {
-            h.counter = h.counter.max(o.counter);
+        for (mine, theirs) in self.devices.iter_mut().zip(&other.devices) {
+            mine.set_position(mine.position().max(theirs.position()));
         }
         self.state.failures = self.state.failures.max(other.state.failures);
         self.state.locked_until = self.state.locked_until.max(other.state.locked_until);
@@ -829,6 +841,7 @@ impl UserRecord {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::otp::Generator;
 
     const POLICY: VerifyPolicy = VerifyPolicy {
         totp_window: 1,
@@ -851,7 +864,7 @@ mod tests {
             r.verify(&a, NOW, POLICY).unwrap(),
             Verdict::Accepted(Method::Totp)
         );
-        assert_eq!(r.state.last_step, NOW / 30);
+        assert_eq!(r.devices[0].last_step, NOW / 30);
         assert_eq!(
             r.verify(&a, NOW + 1, POLICY).unwrap(),
             Verdict::Replayed {
@@ -888,7 +901,7 @@ mod tests {
             Verdict::Wrong
         );
         // A per-user window widens it.
-        r.totp.as_mut().unwrap().window = Some(3);
+        r.totp_mut().unwrap().window = Some(3);
         assert_eq!(
             r.verify(&code_at(NOW - 90), NOW, POLICY).unwrap(),
             Verdict::Accepted(Method::Totp)
@@ -956,7 +969,7 @@ mod tests {
             r.verify(&code("755224"), NOW, POLICY).unwrap(),
             Verdict::Accepted(Method::Hotp)
         );
-        assert_eq!(r.hotp.as_ref().unwrap().counter, 1);
+        assert_eq!(r.hotp().unwrap().counter, 1);
         assert_eq!(
             r.verify(&code("755224"), NOW, POLICY).unwrap(),
             Verdict::Wrong,
@@ -967,7 +980,7 @@ mod tests {
             r.verify(&code("254676"), NOW, POLICY).unwrap(),
             Verdict::Accepted(Method::Hotp)
         );
-        assert_eq!(r.hotp.as_ref().unwrap().counter, 6);
+        assert_eq!(r.hotp().unwrap().counter, 6);
         // Older counters never come back.
         assert_eq!(
             r.verify(&code("287082"), NOW, POLICY).unwrap(),
@@ -982,7 +995,7 @@ mod tests {
             r.verify(&code(&edge), NOW, POLICY).unwrap(),
             Verdict::Accepted(Method::Hotp)
         );
-        assert_eq!(r.hotp.as_ref().unwrap().counter, 17);
+        assert_eq!(r.hotp().unwrap().counter, 17);
     }
 
     #[test]
@@ -1163,12 +1176,13 @@ mod tests {
     fn toml_round_trip_keeps_everything() {
         let mut r = totp_record();
         r.new_backup_codes(3, 8).unwrap();
-        r.state.last_step = 42;
+        r.devices[0].last_step = 42;
         r.state.failures = 2;
         r.trust_host("192.0.2.1", "sshd", None, NOW + 60, NOW);
         r.serial = Some("00000000000000ff".into());
         let text = r.to_toml();
-        assert!(text.contains("version = 2"));
+        assert!(text.contains("version = 3"));
+        assert!(text.contains("[[device]]"));
         assert!(text.contains("[[trusted_host]]"));
         assert!(text.contains("GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ"));
         let back = UserRecord::from_toml(Path::new("u.toml"), &text).unwrap();
@@ -1269,12 +1283,12 @@ mod tests {
         let msg = UserRecord::from_toml(p, unknown).unwrap_err().to_string();
         assert!(msg.contains(":4:") && msg.contains("colour"), "{msg}");
 
-        let v3 = "version = 3\n[totp]\nsecret = \"GEZDGNBVGY3TQOJQ\"\n";
+        let v4 = "version = 4\n[totp]\nsecret = \"GEZDGNBVGY3TQOJQ\"\n";
         assert!(
-            UserRecord::from_toml(p, v3)
+            UserRecord::from_toml(p, v4)
                 .unwrap_err()
                 .to_string()
-                .contains("version 3")
+                .contains("version 4")
         );
         let bad_serial = "version = 2\nserial = \"xyz\"\n[totp]\nsecret = \"GEZDGNBVGY3TQOJQ\"\n";
         let msg = UserRecord::from_toml(p, bad_serial)
@@ -1309,6 +1323,148 @@ mod tests {
                 .unwrap_err()
                 .to_string()
                 .contains("bits")
+        );
+    }
+
+    fn name(n: &str) -> DeviceName {
+        DeviceName::parse(n).unwrap()
+    }
+
+    const OTHER: &[u8] = b"abcdefghijabcdefghij";
+
+    /// The test record plus a second TOTP device `key` of another secret.
+    fn two_devices() -> UserRecord {
+        let mut r = totp_record();
+        r.devices[0].name = name("phone");
+        r.devices.push(Device::totp(
+            name("key"),
+            Secret::from_bytes(OTHER.to_vec()).unwrap(),
+            Algorithm::SHA1,
+            6,
+            30,
+        ));
+        r
+    }
+
+    fn other_code_at(now: u64) -> Answer {
+        let g = Generator::totp(
+            &Secret::from_bytes(OTHER.to_vec()).unwrap(),
+            Algorithm::SHA1,
+            6,
+            30,
+        )
+        .unwrap();
+        Answer::parse(g.code_at_step(now / 30).as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn a_version_2_file_reads_as_one_device_named_app_and_is_written_as_devices() {
+        let p = Path::new("u.toml");
+        let old = "version = 2\nserial = \"00000000000000ff\"\n[totp]\n\
+                   secret = \"GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ\"\ndigits = 6\n\
+                   [state]\nlast_step = 56666666\nfailures = 1\n";
+        let r = UserRecord::from_toml(p, old).unwrap();
+        assert_eq!(r.devices.len(), 1);
+        assert_eq!(r.devices[0].name.as_str(), LEGACY_DEVICE);
+        assert_eq!(r.devices[0].last_step, 56666666);
+        assert_eq!(r.state.failures, 1);
+        assert_eq!(r.totp().unwrap().secret, secret());
+        let mut written = r.clone();
+        written.version = VERSION;
+        let text = written.to_toml();
+        assert!(text.contains("version = 3"), "{text}");
+        assert!(
+            text.contains("[[device]]") && text.contains("[device.totp]"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("\n[totp]") && !text.contains("[state]\nlast_step"),
+            "{text}"
+        );
+        assert_eq!(UserRecord::from_toml(p, &text).unwrap(), written);
+        // An HOTP file keeps its counter on the device.
+        let hotp =
+            "version = 1\n[hotp]\nsecret = \"GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ\"\ncounter = 7\n";
+        let r = UserRecord::from_toml(p, hotp).unwrap();
+        assert_eq!(r.hotp().unwrap().counter, 7);
+        assert_eq!(r.devices[0].name.as_str(), "app");
+    }
+
+    #[test]
+    fn the_two_forms_are_never_mixed_and_devices_are_validated() {
+        let p = Path::new("u.toml");
+        let dev = "[[device]]\nname = \"phone\"\n[device.totp]\nsecret = \"GEZDGNBVGY3TQOJQ\"\n";
+        let ok = format!("version = 3\n{dev}");
+        assert!(UserRecord::from_toml(p, &ok).is_ok());
+        for bad in [
+            format!("version = 2\n{dev}"),
+            "version = 3\n[totp]\nsecret = \"GEZDGNBVGY3TQOJQ\"\n".to_string(),
+            format!("version = 3\n[state]\nlast_step = 5\n{dev}"),
+            format!("version = 3\n[totp]\nsecret = \"GEZDGNBVGY3TQOJQ\"\n{dev}"),
+            format!("version = 3\n{dev}{dev}"),
+            "version = 3\n[[device]]\nname = \"bad name\"\n[device.totp]\nsecret = \"GEZDGNBVGY3TQOJQ\"\n".into(),
+            "version = 3\n[[device]]\nname = \"none\"\n".into(),
+            "version = 3\n[[device]]\nname = \"h\"\nlast_step = 3\n[device.hotp]\nsecret = \"GEZDGNBVGY3TQOJQ\"\n".into(),
+            format!("version = 3\n{}", (0..=MAX_DEVICES).map(|i| dev.replace("phone", &format!("d{i}"))).collect::<String>()),
+        ] {
+            assert!(UserRecord::from_toml(p, &bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn two_devices_each_accept_their_code_once_and_do_not_block_each_other() {
+        let mut r = two_devices();
+        let mine = code_at(NOW);
+        let theirs = other_code_at(NOW);
+        let (v, d) = r.verify_device(&mine, NOW, POLICY).unwrap();
+        assert_eq!(
+            (v, d),
+            (Verdict::Accepted(Method::Totp), Some(name("phone")))
+        );
+        // The same step on the other device is that device's own.
+        let (v, d) = r.verify_device(&theirs, NOW, POLICY).unwrap();
+        assert_eq!((v, d), (Verdict::Accepted(Method::Totp), Some(name("key"))));
+        assert_eq!(r.devices[0].last_step, NOW / 30);
+        assert_eq!(r.devices[1].last_step, NOW / 30);
+        // Each is refused a second time.
+        assert!(matches!(
+            r.verify(&mine, NOW, POLICY).unwrap(),
+            Verdict::Replayed { .. }
+        ));
+        assert!(matches!(
+            r.verify(&theirs, NOW, POLICY).unwrap(),
+            Verdict::Replayed { .. }
+        ));
+        // A removed device's codes are refused.
+        r.devices.retain(|d| d.name != name("key"));
+        assert_eq!(
+            r.verify(&other_code_at(NOW + 30), NOW + 30, POLICY)
+                .unwrap(),
+            Verdict::Wrong
+        );
+        assert_eq!(
+            r.verify(&code_at(NOW + 30), NOW + 30, POLICY).unwrap(),
+            Verdict::Accepted(Method::Totp)
+        );
+    }
+
+    #[test]
+    fn a_record_with_two_devices_round_trips() {
+        let mut r = two_devices();
+        r.devices[1].last_step = 12;
+        r.devices.push(Device::hotp(
+            name("token"),
+            secret(),
+            Algorithm::SHA256,
+            8,
+            4,
+        ));
+        r.new_backup_codes(2, 8).unwrap();
+        let text = r.to_toml();
+        assert_eq!(text.matches("[[device]]").count(), 3, "{text}");
+        assert_eq!(
+            UserRecord::from_toml(Path::new("u.toml"), &text).unwrap(),
+            r
         );
     }
 }

@@ -199,15 +199,18 @@ impl Daemon {
 
     /// Saves the enrollment of the secret [`Daemon::new_secret`] gave,
     /// with `confirm`, a code of it, for the daemon to check.
+    /// `device`: save it as a new device of that name instead.
     pub fn enroll_issued(
         &self,
         replacing: bool,
+        device: Option<crate::record::DeviceName>,
         confirm: Option<&str>,
         now: u64,
     ) -> Result<Changed> {
         let request = Request::EnrollIssued {
             user: self.user.clone(),
             replacing,
+            device,
             confirm: confirm.map(|c| Zeroizing::new(c.to_string())),
             proof: self.lock_proof().take(),
             password: self.take_password(),
@@ -470,6 +473,7 @@ mod tests {
             let reply = Reply::Checked {
                 checked: Checked::Accepted {
                     method: crate::record::Method::Backup,
+                    device: None,
                     backups_left: 3,
                     candidate: 0,
                 }

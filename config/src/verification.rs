@@ -18,7 +18,7 @@ use crate::backup;
 use crate::channel::{self, Kind, Settings, Vars};
 use crate::deliver::{self, Message, Outcome};
 use crate::error::Result;
-use crate::record::{Method, UserRecord, Verdict};
+use crate::record::{DeviceName, Method, UserRecord, Verdict};
 use crate::store::{Store, StoreExt};
 use crate::system::SystemConfig;
 
@@ -48,6 +48,8 @@ impl Refusal {
 pub enum Checked {
     Accepted {
         method: Method,
+        /// The device whose code it was (TOTP, HOTP).
+        device: Option<DeviceName>,
         backups_left: usize,
         /// Which of the candidates matched.
         candidate: usize,
@@ -315,7 +317,8 @@ impl<'a> Verifier<'a> {
                 continue;
             };
             let before = (backup == BackupUse::Keep).then(|| record.clone());
-            match verify_allowed(self.config, record, &answer, now, policy)? {
+            let (verdict, device) = verify_allowed(self.config, record, &answer, now, policy)?;
+            match verdict {
                 Verdict::Accepted(method) => {
                     if let (Method::Backup, Some(before)) = (method, before) {
                         *record = before;
@@ -328,6 +331,7 @@ impl<'a> Verifier<'a> {
                     let backups_left = record.backup.codes.len();
                     return Ok(Checked::Accepted {
                         method,
+                        device,
                         backups_left,
                         candidate,
                     });
@@ -480,15 +484,15 @@ fn verify_allowed(
     answer: &Answer,
     now: u64,
     policy: crate::record::VerifyPolicy,
-) -> Result<Verdict> {
+) -> Result<(Verdict, Option<DeviceName>)> {
     use crate::system::Factor;
     if config.policy.methods.is_none() {
-        return record.verify(answer, now, policy);
+        return record.verify_device(answer, now, policy);
     }
-    let (totp, hotp) = if config.allows(Factor::App) {
-        (None, None)
+    let devices = if config.allows(Factor::App) {
+        None
     } else {
-        (record.totp.take(), record.hotp.take())
+        Some(std::mem::take(&mut record.devices))
     };
     let backups = if config.allows(Factor::Backup) {
         None
@@ -497,13 +501,10 @@ fn verify_allowed(
     };
     let all_sent = record.sent_codes.clone();
     record.sent_codes.retain(|c| config.allows(c.channel));
-    let verdict = record.verify(answer, now, policy);
+    let verdict = record.verify_device(answer, now, policy);
     // Put back what was set aside, in its place.
-    if totp.is_some() {
-        record.totp = totp;
-    }
-    if hotp.is_some() {
-        record.hotp = hotp;
+    if let Some(devices) = devices {
+        record.devices = devices;
     }
     if let Some(codes) = backups {
         record.backup.codes = codes;

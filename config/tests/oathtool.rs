@@ -105,7 +105,7 @@ fn an_oathtool_code_logs_in_once_through_a_user_record() {
     // one from 3 steps ago is not.
     let old = oathtool(&["--totp", "-N", &format!("@{}", now + 30), "-b", &b32]).unwrap();
     let mut fresh = record.clone();
-    fresh.state.last_step = 0;
+    fresh.devices[0].last_step = 0;
     assert!(matches!(
         fresh
             .verify(&Answer::parse(old.as_bytes()).unwrap(), now + 60, policy)
@@ -114,7 +114,7 @@ fn an_oathtool_code_logs_in_once_through_a_user_record() {
     ));
     let stale = oathtool(&["--totp", "-N", &format!("@{}", now - 90), "-b", &b32]).unwrap();
     let mut fresh = record.clone();
-    fresh.state.last_step = 0;
+    fresh.devices[0].last_step = 0;
     assert_eq!(
         fresh
             .verify(&Answer::parse(stale.as_bytes()).unwrap(), now, policy)

@@ -97,7 +97,7 @@ fn a_login_writes_in_place_and_only_an_enrollment_change_renames() {
         text.contains("failures = 6"),
         "the rewrite carries the state: {text}"
     );
-    assert!(text.starts_with("version = 2\nserial = \""), "{text}");
+    assert!(text.starts_with("version = 3\nserial = \""), "{text}");
     assert_eq!(failures(&f), 6);
     fail_once(&f);
     assert_eq!(failures(&f), 7);
@@ -250,8 +250,20 @@ fn a_previous_layout_file_migrates_and_keeps_its_used_codes_used() {
     let codes = record.new_backup_codes(4, 8).unwrap();
     record.backup.codes.remove(0); // codes[0] was used under the old layout
     record.state.failures = 2;
-    let text = record.to_toml().replacen("version = 2", "version = 1", 1);
-    assert!(text.starts_with("version = 1\n"));
+    // A version 1 file: the app in [totp], its step in [state].
+    let hashes: Vec<String> = record
+        .backup
+        .codes
+        .iter()
+        .map(|c| format!("\"{c}\""))
+        .collect();
+    let text = format!(
+        "version = 1\n[totp]\nsecret = \"{}\"\n[backup]\ncodes = [{}]\n\
+         [state]\nlast_step = {}\nfailures = 2\n",
+        otpgate_test_support::TEST_SECRET_BASE32,
+        hashes.join(", "),
+        NOW / 30
+    );
     fs::write(path_in(dir.path(), "user.toml"), &text).unwrap();
     fs::set_permissions(
         path_in(dir.path(), "user.toml"),
@@ -259,7 +271,11 @@ fn a_previous_layout_file_migrates_and_keeps_its_used_codes_used() {
     )
     .unwrap();
     let f = home_file(dir.path());
-    assert_eq!(f.read().unwrap().unwrap().backup.codes.len(), 3);
+    let read = f.read().unwrap().unwrap();
+    assert_eq!(read.backup.codes.len(), 3);
+    assert_eq!(read.devices.len(), 1, "one device");
+    assert_eq!(read.devices[0].name.as_str(), "app");
+    assert_eq!(read.devices[0].last_step, NOW / 30, "its step came along");
     assert_eq!(
         use_code(&f, &codes[0]),
         Verdict::Wrong,
@@ -270,9 +286,14 @@ fn a_previous_layout_file_migrates_and_keeps_its_used_codes_used() {
     assert!(matches!(use_code(&f, &codes[1]), Verdict::Accepted(_)));
     let migrated = fs::read_to_string(f.path()).unwrap();
     assert!(
-        migrated.starts_with("version = 2\nserial = \""),
+        migrated.starts_with("version = 3\nserial = \""),
         "{migrated}"
     );
+    assert!(
+        migrated.contains("[[device]]\nname = \"app\""),
+        "{migrated}"
+    );
+    assert!(!migrated.contains("\n[totp]"), "{migrated}");
     // ...and the next ones go to the state file.
     let inode = fs::metadata(f.path()).unwrap().ino();
     assert!(matches!(use_code(&f, &codes[2]), Verdict::Accepted(_)));
@@ -283,6 +304,7 @@ fn a_previous_layout_file_migrates_and_keeps_its_used_codes_used() {
     let after = f.read().unwrap().unwrap();
     assert_eq!(after.backup.codes.len(), 1);
     assert_eq!(after.state.failures, 2, "the count came along");
+    assert_eq!(after.devices[0].last_step, NOW / 30, "the step stays used");
 }
 
 #[test]
@@ -337,4 +359,93 @@ fn a_symlinked_state_file_is_refused_and_its_target_untouched() {
         .unwrap_err();
     assert!(matches!(err, Error::Symlink { .. }), "{err:?}");
     assert_eq!(fs::read_to_string(&target).unwrap(), "precious");
+}
+
+/// One slot of a state file as a build before devices wrote it: the
+/// payload of the first layout (last_step, failures, locked_until, the HOTP
+/// flag and counter, then the four lists), under the slot header and its
+/// SHA-256.
+fn first_layout_slot(generation: u64, serial: u64, last_step: u64, failures: u32) -> Vec<u8> {
+    use sha2::{Digest, Sha256};
+    let mut payload = Vec::new();
+    payload.extend_from_slice(&last_step.to_le_bytes());
+    payload.extend_from_slice(&failures.to_le_bytes());
+    payload.extend_from_slice(&0u64.to_le_bytes());
+    payload.push(0);
+    payload.extend_from_slice(&0u64.to_le_bytes());
+    // Backup codes: three, the second used (bits 0 and 2 kept).
+    payload.extend_from_slice(&3u16.to_le_bytes());
+    payload.push(0b101);
+    for _ in 0..3 {
+        payload.extend_from_slice(&0u16.to_le_bytes());
+    }
+    let mut slot = Vec::new();
+    slot.extend_from_slice(b"OTPGSTv1");
+    slot.extend_from_slice(&generation.to_le_bytes());
+    slot.extend_from_slice(&serial.to_le_bytes());
+    slot.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    slot.extend_from_slice(&payload);
+    let digest = Sha256::digest(&slot);
+    slot.extend_from_slice(&digest);
+    slot
+}
+
+/// A version 2 file with a state file of the layout before devices: the
+/// state reads onto device `app` (its step, the failures, the used backup
+/// code); the next login writes the new layout in place, and the record
+/// stays as it is until its next rewrite.
+#[test]
+fn a_version_2_file_with_an_old_state_slot_reads_onto_device_app_and_logs_in() {
+    let dir = private_dir();
+    let mut record = totp_record();
+    let codes = record.new_backup_codes(3, 8).unwrap();
+    let hashes: Vec<String> = record
+        .backup
+        .codes
+        .iter()
+        .map(|c| format!("\"{c}\""))
+        .collect();
+    let text = format!(
+        "version = 2\nserial = \"00000000000000ab\"\n[totp]\nsecret = \"{}\"\n\
+         [backup]\ncodes = [{}]\n[state]\nlast_step = 5\n",
+        otpgate_test_support::TEST_SECRET_BASE32,
+        hashes.join(", "),
+    );
+    let user = path_in(dir.path(), "user.toml");
+    fs::write(&user, &text).unwrap();
+    let mut state = vec![0u8; (SLOTS * SLOT) as usize];
+    let slot = first_layout_slot(3, 0xab, NOW / 30, 4);
+    state[..slot.len()].copy_from_slice(&slot);
+    let state_path = path_in(dir.path(), "user.toml.state");
+    fs::write(&state_path, &state).unwrap();
+    for p in [&user, &state_path] {
+        fs::set_permissions(p, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    }
+    let f = home_file(dir.path());
+    let read = f.read().unwrap().unwrap();
+    assert_eq!(read.devices[0].name.as_str(), "app");
+    assert_eq!(read.devices[0].last_step, NOW / 30, "the slot's step");
+    assert_eq!(read.state.failures, 4);
+    assert_eq!(read.backup.codes.len(), 2);
+
+    // The used step and backup code stay used; a login writes in place.
+    let inode = fs::metadata(&user).unwrap().ino();
+    let now_code = String::from_utf8(otpgate_test_support::code_at(NOW)).unwrap();
+    assert!(matches!(use_code(&f, &now_code), Verdict::Replayed { .. }));
+    assert_eq!(use_code(&f, &codes[1]), Verdict::Wrong);
+    assert!(matches!(use_code(&f, &codes[0]), Verdict::Accepted(_)));
+    assert_eq!(fs::metadata(&user).unwrap().ino(), inode, "in place");
+    assert_eq!(
+        fs::read_to_string(&user).unwrap(),
+        text,
+        "the record as it was"
+    );
+    // The newest slot is of the devices layout (layout byte 2 at 20).
+    let bytes = fs::read(&state_path).unwrap();
+    let file = fs::File::open(&state_path).unwrap();
+    let newest = (0..SLOTS).max_by_key(|&i| generation(&file, i)).unwrap() as usize;
+    assert_eq!(bytes[newest * SLOT as usize + 28 + 20], 2);
+    let after = f.read().unwrap().unwrap();
+    assert_eq!(after.devices[0].last_step, NOW / 30);
+    assert_eq!(after.backup.codes.len(), 1);
 }

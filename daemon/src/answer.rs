@@ -262,6 +262,7 @@ pub fn answer(ctx: &Context, peer: &Peer, request: &Request) -> Result<Reply, Er
         }
         Request::EnrollIssued {
             replacing,
+            device,
             confirm,
             proof,
             password,
@@ -276,9 +277,22 @@ pub fn answer(ctx: &Context, peer: &Peer, request: &Request) -> Result<Reply, Er
             if let Some(code) = confirm {
                 confirmed(&ctx.config, &mut record, code, now)?;
             }
-            let change = Change::Enroll {
-                record: Box::new(record),
-                replacing: *replacing,
+            // A new device of an enrollment (`otpgate devices add`), or
+            // the whole enrollment. The issued record has one device.
+            let change = match (device, record.devices.pop()) {
+                (Some(name), Some(mut new)) => {
+                    new.name = *name;
+                    Change::AddDevice {
+                        device: Box::new(new),
+                    }
+                }
+                (_, taken) => {
+                    record.devices.extend(taken);
+                    Change::Enroll {
+                        record: Box::new(record),
+                        replacing: *replacing,
+                    }
+                }
             };
             if peer.role == Role::SelfService {
                 let given = Given::of(proof, password);

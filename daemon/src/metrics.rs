@@ -443,6 +443,7 @@ mod tests {
     fn checks_are_counted_by_outcome_and_method_and_the_page_is_well_formed() {
         let m = Metrics::default();
         let accepted = WireChecked::Accepted {
+            device: None,
             method: WireMethod::Totp,
             backups_left: 0,
             candidate: 0,

@@ -13,7 +13,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::Duration;
 
 use otpgate_config::record::View;
-use otpgate_config::record::{Method, source_key};
+use otpgate_config::record::{DeviceName, Method, source_key};
 use otpgate_config::remote::Daemon;
 use otpgate_config::service::{Local, Service};
 use otpgate_config::ssh_auth::{self, LoginKey};
@@ -211,6 +211,9 @@ struct Login<'a> {
     tty: Option<String>,
     /// What sshd says about the SSH key of this login (`SSH_AUTH_INFO_0`).
     ssh_key: LoginKey,
+    /// The device whose code was accepted, for the decision line
+    /// (`device=NAME`, after `method`).
+    device: Option<DeviceName>,
 }
 
 impl Login<'_> {
@@ -258,6 +261,9 @@ impl Login<'_> {
         field(&mut line, "rhost", self.rhost.as_deref());
         field(&mut line, "tty", self.tty.as_deref());
         field(&mut line, "method", method);
+        if let Some(device) = self.device.filter(|_| outcome == "success") {
+            field(&mut line, "device", Some(device.as_str()));
+        }
         field(&mut line, "outcome", Some(outcome));
         if let Some(refused) = refused {
             field(&mut line, "why", Some(refused.as_str()));
@@ -352,6 +358,7 @@ pub fn authenticate(
         rhost,
         tty,
         ssh_key,
+        device: None,
     };
     run(&mut login, args, env).unwrap_or_else(|decided| decided)
 }

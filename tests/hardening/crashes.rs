@@ -77,7 +77,7 @@ pub fn kill_9_during_updates_leaves_the_old_or_the_new_file() {
         let r = record_at(&path, "root")
             .unwrap_or_else(|e| panic!("kill {kills}: the record does not read: {e}"))
             .expect("enrolled");
-        let n = r.state.last_step;
+        let n = r.devices[0].last_step;
         assert!(
             n == reported_last || n == reported_last + 1,
             "kill {kills}: file holds {n}, the helper had reported {reported_last}"
@@ -141,7 +141,7 @@ pub fn kill_9_during_updates_leaves_the_old_or_the_new_file() {
     .expect("rewrite");
     assert!(temp_files(&dir).is_empty(), "{:?}", temp_files(&dir));
     let after = h.record("root");
-    assert_eq!(after.state.last_step, last);
+    assert_eq!(after.devices[0].last_step, last);
     assert_eq!(after.backup.codes.len(), 9);
     keep_log(&h);
     figure(

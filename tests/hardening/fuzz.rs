@@ -514,6 +514,9 @@ pub fn a_million_generated_inputs_never_panic_a_parser() {
                         }
                         if let Ok(mut r) = UserRecord::from_toml(path, &text) {
                             let again = UserRecord::from_toml(path, &r.to_toml());
+                            // Written in this build's form: version 1 and 2
+                            // files come back as version 3, the same record.
+                            r.version = otpgate_config::record::VERSION;
                             prop_assert_eq!(
                                 again.as_ref().ok(),
                                 Some(&r),
@@ -522,7 +525,7 @@ pub fn a_million_generated_inputs_never_panic_a_parser() {
                             );
                             // Verification at any time, with any counter (the
                             // look-ahead capped: it only repeats the HMAC).
-                            if let Some(h) = r.hotp.as_mut() {
+                            for h in r.devices.iter_mut().filter_map(|d| d.hotp.as_mut()) {
                                 h.lookahead = h.lookahead.map(|l| l.min(3));
                             }
                             let a = Answer::parse(b"123456").expect("digits");

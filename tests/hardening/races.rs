@@ -148,7 +148,7 @@ pub fn totp_code_raced_by_100_logins_works_once() {
     let ok = count(&runs, "PAM_SUCCESS");
     assert_eq!(ok, 1, "{runs:#?}");
     assert_eq!(denied(&runs), 99, "{runs:#?}");
-    assert_eq!(h.record("root").state.last_step, time_step(at, 30));
+    assert_eq!(h.record("root").devices[0].last_step, time_step(at, 30));
     let (replayed, locked) = refusals(&runs);
     assert_eq!((replayed, locked), (10, 89), "{runs:#?}");
     keep_log(&h);
@@ -352,7 +352,7 @@ pub fn mixed_logins_keep_the_file_whole_and_the_counters_exact() {
     let record = h.record("root");
     assert!(record.backup.codes.is_empty(), "{:?}", record.backup.codes);
     let highest = (0..3).rev().find(|&k| totp_ok[k] == 1).expect("one") as u64;
-    assert_eq!(record.state.last_step, step - 1 + highest);
+    assert_eq!(record.devices[0].last_step, step - 1 + highest);
     // Failures: never more than the denials, never a lock (lockout off).
     let failures = record.state.failures as usize;
     assert!(failures <= denied, "{failures} > {denied}");

@@ -806,3 +806,19 @@ pub fn record_at(path: &Path, user: &str) -> otpgate_config::Result<Option<UserR
     let store = otpgate_config::UserFile::new(path.to_path_buf(), &account, false)?;
     otpgate_config::Store::read(&store)
 }
+
+/// A record of two TOTP devices (SHA-1, 6 digits, 30 s): `phone` with
+/// `first` and `key` with `second` (base32 secrets).
+pub fn two_device_record(first: &str, second: &str) -> UserRecord {
+    use otpgate_config::record::{Device, DeviceName};
+    let mut record = totp_record_with(first, Algorithm::SHA1, 6);
+    record.devices[0].name = DeviceName::parse("phone").expect("a name");
+    record.devices.push(Device::totp(
+        DeviceName::parse("key").expect("a name"),
+        Secret::from_base32(second).expect("a base32 secret"),
+        Algorithm::SHA1,
+        6,
+        30,
+    ));
+    record
+}

@@ -442,7 +442,7 @@ fn a_user_gets_only_their_own_view_and_no_secret() {
     let d = Otpgated::start(&h);
     let (secret, _) = enroll(&h, 2);
     let mut record = totp_record_with(&new_secret(), Algorithm::SHA1, 6);
-    let user_secret = record.totp.as_ref().unwrap().secret.to_base32().to_string();
+    let user_secret = record.totp().unwrap().secret.to_base32().to_string();
     record.new_backup_codes(2, 8).unwrap();
     h.write_record(&user.name, &record);
     let (uid, gid) = (user.uid, user.gid);
@@ -548,7 +548,7 @@ fn as_the_test_user_the_command_manages_the_enrollment_through_the_daemon() {
     assert_eq!((meta.uid(), meta.mode() & 0o777), (0, 0o600));
     assert_eq!(
         h.record(&user.name)
-            .totp
+            .totp()
             .unwrap()
             .secret
             .to_base32()
@@ -1099,11 +1099,11 @@ fn the_daemon_makes_the_secret_and_checks_the_first_code() {
         String::from_utf8_lossy(&out.stderr)
     );
     let record = h.record(&user.name);
-    assert_eq!(
-        record.totp.as_ref().unwrap().secret.to_base32().as_str(),
-        secret
+    assert_eq!(record.totp().unwrap().secret.to_base32().as_str(), secret);
+    assert!(
+        record.devices[0].last_step > 0,
+        "the confirmation code is used"
     );
-    assert!(record.state.last_step > 0, "the confirmation code is used");
     assert!(!d.log().contains(&secret));
 
     // A client of the user's: a wrong first code, or no secret asked for.
@@ -1303,4 +1303,185 @@ fn without_daemon_metrics_the_daemon_listens_on_no_tcp_port() {
         .assert("PAM_SUCCESS");
     assert_eq!(tcp_listening_sockets_of(d.pid()), 0);
     assert!(!d.log().contains("metrics"), "{}", d.log());
+}
+
+// --- Named devices (issue #17, part 1) ---------------------------------------
+
+/// The test user adds devices through the daemon with a current code:
+/// one whose secret the daemon makes (`new-secret`, `enroll-issued` with a
+/// device name) and one of their own (`add-device`); a login accepts
+/// either and the log names it; removing one needs a code too, and its
+/// codes then fail. The same requests sent without a proof are refused.
+#[test]
+fn as_the_test_user_devices_are_added_and_removed_through_the_daemon_with_a_code() {
+    let (h, user) = need!(user_harness("max_attempts = 1\ntotp_window = 3"));
+    let d = Otpgated::start(&h);
+    let (uid, gid) = (user.uid, user.gid);
+    let first = new_secret();
+    h.write_record(&user.name, &totp_record_with(&first, Algorithm::SHA1, 6));
+    avoid_step_edge();
+    let t = now();
+
+    // Without a right code nothing is added.
+    let (ok, out) = otpgate_as(
+        &h,
+        uid,
+        gid,
+        &["devices", "add", "phone", "--no-confirm"],
+        "000000\n",
+    );
+    assert!(!ok, "{out}");
+    assert_eq!(h.record(&user.name).devices.len(), 1);
+
+    // The daemon makes the secret; it comes back once, for the QR code.
+    let (ok, out) = otpgate_as(
+        &h,
+        uid,
+        gid,
+        &["devices", "add", "phone", "--no-confirm", "--json"],
+        &format!("{}\n", totp_at(&first, t - 60)),
+    );
+    assert!(ok, "{out}");
+    let json: serde_json::Value =
+        serde_json::from_str(out.lines().find(|l| l.starts_with('{')).unwrap()).unwrap();
+    let phone = json["secret"].as_str().unwrap().to_string();
+    let record = h.record(&user.name);
+    let names: Vec<&str> = record.devices.iter().map(|d| d.name.as_str()).collect();
+    assert_eq!(names, ["app", "phone"]);
+    assert_eq!(
+        record.devices[1]
+            .totp
+            .as_ref()
+            .unwrap()
+            .secret
+            .to_base32()
+            .as_str(),
+        phone
+    );
+
+    // A secret of the user's own (a `Change::AddDevice`).
+    let key = new_secret();
+    let (ok, out) = otpgate_as(
+        &h,
+        uid,
+        gid,
+        &["devices", "add", "key", "--secret", &key, "--no-confirm"],
+        &format!("{}\n", totp_at(&first, t - 30)),
+    );
+    assert!(ok, "{out}");
+    assert_eq!(h.record(&user.name).devices.len(), 3);
+
+    // The view lists them without secrets.
+    let (ok, out) = otpgate_as(&h, uid, gid, &["devices", "list", "--json"], "");
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("\"name\":\"phone\"") && out.contains("\"name\":\"key\""),
+        "{out}"
+    );
+    assert!(!out.contains(&phone) && !out.contains(&key), "{out}");
+
+    // Logins take any device's code, each once.
+    for (secret, name) in [(&phone, "phone"), (&key, "key")] {
+        let code = totp_at(secret, t);
+        h.login()
+            .user(&user.name)
+            .answer(&code)
+            .run()
+            .assert("PAM_SUCCESS");
+        let lines = decisions(&h);
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.contains(&format!(" device={name} "))),
+            "{lines:#?}"
+        );
+        h.login()
+            .user(&user.name)
+            .answer(&code)
+            .run()
+            .assert("PAM_AUTH_ERR");
+    }
+
+    // Straight to the daemon without a proof: refused.
+    let name = &user.name;
+    let mut add = toml::Table::new();
+    add.insert("op".into(), "change".into());
+    add.insert("user".into(), name.as_str().into());
+    let evil = otpgate_config::record::Device::totp(
+        otpgate_config::record::DeviceName::parse("evil").unwrap(),
+        otpgate_config::otp::Secret::from_base32(&new_secret()).unwrap(),
+        Algorithm::SHA1,
+        6,
+        30,
+    );
+    let change = toml::Table::try_from(&otpgate_config::change::Change::AddDevice {
+        device: Box::new(evil),
+    })
+    .unwrap();
+    add.insert("change".into(), change.into());
+    for request in [
+        toml::to_string(&add).unwrap(),
+        format!(
+            "op = \"change\"\nuser = \"{name}\"\n[change]\nchange = \"remove-device\"\nname = \"app\"\n"
+        ),
+    ] {
+        let reply = ask_as(uid, gid, &d.socket, &request);
+        assert!(
+            reply.contains("kind = \"forbidden\""),
+            "{request} -> {reply}"
+        );
+    }
+    assert_eq!(h.record(&user.name).devices.len(), 3);
+
+    // Removing needs a code; then the device's codes fail.
+    let (ok, out) = otpgate_as(
+        &h,
+        uid,
+        gid,
+        &["devices", "remove", "phone"],
+        &format!("{}\n", totp_at(&key, t + 30)),
+    );
+    assert!(ok, "{out}");
+    h.login()
+        .user(&user.name)
+        .answer(totp_at(&phone, t + 60))
+        .run()
+        .assert("PAM_AUTH_ERR");
+    assert!(!d.log().contains(&phone) && !d.log().contains(&key));
+    let _ = std::fs::remove_file(h.user_file(&user.name));
+}
+
+/// 100 logins race through the daemon, half with a code of each of two
+/// devices for the same step: exactly one per device wins.
+#[test]
+fn codes_of_two_devices_raced_by_100_logins_through_the_daemon_work_once_each() {
+    let h = need!(harness("max_attempts = 1\nlockout_after = 0"));
+    let _d = Otpgated::start(&h);
+    let (a, b) = (new_secret(), new_secret());
+    h.write_record("root", &two_device_record(&a, &b));
+    avoid_step_edge();
+    let t = now();
+    let codes = [totp_at(&a, t), totp_at(&b, t)];
+    let answers: Vec<String> = (0..100).map(|i| codes[i % 2].clone()).collect();
+    let runs = race(&h, &answers);
+    for device in 0..2 {
+        let wins = runs
+            .iter()
+            .enumerate()
+            .filter(|(i, r)| i % 2 == device && r.result == "PAM_SUCCESS")
+            .count();
+        assert_eq!(
+            wins,
+            1,
+            "device {device}: {:?}",
+            runs.iter().map(|r| &r.result).collect::<Vec<_>>()
+        );
+    }
+    assert!(
+        runs.iter()
+            .all(|r| r.result == "PAM_SUCCESS" || r.result == "PAM_AUTH_ERR")
+    );
+    let record = h.record("root");
+    assert_eq!(record.devices[0].last_step, t / 30);
+    assert_eq!(record.devices[1].last_step, t / 30);
 }

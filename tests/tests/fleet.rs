@@ -735,3 +735,52 @@ fn a_stalled_synchronous_standby_denies_logins_within_the_timeout() {
         daemon_logs(&daemons)
     );
 }
+
+/// A second device added through another host's daemon is stored in the
+/// shared record (as `[[device]]` TOML in PostgreSQL); logins over three
+/// hosts race with a code of each device for the same step: each works
+/// once, neither blocks the other.
+#[test]
+fn codes_of_two_devices_raced_over_three_hosts_work_once_each() {
+    let pg = need!(Postgres::start());
+    let h = need!(Harness::new(""));
+    let (hosts, _daemons, secret) = fleet(&pg, &h, "max_attempts = 1\nlockout_after = 0");
+    let second = new_secret();
+    let (ok, out) = otpgate_with(
+        &hosts[1].config,
+        &[
+            "devices",
+            "add",
+            "--user",
+            "root",
+            "key",
+            "--secret",
+            &second,
+            "--no-confirm",
+            "--force",
+        ],
+    );
+    assert!(ok, "{out}");
+    let text = pg.psql(
+        "otpgate",
+        "SELECT record FROM otpgate_records WHERE user_name = 'root'",
+    );
+    assert!(
+        text.contains("version = 3") && text.contains("name = \"key\""),
+        "{text}"
+    );
+    avoid_step_edge();
+    let t = now();
+    let codes = [totp_at(&secret, t), totp_at(&second, t)];
+    // Answer i goes to host i % 3 and is a code of device i % 2.
+    let answers: Vec<String> = (0..96).map(|i| codes[i % 2].clone()).collect();
+    let runs = race_hosts(&h, &hosts, &answers);
+    for device in 0..2 {
+        let wins = runs
+            .iter()
+            .enumerate()
+            .filter(|(i, r)| i % 2 == device && r.result == "PAM_SUCCESS")
+            .count();
+        assert_eq!(wins, 1, "device {device}: {runs:#?}");
+    }
+}

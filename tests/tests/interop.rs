@@ -204,7 +204,7 @@ fn pamtester_wrong_password_never_reaches_the_code_prompt() {
     );
     assert!(!ok, "{out}");
     assert!(!out.contains("Verification code"), "{out}");
-    assert_eq!(h.record("root").state.last_step, 0, "code not used up");
+    assert_eq!(h.record("root").devices[0].last_step, 0, "code not used up");
 }
 
 #[test]

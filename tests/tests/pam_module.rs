@@ -164,7 +164,7 @@ fn hotp_counter_advances_and_resyncs_within_the_look_ahead() {
         0,
     );
     h.write_record("root", &record);
-    let counter = |h: &Harness| h.record("root").hotp.unwrap().counter;
+    let counter = |h: &Harness| h.record("root").hotp().unwrap().counter;
 
     h.login()
         .answer(hotp(&secret, 0))
@@ -219,12 +219,12 @@ fn an_hotp_counter_at_its_maximum_accepts_no_code_forever() {
     let before_last = hotp(&secret, u64::MAX - 1);
     let last = hotp(&secret, u64::MAX);
     h.login().answer(&before_last).run().assert("PAM_SUCCESS");
-    assert_eq!(h.record("root").hotp.unwrap().counter, u64::MAX);
+    assert_eq!(h.record("root").hotp().unwrap().counter, u64::MAX);
     for _ in 0..3 {
         h.login().answer(&last).run().assert("PAM_AUTH_ERR");
         h.login().answer(&before_last).run().assert("PAM_AUTH_ERR");
     }
-    assert_eq!(h.record("root").hotp.unwrap().counter, u64::MAX);
+    assert_eq!(h.record("root").hotp().unwrap().counter, u64::MAX);
 }
 
 #[test]
@@ -1616,4 +1616,119 @@ fn a_host_remembered_with_a_key_in_the_pam_environment_asks_another_key() {
         .run();
     run.assert("PAM_SUCCESS");
     assert_eq!(run.prompts()[0], PROMPT);
+}
+
+// --- Named devices (issue #17, part 1) ---------------------------------------
+
+/// Two devices: a code of each works once, the log names the device, and
+/// a step used on one does not refuse the same step on the other.
+#[test]
+fn with_two_devices_each_code_works_once_and_the_log_names_the_device() {
+    let h = need!(harness("max_attempts = 1", ""));
+    let (a, b) = (new_secret(), new_secret());
+    h.write_record("root", &two_device_record(&a, &b));
+    avoid_step_edge();
+    let t = now();
+    let (code_a, code_b) = (totp_at(&a, t), totp_at(&b, t));
+    h.login().answer(&code_b).run().assert("PAM_SUCCESS");
+    let line = decision(&h);
+    assert!(
+        line.contains("method=totp device=key outcome=success"),
+        "{line}"
+    );
+    assert!(!line.contains(&b) && !line.contains(&code_b), "{line}");
+    // The same step on device 1 is its own.
+    h.login().answer(&code_a).run().assert("PAM_SUCCESS");
+    assert!(decision(&h).contains(" device=phone "));
+    for code in [&code_a, &code_b] {
+        h.login().answer(code).run().assert("PAM_AUTH_ERR");
+        assert!(decision(&h).contains("code already used"));
+    }
+    let record = h.record("root");
+    assert_eq!(record.devices[0].last_step, t / 30);
+    assert_eq!(record.devices[1].last_step, t / 30);
+}
+
+/// A device removed: its codes are refused, the other's still work.
+#[test]
+fn a_removed_device_codes_are_refused() {
+    let h = need!(harness("max_attempts = 1", ""));
+    let (a, b) = (new_secret(), new_secret());
+    let mut record = two_device_record(&a, &b);
+    h.write_record("root", &record);
+    avoid_step_edge();
+    record.devices.retain(|d| d.name.as_str() != "key");
+    h.write_record("root", &record);
+    h.login()
+        .answer(totp_at(&b, now()))
+        .run()
+        .assert("PAM_AUTH_ERR");
+    assert!(decision(&h).contains("wrong code"));
+    h.login()
+        .answer(totp_at(&a, now()))
+        .run()
+        .assert("PAM_SUCCESS");
+}
+
+/// A version 2 file (one `[totp]`, its step in `[state]`) logs in as
+/// device `app` and its used step stays used.
+#[test]
+fn a_version_2_file_logs_in_as_device_app() {
+    let h = need!(harness("max_attempts = 1", ""));
+    let secret = new_secret();
+    avoid_step_edge();
+    let t = now();
+    let old = format!(
+        "version = 2\n[totp]\nsecret = \"{secret}\"\n[state]\nlast_step = {}\n",
+        t / 30 - 1
+    );
+    write_private(&h.user_file("root"), old.as_bytes());
+    h.login()
+        .answer(totp_at(&secret, t - 30))
+        .run()
+        .assert("PAM_AUTH_ERR");
+    assert!(decision(&h).contains("code already used"));
+    h.login()
+        .answer(totp_at(&secret, t))
+        .run()
+        .assert("PAM_SUCCESS");
+    assert!(decision(&h).contains(" device=app "));
+    assert_eq!(h.record("root").devices[0].last_step, t / 30);
+}
+
+/// Many logins race with the code of each of two devices: exactly one
+/// login per device wins.
+#[test]
+fn codes_of_two_devices_raced_by_many_logins_work_once_each() {
+    let h = need!(harness("max_attempts = 1\nlockout_after = 0", ""));
+    let (a, b) = (new_secret(), new_secret());
+    h.write_record("root", &two_device_record(&a, &b));
+    avoid_step_edge();
+    let t = now();
+    let codes = [totp_at(&a, t), totp_at(&b, t)];
+    let results: Vec<(usize, String)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..32)
+            .map(|i| {
+                let (h, codes) = (&h, &codes);
+                s.spawn(move || (i % 2, h.login().answer(&codes[i % 2]).run().result))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|t| t.join().expect("thread"))
+            .collect()
+    });
+    for device in 0..2 {
+        let wins = results
+            .iter()
+            .filter(|(d, r)| *d == device && r == "PAM_SUCCESS")
+            .count();
+        assert_eq!(wins, 1, "device {device}: {results:?}");
+    }
+    assert!(
+        results
+            .iter()
+            .all(|(_, r)| r == "PAM_SUCCESS" || r == "PAM_AUTH_ERR"),
+        "{results:?}"
+    );
 }

@@ -165,7 +165,7 @@ fn ssh_wrong_password_never_reaches_the_code_prompt() {
         .run();
     run.assert_refused();
     assert!(!run.prompted(CODE_PROMPT), "{run:#?}");
-    assert_eq!(h.record("root").state.last_step, 0, "code not used up");
+    assert_eq!(h.record("root").devices[0].last_step, 0, "code not used up");
 }
 
 // --- Debian's stock sshd_config and the shipped drop-in ---------------------

@@ -55,6 +55,34 @@ fn every_request() -> Vec<Request> {
             password: None,
             now: Some(5),
         },
+        Request::Change {
+            user: "alice".into(),
+            change: Change::AddDevice {
+                device: Box::new(totp_record().devices.remove(0)),
+            },
+            proof: Some(Zeroizing::new("tok".into())),
+            password: None,
+            now: None,
+        },
+        Request::Change {
+            user: "alice".into(),
+            change: Change::RenameDevice {
+                from: DeviceName::parse("app").unwrap(),
+                to: DeviceName::parse("phone.2").unwrap(),
+            },
+            proof: None,
+            password: None,
+            now: None,
+        },
+        Request::EnrollIssued {
+            user: "alice".into(),
+            replacing: true,
+            device: Some(DeviceName::parse("spare").unwrap()),
+            confirm: Some(Zeroizing::new("123456".into())),
+            proof: Some(Zeroizing::new("tok".into())),
+            password: None,
+            now: None,
+        },
     ]
 }
 
@@ -66,7 +94,8 @@ fn every_reply() -> Vec<Reply> {
         },
         Reply::Checked {
             checked: Checked::Accepted {
-                method: Method::Backup,
+                method: Method::Totp,
+                device: Some(crate::record::DeviceName::parse("phone").unwrap()),
                 backups_left: 9,
                 candidate: 0,
             }

@@ -8,20 +8,38 @@
 //! express (a new code, a new trusted host, a changed secret) is a rewrite
 //! of the record itself.
 
-use super::{Backup, HotpConfig, State, UserRecord};
+use super::{Backup, State, UserRecord};
 
 /// A list an overlay covers, by its position in [`Hot::kept`].
 const LISTS: usize = 4;
+/// The byte after the fixed fields: 0 or 1 in the first layout (no HOTP,
+/// HOTP), [`DEVICES_LAYOUT`] in the layout with one position per device.
+const LAYOUT_AT: usize = 20;
+const DEVICES_LAYOUT: u8 = 2;
 
 /// The login state of a record, relative to one version of it (the base).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Hot {
     state: State,
-    /// The HOTP counter; `None` for a record without `[hotp]`.
-    hotp_counter: Option<u64>,
+    /// Each device's replay state (TOTP step, HOTP counter).
+    positions: Positions,
     /// Which entries of the base's backup codes, sent codes, sends and
     /// trusted hosts are left.
     kept: [Kept; LISTS],
+}
+
+/// Where the devices' replay state is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Positions {
+    /// One per device of the base, in its order (what this build writes).
+    Devices(Vec<u64>),
+    /// A payload of the first layout, written before devices had names:
+    /// the one app's TOTP step and HOTP counter. It fits a base with at
+    /// most one device (a version 1 or 2 file, read as device `app`).
+    Legacy {
+        last_step: u64,
+        hotp_counter: Option<u64>,
+    },
 }
 
 /// Which entries of a list of `len` are left, one bit each.
@@ -36,9 +54,12 @@ impl Hot {
     /// only login state changed and list entries removed; `None` when it
     /// differs in anything else (the record must then be rewritten).
     pub(crate) fn between(base: &UserRecord, now: &UserRecord) -> Option<Hot> {
+        if base.devices.len() != now.devices.len() || now.devices.len() > usize::from(u8::MAX) {
+            return None;
+        }
         let hot = Hot {
             state: now.state.clone(),
-            hotp_counter: now.hotp.as_ref().map(|h| h.counter),
+            positions: Positions::Devices(now.devices.iter().map(|d| d.position()).collect()),
             kept: [
                 Kept::between(&base.backup.codes, &now.backup.codes)?,
                 Kept::between(&base.sent_codes, &now.sent_codes)?,
@@ -52,25 +73,36 @@ impl Hot {
     }
 
     /// `base` with this overlay's state; `None` when the overlay does not
-    /// fit it (list lengths, HOTP or not), which a reader treats as
-    /// damage.
+    /// fit it (list lengths, number or kind of devices), which a reader
+    /// treats as damage.
     pub(crate) fn apply(&self, base: &UserRecord) -> Option<UserRecord> {
         // Built field by field, the lists filtered from `base` rather than
         // cloned and then replaced (the backup codes are most of a record's
         // bytes); with no `..base`, a new field cannot be forgotten here.
-        let hotp = match (&base.hotp, self.hotp_counter) {
-            (Some(h), Some(counter)) => Some(HotpConfig {
-                counter,
-                ..h.clone()
-            }),
-            (None, None) => None,
-            _ => return None,
-        };
+        let mut devices = base.devices.clone();
+        match &self.positions {
+            Positions::Devices(positions) => {
+                if positions.len() != devices.len() {
+                    return None;
+                }
+                for (d, &p) in devices.iter_mut().zip(positions) {
+                    d.set_position(p);
+                }
+            }
+            Positions::Legacy {
+                last_step,
+                hotp_counter,
+            } => match (devices.as_mut_slice(), hotp_counter) {
+                ([], None) => {}
+                ([d], None) if d.totp.is_some() => d.last_step = *last_step,
+                ([d], Some(counter)) if d.hotp.is_some() => d.set_position(*counter),
+                _ => return None,
+            },
+        }
         Some(UserRecord {
             version: base.version,
             serial: base.serial.clone(),
-            totp: base.totp.clone(),
-            hotp,
+            devices,
             backup: Backup {
                 codes: self.kept[0].filter(&base.backup.codes)?,
             },
@@ -84,16 +116,33 @@ impl Hot {
         })
     }
 
-    /// Little-endian: last_step u64, failures u32, locked_until u64, a
-    /// HOTP flag byte and counter u64, then per list its length u16 and
-    /// its bits.
+    /// Little-endian: eight zero bytes (the first layout's step), failures
+    /// u32, locked_until u64, the layout byte [`DEVICES_LAYOUT`], the number
+    /// of devices u8 and each one's position u64, then per list its length
+    /// u16 and its bits.
     pub(crate) fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(64);
-        out.extend_from_slice(&self.state.last_step.to_le_bytes());
+        let (layout, last_step, positions) = match &self.positions {
+            Positions::Devices(p) => (DEVICES_LAYOUT, 0, p.clone()),
+            Positions::Legacy {
+                last_step,
+                hotp_counter,
+            } => (
+                u8::from(hotp_counter.is_some()),
+                *last_step,
+                vec![hotp_counter.unwrap_or(0)],
+            ),
+        };
+        out.extend_from_slice(&last_step.to_le_bytes());
         out.extend_from_slice(&self.state.failures.to_le_bytes());
         out.extend_from_slice(&self.state.locked_until.to_le_bytes());
-        out.push(u8::from(self.hotp_counter.is_some()));
-        out.extend_from_slice(&self.hotp_counter.unwrap_or(0).to_le_bytes());
+        out.push(layout);
+        if layout == DEVICES_LAYOUT {
+            out.push(positions.len() as u8);
+        }
+        for p in positions {
+            out.extend_from_slice(&p.to_le_bytes());
+        }
         for kept in &self.kept {
             out.extend_from_slice(&kept.len.to_le_bytes());
             out.extend_from_slice(&kept.bits);
@@ -101,20 +150,39 @@ impl Hot {
         out
     }
 
-    /// The overlay [`Hot::encode`] wrote; `None` for anything else
-    /// (trailing bytes, a flag other than 0 or 1, bits past a list's end).
+    /// The overlay [`Hot::encode`] wrote, or one of the first layout
+    /// (layout byte 0 or 1: last_step u64, failures u32, locked_until u64,
+    /// the HOTP flag and counter u64, the lists); `None` for anything else
+    /// (trailing bytes, another layout byte, bits past a list's end).
     pub(crate) fn decode(bytes: &[u8]) -> Option<Hot> {
         let mut at = Reader { bytes };
+        let last_step = u64::from_le_bytes(at.take()?);
         let state = State {
-            last_step: u64::from_le_bytes(at.take()?),
             failures: u32::from_le_bytes(at.take()?),
             locked_until: u64::from_le_bytes(at.take()?),
         };
-        let [flag] = at.take::<1>()?;
-        let counter = u64::from_le_bytes(at.take()?);
-        let hotp_counter = match flag {
-            0 if counter == 0 => None,
-            1 => Some(counter),
+        debug_assert_eq!(bytes.len() - at.bytes.len(), LAYOUT_AT);
+        let [layout] = at.take::<1>()?;
+        let positions = match layout {
+            DEVICES_LAYOUT if last_step == 0 => {
+                let [n] = at.take::<1>()?;
+                let positions = (0..n)
+                    .map(|_| at.take().map(u64::from_le_bytes))
+                    .collect::<Option<Vec<u64>>>()?;
+                Positions::Devices(positions)
+            }
+            0 | 1 => {
+                let counter = u64::from_le_bytes(at.take()?);
+                let hotp_counter = match layout {
+                    0 if counter == 0 => None,
+                    1 => Some(counter),
+                    _ => return None,
+                };
+                Positions::Legacy {
+                    last_step,
+                    hotp_counter,
+                }
+            }
             _ => return None,
         };
         let mut kept = Vec::with_capacity(LISTS);
@@ -128,7 +196,7 @@ impl Hot {
         }
         Some(Hot {
             state,
-            hotp_counter,
+            positions,
             kept: kept.try_into().ok()?,
         })
     }
@@ -280,13 +348,113 @@ mod tests {
         longer.push(0);
         assert!(Hot::decode(&longer).is_none());
         let mut flag = bytes.clone();
-        flag[20] = 2;
+        flag[LAYOUT_AT] = 3;
         assert!(Hot::decode(&flag).is_none());
-        // 10 backup codes: 2 bytes of bits, the top 6 bits of the second
-        // are past the end.
+        let mut step = bytes.clone();
+        step[0] = 1;
+        assert!(
+            Hot::decode(&step).is_none(),
+            "the devices layout's first bytes are 0"
+        );
+        let mut count = bytes.clone();
+        count[LAYOUT_AT + 1] = 2;
+        assert!(
+            Hot::decode(&count).is_none(),
+            "one position fewer than said"
+        );
+        // One device: 8 bytes of position; 10 backup codes: 2 bytes of
+        // bits, the top 6 bits of the second are past the end.
         let mut past_end = bytes;
-        past_end[32] |= 0x80;
+        past_end[LAYOUT_AT + 2 + 8 + 2 + 1] |= 0x80;
         assert!(Hot::decode(&past_end).is_none());
+    }
+
+    fn two_devices() -> UserRecord {
+        let mut r = totp_record();
+        let other = crate::otp::Secret::from_bytes(vec![7; 20]).unwrap();
+        r.devices.push(crate::record::Device::hotp(
+            crate::record::DeviceName::parse("key").unwrap(),
+            other,
+            crate::otp::Algorithm::SHA1,
+            6,
+            5,
+        ));
+        r.new_backup_codes(3, 8).unwrap();
+        r
+    }
+
+    #[test]
+    fn each_device_keeps_its_own_position_in_the_overlay() {
+        let base = two_devices();
+        let mut now = base.clone();
+        let answer = Answer::parse(&crate::testing::code_at(NOW)).unwrap();
+        let (verdict, device) = now.verify_device(&answer, NOW, POLICY).unwrap();
+        assert!(matches!(verdict, Verdict::Accepted(_)));
+        assert_eq!(device.unwrap().as_str(), "app");
+        now.devices[1].set_position(9);
+        let hot = Hot::between(&base, &now).expect("login state only");
+        let bytes = hot.encode();
+        assert_eq!(bytes[LAYOUT_AT], DEVICES_LAYOUT);
+        let back = Hot::decode(&bytes).unwrap();
+        assert_eq!(back, hot);
+        let applied = back.apply(&base).unwrap();
+        assert_eq!(applied, now);
+        assert_eq!(applied.devices[0].last_step, NOW / 30);
+        assert_eq!(applied.devices[1].hotp.as_ref().unwrap().counter, 9);
+        // Another number of devices is another base: damage, refused.
+        let mut one = base.clone();
+        one.devices.pop();
+        assert!(back.apply(&one).is_none());
+        // Adding or renaming a device is a rewrite, not an overlay.
+        let mut renamed = base.clone();
+        renamed.devices[1].name = crate::record::DeviceName::parse("spare").unwrap();
+        assert!(Hot::between(&base, &renamed).is_none());
+    }
+
+    /// A payload of the first layout, as a build before devices wrote it:
+    /// last_step, failures, locked_until, the HOTP flag and counter, then
+    /// the four lists.
+    fn first_layout(last_step: u64, failures: u32, hotp: Option<u64>, lists: &[u16]) -> Vec<u8> {
+        let mut out = Vec::new();
+        out.extend_from_slice(&last_step.to_le_bytes());
+        out.extend_from_slice(&failures.to_le_bytes());
+        out.extend_from_slice(&0u64.to_le_bytes());
+        out.push(u8::from(hotp.is_some()));
+        out.extend_from_slice(&hotp.unwrap_or(0).to_le_bytes());
+        for &len in lists {
+            out.extend_from_slice(&len.to_le_bytes());
+            let mut bits = vec![0xffu8; usize::from(len).div_ceil(8)];
+            if len % 8 != 0 {
+                *bits.last_mut().unwrap() = (1u8 << (len % 8)) - 1;
+            }
+            out.extend_from_slice(&bits);
+        }
+        out
+    }
+
+    #[test]
+    fn a_payload_of_the_first_layout_still_decodes_onto_its_one_device() {
+        let (base, _) = enrolled();
+        let old = first_layout(NOW / 30, 2, None, &[10, 0, 0, 1]);
+        let hot = Hot::decode(&old).expect("the first layout decodes");
+        let applied = hot.apply(&base).unwrap();
+        assert_eq!(applied.devices[0].last_step, NOW / 30);
+        assert_eq!(applied.state.failures, 2);
+        assert_eq!(applied.backup.codes, base.backup.codes);
+        // It is written back in the devices layout.
+        let again = Hot::between(&base, &applied).unwrap();
+        assert_eq!(again.encode()[LAYOUT_AT], DEVICES_LAYOUT);
+        // An HOTP app's counter.
+        let hotp =
+            UserRecord::new_hotp(crate::testing::secret(), crate::otp::Algorithm::SHA1, 6, 0);
+        let old = first_layout(0, 0, Some(42), &[0, 0, 0, 0]);
+        let applied = Hot::decode(&old).unwrap().apply(&hotp).unwrap();
+        assert_eq!(applied.devices[0].hotp.as_ref().unwrap().counter, 42);
+        // It fits one device only, of its kind.
+        assert!(Hot::decode(&old).unwrap().apply(&base).is_none());
+        let two = two_devices();
+        let old = first_layout(5, 0, None, &[3, 0, 0, 0]);
+        assert!(Hot::decode(&old).unwrap().apply(&two).is_none());
     }
 
     #[test]

@@ -11,24 +11,25 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Method, UserRecord};
+use super::{DeviceName, Method, UserRecord};
 use crate::otp::Algorithm;
 
 /// A record as a login may see it; see the module documentation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct View {
-    /// The app the user has (TOTP or HOTP), with the digits of its codes.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub app: Option<App>,
-    /// The record without secrets: no `totp`/`hotp`, blank hashes.
+    /// The user's devices (TOTP or HOTP), in order, without secrets.
+    #[serde(default, rename = "device", skip_serializing_if = "Vec::is_empty")]
+    pub devices: Vec<App>,
+    /// The record without secrets: no devices, blank hashes.
     pub record: UserRecord,
 }
 
-/// The user's authenticator app, without its secret.
+/// One of the user's authenticators, without its secret.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct App {
+    pub name: DeviceName,
     pub method: AppMethod,
     pub algorithm: Algorithm,
     pub digits: u8,
@@ -70,26 +71,31 @@ impl From<AppMethod> for Method {
 impl View {
     /// The view of `record`: its secret taken out, its hashes blanked.
     pub fn of(record: &UserRecord) -> View {
-        let app = match (&record.totp, &record.hotp) {
-            (Some(t), _) => Some(App {
-                method: AppMethod::Totp,
-                algorithm: t.algorithm,
-                digits: t.digits,
-                period: Some(t.period),
-                counter: None,
-            }),
-            (None, Some(h)) => Some(App {
-                method: AppMethod::Hotp,
-                algorithm: h.algorithm,
-                digits: h.digits,
-                period: None,
-                counter: Some(h.counter),
-            }),
-            (None, None) => None,
-        };
+        let devices = record
+            .devices
+            .iter()
+            .filter_map(|d| match (&d.totp, &d.hotp) {
+                (Some(t), _) => Some(App {
+                    name: d.name,
+                    method: AppMethod::Totp,
+                    algorithm: t.algorithm,
+                    digits: t.digits,
+                    period: Some(t.period),
+                    counter: None,
+                }),
+                (None, Some(h)) => Some(App {
+                    name: d.name,
+                    method: AppMethod::Hotp,
+                    algorithm: h.algorithm,
+                    digits: h.digits,
+                    period: None,
+                    counter: Some(h.counter),
+                }),
+                (None, None) => None,
+            })
+            .collect();
         let mut seen = record.clone();
-        seen.totp = None;
-        seen.hotp = None;
+        seen.devices.clear();
         seen.serial = None;
         for code in &mut seen.backup.codes {
             *code = String::new();
@@ -97,12 +103,20 @@ impl View {
         for sent in &mut seen.sent_codes {
             sent.code = String::new();
         }
-        View { app, record: seen }
+        View {
+            devices,
+            record: seen,
+        }
     }
 
     /// True when the user has an authenticator app.
     pub fn has_app(&self) -> bool {
-        self.app.is_some()
+        !self.devices.is_empty()
+    }
+
+    /// The first device (the one app of most users).
+    pub fn app(&self) -> Option<&App> {
+        self.devices.first()
     }
 
     /// Backup codes left.
@@ -114,7 +128,12 @@ impl View {
     /// `totp` or `hotp`, `email`, `sms`, `backup` (codes left).
     pub fn methods(&self) -> Vec<&'static str> {
         let r = &self.record;
-        let mut methods: Vec<&'static str> = self.app.iter().map(|a| a.method.as_str()).collect();
+        let mut methods: Vec<&'static str> = Vec::new();
+        for d in &self.devices {
+            if !methods.contains(&d.method.as_str()) {
+                methods.push(d.method.as_str());
+            }
+        }
         if r.email.is_some() {
             methods.push("email");
         }
@@ -147,7 +166,7 @@ mod tests {
         let (record, codes) = record_with_backup();
         let view = View::of(&record);
         let text = toml::to_string(&view).unwrap();
-        let secret = record.totp.as_ref().unwrap().secret.to_base32();
+        let secret = record.totp().unwrap().secret.to_base32();
         assert!(!text.contains(secret.as_str()), "{text}");
         for hash in &record.backup.codes {
             assert!(!text.contains(hash.as_str()));
@@ -156,7 +175,8 @@ mod tests {
             assert!(!text.contains(code.as_str()));
         }
         assert_eq!(view.backup_codes_left(), codes.len());
-        assert_eq!(view.app.map(|a| a.method), Some(AppMethod::Totp));
+        assert_eq!(view.app().map(|a| a.method), Some(AppMethod::Totp));
+        assert_eq!(view.devices[0].name.as_str(), "app");
     }
 
     #[test]

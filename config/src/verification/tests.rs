@@ -429,7 +429,10 @@ fn a_method_not_allowed_is_not_tried_and_keeps_its_codes() {
         v.check(&[&next], NOW + 30, BackupUse::Consume).unwrap(),
         Checked::Refused { .. }
     ));
-    assert!(store.snapshot().unwrap().totp.is_some(), "the app is kept");
+    assert!(
+        store.snapshot().unwrap().totp().is_some(),
+        "the app is kept"
+    );
     assert!(matches!(
         v.check(&[sent.as_bytes()], NOW + 30, BackupUse::Consume)
             .unwrap(),

@@ -276,9 +276,13 @@ impl<'a> Ask<'a> {
         match checked {
             Checked::Accepted {
                 method,
+                device,
                 backups_left,
                 candidate,
-            } => Some(self.accepted(login, method, backups_left, &candidates[candidate], now)),
+            } => {
+                login.device = device;
+                Some(self.accepted(login, method, backups_left, &candidates[candidate], now))
+            }
             Checked::Refused {
                 why,
                 tried,
@@ -463,7 +467,7 @@ fn said_yes(login: &mut Login<'_>, question: &str) -> bool {
 /// longer code matches).
 fn code_lengths(view: &View, config: &SystemConfig) -> Vec<usize> {
     let mut v = Vec::new();
-    if let Some(app) = &view.app {
+    for app in &view.devices {
         v.push(usize::from(app.digits));
     }
     v.push(usize::from(config.backup_code_digits));

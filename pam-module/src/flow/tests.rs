@@ -331,7 +331,7 @@ fn current_totp_code_is_accepted_and_logged_without_the_code() {
         assert!(line.contains(want), "{want} missing in {line}");
     }
     assert!(!line.contains(std::str::from_utf8(&code).unwrap()));
-    assert_eq!(s.record().state.last_step, NOW / 30);
+    assert_eq!(s.record().devices[0].last_step, NOW / 30);
 }
 
 #[test]
@@ -754,7 +754,7 @@ fn an_answer_after_prompt_timeout_is_refused_and_not_burned() {
     assert!(log[0].contains("prompt_timeout"), "{log:?}");
     let limit = 60;
     assert_eq!(s.last_reason(), Reason::AnsweredLate { waited: 61, limit });
-    assert_eq!(s.record().state.last_step, 0, "code not used up");
+    assert_eq!(s.record().devices[0].last_step, 0, "code not used up");
 }
 
 #[test]

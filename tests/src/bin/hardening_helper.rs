@@ -70,8 +70,8 @@ fn update_loop(path: &Path) -> ExitCode {
                     message: "the user file vanished".into(),
                 });
             };
-            let next = record.state.last_step + 1;
-            record.state.last_step = next;
+            let next = record.devices[0].last_step + 1;
+            record.devices[0].last_step = next;
             record.state.failures = (next % 7) as u32;
             // A few KiB per version, all stamped with the version, so a
             // torn or mixed file could not pass as a whole one.
