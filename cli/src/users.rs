@@ -78,7 +78,7 @@ pub fn run(config: &SystemConfig, json: bool, now: u64) -> Result<()> {
 }
 
 /// `name`'s record without secrets, from where logins read it.
-fn view_of(config: &SystemConfig, name: &str) -> otpgate_config::Result<Option<View>> {
+pub(crate) fn view_of(config: &SystemConfig, name: &str) -> otpgate_config::Result<Option<View>> {
     match config.store.kind {
         StoreKind::Daemon => Daemon::new(config, name).view(),
         StoreKind::Files => {

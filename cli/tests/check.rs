@@ -7,6 +7,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 
 use common::*;
+use otpgate_test_support::{need, require};
 
 const COMMON_AUTH: &str = "\
 # as Debian ships it
@@ -876,4 +877,68 @@ fn key_then_code_with_trusted_ssh_keys_says_which_keys_skip_the_code() {
     let r = s.check(&[]);
     assert_ne!(r.code, 0, "{r}");
     has(&r, "`sk-ssh-ed25519` is neither a key type");
+}
+
+/// `check --user --service` says what the user's enrollment offers on
+/// that login: every device's codes, backup codes left, sent codes, each
+/// marked when this login does not allow it.
+#[test]
+fn check_with_user_and_service_lists_the_devices_and_what_this_login_allows() {
+    need!(require(
+        otpgate_test_support::is_root(),
+        "central user files are root's"
+    ));
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        "user_file = \"{}/%u.toml\"\n{OVERRIDES}",
+        dir.path().display()
+    );
+    let s = Setup::new(GOOD_SSHD, GOOD_SSHD_CONFIG, &config);
+    let cli = |args: &[&str]| {
+        let mut all = vec!["--config", s.config.to_str().unwrap(), "--user", "root"];
+        all.extend_from_slice(args);
+        let r = run(BIN, &all, "");
+        r.ok();
+    };
+    cli(&[
+        "enroll",
+        "--secret",
+        SECRET,
+        "--no-confirm",
+        "--no-qr",
+        "--json",
+    ]);
+    cli(&[
+        "devices",
+        "add",
+        "spare",
+        "--hotp",
+        "--secret",
+        SECRET,
+        "--no-confirm",
+        "--no-qr",
+        "--force",
+    ]);
+    cli(&["enroll", "sms", "+441632960961", "--no-confirm", "--force"]);
+
+    let r = s.check(&["--user", "root", "--service", "sshd"]);
+    r.ok();
+    has(&r, "root can answer with:");
+    has(&r, "totp codes from device app\n");
+    has(&r, "hotp codes from device spare\n");
+    has(&r, "backup codes (10 left)\n");
+    // root's group entry allows only app and backup on sshd.
+    has(&r, "codes sent by sms — not on this login");
+    let r = s.check(&["--user", "root", "--service", "sudo"]);
+    has(&r, "codes sent by sms\n");
+
+    let j = s
+        .check(&["--json", "--user", "root", "--service", "sshd"])
+        .json();
+    let answers = j["answers"].as_array().unwrap();
+    assert_eq!(answers.len(), 4, "{j}");
+    assert_eq!(answers[1]["device"], "spare");
+    assert_eq!(answers[1]["method"], "hotp");
+    assert_eq!(answers[3]["method"], "sms");
+    assert_eq!(answers[3]["allowed"], false);
 }

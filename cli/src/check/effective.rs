@@ -5,6 +5,9 @@
 
 use std::path::Path;
 
+use otpgate_config::channel::Kind;
+use otpgate_config::record::View;
+use otpgate_config::system::Factor;
 use otpgate_config::system::{Override, Require, Requirement, Resolved, Setting, Source};
 use otpgate_config::{Account, SystemConfig};
 use serde::Serialize;
@@ -40,6 +43,22 @@ struct EffectiveJson {
     /// `exempt`, `required`, `if-enrolled`.
     requirement: &'static str,
     settings: Vec<SettingJson>,
+    /// What the user's enrollment offers on this login; null: not enrolled.
+    answers: Option<Vec<AnswerJson>>,
+}
+
+/// One way the user could answer, and whether this login allows it.
+#[derive(Debug, Serialize)]
+struct AnswerJson {
+    /// `totp`, `hotp`, `backup`, `email`, `sms`.
+    method: &'static str,
+    /// The device, for an app code.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    device: Option<String>,
+    /// Backup codes left.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    left: Option<usize>,
+    allowed: bool,
 }
 
 /// Prints the effective policy for `user` on `service`.
@@ -84,6 +103,13 @@ pub fn run(
             }
         })
         .collect();
+    let answers = match crate::users::view_of(&base, &account.name) {
+        Ok(view) => view.map(|v| answers(&resolved.config, &v)),
+        Err(e) => {
+            eprintln!("otpgate: {}'s enrollment cannot be read: {e}", account.name);
+            None
+        }
+    };
     if json {
         return output::print_json(&EffectiveJson {
             config: config_path.display().to_string(),
@@ -93,6 +119,7 @@ pub fn run(
             uncertain: resolved.uncertain.clone(),
             requirement,
             settings,
+            answers,
         });
     }
     print_text(
@@ -104,7 +131,64 @@ pub fn run(
         requirement,
         &settings,
     );
+    print_answers(&account.name, answers.as_deref());
     Ok(())
+}
+
+/// What `view` offers, each with whether `config` (resolved for this
+/// login) allows it: every device's codes, backup codes, sent codes.
+fn answers(config: &SystemConfig, view: &View) -> Vec<AnswerJson> {
+    let mut out: Vec<AnswerJson> = view
+        .devices
+        .iter()
+        .map(|d| AnswerJson {
+            method: d.method.as_str(),
+            device: Some(d.name.as_str().to_string()),
+            left: None,
+            allowed: config.allows(Factor::App),
+        })
+        .collect();
+    let left = view.backup_codes_left();
+    if left > 0 {
+        out.push(AnswerJson {
+            method: "backup",
+            device: None,
+            left: Some(left),
+            allowed: config.allows(Factor::Backup),
+        });
+    }
+    for kind in [Kind::Email, Kind::Sms] {
+        if view.record.destination(kind).is_some() {
+            out.push(AnswerJson {
+                method: kind.as_str(),
+                device: None,
+                left: None,
+                allowed: config.allows(kind) && config.channels.get(kind).is_some(),
+            });
+        }
+    }
+    out
+}
+
+fn print_answers(user: &str, answers: Option<&[AnswerJson]>) {
+    let Some(answers) = answers else {
+        println!("  {user} has no enrollment");
+        return;
+    };
+    println!("  {user} can answer with:");
+    for a in answers {
+        let what = match (&a.device, a.left) {
+            (Some(device), _) => format!("{} codes from device {device}", a.method),
+            (None, Some(left)) => format!("backup codes ({left} left)"),
+            (None, None) => format!("codes sent by {}", a.method),
+        };
+        let allowed = if a.allowed {
+            ""
+        } else {
+            " — not on this login (methods, or the channel is off)"
+        };
+        println!("    {what}{allowed}");
+    }
 }
 
 fn entry_name(index: usize) -> String {
