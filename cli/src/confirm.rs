@@ -74,7 +74,7 @@ impl Context {
         let answer = Answer::parse(line.as_bytes());
         let check = self.check_code(answer.as_ref(), true)?;
         match check {
-            Check::Accepted(method) => Ok(Some(method)),
+            Check::Accepted(method, _) => Ok(Some(method)),
             Check::NotEnrolled => Err(self.not_enrolled()),
             Check::LockedOut(until) => Err(CliError::LockedOut { until, now: false }),
             Check::LockedNow(until) => Err(CliError::LockedOut { until, now: true }),

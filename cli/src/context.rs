@@ -5,7 +5,7 @@ use std::path::Path;
 
 use std::sync::Arc;
 
-use otpgate_config::record::View;
+use otpgate_config::record::{DeviceName, View};
 use otpgate_config::remote::Daemon;
 use otpgate_config::service::{self, Local, Service};
 use otpgate_config::system::{ConfigOwner, DEFAULT_PATH, SELF_SERVICE, StoreKind};
@@ -32,7 +32,8 @@ pub struct Context {
 /// The outcome of checking one code against the stored enrollment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Check {
-    Accepted(Method),
+    /// Accepted: by which method, and for an app code which device.
+    Accepted(Method, Option<DeviceName>),
     Wrong,
     Replayed,
     /// This wrong code locked the account until then.
@@ -178,7 +179,7 @@ impl Context {
         };
         let checked = self.service().check(check, self.now)?;
         Ok(match checked {
-            Checked::Accepted { method, .. } => Check::Accepted(method),
+            Checked::Accepted { method, device, .. } => Check::Accepted(method, device),
             Checked::Refused {
                 locked_until: Some(until),
                 ..

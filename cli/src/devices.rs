@@ -42,8 +42,8 @@ impl<'a> DeviceJson<'a> {
         }
     }
 
-    /// `phone  TOTP, SHA1, 6 digits, 30 s`.
-    pub fn line(&self) -> String {
+    /// `phone  TOTP, SHA1, 6 digits, 30 s`, the name padded to `width`.
+    fn line(&self, width: usize) -> String {
         let detail = match (self.period, self.counter) {
             (Some(p), _) => format!("TOTP, {}, {} digits, {p} s", self.algorithm, self.digits),
             (None, c) => format!(
@@ -53,8 +53,14 @@ impl<'a> DeviceJson<'a> {
                 c.unwrap_or_default()
             ),
         };
-        format!("{}  {detail}", self.name)
+        format!("{:<width$}  {detail}", self.name)
     }
+}
+
+/// One line per device, the details in one column.
+pub fn lines(devices: &[DeviceJson<'_>]) -> Vec<String> {
+    let width = devices.iter().map(|d| d.name.len()).max().unwrap_or(0);
+    devices.iter().map(|d| d.line(width)).collect()
 }
 
 pub fn run(ctx: &mut Context, command: &DevicesCommand) -> Result<()> {
@@ -83,8 +89,8 @@ fn list(ctx: &Context) -> Result<()> {
     if devices.is_empty() {
         println!("{} has no device (no authenticator app).", ctx.account.name);
     }
-    for d in &devices {
-        println!("{}", d.line());
+    for line in lines(&devices) {
+        println!("{line}");
     }
     Ok(())
 }

@@ -6,7 +6,7 @@ use std::io::Write;
 use otpgate_config::change::{Change, Changed};
 use otpgate_config::channel::Kind;
 use otpgate_config::otp::Algorithm;
-use otpgate_config::record::View;
+use otpgate_config::record::{DeviceName, View};
 use otpgate_config::system::Requirement;
 use otpgate_config::{Error, Method, UserRecord};
 use serde::Serialize;
@@ -245,8 +245,8 @@ fn print_enrolled(ctx: &Context, requirement: &str, e: &Enrolled<'_>) {
     }
     if !e.devices.is_empty() {
         println!("devices:");
-        for d in &e.devices {
-            println!("    {}", d.line());
+        for line in crate::devices::lines(&e.devices) {
+            println!("    {line}");
         }
     }
     let configured = |kind: Kind| {
@@ -324,9 +324,12 @@ fn requirement_text(r: &str) -> &'static str {
 }
 
 #[derive(Serialize)]
-struct VerifyJson {
+struct VerifyJson<'a> {
     valid: bool,
     method: &'static str,
+    /// The device whose code it was (app codes only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    device: Option<&'a str>,
     consumed: bool,
     backup_codes_left: usize,
 }
@@ -337,8 +340,8 @@ pub fn verify(ctx: &mut Context, args: &VerifyArgs) -> Result<()> {
         return Err(CliError::LockedOut { until, now: false });
     }
     let answer = ctx.input.code(otpgate_config::texts::PROMPT)?;
-    let method = match ctx.check_code(answer.as_ref(), args.consume)? {
-        Check::Accepted(method) => method,
+    let (method, device) = match ctx.check_code(answer.as_ref(), args.consume)? {
+        Check::Accepted(method, device) => (method, device),
         Check::Wrong => return Err(CliError::CodeRefused("wrong code".into())),
         Check::Replayed => {
             return Err(CliError::CodeRefused(
@@ -355,13 +358,17 @@ pub fn verify(ctx: &mut Context, args: &VerifyArgs) -> Result<()> {
         return output::print_json(&VerifyJson {
             valid: true,
             method: method.as_str(),
+            device: device.as_ref().map(DeviceName::as_str),
             consumed,
             backup_codes_left: left,
         });
     }
+    let of_device = device
+        .map(|d| format!(" of device {}", d.as_str()))
+        .unwrap_or_default();
     match method {
-        Method::Totp => println!("OK: the TOTP code is right."),
-        Method::Hotp => println!("OK: the HOTP code is right."),
+        Method::Totp => println!("OK: the TOTP code{of_device} is right."),
+        Method::Hotp => println!("OK: the HOTP code{of_device} is right."),
         Method::Backup if consumed => {
             println!("OK: backup code used; {left} left.");
         }

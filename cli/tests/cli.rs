@@ -755,8 +755,12 @@ fn devices_are_listed_added_renamed_and_removed_and_each_code_works_once() {
     // A code of each device works once; the same step on the other device
     // is not a replay.
     let (mine, theirs) = (code(SECRET, 0), code(OTHER, 0));
-    env.user(&["verify"], &format!("{theirs}\n")).ok();
-    env.user(&["verify"], &format!("{mine}\n")).ok();
+    let r = env.user(&["verify", "--json"], &format!("{theirs}\n"));
+    r.ok();
+    assert_eq!(r.json()["device"], "phone", "verify names the device");
+    let r = env.user(&["verify"], &format!("{mine}\n"));
+    r.ok();
+    assert!(r.stdout.contains("TOTP code of device app is right"), "{r}");
     env.user(&["verify"], &format!("{theirs}\n"))
         .fails(3, "already used");
     env.user(&["verify"], &format!("{mine}\n"))
