@@ -16,6 +16,8 @@
 //! an argument list is visible to every local user, so the code only ever
 //! travels on the command's standard input.
 
+use std::ops::RangeInclusive;
+
 use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
@@ -217,7 +219,7 @@ impl Channels {
             source,
             "channels.verification_time",
             self.verification_time,
-            30..=3600,
+            VERIFICATION_TIME,
         )?;
         for s in self.enabled() {
             let key = |k: &str| format!("channels.{}.{k}", s.kind.as_str());
@@ -226,8 +228,8 @@ impl Channels {
                 key: key(k),
                 message: m,
             })?;
-            for (k, value, lo, hi) in settings_ranges(&s) {
-                Error::check_range(source, &key(k), value, lo..=hi)?;
+            for (k, value, range) in settings_ranges(&s) {
+                Error::check_range(source, &key(k), value, range)?;
             }
         }
         Ok(())
@@ -235,14 +237,19 @@ impl Channels {
 }
 
 /// The numeric settings of a channel with their accepted ranges.
-fn settings_ranges(s: &Settings<'_>) -> [(&'static str, u64, u64, u64); 4] {
+fn settings_ranges(s: &Settings<'_>) -> [(&'static str, u64, RangeInclusive<u64>); 4] {
     [
-        ("code_digits", s.code_digits.into(), 6, 8),
-        ("code_lifetime", s.code_lifetime.into(), 1, 60),
-        ("timeout", s.timeout, 1, 120),
-        ("max_sends_per_hour", s.max_sends_per_hour.into(), 1, 60),
+        ("code_digits", s.code_digits.into(), 6..=8),
+        ("code_lifetime", s.code_lifetime.into(), CODE_LIFETIME),
+        ("timeout", s.timeout, 1..=120),
+        ("max_sends_per_hour", s.max_sends_per_hour.into(), 1..=60),
     ]
 }
+
+/// The accepted minutes of `code_lifetime` (a channel's, an override's).
+pub(crate) const CODE_LIFETIME: RangeInclusive<u64> = 1..=60;
+/// The accepted seconds of `verification_time` (the base key, an override's).
+pub(crate) const VERIFICATION_TIME: RangeInclusive<u64> = 30..=3600;
 
 fn validate_settings(s: &Settings<'_>) -> Result<(), (&'static str, String)> {
     let Some(program) = s.command.first() else {

@@ -4,6 +4,7 @@
 //! The file is optional: without it every default below holds. Unknown keys
 //! are errors, never ignored: a typo in a security setting must not pass.
 
+use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -18,6 +19,12 @@ use crate::secure_open::{self, Location, Rules};
 use crate::store::registry::Registry;
 
 mod overrides;
+
+/// The accepted values of the keys a `[[policy.override]]` entry may set
+/// too: one range for the base key and the entry's.
+pub(crate) const MAX_ATTEMPTS: RangeInclusive<u64> = 1..=10;
+pub(crate) const LOCKOUT_MINUTES: RangeInclusive<u64> = 1..=7 * 24 * 60;
+pub(crate) const REMEMBER_DAYS: RangeInclusive<u64> = 0..=365;
 
 pub use overrides::{Factor, Override, Resolved, SELF_SERVICE, Setting, Source};
 
@@ -437,22 +444,21 @@ impl SystemConfig {
         })?;
         crate::ssh_auth::validate_rules(&self.policy.trusted_ssh_keys)
             .map_err(|m| invalid("policy.trusted_ssh_keys", &m))?;
-        let ranges: [(&str, u64, u64, u64); 7] = [
-            ("max_attempts", self.max_attempts.into(), 1, 10),
+        let ranges: [(&str, u64, RangeInclusive<u64>); 7] = [
+            ("max_attempts", self.max_attempts.into(), MAX_ATTEMPTS),
             (
                 "lockout_minutes",
                 self.lockout_minutes.into(),
-                1,
-                7 * 24 * 60,
+                LOCKOUT_MINUTES,
             ),
-            ("prompt_timeout", self.prompt_timeout, 1, 3600),
-            ("totp_window", self.totp_window.into(), 0, 10),
-            ("hotp_lookahead", self.hotp_lookahead.into(), 0, 1000),
-            ("remember_days", self.remember_days.into(), 0, 365),
-            ("backup_codes", self.backup_codes.into(), 0, 100),
+            ("prompt_timeout", self.prompt_timeout, 1..=3600),
+            ("totp_window", self.totp_window.into(), 0..=10),
+            ("hotp_lookahead", self.hotp_lookahead.into(), 0..=1000),
+            ("remember_days", self.remember_days.into(), REMEMBER_DAYS),
+            ("backup_codes", self.backup_codes.into(), 0..=100),
         ];
-        for (key, value, lo, hi) in ranges {
-            Error::check_range(source, key, value, lo..=hi)?;
+        for (key, value, range) in ranges {
+            Error::check_range(source, key, value, range)?;
         }
         Error::check_range(
             source,

@@ -34,10 +34,12 @@
 //!   it does not (fail closed, as [`SystemConfig::requirement`] does).
 #![forbid(unsafe_code)]
 
+use std::ops::RangeInclusive;
+
 use serde::{Deserialize, Serialize};
 
 use crate::account::Account;
-use crate::channel::Kind;
+use crate::channel::{self, Kind};
 use crate::error::{Error, Result};
 use crate::record::Method;
 
@@ -429,21 +431,37 @@ impl Override {
                 return Err(invalid(k, format!("`{bad}` is not a name")));
             }
         }
-        let ranges: [(&str, Option<u64>, u64, u64); 5] = [
-            ("remember_days", self.remember_days.map(u64::from), 0, 365),
-            ("max_attempts", self.max_attempts.map(u64::from), 1, 10),
+        // The base keys' ranges: an entry may not set what the base may not.
+        let ranges: [(&str, Option<u64>, RangeInclusive<u64>); 5] = [
+            (
+                "remember_days",
+                self.remember_days.map(u64::from),
+                super::REMEMBER_DAYS,
+            ),
+            (
+                "max_attempts",
+                self.max_attempts.map(u64::from),
+                super::MAX_ATTEMPTS,
+            ),
             (
                 "lockout_minutes",
                 self.lockout_minutes.map(u64::from),
-                1,
-                7 * 24 * 60,
+                super::LOCKOUT_MINUTES,
             ),
-            ("code_lifetime", self.code_lifetime.map(u64::from), 1, 60),
-            ("verification_time", self.verification_time, 30, 3600),
+            (
+                "code_lifetime",
+                self.code_lifetime.map(u64::from),
+                channel::CODE_LIFETIME,
+            ),
+            (
+                "verification_time",
+                self.verification_time,
+                channel::VERIFICATION_TIME,
+            ),
         ];
-        for (k, value, lo, hi) in ranges {
+        for (k, value, range) in ranges {
             if let Some(value) = value {
-                Error::check_range(source, &key(k), value, lo..=hi)?;
+                Error::check_range(source, &key(k), value, range)?;
             }
         }
         if self.methods.as_ref().is_some_and(Vec::is_empty) {
