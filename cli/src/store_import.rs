@@ -139,17 +139,10 @@ pub(crate) fn every_user(config: &SystemConfig) -> Vec<String> {
     users
 }
 
-/// The names in `dir` whose file names end with `suffix`, without it.
+/// The names in `dir` whose file names end with `suffix`, without it;
+/// none when it cannot be read.
 fn names_in(dir: &Path, suffix: &str) -> Vec<String> {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    entries
-        .filter_map(|e| e.ok()?.file_name().into_string().ok())
-        .filter(|n| !n.starts_with('.'))
-        .filter_map(|n| n.strip_suffix(suffix).map(str::to_string))
-        .filter(|n| !n.is_empty())
-        .collect()
+    otpgate_config::store::names_in(dir, suffix).unwrap_or_default()
 }
 
 /// `/var/lib/otpgate/%u.toml` → (`/var/lib/otpgate`, `.toml`); `None` for

@@ -133,6 +133,18 @@ impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
     }
 }
 
+/// The users with a record file in `dir`: the names of its files that
+/// end with `suffix`, without it, in no order. Dot files (an unfinished
+/// write's temp file) are left out.
+pub fn names_in(dir: &Path, suffix: &str) -> std::io::Result<Vec<String>> {
+    Ok(std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| !n.starts_with('.'))
+        .filter_map(|n| n.strip_suffix(suffix).map(str::to_string))
+        .filter(|n| !n.is_empty())
+        .collect())
+}
+
 /// Opens the store the system config names for `account`: the user file.
 /// With `store.kind = "daemon"` the records are `otpgated`'s and no
 /// process but the daemon opens them; a login asks it through

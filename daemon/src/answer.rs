@@ -125,17 +125,11 @@ fn list_users(ctx: &Context, peer: &Peer, request: &Request) -> Result<Reply, Er
 /// The first `limit` users, by name, after `after`, with a record file in
 /// `dir` (`NAME.toml`; its `.state` and `.lock` are not records).
 fn record_files_after(dir: &Path, after: &str, limit: usize) -> Result<Vec<String>, Error> {
-    let entries = std::fs::read_dir(dir).map_err(|e| Error::Setup {
+    let mut names = otpgate_config::store::names_in(dir, ".toml").map_err(|e| Error::Setup {
         path: dir.to_path_buf(),
         why: e.to_string(),
     })?;
-    let mut names: Vec<String> = entries
-        .filter_map(|e| {
-            let name = e.ok()?.file_name().into_string().ok()?;
-            Some(name.strip_suffix(".toml")?.to_string())
-        })
-        .filter(|name| !name.starts_with('.') && name.as_str() > after)
-        .collect();
+    names.retain(|name| name.as_str() > after);
     names.sort();
     names.truncate(limit);
     Ok(names)
