@@ -382,15 +382,10 @@ fn run(login: &mut Login<'_>, args: &Args, env: &Env<'_>) -> Result<Code, Code> 
     #[cfg(not(debug_assertions))]
     let hook = || {};
     let service = open_service(login, env, &config, &account, &hook)?;
-    let mut view = read_view(login, args, service.as_ref(), requirement)?;
-    if config.remember_days == 0 {
-        // Step 6: a login whose `remember_days` is 0 honours no
-        // remembered host (a `sudo` override, say).
-        view.record.trusted_hosts.clear();
-    }
+    let view = read_view(login, args, service.as_ref(), requirement)?;
     // With forward_pass, wrong answers count against their source only.
     let source = args.forward_pass.then(|| source_key(login.remote()));
-    skip_for_record(login, args, &view.record, source.as_deref(), now)?;
+    skip_for_record(login, args, &config, &view.record, source.as_deref(), now)?;
     skip_for_ssh_key(login, &config)?;
     let menu = menu(args, &config, &view.record);
     usable(login, args, &config, &view, &menu)?;
@@ -574,6 +569,7 @@ fn read_view(
 fn skip_for_record(
     login: &mut Login<'_>,
     args: &Args,
+    config: &SystemConfig,
     record: &UserRecord,
     source: Option<&str>,
     now: u64,
@@ -604,8 +600,11 @@ fn skip_for_record(
         login.error(&text);
         return Err(login.decide(Code::MaxTries, None, reason));
     }
+    // A login whose `remember_days` is 0 (a `sudo` override, say) honours
+    // no remembered host, not even one trusted before.
     let key = login.ssh_key.fingerprint();
-    if let Some(rhost) = login.remote()
+    if config.remember_days > 0
+        && let Some(rhost) = login.remote()
         && record.is_trusted_host(rhost, login.service_name(), key, now)
     {
         return Err(login.decide(
